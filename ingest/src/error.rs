@@ -1,0 +1,105 @@
+//! Why a request was not accepted, and how each reason is answered.
+//!
+//! Every variant maps to one [`ErrorCode`] (and so one gRPC and one HTTP
+//! status, through the table in `observatory-schemas`) and to a bounded
+//! metric label; its message says exactly what was wrong, because that text
+//! reaches the client that has to fix it.
+
+use crate::split::SplitError;
+use observatory_schemas::error_code::ErrorCode;
+use observatory_schemas::tenant::TenantError;
+use thiserror::Error;
+
+/// A refused request.
+#[derive(Debug, Error)]
+pub enum IngestError {
+    /// The body is not a valid protobuf message of the signal.
+    #[error("malformed protobuf: {0}")]
+    MalformedProtobuf(#[from] prost::DecodeError),
+    /// The body is not valid OTLP/JSON.
+    #[error("malformed OTLP/JSON: {0}")]
+    MalformedJson(String),
+    /// A span's id is invalid.
+    #[error("invalid span: {0}")]
+    InvalidSpan(#[from] SplitError),
+    /// The body could not be decompressed.
+    #[error("invalid {encoding} body: {detail}")]
+    BadCompression {
+        /// The content encoding.
+        encoding: &'static str,
+        /// What the decompressor said.
+        detail: String,
+    },
+    /// The body, before or after decompression, is larger than allowed.
+    #[error("request body is larger than {limit} bytes{after} (COLLECTOR_MAX_REQUEST_BYTES)")]
+    TooLarge {
+        /// The limit.
+        limit: usize,
+        /// " after decompression", or "".
+        after: &'static str,
+    },
+    /// Neither protobuf nor JSON.
+    #[error("unsupported content type {0:?}: send application/x-protobuf or application/json")]
+    UnsupportedContentType(String),
+    /// A content encoding we do not decode.
+    #[error("unsupported content encoding {0:?}: send gzip, deflate, zstd or identity")]
+    UnsupportedEncoding(String),
+    /// The tenant header holds an invalid name.
+    #[error("invalid X-Scope-OrgID: {0}")]
+    InvalidTenant(#[from] TenantError),
+    /// API keys are required and none valid was given.
+    #[error("missing or unknown API key: send it as 'Authorization: Bearer <key>' or 'X-API-Key'")]
+    Unauthenticated,
+    /// Too much data is waiting for Kafka already.
+    #[error("the collector is at its in-flight limit of {limit} bytes; retry later")]
+    Overloaded {
+        /// The limit, COLLECTOR_MAX_INFLIGHT_BYTES.
+        limit: usize,
+    },
+    /// Kafka did not acknowledge every message in time.
+    #[error("kafka did not acknowledge the data: {0}; retry later")]
+    Kafka(String),
+}
+
+impl IngestError {
+    /// The kind of failure.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            IngestError::MalformedProtobuf(_)
+            | IngestError::MalformedJson(_)
+            | IngestError::InvalidSpan(_)
+            | IngestError::BadCompression { .. }
+            | IngestError::InvalidTenant(_) => ErrorCode::InvalidArgument,
+            IngestError::TooLarge { .. } => ErrorCode::PayloadTooLarge,
+            IngestError::UnsupportedContentType(_) | IngestError::UnsupportedEncoding(_) => {
+                ErrorCode::UnsupportedMediaType
+            }
+            IngestError::Unauthenticated => ErrorCode::Unauthenticated,
+            IngestError::Overloaded { .. } | IngestError::Kafka(_) => ErrorCode::Unavailable,
+        }
+    }
+
+    /// A bounded label for the refused-requests metric.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            IngestError::MalformedProtobuf(_) => "malformed_protobuf",
+            IngestError::MalformedJson(_) => "malformed_json",
+            IngestError::InvalidSpan(_) => "invalid_span",
+            IngestError::BadCompression { .. } => "bad_compression",
+            IngestError::TooLarge { .. } => "too_large",
+            IngestError::UnsupportedContentType(_) => "unsupported_content_type",
+            IngestError::UnsupportedEncoding(_) => "unsupported_encoding",
+            IngestError::InvalidTenant(_) => "invalid_tenant",
+            IngestError::Unauthenticated => "unauthenticated",
+            IngestError::Overloaded { .. } => "overloaded",
+            IngestError::Kafka(_) => "kafka_unavailable",
+        }
+    }
+}
+
+impl From<IngestError> for tonic::Status {
+    fn from(err: IngestError) -> Self {
+        let code = tonic::Code::from_i32(err.code().grpc_code());
+        tonic::Status::new(code, err.to_string())
+    }
+}

@@ -1,0 +1,266 @@
+//! Producing messages to Kafka and waiting for the broker's acknowledgement.
+//!
+//! The guarantee of the whole collector rests here: [`Producer::send_all`]
+//! returns `Ok` only once the broker acknowledged **every** message of the
+//! request (`acks=all`, idempotent producer, so librdkafka's own retries
+//! cannot reorder or double a message). Anything else (a full local queue, a
+//! delivery error, no answer within the produce timeout) is an error the
+//! client is told to retry; messages of that request that did reach Kafka
+//! will then be there twice, which the sinks dedupe on (trace id, span id).
+//!
+//! Partitioning is librdkafka's `murmur2_random`, the Java client's murmur2
+//! over the key ([`observatory_schemas::kafka::partition_for_key`]).
+
+use crate::budget::Reservation;
+use crate::config::KafkaConfig;
+use crate::error::IngestError;
+use crate::metrics::{Metrics, SignalLabel, SignalLabels};
+use crate::split::Message;
+use futures::future::join_all;
+use observatory_schemas::kafka::{headers, Signal, CONTENT_TYPE_PROTOBUF, SCHEMA_VERSION};
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::ClientContext;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{debug, warn};
+
+/// Bytes kept free in every message for its key, headers and record framing,
+/// so that the whole record stays within `KAFKA_MESSAGE_MAX_BYTES`. The key is
+/// 32 bytes and the six headers under 200 with a 64-character tenant.
+pub const RECORD_OVERHEAD_RESERVE: usize = 512;
+
+/// librdkafka context that logs client-level errors through `tracing`.
+pub struct Context {
+    metrics: Arc<Metrics>,
+}
+
+impl ClientContext for Context {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.metrics.kafka_error("client");
+        warn!(%error, reason, "kafka client error");
+    }
+}
+
+/// Who sent a request, and when: the per-message headers.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// The tenant.
+    pub tenant: String,
+    /// Receive time, milliseconds since the epoch.
+    pub received_at_ms: u64,
+}
+
+/// The Kafka producer of all three signals.
+#[derive(Clone)]
+pub struct Producer {
+    inner: FutureProducer<Context>,
+    config: Arc<KafkaConfig>,
+    metrics: Arc<Metrics>,
+    timeout: Duration,
+}
+
+/// The librdkafka settings of the producer.
+pub fn client_config(config: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.brokers)
+        .set("client.id", "observatory-collector")
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("partitioner", "murmur2_random")
+        .set("compression.type", &config.compression)
+        .set("linger.ms", config.linger.as_millis().to_string())
+        .set("batch.num.messages", config.batch_size.to_string())
+        .set(
+            "message.timeout.ms",
+            config.message_timeout.as_millis().to_string(),
+        )
+        // Records are at most KAFKA_MESSAGE_MAX_BYTES; a request (a batch of
+        // records) may hold several of them.
+        .set(
+            "message.max.bytes",
+            (config.message_max_bytes + 1024).max(1_000_000).to_string(),
+        )
+        .set(
+            "batch.size",
+            config.message_max_bytes.max(1_000_000).to_string(),
+        )
+        // The in-flight budget bounds memory; librdkafka's own queue only
+        // needs to hold that much.
+        .set("queue.buffering.max.kbytes", "1048576")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("reconnect.backoff.ms", "100")
+        .set("reconnect.backoff.max.ms", "2000")
+        .set("socket.keepalive.enable", "true");
+    for (k, v) in &config.extra {
+        c.set(k, v);
+    }
+    c
+}
+
+impl Producer {
+    /// Creates the producer; it connects lazily, so this works with the broker down.
+    pub fn new(
+        config: KafkaConfig,
+        timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, KafkaError> {
+        let inner = client_config(&config).create_with_context(Context {
+            metrics: metrics.clone(),
+        })?;
+        Ok(Producer {
+            inner,
+            config: Arc::new(config),
+            metrics,
+            timeout,
+        })
+    }
+
+    /// The librdkafka client, for metadata requests.
+    pub fn client(&self) -> &FutureProducer<Context> {
+        &self.inner
+    }
+
+    /// The Kafka configuration.
+    pub fn config(&self) -> &KafkaConfig {
+        &self.config
+    }
+
+    /// Largest payload of one message.
+    pub fn value_budget(&self) -> usize {
+        self.config.message_max_bytes - RECORD_OVERHEAD_RESERVE
+    }
+
+    /// Produces `messages` and waits until Kafka acknowledged all of them.
+    ///
+    /// `reservation` is held until every message has an answer from librdkafka,
+    /// even when the caller was already told to retry, so that memory in
+    /// librdkafka's queue stays within the in-flight budget.
+    pub async fn send_all(
+        &self,
+        signal: Signal,
+        origin: &Origin,
+        messages: Vec<Message>,
+        reservation: Reservation,
+    ) -> Result<(), IngestError> {
+        let started = Instant::now();
+        let topic = self.config.topic(signal);
+        let received_at = origin.received_at_ms.to_string();
+        let mut pending = Vec::with_capacity(messages.len());
+        let mut bytes = 0u64;
+        let mut queue_error = None;
+        for message in &messages {
+            let count = message.items.to_string();
+            let headers = OwnedHeaders::new_with_capacity(6)
+                .insert(header(headers::CONTENT_TYPE, CONTENT_TYPE_PROTOBUF))
+                .insert(header(headers::OTLP_SIGNAL, signal.as_str()))
+                .insert(header(headers::TENANT, &origin.tenant))
+                .insert(header(headers::RECEIVED_AT_MS, &received_at))
+                .insert(header(headers::SPAN_COUNT, &count))
+                .insert(header(headers::SCHEMA_VERSION, SCHEMA_VERSION));
+            let record = FutureRecord::to(topic)
+                .key(&message.key)
+                .payload(&message.payload)
+                .headers(headers);
+            match self.inner.send_result(record) {
+                Ok(delivery) => pending.push(delivery),
+                Err((error, _)) => {
+                    let kind = match error {
+                        KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => "queue_full",
+                        _ => "send",
+                    };
+                    self.metrics.kafka_error(kind);
+                    queue_error = Some(error);
+                    break;
+                }
+            }
+            bytes += message.payload.len() as u64;
+        }
+        drop(messages);
+
+        let all = join_all(pending);
+        let results = if queue_error.is_some() {
+            // Let what was queued finish in the background, then free the budget.
+            tokio::spawn(async move {
+                all.await;
+                drop(reservation);
+            });
+            return Err(IngestError::Kafka(format!(
+                "the producer queue refused a message: {}",
+                queue_error.expect("checked above")
+            )));
+        } else {
+            let mut all = Box::pin(all);
+            match tokio::time::timeout(self.timeout, &mut all).await {
+                Ok(results) => {
+                    drop(reservation);
+                    results
+                }
+                Err(_) => {
+                    self.metrics.kafka_error("timeout");
+                    tokio::spawn(async move {
+                        all.await;
+                        drop(reservation);
+                    });
+                    return Err(IngestError::Kafka(format!(
+                        "no acknowledgement within {}",
+                        humantime::format_duration(self.timeout)
+                    )));
+                }
+            }
+        };
+
+        let mut failure = None;
+        let mut delivered = 0u64;
+        for result in results {
+            match result {
+                Ok(Ok(_)) => delivered += 1,
+                Ok(Err((error, _))) => {
+                    self.metrics.kafka_error("delivery");
+                    failure.get_or_insert(error.to_string());
+                }
+                Err(_canceled) => {
+                    self.metrics.kafka_error("delivery");
+                    failure.get_or_insert("the producer shut down".to_owned());
+                }
+            }
+        }
+        let labels = SignalLabels {
+            signal: SignalLabel(signal),
+        };
+        self.metrics
+            .produced_messages
+            .get_or_create(&labels)
+            .inc_by(delivered);
+        if let Some(failure) = failure {
+            return Err(IngestError::Kafka(failure));
+        }
+        self.metrics
+            .produced_bytes
+            .get_or_create(&labels)
+            .inc_by(bytes);
+        self.metrics
+            .produce_duration
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        debug!(
+            signal = signal.as_str(),
+            delivered, "request acknowledged by kafka"
+        );
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for every queued message to be delivered.
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.inner.flush(timeout)
+    }
+}
+
+fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
+    Header {
+        key,
+        value: Some(value),
+    }
+}

@@ -1,0 +1,266 @@
+//! OTLP/HTTP on :4318: `POST /v1/traces`, `/v1/metrics`, `/v1/logs`.
+//!
+//! Bodies are `application/x-protobuf` or `application/json`, optionally
+//! gzip, deflate or zstd encoded. The answer comes in the request's format,
+//! as the OTLP/HTTP specification says: an `Export*ServiceResponse` on
+//! success (with `partialSuccess` when items were left out), a
+//! `google.rpc.Status` on failure, with 503 and `Retry-After` when the client
+//! should retry. Checks run cheapest first: credentials, media type and
+//! encoding before the body is read; the body is read with a size cap and
+//! decompressed with the same cap.
+
+use super::decode::{self, Encoding, Format};
+use super::gate::GateLayer;
+use super::{Credentials, Outcome, Pipeline};
+use crate::error::IngestError;
+use crate::metrics::Transport;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use http_body_util::{BodyExt, Limited};
+use observatory_schemas::kafka::Signal;
+use observatory_schemas::otlp::logs_service::{
+    ExportLogsPartialSuccess, ExportLogsServiceResponse,
+};
+use observatory_schemas::otlp::metrics_service::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
+};
+use observatory_schemas::otlp::trace_service::{
+    ExportTracePartialSuccess, ExportTraceServiceResponse,
+};
+use observatory_schemas::tenant::TENANT_HEADER;
+use prost::Message;
+use std::future::Future;
+use std::sync::Arc;
+
+/// `google.rpc.Status`, the body of OTLP/HTTP error answers.
+#[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
+pub struct RpcStatus {
+    /// gRPC code.
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    /// What went wrong.
+    #[prost(string, tag = "2")]
+    pub message: String,
+}
+
+#[derive(Clone)]
+struct HttpState {
+    pipeline: Arc<Pipeline>,
+    max_request_bytes: usize,
+    retry_after: HeaderValue,
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The router of the three OTLP/HTTP paths.
+pub fn router(
+    pipeline: Arc<Pipeline>,
+    max_request_bytes: usize,
+    max_concurrent: usize,
+    retry_after_seconds: u32,
+) -> Router {
+    let retry_after = HeaderValue::from(retry_after_seconds);
+    let state = HttpState {
+        pipeline,
+        max_request_bytes,
+        retry_after: retry_after.clone(),
+    };
+    let gate = GateLayer::new(
+        max_concurrent,
+        Arc::new(move || {
+            let error = RpcStatus {
+                code: observatory_schemas::error_code::grpc::UNAVAILABLE,
+                message: "the collector is at its limit of concurrent requests (COLLECTOR_MAX_CONCURRENT_REQUESTS); retry later".into(),
+            };
+            let mut response =
+                (StatusCode::SERVICE_UNAVAILABLE, error.encode_to_vec()).into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-protobuf"),
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, retry_after.clone());
+            response
+        }),
+    );
+    Router::new()
+        .route(
+            "/v1/traces",
+            post(|s: State<HttpState>, h: HeaderMap, b: Body| handle(s, Signal::Traces, h, b)),
+        )
+        .route(
+            "/v1/metrics",
+            post(|s: State<HttpState>, h: HeaderMap, b: Body| handle(s, Signal::Metrics, h, b)),
+        )
+        .route(
+            "/v1/logs",
+            post(|s: State<HttpState>, h: HeaderMap, b: Body| handle(s, Signal::Logs, h, b)),
+        )
+        .layer(gate)
+        .with_state(state)
+}
+
+async fn handle(
+    State(state): State<HttpState>,
+    signal: Signal,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    // Until the media type is known, errors are answered in protobuf.
+    let format = Format::from_content_type(header_str(&headers, header::CONTENT_TYPE.as_str()));
+    let answer_format = *format.as_ref().unwrap_or(&Format::Protobuf);
+    let transport = match answer_format {
+        Format::Protobuf => Transport::HttpProtobuf,
+        Format::Json => Transport::HttpJson,
+    };
+    match receive(&state, signal, format, &headers, body, transport).await {
+        Ok(outcome) => success(signal, answer_format, outcome),
+        Err(error) => failure(&state, answer_format, error),
+    }
+}
+
+async fn receive(
+    state: &HttpState,
+    signal: Signal,
+    format: Result<Format, IngestError>,
+    headers: &HeaderMap,
+    body: Body,
+    transport: Transport,
+) -> Result<Outcome, IngestError> {
+    let pipeline = &state.pipeline;
+    let refuse = |error: IngestError| {
+        pipeline.refuse(signal, transport, &error);
+        error
+    };
+    let api_key = header_str(headers, "authorization")
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .or_else(|| header_str(headers, "x-api-key"));
+    let tenant = pipeline
+        .tenant(Credentials {
+            tenant: header_str(headers, TENANT_HEADER),
+            api_key,
+        })
+        .map_err(refuse)?;
+    let format = format.map_err(refuse)?;
+    let encoding = Encoding::from_header(header_str(headers, header::CONTENT_ENCODING.as_str()))
+        .map_err(refuse)?;
+    let limit = state.max_request_bytes;
+    let too_large = || IngestError::TooLarge { limit, after: "" };
+    if let Some(length) =
+        header_str(headers, header::CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<usize>().ok())
+    {
+        if length > limit {
+            return Err(refuse(too_large()));
+        }
+    }
+    let raw = Limited::new(body, limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                too_large()
+            } else {
+                IngestError::BadCompression {
+                    encoding: "http",
+                    detail: format!("reading the body failed: {e}"),
+                }
+            }
+        })
+        .map_err(refuse)?
+        .to_bytes();
+    let plain = decode::decompress(encoding, raw, limit).map_err(refuse)?;
+    let export = decode::decode(signal, format, &plain).map_err(refuse)?;
+    let wire_len = plain.len();
+    drop(plain);
+    pipeline.export(transport, tenant, export, wire_len).await
+}
+
+fn encode_response<M: Message + serde::Serialize>(format: Format, message: &M) -> Vec<u8> {
+    match format {
+        Format::Protobuf => message.encode_to_vec(),
+        Format::Json => serde_json::to_vec(message).expect("OTLP responses serialize"),
+    }
+}
+
+fn with_content_type(format: Format, status: StatusCode, body: Vec<u8>) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    response
+}
+
+fn success(signal: Signal, format: Format, outcome: Outcome) -> Response {
+    let partial = outcome.rejected_items > 0;
+    let rejected = outcome.rejected_items as i64;
+    let body = match signal {
+        Signal::Traces => encode_response(
+            format,
+            &ExportTraceServiceResponse {
+                partial_success: partial.then(|| ExportTracePartialSuccess {
+                    rejected_spans: rejected,
+                    error_message: outcome.message,
+                }),
+            },
+        ),
+        Signal::Metrics => encode_response(
+            format,
+            &ExportMetricsServiceResponse {
+                partial_success: partial.then(|| ExportMetricsPartialSuccess {
+                    rejected_data_points: rejected,
+                    error_message: outcome.message,
+                }),
+            },
+        ),
+        Signal::Logs => encode_response(
+            format,
+            &ExportLogsServiceResponse {
+                partial_success: partial.then(|| ExportLogsPartialSuccess {
+                    rejected_log_records: rejected,
+                    error_message: outcome.message,
+                }),
+            },
+        ),
+    };
+    with_content_type(format, StatusCode::OK, body)
+}
+
+fn failure(state: &HttpState, format: Format, error: IngestError) -> Response {
+    let code = error.code();
+    let status = RpcStatus {
+        code: code.grpc_code(),
+        message: error.to_string(),
+    };
+    let http_status =
+        StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = with_content_type(format, http_status, encode_response(format, &status));
+    if code.is_retryable() {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, state.retry_after.clone());
+    }
+    response
+}
+
+/// Serves OTLP/HTTP on `listener` until `shutdown` completes, then lets
+/// in-flight requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,0 +1,259 @@
+//! The OTLP receivers and the pipeline they share.
+//!
+//! Both transports ([`grpc`] and [`http`]) turn a request into a decoded
+//! export request plus the caller's tenant, then hand it to
+//! [`Pipeline::export`], which is the same for both: reserve the request's
+//! bytes in the in-flight [`Budget`], split it into messages
+//! ([`crate::split`]), produce them and wait for Kafka's acknowledgement
+//! ([`crate::producer`]). Only then is the client told "success"; every other
+//! path answers an error that says whether to retry.
+
+pub mod decode;
+pub mod gate;
+pub mod grpc;
+pub mod http;
+
+use crate::budget::Budget;
+use crate::error::IngestError;
+use crate::metrics::{request_labels, Metrics, RefusedLabels, SignalLabel, Transport};
+use crate::producer::{Origin, Producer};
+use crate::split::{self, Split};
+use observatory_schemas::kafka::Signal;
+use observatory_schemas::otlp::logs_service::ExportLogsServiceRequest;
+use observatory_schemas::otlp::metrics::metric;
+use observatory_schemas::otlp::metrics_service::ExportMetricsServiceRequest;
+use observatory_schemas::otlp::trace_service::ExportTraceServiceRequest;
+use observatory_schemas::tenant::{self, DEFAULT_TENANT};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// A decoded export request of any signal.
+#[derive(Debug)]
+pub enum Export {
+    /// Traces.
+    Traces(ExportTraceServiceRequest),
+    /// Metrics.
+    Metrics(ExportMetricsServiceRequest),
+    /// Logs.
+    Logs(ExportLogsServiceRequest),
+}
+
+impl Export {
+    /// The signal.
+    pub fn signal(&self) -> Signal {
+        match self {
+            Export::Traces(_) => Signal::Traces,
+            Export::Metrics(_) => Signal::Metrics,
+            Export::Logs(_) => Signal::Logs,
+        }
+    }
+
+    /// Spans, metric data points or log records in the request.
+    pub fn items(&self) -> u64 {
+        match self {
+            Export::Traces(r) => r
+                .resource_spans
+                .iter()
+                .flat_map(|rs| &rs.scope_spans)
+                .map(|ss| ss.spans.len() as u64)
+                .sum(),
+            Export::Metrics(r) => r
+                .resource_metrics
+                .iter()
+                .flat_map(|rm| &rm.scope_metrics)
+                .flat_map(|sm| &sm.metrics)
+                .map(|m| match &m.data {
+                    Some(metric::Data::Gauge(g)) => g.data_points.len() as u64,
+                    Some(metric::Data::Sum(s)) => s.data_points.len() as u64,
+                    Some(metric::Data::Histogram(h)) => h.data_points.len() as u64,
+                    Some(metric::Data::ExponentialHistogram(h)) => h.data_points.len() as u64,
+                    Some(metric::Data::Summary(s)) => s.data_points.len() as u64,
+                    None => 0,
+                })
+                .sum(),
+            Export::Logs(r) => r
+                .resource_logs
+                .iter()
+                .flat_map(|rl| &rl.scope_logs)
+                .map(|sl| sl.log_records.len() as u64)
+                .sum(),
+        }
+    }
+}
+
+/// What an accepted request reports back: items left out, and why.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Items refused for good (OTLP `partial_success.rejected_*`).
+    pub rejected_items: u64,
+    /// Why; empty when nothing was refused.
+    pub message: String,
+}
+
+/// Credentials a request carries.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Credentials<'a> {
+    /// `X-Scope-OrgID`.
+    pub tenant: Option<&'a str>,
+    /// The API key, from `Authorization: Bearer` or `X-API-Key`.
+    pub api_key: Option<&'a str>,
+}
+
+/// The transport-independent half of the receivers.
+pub struct Pipeline {
+    producer: Producer,
+    budget: Budget,
+    metrics: Arc<Metrics>,
+    api_keys: HashMap<String, String>,
+}
+
+impl Pipeline {
+    /// A pipeline producing through `producer` within `budget`.
+    pub fn new(
+        producer: Producer,
+        budget: Budget,
+        metrics: Arc<Metrics>,
+        api_keys: HashMap<String, String>,
+    ) -> Self {
+        Pipeline {
+            producer,
+            budget,
+            metrics,
+            api_keys,
+        }
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The tenant of a request: from its API key when keys are configured
+    /// (then a key is required), else from `X-Scope-OrgID`, else `default`.
+    pub fn tenant(&self, credentials: Credentials<'_>) -> Result<String, IngestError> {
+        if !self.api_keys.is_empty() {
+            return credentials
+                .api_key
+                .and_then(|key| self.api_keys.get(key))
+                .cloned()
+                .ok_or(IngestError::Unauthenticated);
+        }
+        match credentials.tenant.map(str::trim) {
+            None | Some("") => Ok(DEFAULT_TENANT.to_owned()),
+            Some(name) => {
+                tenant::validate(name)?;
+                Ok(name.to_owned())
+            }
+        }
+    }
+
+    /// Counts a request refused before it could be decoded.
+    pub fn refuse(&self, signal: Signal, transport: Transport, error: &IngestError) {
+        self.metrics
+            .requests
+            .get_or_create(&request_labels(signal, transport))
+            .inc();
+        self.metrics
+            .refused_requests
+            .get_or_create(&RefusedLabels {
+                signal: SignalLabel(signal),
+                transport,
+                reason: error.reason(),
+            })
+            .inc();
+    }
+
+    /// Publishes a decoded request, answering only once Kafka has it.
+    /// `encoded_len` is the request's size on the wire, decompressed.
+    pub async fn export(
+        &self,
+        transport: Transport,
+        tenant: String,
+        export: Export,
+        encoded_len: usize,
+    ) -> Result<Outcome, IngestError> {
+        let started = Instant::now();
+        let signal = export.signal();
+        let labels = request_labels(signal, transport);
+        self.metrics.requests.get_or_create(&labels).inc();
+        let items = export.items();
+        self.metrics
+            .received_items
+            .get_or_create(&labels)
+            .inc_by(items);
+
+        let result = self.publish(tenant, export, encoded_len).await;
+        let refused = |reason: &'static str, n: u64| {
+            self.metrics
+                .refused_items
+                .get_or_create(&RefusedLabels {
+                    signal: SignalLabel(signal),
+                    transport,
+                    reason,
+                })
+                .inc_by(n);
+        };
+        match &result {
+            Ok((outcome, accepted)) => {
+                self.metrics
+                    .accepted_items
+                    .get_or_create(&labels)
+                    .inc_by(*accepted);
+                if outcome.rejected_items > 0 {
+                    refused("too_large_item", outcome.rejected_items);
+                }
+            }
+            Err(error) => {
+                refused(error.reason(), items);
+                self.metrics
+                    .refused_requests
+                    .get_or_create(&RefusedLabels {
+                        signal: SignalLabel(signal),
+                        transport,
+                        reason: error.reason(),
+                    })
+                    .inc();
+            }
+        }
+        self.metrics
+            .request_duration
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        result.map(|(outcome, _)| outcome)
+    }
+
+    async fn publish(
+        &self,
+        tenant: String,
+        export: Export,
+        encoded_len: usize,
+    ) -> Result<(Outcome, u64), IngestError> {
+        let reservation = self.budget.try_reserve(encoded_len)?;
+        let received_at_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let signal = export.signal();
+        let budget = self.producer.value_budget();
+        let split: Split = match export {
+            Export::Traces(r) => split::split_traces(r, budget, encoded_len)?,
+            Export::Metrics(r) => split::split_metrics(r, budget, encoded_len),
+            Export::Logs(r) => split::split_logs(r, budget, encoded_len),
+        };
+        let accepted = split.accepted_items();
+        let outcome = Outcome {
+            rejected_items: split.rejected_items,
+            message: split.rejection.unwrap_or_default(),
+        };
+        if !split.messages.is_empty() {
+            let origin = Origin {
+                tenant,
+                received_at_ms,
+            };
+            self.producer
+                .send_all(signal, &origin, split.messages, reservation)
+                .await?;
+        }
+        Ok((outcome, accepted))
+    }
+}

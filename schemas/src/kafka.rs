@@ -1,0 +1,138 @@
+//! The Kafka wire contract: topics, message keys, headers and partitioning.
+//!
+//! One message carries the spans of **one trace** from one incoming request,
+//! as a protobuf `ExportTraceServiceRequest` that keeps their resource and
+//! scope. Its key is the trace id as 32 lowercase hex characters (the key the
+//! OpenTelemetry Collector's kafka exporter writes with
+//! `partition_traces_by_id`), and its partition is [`partition_for_key`]:
+//! murmur2 as Java clients compute it (librdkafka's `murmur2_random`). A
+//! stock OpenTelemetry Collector `kafka` receiver with `encoding: otlp_proto`
+//! reads these topics as they are.
+//!
+//! Metrics and logs are keyed by a stable hash of their resource attributes
+//! (see [`crate::resource_key`]).
+
+use crate::murmur2::murmur2;
+
+/// Default topic of traces.
+pub const TRACES_TOPIC: &str = "otlp_spans";
+/// Default topic of metrics.
+pub const METRICS_TOPIC: &str = "otlp_metrics";
+/// Default topic of logs.
+pub const LOGS_TOPIC: &str = "otlp_logs";
+/// Suffix of a topic's dead-letter topic: `otlp_spans` → `otlp_spans.dlq`.
+pub const DLQ_SUFFIX: &str = ".dlq";
+
+/// The dead-letter topic of `topic`.
+///
+/// ```
+/// assert_eq!(observatory_schemas::kafka::dlq_topic("otlp_spans"), "otlp_spans.dlq");
+/// ```
+pub fn dlq_topic(topic: &str) -> String {
+    format!("{topic}{DLQ_SUFFIX}")
+}
+
+/// Names of the headers every message carries.
+pub mod headers {
+    /// Media type of the value: always [`super::CONTENT_TYPE_PROTOBUF`].
+    pub const CONTENT_TYPE: &str = "content-type";
+    /// The OTLP signal: [`super::Signal::as_str`].
+    pub const OTLP_SIGNAL: &str = "otlp-signal";
+    /// The tenant that sent the data.
+    pub const TENANT: &str = "tenant";
+    /// When the collector received the request, milliseconds since the Unix epoch.
+    pub const RECEIVED_AT_MS: &str = "received-at-ms";
+    /// How many spans (or data points, or log records) the message holds.
+    pub const SPAN_COUNT: &str = "span-count";
+    /// Version of this contract, [`super::SCHEMA_VERSION`].
+    pub const SCHEMA_VERSION: &str = "schema-version";
+}
+
+/// Value of the `content-type` header.
+pub const CONTENT_TYPE_PROTOBUF: &str = "application/x-protobuf";
+
+/// Version of the message contract described in this module. Bumped only when
+/// a consumer written for the old contract would misread the new one.
+pub const SCHEMA_VERSION: &str = "1";
+
+/// An OTLP signal, and so a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Signal {
+    /// Spans.
+    Traces,
+    /// Metric data points.
+    Metrics,
+    /// Log records.
+    Logs,
+}
+
+impl Signal {
+    /// All signals, in a fixed order.
+    pub const ALL: [Signal; 3] = [Signal::Traces, Signal::Metrics, Signal::Logs];
+
+    /// The value of the `otlp-signal` header, also used as a metric label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Signal::Traces => "traces",
+            Signal::Metrics => "metrics",
+            Signal::Logs => "logs",
+        }
+    }
+}
+
+/// The message key of a trace: its id as 32 lowercase hex characters.
+///
+/// ```
+/// let id = [0xab; 16];
+/// assert_eq!(observatory_schemas::kafka::trace_key(&id), "abababababababababababababababab");
+/// ```
+pub fn trace_key(trace_id: &[u8; 16]) -> String {
+    let mut out = String::with_capacity(32);
+    push_hex(&mut out, trace_id);
+    out
+}
+
+/// Appends `bytes` as lowercase hex to `out`.
+pub fn push_hex(out: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(HEX[(b >> 4) as usize] as char);
+        out.push(HEX[(b & 0x0f) as usize] as char);
+    }
+}
+
+/// The partition of a message with this key among `partitions` partitions:
+/// `(murmur2(key) & 0x7fffffff) % partitions`, as the Java client's default
+/// partitioner and librdkafka's `murmur2_random` compute it.
+///
+/// ```
+/// use observatory_schemas::kafka::partition_for_key;
+/// // The Java client puts key "21" of a 16-partition topic in partition 12.
+/// assert_eq!(partition_for_key(b"21", 16), 12);
+/// ```
+///
+/// # Panics
+/// When `partitions` is zero.
+pub fn partition_for_key(key: &[u8], partitions: u32) -> u32 {
+    assert!(partitions > 0, "a topic has at least one partition");
+    (murmur2(key) & 0x7fff_ffff) % partitions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_names_are_stable() {
+        let names: Vec<_> = Signal::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(names, ["traces", "metrics", "logs"]);
+    }
+
+    #[test]
+    fn trace_key_is_lowercase_hex_of_all_bytes() {
+        let mut id = [0u8; 16];
+        id[0] = 0x01;
+        id[15] = 0xfe;
+        assert_eq!(trace_key(&id), "010000000000000000000000000000fe");
+    }
+}

@@ -1,0 +1,28 @@
+//! `observatory-schemas`: the contracts every LLM Observatory component shares.
+//!
+//! This crate does no I/O. It owns the names and rules that cross a process
+//! boundary, so that the collector, the consumers and the query API cannot
+//! disagree about them:
+//!
+//! - [`kafka`]: topic, header and key names, the message key of a trace, and
+//!   the murmur2 partitioner Java clients use, so every Kafka tool routes a
+//!   trace to the same partition we do;
+//! - [`ids`]: validation of OTLP trace and span ids;
+//! - [`tenant`]: what a tenant name may look like;
+//! - [`error_code`]: the one map from our error codes to gRPC and HTTP status;
+//! - [`otlp`]: re-exports of the OTLP protobuf types we put on the wire;
+//! - `testing` (feature `testing`): builders of realistic GenAI traces for
+//!   tests, benches and the load generator.
+//!
+//! Start reading at [`kafka`].
+
+pub mod error_code;
+pub mod ids;
+pub mod kafka;
+pub mod murmur2;
+pub mod otlp;
+pub mod resource_key;
+pub mod tenant;
+
+#[cfg(feature = "testing")]
+pub mod testing;
