@@ -181,15 +181,14 @@ impl Producer {
         drop(messages);
 
         let all = join_all(pending);
-        let results = if queue_error.is_some() {
+        let results = if let Some(error) = queue_error {
             // Let what was queued finish in the background, then free the budget.
             tokio::spawn(async move {
                 all.await;
                 drop(reservation);
             });
             return Err(IngestError::Kafka(format!(
-                "the producer queue refused a message: {}",
-                queue_error.expect("checked above")
+                "the producer queue refused a message: {error}"
             )));
         } else {
             let mut all = Box::pin(all);

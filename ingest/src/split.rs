@@ -457,10 +457,11 @@ mod tests {
 
     const BIG: usize = 1 << 30;
 
+    /// A span with the resource and scope it came with.
+    type Placed = (String, String, Span);
+
     /// Spans by (trace, span id), with the resource and scope names they came with.
-    fn index(
-        request: &ExportTraceServiceRequest,
-    ) -> BTreeMap<(Vec<u8>, Vec<u8>), (String, String, Span)> {
+    fn index(request: &ExportTraceServiceRequest) -> BTreeMap<(Vec<u8>, Vec<u8>), Placed> {
         let mut out = BTreeMap::new();
         for rs in &request.resource_spans {
             let service = format!("{:?}", rs.resource);

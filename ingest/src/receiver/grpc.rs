@@ -12,19 +12,10 @@
 //! decompressed, behind the concurrency [`gate`](super::gate).
 
 use super::gate::GateLayer;
-use super::{Credentials, Export, Outcome, Pipeline};
+use super::signal::{Logs, Metrics, OtlpSignal, Traces};
+use super::{Credentials, Pipeline};
 use crate::metrics::Transport;
 use observatory_schemas::error_code::grpc;
-use observatory_schemas::kafka::Signal;
-use observatory_schemas::otlp::logs_service::{
-    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
-use observatory_schemas::otlp::metrics_service::{
-    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use observatory_schemas::otlp::trace_service::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
 use observatory_schemas::tenant::TENANT_HEADER;
 use std::convert::Infallible;
 use std::future::Future;
@@ -38,83 +29,6 @@ use tonic::codec::{
 use tonic::metadata::MetadataMap;
 use tonic::server::{NamedService, UnaryService};
 use tonic::Status;
-
-/// What differs between the three OTLP services.
-pub trait OtlpSignal: Send + Sync + 'static {
-    /// The gRPC service name.
-    const NAME: &'static str;
-    /// The signal.
-    const SIGNAL: Signal;
-    /// The export request.
-    type Request: prost::Message + Default + Send + 'static;
-    /// The export response.
-    type Response: prost::Message + Send + 'static;
-    /// Wraps a request.
-    fn wrap(request: Self::Request) -> Export;
-    /// The response for an outcome.
-    fn respond(outcome: Outcome) -> Self::Response;
-}
-
-/// The trace service.
-pub struct Traces;
-/// The metrics service.
-pub struct Metrics;
-/// The logs service.
-pub struct Logs;
-
-impl OtlpSignal for Traces {
-    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
-    const SIGNAL: Signal = Signal::Traces;
-    type Request = ExportTraceServiceRequest;
-    type Response = ExportTraceServiceResponse;
-    fn wrap(request: Self::Request) -> Export {
-        Export::Traces(request)
-    }
-    fn respond(outcome: Outcome) -> Self::Response {
-        ExportTraceServiceResponse {
-            partial_success: (outcome.rejected_items > 0).then(|| ExportTracePartialSuccess {
-                rejected_spans: outcome.rejected_items as i64,
-                error_message: outcome.message,
-            }),
-        }
-    }
-}
-
-impl OtlpSignal for Metrics {
-    const NAME: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
-    const SIGNAL: Signal = Signal::Metrics;
-    type Request = ExportMetricsServiceRequest;
-    type Response = ExportMetricsServiceResponse;
-    fn wrap(request: Self::Request) -> Export {
-        Export::Metrics(request)
-    }
-    fn respond(outcome: Outcome) -> Self::Response {
-        ExportMetricsServiceResponse {
-            partial_success: (outcome.rejected_items > 0).then(|| ExportMetricsPartialSuccess {
-                rejected_data_points: outcome.rejected_items as i64,
-                error_message: outcome.message,
-            }),
-        }
-    }
-}
-
-impl OtlpSignal for Logs {
-    const NAME: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
-    const SIGNAL: Signal = Signal::Logs;
-    type Request = ExportLogsServiceRequest;
-    type Response = ExportLogsServiceResponse;
-    fn wrap(request: Self::Request) -> Export {
-        Export::Logs(request)
-    }
-    fn respond(outcome: Outcome) -> Self::Response {
-        ExportLogsServiceResponse {
-            partial_success: (outcome.rejected_items > 0).then(|| ExportLogsPartialSuccess {
-                rejected_log_records: outcome.rejected_items as i64,
-                error_message: outcome.message,
-            }),
-        }
-    }
-}
 
 /// A decoded request with its size on the wire (after decompression).
 pub struct Decoded<T> {

@@ -11,6 +11,7 @@
 
 use super::decode::{self, Encoding, Format};
 use super::gate::GateLayer;
+use super::signal::{Logs, Metrics, OtlpSignal, Traces};
 use super::{Credentials, Outcome, Pipeline};
 use crate::error::IngestError;
 use crate::metrics::Transport;
@@ -22,15 +23,6 @@ use axum::routing::post;
 use axum::Router;
 use http_body_util::{BodyExt, Limited};
 use observatory_schemas::kafka::Signal;
-use observatory_schemas::otlp::logs_service::{
-    ExportLogsPartialSuccess, ExportLogsServiceResponse,
-};
-use observatory_schemas::otlp::metrics_service::{
-    ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
-};
-use observatory_schemas::otlp::trace_service::{
-    ExportTracePartialSuccess, ExportTraceServiceResponse,
-};
 use observatory_schemas::tenant::TENANT_HEADER;
 use prost::Message;
 use std::future::Future;
@@ -91,25 +83,15 @@ pub fn router(
         }),
     );
     Router::new()
-        .route(
-            "/v1/traces",
-            post(|s: State<HttpState>, h: HeaderMap, b: Body| handle(s, Signal::Traces, h, b)),
-        )
-        .route(
-            "/v1/metrics",
-            post(|s: State<HttpState>, h: HeaderMap, b: Body| handle(s, Signal::Metrics, h, b)),
-        )
-        .route(
-            "/v1/logs",
-            post(|s: State<HttpState>, h: HeaderMap, b: Body| handle(s, Signal::Logs, h, b)),
-        )
+        .route("/v1/traces", post(handle::<Traces>))
+        .route("/v1/metrics", post(handle::<Metrics>))
+        .route("/v1/logs", post(handle::<Logs>))
         .layer(gate)
         .with_state(state)
 }
 
-async fn handle(
+async fn handle<K: OtlpSignal>(
     State(state): State<HttpState>,
-    signal: Signal,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -120,8 +102,8 @@ async fn handle(
         Format::Protobuf => Transport::HttpProtobuf,
         Format::Json => Transport::HttpJson,
     };
-    match receive(&state, signal, format, &headers, body, transport).await {
-        Ok(outcome) => success(signal, answer_format, outcome),
+    match receive(&state, K::SIGNAL, format, &headers, body, transport).await {
+        Ok(outcome) => success::<K>(answer_format, outcome),
         Err(error) => failure(&state, answer_format, error),
     }
 }
@@ -201,39 +183,12 @@ fn with_content_type(format: Format, status: StatusCode, body: Vec<u8>) -> Respo
     response
 }
 
-fn success(signal: Signal, format: Format, outcome: Outcome) -> Response {
-    let partial = outcome.rejected_items > 0;
-    let rejected = outcome.rejected_items as i64;
-    let body = match signal {
-        Signal::Traces => encode_response(
-            format,
-            &ExportTraceServiceResponse {
-                partial_success: partial.then(|| ExportTracePartialSuccess {
-                    rejected_spans: rejected,
-                    error_message: outcome.message,
-                }),
-            },
-        ),
-        Signal::Metrics => encode_response(
-            format,
-            &ExportMetricsServiceResponse {
-                partial_success: partial.then(|| ExportMetricsPartialSuccess {
-                    rejected_data_points: rejected,
-                    error_message: outcome.message,
-                }),
-            },
-        ),
-        Signal::Logs => encode_response(
-            format,
-            &ExportLogsServiceResponse {
-                partial_success: partial.then(|| ExportLogsPartialSuccess {
-                    rejected_log_records: rejected,
-                    error_message: outcome.message,
-                }),
-            },
-        ),
-    };
-    with_content_type(format, StatusCode::OK, body)
+fn success<K: OtlpSignal>(format: Format, outcome: Outcome) -> Response {
+    with_content_type(
+        format,
+        StatusCode::OK,
+        encode_response(format, &K::respond(outcome)),
+    )
 }
 
 fn failure(state: &HttpState, format: Format, error: IngestError) -> Response {

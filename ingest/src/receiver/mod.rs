@@ -12,6 +12,7 @@ pub mod decode;
 pub mod gate;
 pub mod grpc;
 pub mod http;
+pub mod signal;
 
 use crate::budget::Budget;
 use crate::error::IngestError;

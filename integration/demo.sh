@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Brings up the stack and the pipeline, and feeds it a sample LLM workload.
+#
+#   integration/demo.sh [seconds]      (default 20)
+#
+# Starts the local stack (integration/stack.sh up), builds the release
+# binaries, starts observatory-collector on its default ports (4317 gRPC,
+# 4318 HTTP, 8888 admin) unless one is already running, sends LLM-application
+# traces with the load generator, and prints where to look.
+# The pipeline keeps running afterwards; `integration/demo.sh stop` stops it.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+STATE="$ROOT/.stack"
+mkdir -p "$STATE"
+
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+ready() { # GET /readyz on the admin port with bash alone (no curl on a fresh machine)
+  (exec 3<>/dev/tcp/127.0.0.1/8888 && printf 'GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n' >&3 && head -n1 <&3 | grep -q ' 200') 2>/dev/null
+}
+
+if [ "${1:-}" = "stop" ]; then
+  if [ -f "$STATE/collector.pid" ]; then kill "$(cat "$STATE/collector.pid")" 2>/dev/null || true; rm -f "$STATE/collector.pid"; fi
+  echo "pipeline stopped; the stack keeps running (integration/stack.sh down stops it)"
+  exit 0
+fi
+SECONDS_TO_RUN="${1:-20}"
+
+set -a
+eval "$(integration/stack.sh up)"
+set +a
+
+echo "[demo] building release binaries" >&2
+cargo build --release --bins -q
+
+if listening 8888; then
+  echo "[demo] a collector already answers on :8888; using it" >&2
+else
+  echo "[demo] starting observatory-collector (log: $STATE/collector.log)" >&2
+  nohup target/release/observatory-collector >"$STATE/collector.log" 2>&1 &
+  echo $! >"$STATE/collector.pid"
+fi
+for _ in $(seq 1 300); do
+  if ready; then break; fi
+  sleep 0.2
+done
+ready || { echo "[demo] the collector is not ready; see $STATE/collector.log" >&2; exit 1; }
+
+echo "[demo] sending LLM traces for ${SECONDS_TO_RUN}s at 5000 spans/s over OTLP/gRPC" >&2
+target/release/loadgen --endpoint 127.0.0.1:4317 --protocol grpc --rate 5000 --concurrency 4 \
+  --spans-per-request 100 --content-bytes 300 --duration "${SECONDS_TO_RUN}s"
+
+cat <<EOT
+
+The pipeline is running:
+  OTLP/gRPC      127.0.0.1:4317   (point any OpenTelemetry SDK or Collector here)
+  OTLP/HTTP      http://127.0.0.1:4318/v1/traces
+  metrics        http://127.0.0.1:8888/metrics  (observatory_collector_*)
+  readiness      http://127.0.0.1:8888/readyz
+  Kafka          $KAFKA_BROKERS, topic otlp_spans (one message per trace, key = trace id)
+  collector log  $STATE/collector.log
+Stop it with: integration/demo.sh stop
+EOT

@@ -1,0 +1,97 @@
+//! Running `observatory-collector` as a real process for a test.
+
+use crate::{free_addr, wait_for, workspace_bin};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A collector process on free loopback ports; killed on drop.
+pub struct Collector {
+    child: Option<Child>,
+    /// OTLP/gRPC address.
+    pub grpc: SocketAddr,
+    /// OTLP/HTTP address.
+    pub http: SocketAddr,
+    /// Admin address.
+    pub admin: SocketAddr,
+}
+
+impl Collector {
+    /// Starts a collector with `env` (on top of free ports and `RUST_LOG=warn`).
+    pub fn spawn(env: &[(&str, String)]) -> Collector {
+        let (grpc, http, admin) = (free_addr(), free_addr(), free_addr());
+        let mut command = Command::new(workspace_bin("observatory-collector"));
+        command
+            .env("COLLECTOR_GRPC_ADDR", grpc.to_string())
+            .env("COLLECTOR_HTTP_ADDR", http.to_string())
+            .env("COLLECTOR_ADMIN_ADDR", admin.to_string())
+            .env(
+                "RUST_LOG",
+                std::env::var("COLLECTOR_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let child = command.spawn().expect("start observatory-collector");
+        Collector {
+            child: Some(child),
+            grpc,
+            http,
+            admin,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// GETs an admin path; `None` when the server does not answer.
+    pub async fn admin_get(&self, path: &str) -> Option<(u16, String)> {
+        let response = reqwest::get(format!("http://{}{path}", self.admin))
+            .await
+            .ok()?;
+        let status = response.status().as_u16();
+        Some((status, response.text().await.ok()?))
+    }
+
+    /// Waits until `/readyz` says ready.
+    pub async fn wait_ready(&self, timeout: Duration) {
+        wait_for("the collector to be ready", timeout, || async {
+            matches!(self.admin_get("/readyz").await, Some((200, _))).then_some(())
+        })
+        .await
+    }
+
+    /// The value of a metric line that starts with `prefix` (name and labels), summed over matches.
+    pub async fn metric(&self, prefix: &str) -> f64 {
+        let (_, text) = self
+            .admin_get("/metrics")
+            .await
+            .expect("metrics are served");
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        child.wait().expect("wait for the collector")
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

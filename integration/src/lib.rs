@@ -1,0 +1,83 @@
+//! Helpers for the end-to-end tests and the load generator.
+//!
+//! Tests run against the real services of the local stack
+//! (`integration/stack.sh up`): endpoints come from the environment with
+//! loopback defaults, every test gets its own topic names, and waiting is
+//! done by polling with deadlines, never by fixed sleeps. Binaries under test
+//! are started as real processes from the workspace's target folder, so a
+//! test can SIGTERM or SIGKILL them.
+
+pub mod broker;
+pub mod collector;
+pub mod kafka;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The stack's Kafka bootstrap servers: `KAFKA_BROKERS`, else 127.0.0.1:9092.
+pub fn kafka_brokers() -> String {
+    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
+}
+
+/// A name no other test run uses: `prefix_<pid>_<time>_<n>`.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() % 1_000_000_000);
+    format!(
+        "{prefix}_{}_{millis}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A loopback address with a free port.
+pub fn free_addr() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener
+        .local_addr()
+        .expect("a bound listener has an address")
+}
+
+/// Path of a binary of this workspace, built by `cargo build` into the same
+/// target folder as the running test (`target/<profile>/<name>`).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    if let Ok(dir) = std::env::var("OBSERVATORY_BIN_DIR") {
+        return PathBuf::from(dir).join(name);
+    }
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test binaries live in target/<profile>/deps");
+    let path = profile_dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build it first (cargo build --bins), or set OBSERVATORY_BIN_DIR",
+        path.display()
+    );
+    path
+}
+
+/// Polls `check` until it returns `Some`, or panics after `timeout` naming `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# The local stack: real services on loopback for development and tests.
+#
+#   integration/stack.sh up       start whatever is missing (idempotent), print endpoints
+#   integration/stack.sh down     stop what this script started
+#   integration/stack.sh status   say what is running
+#
+# - Kafka protocol: tansu 0.6 (crates.io) on 127.0.0.1:9092. It is installed
+#   with `cargo install` when missing, with the storage engines it needs
+#   (dynostore for memory://, libsql for sqlite://; a plain install has none),
+#   into $OBSERVATORY_TOOLS_DIR (default ~/.cache/llm-observatory/tools) so
+#   that every clone reuses it. The stack's broker keeps data in memory
+#   (TANSU_STORAGE to change): restarting it empties every topic. Topics are
+#   created by our binaries, not here.
+# - PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379: reused when
+#   already listening, else installed from Debian's packages and started.
+# Data and logs live under .stack/ at the repository root (ignored by git).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STATE="${STACK_DIR:-$ROOT/.stack}"
+TANSU_VERSION="0.6.0"
+TANSU_FEATURES="dynostore,libsql"
+TOOLS="${OBSERVATORY_TOOLS_DIR:-$HOME/.cache/llm-observatory/tools}"
+TANSU_STORAGE="${TANSU_STORAGE:-memory://tansu/}"
+KAFKA_PORT="${KAFKA_PORT:-9092}"
+PG_PORT="${PG_PORT:-5432}"
+REDIS_PORT="${REDIS_PORT:-6379}"
+mkdir -p "$STATE"
+
+log() { printf '[stack] %s\n' "$*" >&2; }
+
+listening() { # host port
+  (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null
+}
+
+wait_port() { # name port seconds
+  local deadline=$((SECONDS + $3))
+  until listening 127.0.0.1 "$2"; do
+    if ((SECONDS > deadline)); then log "$1 did not open port $2 within $3 s"; return 1; fi
+    sleep 0.2
+  done
+}
+
+apt_install() {
+  if [ -z "${APT_UPDATED:-}" ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+}
+
+tansu_bin() {
+  if [ -n "${TANSU_BIN:-}" ]; then echo "$TANSU_BIN"; return; fi
+  local bin="$TOOLS/bin/tansu"
+  if [ ! -x "$bin" ]; then
+    log "installing tansu $TANSU_VERSION ($TANSU_FEATURES) from crates.io into $TOOLS (a cold build takes 10 minutes or more)"
+    cargo install tansu --version "$TANSU_VERSION" --locked --features "$TANSU_FEATURES" --root "$TOOLS" >&2
+  fi
+  echo "$bin"
+}
+
+kafka_up() {
+  if listening 127.0.0.1 "$KAFKA_PORT"; then log "kafka: reusing 127.0.0.1:$KAFKA_PORT"; return; fi
+  local bin; bin="$(tansu_bin)"
+  log "kafka: starting tansu on 127.0.0.1:$KAFKA_PORT"
+  nohup "$bin" broker \
+    --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+    --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+    --storage-engine "$TANSU_STORAGE" \
+    >"$STATE/tansu.log" 2>&1 &
+  echo $! >"$STATE/tansu.pid"
+  wait_port kafka "$KAFKA_PORT" 60
+}
+
+postgres_up() {
+  if listening 127.0.0.1 "$PG_PORT"; then
+    log "postgres: reusing 127.0.0.1:$PG_PORT"
+  else
+    if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+      log "postgres: installing from Debian's packages"
+      apt_install postgresql
+    fi
+    local version; version="$(ls /etc/postgresql | sort -V | tail -n1)"
+    log "postgres: starting cluster $version/main"
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start >&2 || true
+    wait_port postgres "$PG_PORT" 60
+  fi
+  if command -v psql >/dev/null 2>&1; then
+    if ! psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -tAc "select 1 from pg_database where datname='test'" 2>/dev/null | grep -q 1; then
+      # Trust auth for loopback may need setting up on a fresh install.
+      su postgres -c "psql -p $PG_PORT -tAc \"create database test\"" >&2 2>/dev/null \
+        || psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -c "create database test" >&2 || true
+    fi
+  fi
+}
+
+redis_up() {
+  if listening 127.0.0.1 "$REDIS_PORT"; then log "redis: reusing 127.0.0.1:$REDIS_PORT"; return; fi
+  if ! command -v redis-server >/dev/null 2>&1; then
+    log "redis: installing from Debian's packages"
+    apt_install redis-server
+  fi
+  mkdir -p "$STATE/redis"
+  log "redis: starting on 127.0.0.1:$REDIS_PORT"
+  redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
+    --dir "$STATE/redis" --logfile "$STATE/redis/redis.log" --pidfile "$STATE/redis.pid" >&2
+  wait_port redis "$REDIS_PORT" 30
+}
+
+stop_pidfile() { # name file
+  if [ -f "$2" ]; then
+    local pid; pid="$(cat "$2")"
+    if kill -0 "$pid" 2>/dev/null; then log "stopping $1 (pid $pid)"; kill "$pid" || true; fi
+    rm -f "$2"
+  fi
+}
+
+status_line() { # name port
+  if listening 127.0.0.1 "$2"; then echo "$1: up on 127.0.0.1:$2"; else echo "$1: down (127.0.0.1:$2)"; fi
+}
+
+case "${1:-up}" in
+  up)
+    kafka_up
+    postgres_up
+    redis_up
+    cat <<EOT
+TANSU_BIN=$(tansu_bin)
+KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
+DATABASE_URL=postgres://postgres@127.0.0.1:$PG_PORT/test
+REDIS_URL=redis://127.0.0.1:$REDIS_PORT
+EOT
+    ;;
+  down)
+    stop_pidfile kafka "$STATE/tansu.pid"
+    stop_pidfile redis "$STATE/redis.pid"
+    ;;
+  status)
+    status_line kafka "$KAFKA_PORT"
+    status_line postgres "$PG_PORT"
+    status_line redis "$REDIS_PORT"
+    ;;
+  *)
+    echo "usage: $0 up|down|status" >&2
+    exit 2
+    ;;
+esac

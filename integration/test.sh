@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs the whole test suite against the real services of the local stack.
+#
+#   integration/test.sh [extra cargo-nextest arguments]
+#
+# Starts whatever of the stack is missing (integration/stack.sh up), builds
+# the binaries the end-to-end tests start as processes, then runs every unit,
+# integration and doc test. Installs cargo-nextest when it is missing.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+set -a
+# shellcheck disable=SC1090
+eval "$(integration/stack.sh up)"
+set +a
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "[test] installing cargo-nextest" >&2
+  cargo install cargo-nextest --locked >&2
+fi
+
+cargo build --workspace --bins
+cargo nextest run --workspace --no-fail-fast "$@"
+cargo test --workspace --doc
