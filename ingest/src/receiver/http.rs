@@ -170,7 +170,14 @@ async fn receive(
 fn encode_response<M: Message + serde::Serialize>(format: Format, message: &M) -> Vec<u8> {
     match format {
         Format::Protobuf => message.encode_to_vec(),
-        Format::Json => serde_json::to_vec(message).expect("OTLP responses serialize"),
+        Format::Json => {
+            // OTLP/JSON leaves out unset fields: `{}`, not `{"partialSuccess":null}`.
+            let mut value = serde_json::to_value(message).expect("OTLP responses serialize");
+            if let serde_json::Value::Object(map) = &mut value {
+                map.retain(|_, v| !v.is_null());
+            }
+            serde_json::to_vec(&value).expect("a JSON value serializes")
+        }
     }
 }
 
