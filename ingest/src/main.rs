@@ -7,6 +7,11 @@ use observatory_collector::config::{Args, LogFormat};
 use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc: the hot path allocates per span and per message, and glibc's
+/// allocator showed up at ~15% of the collector's CPU in profiles.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let config = Args::parse().into_config()?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));

@@ -16,15 +16,18 @@ use crate::config::KafkaConfig;
 use crate::error::IngestError;
 use crate::metrics::{Metrics, SignalLabel, SignalLabels};
 use crate::split::Message;
-use futures::future::join_all;
 use observatory_schemas::kafka::{headers, Signal, CONTENT_TYPE_PROTOBUF, SCHEMA_VERSION};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
+};
 use rdkafka::ClientContext;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
 /// Bytes kept free in every message for its key, headers and record framing,
@@ -32,7 +35,35 @@ use tracing::{debug, warn};
 /// 32 bytes and the six headers under 200 with a 64-character tenant.
 pub const RECORD_OVERHEAD_RESERVE: usize = 512;
 
-/// librdkafka context that logs client-level errors through `tracing`.
+/// The acknowledgements of one request: a count of messages without an
+/// answer yet, the first failure, and one wake-up for the waiting request
+/// when the count reaches zero (not one per message).
+pub struct Acks {
+    pending: AtomicUsize,
+    delivered: AtomicU64,
+    failure: Mutex<Option<String>>,
+    done: Mutex<Option<oneshot::Sender<()>>>,
+}
+
+impl Acks {
+    /// Marks `n` messages answered; wakes the request after the last.
+    fn settle(&self, n: usize) {
+        if self.pending.fetch_sub(n, Ordering::AcqRel) == n {
+            if let Some(done) = self.done.lock().expect("no poisoned lock").take() {
+                let _ = done.send(());
+            }
+        }
+    }
+
+    fn fail(&self, reason: String) {
+        self.failure
+            .lock()
+            .expect("no poisoned lock")
+            .get_or_insert(reason);
+    }
+}
+
+/// librdkafka context: counts deliveries per request and logs client errors.
 pub struct Context {
     metrics: Arc<Metrics>,
 }
@@ -41,6 +72,23 @@ impl ClientContext for Context {
     fn error(&self, error: KafkaError, reason: &str) {
         self.metrics.kafka_error("client");
         warn!(%error, reason, "kafka client error");
+    }
+}
+
+impl ProducerContext for Context {
+    type DeliveryOpaque = Arc<Acks>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, acks: Arc<Acks>) {
+        match result {
+            Ok(_) => {
+                acks.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Err((error, _)) => {
+                self.metrics.kafka_error("delivery");
+                acks.fail(error.to_string());
+            }
+        }
+        acks.settle(1);
     }
 }
 
@@ -56,7 +104,7 @@ pub struct Origin {
 /// The Kafka producer of all three signals.
 #[derive(Clone)]
 pub struct Producer {
-    inner: FutureProducer<Context>,
+    inner: ThreadedProducer<Context>,
     config: Arc<KafkaConfig>,
     metrics: Arc<Metrics>,
     timeout: Duration,
@@ -119,8 +167,8 @@ impl Producer {
     }
 
     /// The librdkafka client, for metadata requests.
-    pub fn client(&self) -> &FutureProducer<Context> {
-        &self.inner
+    pub fn client(&self) -> &rdkafka::client::Client<Context> {
+        self.inner.client()
     }
 
     /// The Kafka configuration.
@@ -148,10 +196,18 @@ impl Producer {
         let started = Instant::now();
         let topic = self.config.topic(signal);
         let received_at = origin.received_at_ms.to_string();
-        let mut pending = Vec::with_capacity(messages.len());
+        let (done, answered) = oneshot::channel();
+        // One extra pending count guards against the last delivery arriving
+        // before every message is queued.
+        let acks = Arc::new(Acks {
+            pending: AtomicUsize::new(messages.len() + 1),
+            delivered: AtomicU64::new(0),
+            failure: Mutex::new(None),
+            done: Mutex::new(Some(done)),
+        });
         let mut bytes = 0u64;
         let mut queue_error = None;
-        for message in &messages {
+        for (queued, message) in messages.iter().enumerate() {
             let count = message.items.to_string();
             let headers = OwnedHeaders::new_with_capacity(6)
                 .insert(header(headers::CONTENT_TYPE, CONTENT_TYPE_PROTOBUF))
@@ -160,80 +216,61 @@ impl Producer {
                 .insert(header(headers::RECEIVED_AT_MS, &received_at))
                 .insert(header(headers::SPAN_COUNT, &count))
                 .insert(header(headers::SCHEMA_VERSION, SCHEMA_VERSION));
-            let record = FutureRecord::to(topic)
+            let record = BaseRecord::with_opaque_to(topic, acks.clone())
                 .key(&message.key)
                 .payload(&message.payload)
                 .headers(headers);
-            match self.inner.send_result(record) {
-                Ok(delivery) => pending.push(delivery),
-                Err((error, _)) => {
-                    let kind = match error {
-                        KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => "queue_full",
-                        _ => "send",
-                    };
-                    self.metrics.kafka_error(kind);
-                    queue_error = Some(error);
-                    break;
-                }
+            if let Err((error, _)) = self.inner.send(record) {
+                let kind = match error {
+                    KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => "queue_full",
+                    _ => "send",
+                };
+                self.metrics.kafka_error(kind);
+                acks.fail(format!("the producer queue refused a message: {error}"));
+                acks.settle(messages.len() - queued);
+                queue_error = Some(error);
+                break;
             }
             bytes += message.payload.len() as u64;
         }
         drop(messages);
+        acks.settle(1);
 
-        let all = join_all(pending);
-        let results = if let Some(error) = queue_error {
-            // Let what was queued finish in the background, then free the budget.
-            tokio::spawn(async move {
-                all.await;
-                drop(reservation);
-            });
-            return Err(IngestError::Kafka(format!(
-                "the producer queue refused a message: {error}"
-            )));
-        } else {
-            let mut all = Box::pin(all);
-            match tokio::time::timeout(self.timeout, &mut all).await {
-                Ok(results) => {
-                    drop(reservation);
-                    results
-                }
-                Err(_) => {
-                    self.metrics.kafka_error("timeout");
-                    tokio::spawn(async move {
-                        all.await;
-                        drop(reservation);
-                    });
-                    return Err(IngestError::Kafka(format!(
-                        "no acknowledgement within {}",
-                        humantime::format_duration(self.timeout)
-                    )));
-                }
-            }
-        };
-
-        let mut failure = None;
-        let mut delivered = 0u64;
-        for result in results {
-            match result {
-                Ok(Ok(_)) => delivered += 1,
-                Ok(Err((error, _))) => {
-                    self.metrics.kafka_error("delivery");
-                    failure.get_or_insert(error.to_string());
-                }
-                Err(_canceled) => {
-                    self.metrics.kafka_error("delivery");
-                    failure.get_or_insert("the producer shut down".to_owned());
-                }
+        let mut answered = answered;
+        if queue_error.is_none() {
+            if tokio::time::timeout(self.timeout, &mut answered)
+                .await
+                .is_err()
+            {
+                self.metrics.kafka_error("timeout");
+                acks.fail(format!(
+                    "no acknowledgement within {}",
+                    humantime::format_duration(self.timeout)
+                ));
+                queue_error = Some(KafkaError::MessageProduction(
+                    RDKafkaErrorCode::MessageTimedOut,
+                ));
             }
         }
+        if queue_error.is_some() {
+            // Free the budget only once librdkafka has answered for what it holds.
+            tokio::spawn(async move {
+                let _ = answered.await;
+                drop(reservation);
+            });
+        } else {
+            drop(reservation);
+        }
+
         let labels = SignalLabels {
             signal: SignalLabel(signal),
         };
+        let delivered = acks.delivered.load(Ordering::Relaxed);
         self.metrics
             .produced_messages
             .get_or_create(&labels)
             .inc_by(delivered);
-        if let Some(failure) = failure {
+        if let Some(failure) = acks.failure.lock().expect("no poisoned lock").take() {
             return Err(IngestError::Kafka(failure));
         }
         self.metrics

@@ -13,7 +13,6 @@ use observatory_schemas::kafka::Signal;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::producer::Producer as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,10 +43,7 @@ impl Readiness {
 
 /// Topics of ours that the metadata does not list.
 fn missing_topics(producer: &Producer) -> Result<Vec<String>, rdkafka::error::KafkaError> {
-    let metadata = producer
-        .client()
-        .client()
-        .fetch_metadata(None, METADATA_TIMEOUT)?;
+    let metadata = producer.client().fetch_metadata(None, METADATA_TIMEOUT)?;
     let wanted = Signal::ALL.map(|s| producer.config().topic(s).to_owned());
     Ok(wanted
         .into_iter()
