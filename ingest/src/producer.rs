@@ -206,7 +206,7 @@ impl Producer {
             done: Mutex::new(Some(done)),
         });
         let mut bytes = 0u64;
-        let mut queue_error = None;
+        let mut refused = false;
         for (queued, message) in messages.iter().enumerate() {
             let count = message.items.to_string();
             let headers = OwnedHeaders::new_with_capacity(6)
@@ -228,7 +228,7 @@ impl Producer {
                 self.metrics.kafka_error(kind);
                 acks.fail(format!("the producer queue refused a message: {error}"));
                 acks.settle(messages.len() - queued);
-                queue_error = Some(error);
+                refused = true;
                 break;
             }
             bytes += message.payload.len() as u64;
@@ -237,29 +237,25 @@ impl Producer {
         acks.settle(1);
 
         let mut answered = answered;
-        if queue_error.is_none() {
-            if tokio::time::timeout(self.timeout, &mut answered)
+        let all_answered = !refused
+            && tokio::time::timeout(self.timeout, &mut answered)
                 .await
-                .is_err()
-            {
+                .is_ok();
+        if all_answered {
+            drop(reservation);
+        } else {
+            if !refused {
                 self.metrics.kafka_error("timeout");
                 acks.fail(format!(
                     "no acknowledgement within {}",
                     humantime::format_duration(self.timeout)
                 ));
-                queue_error = Some(KafkaError::MessageProduction(
-                    RDKafkaErrorCode::MessageTimedOut,
-                ));
             }
-        }
-        if queue_error.is_some() {
             // Free the budget only once librdkafka has answered for what it holds.
             tokio::spawn(async move {
                 let _ = answered.await;
                 drop(reservation);
             });
-        } else {
-            drop(reservation);
         }
 
         let labels = SignalLabels {
