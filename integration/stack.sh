@@ -50,6 +50,19 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
 }
 
+build_tools() {
+  command -v cargo >/dev/null 2>&1 || { log "cargo is missing: install the Rust toolchain (rust-toolchain.toml names the version)"; exit 1; }
+  local missing=()
+  command -v cc >/dev/null 2>&1 || missing+=(build-essential)
+  command -v make >/dev/null 2>&1 || missing+=(make)
+  command -v perl >/dev/null 2>&1 || missing+=(perl)
+  command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+  if ((${#missing[@]})); then
+    log "installing build tools for librdkafka and friends: ${missing[*]}"
+    apt_install "${missing[@]}"
+  fi
+}
+
 tansu_bin() {
   if [ -n "${TANSU_BIN:-}" ]; then echo "$TANSU_BIN"; return; fi
   local bin="$TOOLS/bin/tansu"
@@ -122,6 +135,7 @@ status_line() { # name port
 
 case "${1:-up}" in
   up)
+    build_tools
     kafka_up
     postgres_up
     redis_up

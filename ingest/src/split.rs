@@ -373,7 +373,7 @@ pub fn split_traces(
 }
 
 /// Data points in a metric.
-fn data_points(metric: &Metric) -> u32 {
+pub fn data_points(metric: &Metric) -> u32 {
     let n = match &metric.data {
         Some(metric::Data::Gauge(g)) => g.data_points.len(),
         Some(metric::Data::Sum(s)) => s.data_points.len(),

@@ -9,6 +9,7 @@
 
 pub mod broker;
 pub mod collector;
+pub mod grpc;
 pub mod kafka;
 
 use std::net::{SocketAddr, TcpListener};

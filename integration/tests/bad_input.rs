@@ -2,6 +2,7 @@
 //! client next to it keeps being served; API keys are enforced.
 
 use observatory_integration::collector::Collector;
+use observatory_integration::grpc::{RawCodec, TRACE_EXPORT_PATH};
 use observatory_integration::kafka::read_topic;
 use observatory_integration::{kafka_brokers, unique};
 use observatory_schemas::otlp::trace_service::trace_service_client::TraceServiceClient;
@@ -241,12 +242,10 @@ async fn every_bad_input_gets_its_status_while_a_good_client_is_served() {
             .unwrap(),
     );
     raw.ready().await.unwrap();
-    let path = http::uri::PathAndQuery::from_static(
-        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-    );
+    let path = http::uri::PathAndQuery::from_static(TRACE_EXPORT_PATH);
     let status = raw
         .unary(
-            tonic::Request::new(vec![0x0a_u8, 0xff, 0xff, 0xff, 0x0f]),
+            tonic::Request::new(bytes::Bytes::from_static(&[0x0a, 0xff, 0xff, 0xff, 0x0f])),
             path.clone(),
             RawCodec,
         )
@@ -284,50 +283,6 @@ async fn every_bad_input_gets_its_status_while_a_good_client_is_served() {
         .expect("still serving");
     assert!(collector.metric("observatory_collector_refused_requests_total{signal=\"traces\",transport=\"http_protobuf\",reason=\"malformed_protobuf\"}").await >= 1.0);
     assert!(collector.metric("observatory_collector_refused_requests_total{signal=\"traces\",transport=\"http_json\",reason=\"invalid_span\"}").await >= 1.0);
-}
-
-/// Sends raw bytes over gRPC.
-#[derive(Clone, Copy)]
-struct RawCodec;
-
-impl tonic::codec::Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = ();
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-    fn encoder(&mut self) -> Self::Encoder {
-        RawCodec
-    }
-    fn decoder(&mut self) -> Self::Decoder {
-        RawCodec
-    }
-}
-
-impl tonic::codec::Encoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-    fn encode(
-        &mut self,
-        item: Vec<u8>,
-        dst: &mut tonic::codec::EncodeBuf<'_>,
-    ) -> Result<(), tonic::Status> {
-        use bytes::BufMut;
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl tonic::codec::Decoder for RawCodec {
-    type Item = ();
-    type Error = tonic::Status;
-    fn decode(
-        &mut self,
-        src: &mut tonic::codec::DecodeBuf<'_>,
-    ) -> Result<Option<()>, tonic::Status> {
-        use bytes::Buf;
-        src.advance(src.remaining());
-        Ok(Some(()))
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,8 +15,6 @@ use super::gate::GateLayer;
 use super::signal::{Logs, Metrics, OtlpSignal, Traces};
 use super::{Credentials, Pipeline};
 use crate::metrics::Transport;
-use observatory_schemas::error_code::grpc;
-use observatory_schemas::tenant::TENANT_HEADER;
 use std::convert::Infallible;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -74,17 +72,7 @@ impl<K: OtlpSignal> Decoder for OtlpCodec<K> {
 }
 
 fn credentials(metadata: &MetadataMap) -> Credentials<'_> {
-    let text = |name: &str| metadata.get(name).and_then(|v| v.to_str().ok());
-    let api_key = text("authorization")
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .or_else(|| text("x-api-key"));
-    Credentials {
-        tenant: text(TENANT_HEADER),
-        api_key,
-    }
+    Credentials::from_headers(|name| metadata.get(name).and_then(|v| v.to_str().ok()))
 }
 
 /// One unary call.
@@ -178,72 +166,22 @@ where
 /// compression) with `OUT_OF_RANGE` or `INTERNAL`; they are the client's
 /// mistake and must not be retried, so they become `INVALID_ARGUMENT`.
 fn client_errors_as_invalid_argument(
-    mut response: http::Response<Body>,
+    response: http::Response<Body>,
     max: usize,
 ) -> http::Response<Body> {
-    let headers = response.headers();
-    let code = headers
-        .get("grpc-status")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<i32>().ok());
-    let message = headers
-        .get("grpc-message")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let replacement = match code {
-        Some(11) => Some(format!(
-            "request is larger than {max} bytes (COLLECTOR_MAX_REQUEST_BYTES)"
-        )),
-        Some(grpc::INTERNAL)
-            if message.starts_with("Error%20decompressing")
-                || message.starts_with("Error decompressing") =>
-        {
-            Some(percent_decode(message))
-        }
-        _ => None,
+    let Some(status) = Status::from_header_map(response.headers()) else {
+        return response;
     };
-    if let Some(text) = replacement {
-        let headers = response.headers_mut();
-        headers.insert(
-            "grpc-status",
-            http::HeaderValue::from(grpc::INVALID_ARGUMENT),
-        );
-        if let Ok(value) = http::HeaderValue::from_str(&percent_encode(&text)) {
-            headers.insert("grpc-message", value);
+    match status.code() {
+        tonic::Code::OutOfRange => Status::invalid_argument(format!(
+            "request is larger than {max} bytes (COLLECTOR_MAX_REQUEST_BYTES)"
+        ))
+        .into_http(),
+        tonic::Code::Internal if status.message().starts_with("Error decompressing") => {
+            Status::invalid_argument(status.message()).into_http()
         }
+        _ => response,
     }
-    response
-}
-
-/// gRPC's grpc-message percent-encoding, for the few characters we emit.
-fn percent_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if (0x20..0x7f).contains(&b) && b != b'%' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&text[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Serves OTLP/gRPC on `listener` until `shutdown` completes, then lets

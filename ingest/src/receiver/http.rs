@@ -23,7 +23,6 @@ use axum::routing::post;
 use axum::Router;
 use http_body_util::{BodyExt, Limited};
 use observatory_schemas::kafka::Signal;
-use observatory_schemas::tenant::TENANT_HEADER;
 use prost::Message;
 use std::future::Future;
 use std::sync::Arc;
@@ -121,17 +120,8 @@ async fn receive(
         pipeline.refuse(signal, transport, &error);
         error
     };
-    let api_key = header_str(headers, "authorization")
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .or_else(|| header_str(headers, "x-api-key"));
     let tenant = pipeline
-        .tenant(Credentials {
-            tenant: header_str(headers, TENANT_HEADER),
-            api_key,
-        })
+        .tenant(Credentials::from_headers(|name| header_str(headers, name)))
         .map_err(refuse)?;
     let format = format.map_err(refuse)?;
     let encoding = Encoding::from_header(header_str(headers, header::CONTENT_ENCODING.as_str()))

@@ -21,10 +21,9 @@ use crate::producer::{Origin, Producer};
 use crate::split::{self, Split};
 use observatory_schemas::kafka::Signal;
 use observatory_schemas::otlp::logs_service::ExportLogsServiceRequest;
-use observatory_schemas::otlp::metrics::metric;
 use observatory_schemas::otlp::metrics_service::ExportMetricsServiceRequest;
 use observatory_schemas::otlp::trace_service::ExportTraceServiceRequest;
-use observatory_schemas::tenant::{self, DEFAULT_TENANT};
+use observatory_schemas::tenant::{self, DEFAULT_TENANT, TENANT_HEADER};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -64,14 +63,7 @@ impl Export {
                 .iter()
                 .flat_map(|rm| &rm.scope_metrics)
                 .flat_map(|sm| &sm.metrics)
-                .map(|m| match &m.data {
-                    Some(metric::Data::Gauge(g)) => g.data_points.len() as u64,
-                    Some(metric::Data::Sum(s)) => s.data_points.len() as u64,
-                    Some(metric::Data::Histogram(h)) => h.data_points.len() as u64,
-                    Some(metric::Data::ExponentialHistogram(h)) => h.data_points.len() as u64,
-                    Some(metric::Data::Summary(s)) => s.data_points.len() as u64,
-                    None => 0,
-                })
+                .map(|m| split::data_points(m) as u64)
                 .sum(),
             Export::Logs(r) => r
                 .resource_logs
@@ -99,6 +91,23 @@ pub struct Credentials<'a> {
     pub tenant: Option<&'a str>,
     /// The API key, from `Authorization: Bearer` or `X-API-Key`.
     pub api_key: Option<&'a str>,
+}
+
+impl<'a> Credentials<'a> {
+    /// Reads the tenant and the API key from request headers (or gRPC
+    /// metadata), given a lookup by lowercase header name.
+    pub fn from_headers(header: impl Fn(&str) -> Option<&'a str>) -> Self {
+        let api_key = header("authorization")
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .or_else(|| header("x-api-key"));
+        Credentials {
+            tenant: header(TENANT_HEADER),
+            api_key,
+        }
+    }
 }
 
 /// The transport-independent half of the receivers.
@@ -155,6 +164,10 @@ impl Pipeline {
             .requests
             .get_or_create(&request_labels(signal, transport))
             .inc();
+        self.count_refused_request(signal, transport, error);
+    }
+
+    fn count_refused_request(&self, signal: Signal, transport: Transport, error: &IngestError) {
         self.metrics
             .refused_requests
             .get_or_create(&RefusedLabels {
@@ -207,14 +220,7 @@ impl Pipeline {
             }
             Err(error) => {
                 refused(error.reason(), items);
-                self.metrics
-                    .refused_requests
-                    .get_or_create(&RefusedLabels {
-                        signal: SignalLabel(signal),
-                        transport,
-                        reason: error.reason(),
-                    })
-                    .inc();
+                self.count_refused_request(signal, transport, error);
             }
         }
         self.metrics

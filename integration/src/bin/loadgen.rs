@@ -14,9 +14,10 @@
 //! ```
 
 use anyhow::{bail, Context as _};
-use bytes::{Buf, BufMut, Bytes};
+use bytes::Bytes;
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
+use observatory_integration::grpc::{RawCodec, TRACE_EXPORT_PATH};
 use observatory_schemas::otlp::trace_service::ExportTraceServiceRequest;
 use observatory_schemas::testing::TraceGenerator;
 use prost::Message;
@@ -24,8 +25,6 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::Status;
 
 /// How to send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -78,41 +77,6 @@ struct Args {
     /// Stop after this many requests in total (0: no limit).
     #[arg(long, env = "LOADGEN_MAX_REQUESTS", default_value_t = 0)]
     max_requests: u64,
-}
-
-/// gRPC codec that sends pre-encoded bytes and ignores the response body.
-#[derive(Clone, Copy, Default)]
-struct RawCodec;
-
-impl Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = ();
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-    fn encoder(&mut self) -> Self::Encoder {
-        RawCodec
-    }
-    fn decoder(&mut self) -> Self::Decoder {
-        RawCodec
-    }
-}
-
-impl Encoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put(item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = ();
-    type Error = Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<()>, Status> {
-        src.advance(src.remaining());
-        Ok(Some(()))
-    }
 }
 
 /// What the workers found.
@@ -212,9 +176,7 @@ async fn main() -> anyhow::Result<()> {
             let mut ok = 0u64;
             let mut refused: BTreeMap<String, u64> = BTreeMap::new();
             let mut grpc = channel.map(tonic::client::Grpc::new);
-            let path = http::uri::PathAndQuery::from_static(
-                "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-            );
+            let path = http::uri::PathAndQuery::from_static(TRACE_EXPORT_PATH);
             let url = format!("http://{endpoint}/v1/traces");
             let content_type = if protocol == Protocol::HttpJson {
                 "application/json"

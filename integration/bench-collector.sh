@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The collector benchmark of BENCHMARKS.md: a fresh release collector per
+# case on the local stack's broker, driven by loadgen on the same machine.
+#
+#   integration/bench-collector.sh [seconds per case]   (default 30)
+#
+# Prints one line per case: throughput, latency percentiles, refusals, and
+# the collector's CPU seconds per million spans and peak RSS (from /proc).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+DURATION="${1:-30}"
+set -a
+eval "$(integration/stack.sh up)"
+set +a
+cargo build --release --bins -q
+mkdir -p .stack/bench
+
+run_case() { # name port loadgen-args...
+  local name="$1" port="$2"; shift 2
+  local topic="bench_${name}_$$_$RANDOM"
+  KAFKA_TRACES_TOPIC="$topic" COLLECTOR_GRPC_ADDR=127.0.0.1:14317 COLLECTOR_HTTP_ADDR=127.0.0.1:14318 \
+    COLLECTOR_ADMIN_ADDR=127.0.0.1:18888 RUST_LOG=warn \
+    target/release/observatory-collector >".stack/bench/$name.log" 2>&1 &
+  local pid=$!
+  for _ in $(seq 1 150); do
+    (exec 3<>/dev/tcp/127.0.0.1/18888 && printf 'GET /readyz HTTP/1.0\r\n\r\n' >&3 && head -n1 <&3 | grep -q ' 200') 2>/dev/null && break
+    sleep 0.2
+  done
+  local out
+  out="$(target/release/loadgen --endpoint "127.0.0.1:$port" --duration "${DURATION}s" --collector-pid "$pid" "$@" | grep '^json ')"
+  kill -TERM "$pid"; wait "$pid" || true
+  printf '%-22s %s\n' "$name" "${out#json }"
+}
+
+echo "case                   result (loadgen JSON)"
+run_case grpc_max 14317 --protocol grpc --concurrency 8
+run_case grpc_100k 14317 --protocol grpc --concurrency 8 --rate 100000
+run_case grpc_50k 14317 --protocol grpc --concurrency 8 --rate 50000
+run_case http_protobuf_max 14318 --protocol http-protobuf --concurrency 8
+run_case http_json_max 14318 --protocol http-json --concurrency 8
+run_case grpc_max_2kb_prompts 14317 --protocol grpc --concurrency 8 --content-bytes 2000
