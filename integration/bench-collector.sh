@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The collector benchmark of BENCHMARKS.md: a fresh release collector per
-# case on the local stack's broker, driven by loadgen on the same machine.
+# The collector benchmark of BENCHMARKS.md: for each case a fresh in-memory
+# tansu broker and a fresh release collector, driven by loadgen, all on this
+# machine. (A private broker per case: tansu's memory storage keeps every
+# message, so a long run would otherwise fill the stack's broker.)
 #
 #   integration/bench-collector.sh [seconds per case]   (default 30)
 #
@@ -16,10 +18,15 @@ set +a
 cargo build --release --bins -q
 mkdir -p .stack/bench
 
+BROKER_PORT=19092
 run_case() { # name port loadgen-args...
   local name="$1" port="$2"; shift 2
-  local topic="bench_${name}_$$_$RANDOM"
-  KAFKA_TRACES_TOPIC="$topic" COLLECTOR_GRPC_ADDR=127.0.0.1:14317 COLLECTOR_HTTP_ADDR=127.0.0.1:14318 \
+  local topic="bench_${name}"
+  "$TANSU_BIN" broker --listener-url "tcp://127.0.0.1:$BROKER_PORT" \
+    --advertised-listener-url "tcp://127.0.0.1:$BROKER_PORT" --storage-engine memory://bench/ \
+    >".stack/bench/tansu-$name.log" 2>&1 &
+  local broker=$!
+  KAFKA_BROKERS="127.0.0.1:$BROKER_PORT" KAFKA_TRACES_TOPIC="$topic" COLLECTOR_GRPC_ADDR=127.0.0.1:14317 COLLECTOR_HTTP_ADDR=127.0.0.1:14318 \
     COLLECTOR_ADMIN_ADDR=127.0.0.1:18888 RUST_LOG=warn \
     target/release/observatory-collector >".stack/bench/$name.log" 2>&1 &
   local pid=$!
@@ -30,6 +37,7 @@ run_case() { # name port loadgen-args...
   local out
   out="$(target/release/loadgen --endpoint "127.0.0.1:$port" --duration "${DURATION}s" --collector-pid "$pid" "$@" | grep '^json ')"
   kill -TERM "$pid"; wait "$pid" || true
+  kill "$broker"; wait "$broker" 2>/dev/null || true
   printf '%-22s %s\n' "$name" "${out#json }"
 }
 
