@@ -30,6 +30,9 @@ pub enum IngestError {
         /// What the decompressor said.
         detail: String,
     },
+    /// The body could not be read: the client broke off or was too slow.
+    #[error("cannot read the request body: {0}")]
+    Body(String),
     /// The body, before or after decompression, is larger than allowed.
     #[error("request body is larger than {limit} bytes{after} (COLLECTOR_MAX_REQUEST_BYTES)")]
     TooLarge {
@@ -69,6 +72,7 @@ impl IngestError {
             | IngestError::MalformedJson(_)
             | IngestError::InvalidSpan(_)
             | IngestError::BadCompression { .. }
+            | IngestError::Body(_)
             | IngestError::InvalidTenant(_) => ErrorCode::InvalidArgument,
             IngestError::TooLarge { .. } => ErrorCode::PayloadTooLarge,
             IngestError::UnsupportedContentType(_) | IngestError::UnsupportedEncoding(_) => {
@@ -86,6 +90,7 @@ impl IngestError {
             IngestError::MalformedJson(_) => "malformed_json",
             IngestError::InvalidSpan(_) => "invalid_span",
             IngestError::BadCompression { .. } => "bad_compression",
+            IngestError::Body(_) => "unreadable_body",
             IngestError::TooLarge { .. } => "too_large",
             IngestError::UnsupportedContentType(_) => "unsupported_content_type",
             IngestError::UnsupportedEncoding(_) => "unsupported_encoding",

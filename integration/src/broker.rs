@@ -25,15 +25,21 @@ fn tansu() -> String {
 impl Broker {
     /// Starts a broker on a free port with its data in a new folder.
     pub async fn start() -> Broker {
+        let mut broker = Broker::not_started();
+        broker.restart().await;
+        broker
+    }
+
+    /// A broker with a free port and a folder, not running yet: clients
+    /// pointed at it find nothing listening until [`Broker::restart`].
+    pub fn not_started() -> Broker {
         let dir = std::env::temp_dir().join(crate::unique("tansu"));
         std::fs::create_dir_all(&dir).expect("create the broker folder");
-        let mut broker = Broker {
+        Broker {
             child: None,
             addr: free_addr(),
             dir,
-        };
-        broker.restart().await;
-        broker
+        }
     }
 
     /// `host:port` for `KAFKA_BROKERS`.

@@ -262,3 +262,48 @@ async fn sigterm_finishes_in_flight_requests_and_loses_nothing() {
         "acknowledged spans are missing after SIGTERM"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_collector_starts_without_a_broker_and_gets_ready_once_one_appears() {
+    let mut broker = Broker::not_started();
+    let topic = unique("spans");
+    let collector = Collector::spawn(&[
+        ("KAFKA_BROKERS", broker.brokers()),
+        ("KAFKA_TRACES_TOPIC", topic.clone()),
+        ("KAFKA_METRICS_TOPIC", unique("metrics")),
+        ("KAFKA_LOGS_TOPIC", unique("logs")),
+        ("KAFKA_TRACES_PARTITIONS", "3".into()),
+        ("COLLECTOR_PRODUCE_TIMEOUT", "1s".into()),
+    ]);
+    wait_for("/healthz", Duration::from_secs(30), || async {
+        matches!(collector.admin_get("/healthz").await, Some((200, _))).then_some(())
+    })
+    .await;
+    let (status, body) = collector.admin_get("/readyz").await.unwrap();
+    assert_eq!(status, 503, "not ready without a broker: {body}");
+    let mut client = TraceServiceClient::connect(format!("http://{}", collector.grpc))
+        .await
+        .unwrap();
+    let refused = client
+        .export(TraceGenerator::new(1).request(5))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused}");
+
+    broker.restart().await;
+    collector.wait_ready(Duration::from_secs(60)).await;
+    client
+        .export(TraceGenerator::new(2).request(5))
+        .await
+        .expect("accepted once the broker is up");
+    let brokers = broker.brokers();
+    let partitions = tokio::task::spawn_blocking(move || {
+        observatory_integration::kafka::partition_count(&brokers, &topic, Duration::from_secs(10))
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        partitions, 3,
+        "the collector created its topic with KAFKA_TRACES_PARTITIONS"
+    );
+}

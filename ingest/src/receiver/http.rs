@@ -21,11 +21,13 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use http_body_util::{BodyExt, Limited};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
 use observatory_schemas::kafka::Signal;
 use prost::Message;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// `google.rpc.Status`, the body of OTLP/HTTP error answers.
 #[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
@@ -127,34 +129,67 @@ async fn receive(
     let encoding = Encoding::from_header(header_str(headers, header::CONTENT_ENCODING.as_str()))
         .map_err(refuse)?;
     let limit = state.max_request_bytes;
-    let too_large = || IngestError::TooLarge { limit, after: "" };
-    if let Some(length) =
-        header_str(headers, header::CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<usize>().ok())
-    {
-        if length > limit {
-            return Err(refuse(too_large()));
-        }
-    }
-    let raw = Limited::new(body, limit)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                too_large()
-            } else {
-                IngestError::BadCompression {
-                    encoding: "http",
-                    detail: format!("reading the body failed: {e}"),
-                }
-            }
-        })
-        .map_err(refuse)?
-        .to_bytes();
+    let declared =
+        header_str(headers, header::CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<usize>().ok());
+    let raw = read_body(body, limit, declared).await.map_err(refuse)?;
     let plain = decode::decompress(encoding, raw, limit).map_err(refuse)?;
     let export = decode::decode(signal, format, &plain).map_err(refuse)?;
     let wire_len = plain.len();
     drop(plain);
     pipeline.export(transport, tenant, export, wire_len).await
+}
+
+/// How much of an oversized body is read and thrown away before answering
+/// 413, as a multiple of the limit. Reading it lets the client finish
+/// sending and read the answer instead of failing with a broken pipe; past
+/// this the connection is simply closed.
+const DRAIN_FACTOR: usize = 4;
+/// The longest a body may take to arrive.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Reads a body of at most `limit` bytes. A larger one is answered 413 after
+/// draining it (up to [`DRAIN_FACTOR`] times the limit, keeping nothing).
+async fn read_body(
+    body: Body,
+    limit: usize,
+    declared: Option<usize>,
+) -> Result<Bytes, IngestError> {
+    let too_large = IngestError::TooLarge { limit, after: "" };
+    let drain_cap = limit.saturating_mul(DRAIN_FACTOR);
+    if declared.is_some_and(|length| length > drain_cap) {
+        return Err(too_large);
+    }
+    let read = async {
+        let mut body = body;
+        let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
+        let mut total = 0usize;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| IngestError::Body(e.to_string()))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            total += data.len();
+            if total > drain_cap {
+                break;
+            }
+            if total <= limit {
+                buf.extend_from_slice(&data);
+            }
+        }
+        Ok(if total > limit {
+            None
+        } else {
+            Some(buf.freeze())
+        })
+    };
+    match tokio::time::timeout(BODY_TIMEOUT, read).await {
+        Ok(Ok(Some(bytes))) => Ok(bytes),
+        Ok(Ok(None)) => Err(too_large),
+        Ok(Err(error)) => Err(error),
+        Err(_) => Err(IngestError::Body(format!(
+            "it did not arrive within {BODY_TIMEOUT:?}"
+        ))),
+    }
 }
 
 fn encode_response<M: Message + serde::Serialize>(format: Format, message: &M) -> Vec<u8> {
