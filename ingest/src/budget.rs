@@ -47,6 +47,11 @@ impl Budget {
         }
     }
 
+    /// The limit, bytes.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
     /// Reserves `bytes`, or refuses at once when the budget is spent.
     pub fn try_reserve(&self, bytes: usize) -> Result<Reservation, IngestError> {
         let units = u32::try_from(bytes.div_ceil(UNIT).max(1)).unwrap_or(u32::MAX);

@@ -228,6 +228,16 @@ pub struct Limits {
     pub retry_after_seconds: u32,
 }
 
+/// librdkafka settings the delivery guarantee rests on: acknowledgement by
+/// all in-sync replicas, the idempotent producer, and murmur2 partitioning.
+const PROTECTED_PRODUCER_SETTINGS: [&str; 5] = [
+    "acks",
+    "request.required.acks",
+    "enable.idempotence",
+    "partitioner",
+    "message.max.bytes",
+];
+
 /// The smallest message limit that leaves room for a span with a useful payload.
 const MIN_MESSAGE_MAX_BYTES: usize = 16 * 1024;
 
@@ -273,6 +283,17 @@ impl Args {
         }
         let extra = parse_pairs(&self.kafka_producer_config)
             .map_err(|reason| invalid("KAFKA_PRODUCER_CONFIG", reason))?;
+        if let Some((key, _)) = extra
+            .iter()
+            .find(|(k, _)| PROTECTED_PRODUCER_SETTINGS.contains(&k.as_str()))
+        {
+            return Err(invalid(
+                "KAFKA_PRODUCER_CONFIG",
+                format!(
+                    "{key} is fixed by the collector's delivery guarantee and cannot be overridden"
+                ),
+            ));
+        }
         if self.max_request_bytes < 1024 {
             return Err(invalid(
                 "COLLECTOR_MAX_REQUEST_BYTES",
@@ -421,6 +442,10 @@ mod tests {
         assert_eq!(err.setting, "INGEST_API_KEYS");
         let err = parse(&["--kafka-traces-topic", "no spaces"]).unwrap_err();
         assert_eq!(err.setting, "KAFKA_TRACES_TOPIC");
+        let err = parse(&["--kafka-producer-config", "security.protocol=ssl,acks=1"]).unwrap_err();
+        assert_eq!(err.setting, "KAFKA_PRODUCER_CONFIG");
+        assert!(err.reason.contains("acks"));
+        assert!(parse(&["--kafka-producer-config", "security.protocol=ssl"]).is_ok());
     }
 
     #[test]

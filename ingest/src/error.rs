@@ -34,11 +34,11 @@ pub enum IngestError {
     #[error("cannot read the request body: {0}")]
     Body(String),
     /// The body, before or after decompression, is larger than allowed.
-    #[error("request body is larger than {limit} bytes{after} (COLLECTOR_MAX_REQUEST_BYTES)")]
+    #[error("request body is larger than {limit} bytes{after}")]
     TooLarge {
         /// The limit.
         limit: usize,
-        /// " after decompression", or "".
+        /// Which limit, and at which step.
         after: &'static str,
     },
     /// Neither protobuf nor JSON.
@@ -72,14 +72,16 @@ impl IngestError {
             | IngestError::MalformedJson(_)
             | IngestError::InvalidSpan(_)
             | IngestError::BadCompression { .. }
-            | IngestError::Body(_)
             | IngestError::InvalidTenant(_) => ErrorCode::InvalidArgument,
             IngestError::TooLarge { .. } => ErrorCode::PayloadTooLarge,
             IngestError::UnsupportedContentType(_) | IngestError::UnsupportedEncoding(_) => {
                 ErrorCode::UnsupportedMediaType
             }
             IngestError::Unauthenticated => ErrorCode::Unauthenticated,
-            IngestError::Overloaded { .. } | IngestError::Kafka(_) => ErrorCode::Unavailable,
+            // A slow or broken-off body may be the network's fault: let the client retry.
+            IngestError::Overloaded { .. } | IngestError::Kafka(_) | IngestError::Body(_) => {
+                ErrorCode::Unavailable
+            }
         }
     }
 

@@ -58,6 +58,9 @@ pub enum RunError {
     /// The Kafka client could not be created (a bad librdkafka setting, say).
     #[error("cannot create the kafka producer: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    /// The Kafka producer failed for good (a fatal idempotence error).
+    #[error("the kafka producer failed fatally, restart the collector: {0}")]
+    FatalKafka(String),
     /// A server failed.
     #[error("the {server} server failed: {detail}")]
     Server {
@@ -127,19 +130,18 @@ impl Bound {
         let readiness = Readiness::default();
         let draining = Arc::new(AtomicBool::new(false));
 
-        let topics_task = tokio::spawn(topics::maintain(
+        // Fires on SIGTERM or on a fatal producer error: stop taking requests.
+        let (drain_tx, drain_rx) = watch::channel(false);
+        let mut topics_task = tokio::spawn(topics::maintain(
             producer.clone(),
             readiness.clone(),
             metrics.clone(),
-            shutdown.clone(),
+            drain_rx.clone(),
         ));
-        let stop = {
-            let shutdown = shutdown.clone();
-            move || {
-                let mut shutdown = shutdown.clone();
-                async move {
-                    let _ = shutdown.wait_for(|stop| *stop).await;
-                }
+        let stop = || {
+            let mut drain = drain_rx.clone();
+            async move {
+                let _ = drain.wait_for(|stop| *stop).await;
             }
         };
         let limits = &config.limits;
@@ -167,9 +169,19 @@ impl Bound {
             "observatory-collector started"
         );
 
-        let _ = shutdown.wait_for(|stop| *stop).await;
+        let fatal = tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => None,
+            result = &mut topics_task => match result {
+                Ok(Err(fatal)) => Some(fatal),
+                _ => None,
+            },
+        };
+        if let Some(fatal) = &fatal {
+            tracing::error!(%fatal, "the kafka producer failed fatally; shutting down");
+        }
         info!("shutting down: no new requests; finishing in-flight ones");
         draining.store(true, Ordering::Relaxed);
+        let _ = drain_tx.send(true);
         let grpc_result = grpc_task.await;
         let http_result = http_task.await;
         topics_task.abort();
@@ -187,6 +199,9 @@ impl Bound {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(server_error("http", e)),
             Err(e) => return Err(server_error("http", e)),
+        }
+        if let Some(fatal) = fatal {
+            return Err(RunError::FatalKafka(fatal));
         }
         info!("observatory-collector stopped");
         Ok(())

@@ -38,11 +38,17 @@ pub const RECORD_OVERHEAD_RESERVE: usize = 512;
 /// The acknowledgements of one request: a count of messages without an
 /// answer yet, the first failure, and one wake-up for the waiting request
 /// when the count reaches zero (not one per message).
+///
+/// It also holds the request's in-flight [`Reservation`]: every queued
+/// message holds an `Arc` of it, so the budget is freed only when librdkafka
+/// has answered for the last one, even if the client gave up or was told to
+/// retry long before.
 pub struct Acks {
     pending: AtomicUsize,
     delivered: AtomicU64,
     failure: Mutex<Option<String>>,
     done: Mutex<Option<oneshot::Sender<()>>>,
+    _reservation: Reservation,
 }
 
 impl Acks {
@@ -62,6 +68,10 @@ impl Acks {
             .get_or_insert(reason);
     }
 }
+
+/// Room for record-batch framing on top of the message limit: the topic's
+/// `max.message.bytes` is `KAFKA_MESSAGE_MAX_BYTES + BATCH_OVERHEAD`.
+pub const BATCH_OVERHEAD: usize = 1024;
 
 /// librdkafka context: counts deliveries per request and logs client errors.
 pub struct Context {
@@ -129,12 +139,13 @@ pub fn client_config(config: &KafkaConfig) -> ClientConfig {
         // records) may hold several of them.
         .set(
             "message.max.bytes",
-            (config.message_max_bytes + 1024).max(1_000_000).to_string(),
+            (config.message_max_bytes + BATCH_OVERHEAD)
+                .max(1_000_000)
+                .to_string(),
         )
-        .set(
-            "batch.size",
-            config.message_max_bytes.max(1_000_000).to_string(),
-        )
+        // A batch must fit the topic's max.message.bytes (the limit plus
+        // BATCH_OVERHEAD, set by topics.rs), or the broker refuses it whole.
+        .set("batch.size", config.message_max_bytes.to_string())
         // The in-flight budget bounds memory; librdkafka's own queue only
         // needs to hold that much.
         .set("queue.buffering.max.kbytes", "1048576")
@@ -183,9 +194,8 @@ impl Producer {
 
     /// Produces `messages` and waits until Kafka acknowledged all of them.
     ///
-    /// `reservation` is held until every message has an answer from librdkafka,
-    /// even when the caller was already told to retry, so that memory in
-    /// librdkafka's queue stays within the in-flight budget.
+    /// `reservation` is held until every message has an answer from librdkafka
+    /// (see [`Acks`]), so that librdkafka's queue stays within the in-flight budget.
     pub async fn send_all(
         &self,
         signal: Signal,
@@ -204,6 +214,7 @@ impl Producer {
             delivered: AtomicU64::new(0),
             failure: Mutex::new(None),
             done: Mutex::new(Some(done)),
+            _reservation: reservation,
         });
         let mut bytes = 0u64;
         let mut refused = false;
@@ -236,26 +247,17 @@ impl Producer {
         drop(messages);
         acks.settle(1);
 
-        let mut answered = answered;
-        let all_answered = !refused
-            && tokio::time::timeout(self.timeout, &mut answered)
-                .await
-                .is_ok();
-        if all_answered {
-            drop(reservation);
-        } else {
-            if !refused {
-                self.metrics.kafka_error("timeout");
-                acks.fail(format!(
-                    "no acknowledgement within {}",
-                    humantime::format_duration(self.timeout)
-                ));
-            }
-            // Free the budget only once librdkafka has answered for what it holds.
-            tokio::spawn(async move {
-                let _ = answered.await;
-                drop(reservation);
-            });
+        let answered_in_time = !refused
+            && matches!(
+                tokio::time::timeout(self.timeout, answered).await,
+                Ok(Ok(()))
+            );
+        if !refused && !answered_in_time {
+            self.metrics.kafka_error("timeout");
+            acks.fail(format!(
+                "no acknowledgement within {}",
+                humantime::format_duration(self.timeout)
+            ));
         }
 
         let labels = SignalLabels {
@@ -282,6 +284,14 @@ impl Producer {
             delivered, "request acknowledged by kafka"
         );
         Ok(())
+    }
+
+    /// A fatal producer error (the idempotent producer cannot go on), if any.
+    pub fn fatal_error(&self) -> Option<String> {
+        self.inner
+            .client()
+            .fatal_error()
+            .map(|(code, reason)| format!("{code}: {reason}"))
     }
 
     /// Waits up to `timeout` for every queued message to be delivered.

@@ -8,7 +8,7 @@
 
 use crate::config::KafkaConfig;
 use crate::metrics::Metrics;
-use crate::producer::{client_config, Producer};
+use crate::producer::{client_config, Producer, BATCH_OVERHEAD};
 use observatory_schemas::kafka::Signal;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -60,7 +60,7 @@ async fn create_topics(config: &KafkaConfig, names: &[String]) -> Result<(), Str
     let admin: AdminClient<DefaultClientContext> = client_config(config)
         .create()
         .map_err(|e| format!("admin client: {e}"))?;
-    let max_bytes = (config.message_max_bytes + 1024).to_string();
+    let max_bytes = (config.message_max_bytes + BATCH_OVERHEAD).to_string();
     let topics: Vec<NewTopic> = names
         .iter()
         .map(|name| {
@@ -91,14 +91,21 @@ async fn create_topics(config: &KafkaConfig, names: &[String]) -> Result<(), Str
     Ok(())
 }
 
-/// Checks the broker and creates topics until `shutdown` fires.
+/// Checks the broker and creates topics until `shutdown` fires; returns an
+/// error when the producer hit a fatal error and the process must restart.
 pub async fn maintain(
     producer: Producer,
     readiness: Readiness,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
-) {
+) -> Result<(), String> {
     loop {
+        if let Some(fatal) = producer.fatal_error() {
+            // The idempotent producer cannot recover; a restart gives a new one.
+            readiness.set(false);
+            metrics.kafka_ready.set(0);
+            return Err(fatal);
+        }
         let check = {
             let producer = producer.clone();
             tokio::task::spawn_blocking(move || missing_topics(&producer)).await
@@ -142,7 +149,7 @@ pub async fn maintain(
         };
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => return Ok(()),
         }
     }
 }

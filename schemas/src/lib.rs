@@ -21,7 +21,9 @@ pub mod ids;
 pub mod kafka;
 pub mod murmur2;
 pub mod otlp;
+pub mod pricing;
 pub mod resource_key;
+pub mod span;
 pub mod tenant;
 
 #[cfg(feature = "testing")]

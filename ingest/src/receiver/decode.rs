@@ -106,14 +106,14 @@ pub fn decompress(
         if out.len() > limit {
             return Err(IngestError::TooLarge {
                 limit,
-                after: " after decompression",
+                after: " after decompression (COLLECTOR_MAX_REQUEST_BYTES)",
             });
         }
         Ok(out.into())
     }
     match encoding {
         Encoding::Identity => Ok(body),
-        Encoding::Gzip => read_capped(flate2::read::GzDecoder::new(&body[..]), "gzip", limit),
+        Encoding::Gzip => read_capped(flate2::read::MultiGzDecoder::new(&body[..]), "gzip", limit),
         Encoding::Deflate => {
             read_capped(flate2::read::ZlibDecoder::new(&body[..]), "deflate", limit)
         }

@@ -177,7 +177,9 @@ fn client_errors_as_invalid_argument(
             "request is larger than {max} bytes (COLLECTOR_MAX_REQUEST_BYTES)"
         ))
         .into_http(),
-        tonic::Code::Internal if status.message().starts_with("Error decompressing") => {
+        tonic::Code::Internal | tonic::Code::ResourceExhausted
+            if status.message().starts_with("Error decompressing") =>
+        {
             Status::invalid_argument(status.message()).into_http()
         }
         _ => response,

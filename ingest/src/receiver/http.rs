@@ -154,7 +154,10 @@ async fn read_body(
     limit: usize,
     declared: Option<usize>,
 ) -> Result<Bytes, IngestError> {
-    let too_large = IngestError::TooLarge { limit, after: "" };
+    let too_large = IngestError::TooLarge {
+        limit,
+        after: " (COLLECTOR_MAX_REQUEST_BYTES)",
+    };
     let drain_cap = limit.saturating_mul(DRAIN_FACTOR);
     if declared.is_some_and(|length| length > drain_cap) {
         return Err(too_large);

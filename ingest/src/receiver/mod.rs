@@ -236,7 +236,6 @@ impl Pipeline {
         export: Export,
         encoded_len: usize,
     ) -> Result<(Outcome, u64), IngestError> {
-        let reservation = self.budget.try_reserve(encoded_len)?;
         let received_at_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
@@ -247,6 +246,17 @@ impl Pipeline {
             Export::Metrics(r) => split::split_metrics(r, budget, encoded_len),
             Export::Logs(r) => split::split_logs(r, budget, encoded_len),
         };
+        // Splitting copies each resource and scope into every message of it,
+        // so the messages can be larger than the request: reserve the larger.
+        let produced: usize = split.messages.iter().map(|m| m.payload.len()).sum();
+        let needed = produced.max(encoded_len);
+        if needed > self.budget.limit() {
+            return Err(IngestError::TooLarge {
+                limit: self.budget.limit(),
+                after: " once split into one message per trace (COLLECTOR_MAX_INFLIGHT_BYTES)",
+            });
+        }
+        let reservation = self.budget.try_reserve(needed)?;
         let accepted = split.accepted_items();
         let outcome = Outcome {
             rejected_items: split.rejected_items,
