@@ -17,8 +17,11 @@
 //! Start reading at [`kafka`].
 
 pub mod error_code;
+pub mod genai;
+pub mod histogram;
 pub mod ids;
 pub mod kafka;
+pub mod migrations;
 pub mod murmur2;
 pub mod otlp;
 pub mod pricing;

@@ -1,0 +1,33 @@
+//! The SQL migrations of the PostgreSQL store, in order.
+//!
+//! Applying them (in a transaction, once each, recorded in
+//! `observatory_migrations`) is the consumer's job; this module only holds
+//! their text. Each statement is idempotent (`IF NOT EXISTS`), so a
+//! migration interrupted half-way can be run again.
+
+/// One migration.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// Its version; applied in increasing order.
+    pub version: i32,
+    /// A short name.
+    pub name: &'static str,
+    /// The SQL, several statements.
+    pub sql: &'static str,
+}
+
+/// Every migration for plain PostgreSQL 15+.
+pub const POSTGRES: &[Migration] = &[Migration {
+    version: 1,
+    name: "spans_llm_calls_rollups",
+    sql: include_str!("../migrations/0001_spans_llm_calls_rollups.sql"),
+}];
+
+/// Tables partitioned by day, with the column they are partitioned on and
+/// which retention setting applies: `true` for traces, `false` for metrics.
+pub const PARTITIONED_TABLES: &[(&str, bool)] = &[
+    ("spans", true),
+    ("llm_calls", true),
+    ("llm_rollup_1m", false),
+    ("llm_latency_1m", false),
+];
