@@ -144,9 +144,20 @@ impl<'a> Attrs<'a> {
     }
 }
 
-const PROVIDER: &[&str] = &["gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system", "ai.model.provider"];
+const PROVIDER: &[&str] = &[
+    "gen_ai.provider.name",
+    "gen_ai.system",
+    "llm.provider",
+    "llm.system",
+    "ai.model.provider",
+];
 const RESPONSE_MODEL: &[&str] = &["gen_ai.response.model", "llm.response.model_name"];
-const REQUEST_MODEL: &[&str] = &["gen_ai.request.model", "llm.model_name", "llm.request.model_name", "ai.model.id"];
+const REQUEST_MODEL: &[&str] = &[
+    "gen_ai.request.model",
+    "llm.model_name",
+    "llm.request.model_name",
+    "ai.model.id",
+];
 const INPUT: &[&str] = &[
     "gen_ai.usage.input_tokens",
     "gen_ai.usage.prompt_tokens",
@@ -161,7 +172,12 @@ const OUTPUT: &[&str] = &[
     "ai.usage.completionTokens",
     "ai.usage.outputTokens",
 ];
-const TOTAL: &[&str] = &["llm.usage.total_tokens", "llm.token_count.total", "ai.usage.tokens", "gen_ai.usage.total_tokens"];
+const TOTAL: &[&str] = &[
+    "llm.usage.total_tokens",
+    "llm.token_count.total",
+    "ai.usage.tokens",
+    "gen_ai.usage.total_tokens",
+];
 const CACHE_READ: &[&str] = &[
     "gen_ai.usage.cache_read.input_tokens",
     "gen_ai.usage.cache_read_input_tokens",
@@ -195,7 +211,13 @@ const SESSION: &[&str] = &[
     "traceloop.association.properties.session_id",
     "ai.telemetry.metadata.sessionId",
 ];
-const PROMPT: &[&str] = &["gen_ai.input.messages", "input.value", "ai.prompt", "ai.prompt.messages", "gen_ai.system_instructions"];
+const PROMPT: &[&str] = &[
+    "gen_ai.input.messages",
+    "input.value",
+    "ai.prompt",
+    "ai.prompt.messages",
+    "gen_ai.system_instructions",
+];
 const COMPLETION: &[&str] = &["gen_ai.output.messages", "output.value", "ai.response.text"];
 
 /// The provider as the current conventions name it.
@@ -230,7 +252,14 @@ fn operation(attrs: &Attrs<'_>) -> Option<String> {
         };
     }
     let id = attrs.str(&["ai.operationId"])?;
-    Some(if id.contains("embed") { "embeddings" } else { "chat" }.into())
+    Some(
+        if id.contains("embed") {
+            "embeddings"
+        } else {
+            "chat"
+        }
+        .into(),
+    )
 }
 
 /// Message text from the events of older conventions (`gen_ai.user.message`,
@@ -240,12 +269,19 @@ fn event_text(events: &[Event], prompt: bool) -> Option<String> {
     for e in events {
         let attrs = Attrs(&e.attributes);
         let wanted = match e.name.as_str() {
-            "gen_ai.system.message" | "gen_ai.user.message" | "gen_ai.assistant.message" | "gen_ai.tool.message" => prompt,
+            "gen_ai.system.message"
+            | "gen_ai.user.message"
+            | "gen_ai.assistant.message"
+            | "gen_ai.tool.message" => prompt,
             "gen_ai.choice" => !prompt,
             "gen_ai.content.prompt" => prompt,
             "gen_ai.content.completion" => !prompt,
             "gen_ai.client.inference.operation.details" => {
-                let key = if prompt { "gen_ai.input.messages" } else { "gen_ai.output.messages" };
+                let key = if prompt {
+                    "gen_ai.input.messages"
+                } else {
+                    "gen_ai.output.messages"
+                };
                 if let Some(text) = attrs.str(&[key]) {
                     parts.push(text.to_owned());
                 }
@@ -254,7 +290,9 @@ fn event_text(events: &[Event], prompt: bool) -> Option<String> {
             _ => false,
         };
         if wanted {
-            if let Some(text) = attrs.str(&["content", "gen_ai.prompt", "gen_ai.completion", "message"]) {
+            if let Some(text) =
+                attrs.str(&["content", "gen_ai.prompt", "gen_ai.completion", "message"])
+            {
                 parts.push(text.to_owned());
             }
         }
@@ -266,7 +304,10 @@ fn event_text(events: &[Event], prompt: bool) -> Option<String> {
 pub fn llm_call(span: &Span) -> Option<LlmCall> {
     let attrs = Attrs(&span.attributes);
     let request_model = attrs.str(REQUEST_MODEL).map(str::to_owned);
-    let model = attrs.str(RESPONSE_MODEL).map(str::to_owned).or_else(|| request_model.clone());
+    let model = attrs
+        .str(RESPONSE_MODEL)
+        .map(str::to_owned)
+        .or_else(|| request_model.clone());
     let mut input = attrs.int(INPUT);
     let mut output = attrs.int(OUTPUT);
     let total = attrs.int(TOTAL);
@@ -274,8 +315,16 @@ pub fn llm_call(span: &Span) -> Option<LlmCall> {
     let is_model_call = model.is_some()
         || input.is_some()
         || output.is_some()
-        || matches!(operation.as_deref(), Some("chat" | "text_completion" | "generate_content" | "embeddings" | "completion"));
-    if !is_model_call || matches!(operation.as_deref(), Some("execute_tool" | "invoke_agent" | "create_agent" | "invoke_workflow")) && model.is_none() {
+        || matches!(
+            operation.as_deref(),
+            Some("chat" | "text_completion" | "generate_content" | "embeddings" | "completion")
+        );
+    if !is_model_call
+        || matches!(
+            operation.as_deref(),
+            Some("execute_tool" | "invoke_agent" | "create_agent" | "invoke_workflow")
+        ) && model.is_none()
+    {
         return None;
     }
 
@@ -309,16 +358,26 @@ pub fn llm_call(span: &Span) -> Option<LlmCall> {
         .map(|p| normalize_provider(p, from_vercel))
         .unwrap_or_else(|| "unknown".to_owned());
     let client_cost = attrs.float(COST).or_else(|| {
-        match (attrs.float(&["llm.cost.prompt"]), attrs.float(&["llm.cost.completion"])) {
+        match (
+            attrs.float(&["llm.cost.prompt"]),
+            attrs.float(&["llm.cost.completion"]),
+        ) {
             (None, None) => None,
             (p, c) => Some(p.unwrap_or(0.0) + c.unwrap_or(0.0)),
         }
     });
     let ttft_ms = attrs
-        .float(&["gen_ai.response.time_to_first_chunk", "gen_ai.server.time_to_first_token"])
+        .float(&[
+            "gen_ai.response.time_to_first_chunk",
+            "gen_ai.server.time_to_first_token",
+        ])
         .map(|s| s * 1000.0)
         .or_else(|| attrs.float(&["ai.response.msToFirstChunk", "ai.stream.msToFirstChunk"]));
-    let mut finish_reasons = attrs.strings(&["gen_ai.response.finish_reasons", "ai.response.finishReason", "llm.finish_reason"]);
+    let mut finish_reasons = attrs.strings(&[
+        "gen_ai.response.finish_reasons",
+        "ai.response.finishReason",
+        "llm.finish_reason",
+    ]);
     if finish_reasons.is_empty() {
         if let Some(r) = attrs.indexed("gen_ai.completion", "finish_reason") {
             finish_reasons = r.split('\n').map(str::to_owned).collect();
@@ -397,9 +456,16 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(call.provider, "openai");
-        assert_eq!(call.model, "o3-mini-2025-01-31", "the response model is billed");
+        assert_eq!(
+            call.model, "o3-mini-2025-01-31",
+            "the response model is billed"
+        );
         assert_eq!(call.request_model.as_deref(), Some("o3-mini"));
-        assert_eq!((call.input_tokens, call.output_tokens), (Some(2000), Some(1000)), "subsets stay inside");
+        assert_eq!(
+            (call.input_tokens, call.output_tokens),
+            (Some(2000), Some(1000)),
+            "subsets stay inside"
+        );
         assert_eq!(call.reasoning_tokens, Some(600));
         assert_eq!(call.cache_read_tokens, Some(500));
         assert_eq!(call.finish_reasons, vec!["stop"]);
@@ -438,7 +504,14 @@ mod tests {
             kv_f64("llm.cost.total", 0.001),
         ]))
         .unwrap();
-        assert_eq!((oi.provider.as_str(), oi.model.as_str(), oi.operation.as_str()), ("openai", "gpt-4o-mini", "chat"));
+        assert_eq!(
+            (
+                oi.provider.as_str(),
+                oi.model.as_str(),
+                oi.operation.as_str()
+            ),
+            ("openai", "gpt-4o-mini", "chat")
+        );
         assert_eq!((oi.input_tokens, oi.output_tokens), (Some(100), Some(20)));
         assert_eq!(oi.prompt.as_deref(), Some("first\nsecond"));
         assert_eq!(oi.client_cost_usd, Some(0.001));
@@ -452,7 +525,11 @@ mod tests {
             kv_str("gen_ai.completion.0.content", "hello"),
         ]))
         .unwrap();
-        assert_eq!((ol.input_tokens, ol.output_tokens), (Some(40), Some(10)), "output from the total");
+        assert_eq!(
+            (ol.input_tokens, ol.output_tokens),
+            (Some(40), Some(10)),
+            "output from the total"
+        );
         assert_eq!(ol.completion.as_deref(), Some("hello"));
 
         let v = llm_call(&span(vec![
@@ -464,13 +541,20 @@ mod tests {
             kv_str("ai.response.finishReason", "stop"),
         ]))
         .unwrap();
-        assert_eq!((v.provider.as_str(), v.model.as_str()), ("anthropic", "claude-3-5-haiku-20241022"));
+        assert_eq!(
+            (v.provider.as_str(), v.model.as_str()),
+            ("anthropic", "claude-3-5-haiku-20241022")
+        );
         assert_eq!(v.finish_reasons, vec!["stop"]);
     }
 
     #[test]
     fn agent_and_tool_spans_are_not_model_calls() {
-        assert!(llm_call(&span(vec![kv_str("gen_ai.operation.name", "execute_tool"), kv_str("gen_ai.tool.name", "x")])).is_none());
+        assert!(llm_call(&span(vec![
+            kv_str("gen_ai.operation.name", "execute_tool"),
+            kv_str("gen_ai.tool.name", "x")
+        ]))
+        .is_none());
         assert!(llm_call(&span(vec![kv_str("gen_ai.operation.name", "invoke_agent")])).is_none());
         assert!(llm_call(&span(vec![kv_str("http.method", "GET")])).is_none());
     }

@@ -23,6 +23,13 @@ pub const POSTGRES: &[Migration] = &[Migration {
     sql: include_str!("../migrations/0001_spans_llm_calls_rollups.sql"),
 }];
 
+/// Every migration for TimescaleDB: the same tables as hypertables.
+pub const TIMESCALEDB: &[Migration] = &[Migration {
+    version: 1,
+    name: "spans_llm_calls_rollups_timescaledb",
+    sql: include_str!("../migrations/0001_timescaledb.sql"),
+}];
+
 /// Tables partitioned by day, with the column they are partitioned on and
 /// which retention setting applies: `true` for traces, `false` for metrics.
 pub const PARTITIONED_TABLES: &[(&str, bool)] = &[

@@ -1,0 +1,287 @@
+//! Configuration of `observatory-consumer`: one clap subcommand per sink or
+//! tool, flags shared through flattened groups, an environment variable on
+//! every flag, checked into plain structs whose errors name the setting.
+
+use clap::{Args, Parser, Subcommand};
+use observatory_schemas::kafka;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use thiserror::Error;
+
+/// `observatory-consumer`: the consumer groups that write the stores.
+#[derive(Debug, Parser)]
+#[command(name = "observatory-consumer", version, about)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log format: text or json.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text", global = true)]
+    pub log_format: String,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Consume traces into PostgreSQL/TimescaleDB (spans, LLM calls, rollups).
+    Timescale(Box<TimescaleArgs>),
+    /// Apply the PostgreSQL migrations and exit.
+    Migrate(DbArgs),
+}
+
+/// Kafka settings of a sink.
+#[derive(Debug, Clone, Args)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers, comma-separated host:port.
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub kafka_brokers: String,
+    /// Topic to read.
+    #[arg(long, env = "KAFKA_TRACES_TOPIC", default_value = kafka::TRACES_TOPIC)]
+    pub kafka_traces_topic: String,
+    /// Consumer group (default: observatory-<sink>).
+    #[arg(long, env = "KAFKA_GROUP_ID")]
+    pub kafka_group_id: Option<String>,
+    /// Where a new group starts: earliest or latest.
+    #[arg(long, env = "KAFKA_AUTO_OFFSET_RESET", default_value = "earliest")]
+    pub kafka_auto_offset_reset: String,
+    /// Dead-letter topic (default: <topic>.dlq).
+    #[arg(long, env = "KAFKA_DLQ_TOPIC")]
+    pub kafka_dlq_topic: Option<String>,
+    /// Longest pause between polls before the group evicts this member.
+    #[arg(long, env = "KAFKA_MAX_POLL_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub kafka_max_poll_interval: Duration,
+    /// Extra librdkafka consumer settings, comma-separated key=value (TLS, SASL).
+    #[arg(long, env = "KAFKA_CONSUMER_CONFIG", default_value = "")]
+    pub kafka_consumer_config: String,
+}
+
+/// PostgreSQL settings.
+#[derive(Debug, Clone, Args)]
+pub struct DbArgs {
+    /// PostgreSQL connection URL.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/test",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+    /// TLS to PostgreSQL: disable or prefer (plain connection); require is not supported yet.
+    #[arg(long, env = "DB_SSL_MODE", default_value = "disable")]
+    pub db_ssl_mode: String,
+}
+
+/// `observatory-consumer timescale`.
+#[derive(Debug, Clone, Args)]
+pub struct TimescaleArgs {
+    /// Kafka.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// PostgreSQL.
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Spans per COPY batch (one transaction).
+    #[arg(long, env = "COPY_BATCH_SIZE", default_value_t = 10_000)]
+    pub copy_batch_size: usize,
+    /// Longest wait before a partial batch is written.
+    #[arg(long, env = "COPY_FLUSH_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub copy_flush_interval: Duration,
+    /// Address of the admin server (/metrics, /healthz, /readyz).
+    #[arg(long, env = "CONSUMER_ADMIN_ADDR", default_value = "0.0.0.0:8889")]
+    pub admin_addr: SocketAddr,
+    /// Days of spans and LLM calls kept.
+    #[arg(long, env = "RETENTION_TRACES_DAYS", default_value_t = 30)]
+    pub retention_traces_days: u32,
+    /// Days of rollups kept.
+    #[arg(long, env = "RETENTION_METRICS_DAYS", default_value_t = 400)]
+    pub retention_metrics_days: u32,
+    /// Store prompt and completion text (redacted and capped); off by default.
+    #[arg(long, env = "CAPTURE_CONTENT", default_value_t = false)]
+    pub capture_content: bool,
+    /// Longest prompt or completion text stored, bytes.
+    #[arg(long, env = "CONTENT_MAX_BYTES", default_value_t = 16 * 1024)]
+    pub content_max_bytes: usize,
+    /// Attribute keys dropped before anything is stored, comma-separated.
+    #[arg(long, env = "DROP_ATTRIBUTES", default_value = "")]
+    pub drop_attributes: String,
+    /// Attribute keys whose values are stored as SHA-256 hashes, comma-separated.
+    #[arg(long, env = "HASH_ATTRIBUTES", default_value = "")]
+    pub hash_attributes: String,
+    /// A JSON price file that adds to or overrides the built-in model prices.
+    #[arg(long, env = "PRICING_FILE")]
+    pub pricing_file: Option<PathBuf>,
+    /// Apply the migrations at start-up.
+    #[arg(long, env = "MIGRATE_ON_START", default_value_t = true, action = clap::ArgAction::Set)]
+    pub migrate_on_start: bool,
+}
+
+/// A setting with a value that cannot work.
+#[derive(Debug, Error)]
+#[error("invalid {setting}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable of the setting.
+    pub setting: &'static str,
+    /// What is wrong.
+    pub reason: String,
+}
+
+fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting,
+        reason: reason.into(),
+    }
+}
+
+/// Checked Kafka settings.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// Bootstrap servers.
+    pub brokers: String,
+    /// Topic read.
+    pub topic: String,
+    /// Group id.
+    pub group_id: String,
+    /// earliest or latest.
+    pub auto_offset_reset: String,
+    /// Dead-letter topic.
+    pub dlq_topic: String,
+    /// max.poll.interval.ms.
+    pub max_poll_interval: Duration,
+    /// Extra librdkafka settings.
+    pub extra: Vec<(String, String)>,
+}
+
+/// Settings the consumer's acknowledgement flow rests on.
+const PROTECTED_CONSUMER_SETTINGS: [&str; 3] =
+    ["enable.auto.commit", "enable.auto.offset.store", "group.id"];
+
+impl KafkaArgs {
+    /// Checks the settings; `sink` names the default group.
+    pub fn into_config(self, sink: &str) -> Result<KafkaConfig, ConfigError> {
+        if self.kafka_brokers.trim().is_empty() {
+            return Err(invalid("KAFKA_BROKERS", "must name at least one broker"));
+        }
+        if !matches!(self.kafka_auto_offset_reset.as_str(), "earliest" | "latest") {
+            return Err(invalid(
+                "KAFKA_AUTO_OFFSET_RESET",
+                "must be earliest or latest",
+            ));
+        }
+        let extra = parse_pairs(&self.kafka_consumer_config)
+            .map_err(|r| invalid("KAFKA_CONSUMER_CONFIG", r))?;
+        if let Some((k, _)) = extra
+            .iter()
+            .find(|(k, _)| PROTECTED_CONSUMER_SETTINGS.contains(&k.as_str()))
+        {
+            return Err(invalid(
+                "KAFKA_CONSUMER_CONFIG",
+                format!("{k} is fixed by the consumer's acknowledgement flow"),
+            ));
+        }
+        let dlq_topic = self
+            .kafka_dlq_topic
+            .unwrap_or_else(|| kafka::dlq_topic(&self.kafka_traces_topic));
+        Ok(KafkaConfig {
+            brokers: self.kafka_brokers,
+            topic: self.kafka_traces_topic,
+            group_id: self
+                .kafka_group_id
+                .unwrap_or_else(|| format!("observatory-{sink}")),
+            auto_offset_reset: self.kafka_auto_offset_reset,
+            dlq_topic,
+            max_poll_interval: self.kafka_max_poll_interval,
+            extra,
+        })
+    }
+}
+
+impl DbArgs {
+    /// Checks the settings.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if !matches!(self.db_ssl_mode.as_str(), "disable" | "prefer") {
+            return Err(invalid(
+                "DB_SSL_MODE",
+                "only disable and prefer are supported by this build (TLS to PostgreSQL is not implemented yet)",
+            ));
+        }
+        self.database_url
+            .parse::<tokio_postgres::Config>()
+            .map_err(|e| invalid("DATABASE_URL", e.to_string()))?;
+        Ok(())
+    }
+}
+
+/// Parses `a=1,b=2`; blanks are skipped.
+pub fn parse_pairs(text: &str) -> Result<Vec<(String, String)>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+            _ => Err("expected comma-separated key=value pairs".to_owned()),
+        })
+        .collect()
+}
+
+/// Parses a comma-separated list, blanks skipped.
+pub fn parse_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timescale(args: &[&str]) -> TimescaleArgs {
+        let mut argv = vec!["observatory-consumer", "timescale"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv).expect("flags parse").command {
+            Command::Timescale(a) => *a,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let args = timescale(&[]);
+        assert_eq!(args.copy_batch_size, 10_000);
+        assert_eq!(args.copy_flush_interval, Duration::from_secs(1));
+        assert_eq!(args.admin_addr.port(), 8889);
+        assert!(!args.capture_content);
+        args.db.check().unwrap();
+        let kafka = args.kafka.into_config("timescale").unwrap();
+        assert_eq!(kafka.group_id, "observatory-timescale");
+        assert_eq!(kafka.topic, "otlp_spans");
+        assert_eq!(kafka.dlq_topic, "otlp_spans.dlq");
+        assert_eq!(kafka.auto_offset_reset, "earliest");
+    }
+
+    #[test]
+    fn bad_values_name_their_setting() {
+        let err = timescale(&["--kafka-auto-offset-reset", "middle"])
+            .kafka
+            .into_config("t")
+            .unwrap_err();
+        assert_eq!(err.setting, "KAFKA_AUTO_OFFSET_RESET");
+        let err = timescale(&["--kafka-consumer-config", "enable.auto.commit=true"])
+            .kafka
+            .into_config("t")
+            .unwrap_err();
+        assert_eq!(err.setting, "KAFKA_CONSUMER_CONFIG");
+        let err = timescale(&["--db-ssl-mode", "verify-full"])
+            .db
+            .check()
+            .unwrap_err();
+        assert_eq!(err.setting, "DB_SSL_MODE");
+        let err = timescale(&["--database-url", "not a url at all ::"])
+            .db
+            .check()
+            .unwrap_err();
+        assert_eq!(err.setting, "DATABASE_URL");
+    }
+}

@@ -1,0 +1,16 @@
+//! `observatory-consumer`: independent consumer groups, one per sink, that
+//! write LLM Observatory's stores from the Kafka topics.
+//!
+//! Every sink shares one acknowledgement flow, [`source`]: an offset is
+//! committed only after the sink durably wrote its batch, and a message that
+//! can never be written goes to the dead-letter topic, whose acknowledgement
+//! alone lets its offset move on. Sinks write idempotently, so a crash, a
+//! rebalance or a replay stores nothing twice.
+//!
+//! Where to start reading: [`source`], then a sink: [`timescale`].
+
+pub mod admin;
+pub mod config;
+pub mod metrics;
+pub mod source;
+pub mod timescale;

@@ -1,0 +1,158 @@
+//! The consumer's Prometheus metrics, served on the admin port's `/metrics`.
+//!
+//! Names follow `observatory_consumer_<noun>_<unit>`; labels are bounded:
+//! the sink and table are fixed names, the partition is bounded by the
+//! topic's partition count, the group and topic come from configuration.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Labels naming the sink.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct SinkLabels {
+    /// `timescale` or `tempo`.
+    pub sink: &'static str,
+}
+
+/// Labels of rows.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct TableLabels {
+    /// The sink.
+    pub sink: &'static str,
+    /// The table.
+    pub table: &'static str,
+}
+
+/// Labels of batches.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct BatchLabels {
+    /// The sink.
+    pub sink: &'static str,
+    /// `ok`, `transient_error` or `permanent_error`.
+    pub outcome: &'static str,
+}
+
+/// Labels of consumer lag.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct LagLabels {
+    /// Consumer group.
+    pub group: String,
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn seconds_histogram() -> Histogram {
+    // 1 ms to ~65 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+/// Every metric of a consumer.
+pub struct Metrics {
+    registry: Registry,
+    /// Kafka messages read.
+    pub messages: Family<SinkLabels, Counter>,
+    /// Rows a batch inserted.
+    pub rows_written: Family<TableLabels, Counter>,
+    /// Rows skipped because they were already stored (re-delivery, replay).
+    pub rows_duplicate: Family<TableLabels, Counter>,
+    /// Batches by outcome.
+    pub batches: Family<BatchLabels, Counter>,
+    /// Time to write a batch durably.
+    pub batch_duration: HistogramFamily<SinkLabels>,
+    /// Messages sent to the dead-letter topic.
+    pub dlq_messages: Family<SinkLabels, Counter>,
+    /// LLM calls whose model has no price.
+    pub unpriced_llm_calls: Family<SinkLabels, Counter>,
+    /// Messages behind the end of each partition.
+    pub lag: Family<LagLabels, Gauge>,
+    /// From the collector's receipt (`received-at-ms`) to the offset commit.
+    pub commit_delay: HistogramFamily<SinkLabels>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let m = Metrics {
+            registry: Registry::default(),
+            messages: Family::default(),
+            rows_written: Family::default(),
+            rows_duplicate: Family::default(),
+            batches: Family::default(),
+            batch_duration: Family::new_with_constructor(seconds_histogram),
+            dlq_messages: Family::default(),
+            unpriced_llm_calls: Family::default(),
+            lag: Family::default(),
+            commit_delay: Family::new_with_constructor(seconds_histogram),
+        };
+        let p = "observatory_consumer_";
+        registry.register(
+            format!("{p}messages"),
+            "Kafka messages read",
+            m.messages.clone(),
+        );
+        registry.register(
+            format!("{p}rows_written"),
+            "Rows inserted by committed batches",
+            m.rows_written.clone(),
+        );
+        registry.register(
+            format!("{p}rows_duplicate"),
+            "Rows skipped because they were already stored",
+            m.rows_duplicate.clone(),
+        );
+        registry.register(
+            format!("{p}batches"),
+            "Batches written, by outcome",
+            m.batches.clone(),
+        );
+        registry.register(
+            format!("{p}batch_duration_seconds"),
+            "Time to write one batch durably",
+            m.batch_duration.clone(),
+        );
+        registry.register(
+            format!("{p}dlq_messages"),
+            "Messages sent to the dead-letter topic",
+            m.dlq_messages.clone(),
+        );
+        registry.register(
+            format!("{p}unpriced_llm_calls"),
+            "LLM calls stored without a price for their model",
+            m.unpriced_llm_calls.clone(),
+        );
+        registry.register(
+            format!("{p}lag_messages"),
+            "Messages behind the end of the partition",
+            m.lag.clone(),
+        );
+        registry.register(
+            format!("{p}commit_delay_seconds"),
+            "Time from the collector's receipt to the offset commit",
+            m.commit_delay.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}

@@ -1,0 +1,545 @@
+//! The acknowledgement flow every sink shares: read a partitioned topic in a
+//! consumer group, write batches durably, and only then commit offsets.
+//!
+//! The guarantee, in order:
+//! 1. messages are decoded into a batch (an undecodable one is marked for
+//!    the dead-letter topic, never dropped);
+//! 2. the batch is written by the [`Sink`] in one durable step; a transient
+//!    failure (store down) pauses the partitions and retries with backoff for
+//!    as long as it takes, a permanent one is narrowed down to the messages
+//!    that cause it, which go to the DLQ;
+//! 3. dead letters are produced to `<topic>.dlq` and **acknowledged**;
+//! 4. only then are offsets committed: for each partition, one past the last
+//!    offset of the batch. A batch holds a contiguous run of each partition,
+//!    because messages are taken in order and nothing is skipped.
+//!
+//! `enable.auto.commit` and `enable.auto.offset.store` are off: this module is
+//! the only place that moves offsets. A crash anywhere before step 4 means the
+//! batch is read again; sinks write idempotently, so that stores nothing twice.
+//! On partition revocation the pending batch is flushed and committed before
+//! the partitions are let go (or, if the store is down, left uncommitted for
+//! the next owner to write again).
+
+use crate::admin::Health;
+use crate::config::KafkaConfig;
+use crate::metrics::{BatchLabels, LagLabels, Metrics, SinkLabels};
+use observatory_schemas::kafka::headers;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::{Header, Headers, Message as _, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::runtime::Handle;
+use tracing::{debug, error, info, warn};
+
+/// Headers a dead letter carries besides the original ones.
+pub mod dlq_headers {
+    /// Why the message could not be written.
+    pub const REASON: &str = "dlq-reason";
+    /// The sink that gave up on it.
+    pub const SINK: &str = "dlq-sink";
+    /// Where it came from.
+    pub const SOURCE_TOPIC: &str = "dlq-source-topic";
+    /// Its partition there.
+    pub const SOURCE_PARTITION: &str = "dlq-source-partition";
+    /// Its offset there.
+    pub const SOURCE_OFFSET: &str = "dlq-source-offset";
+}
+
+/// One Kafka message, owned.
+#[derive(Debug, Clone)]
+pub struct InMessage {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Key.
+    pub key: Option<Vec<u8>>,
+    /// Value.
+    pub payload: Vec<u8>,
+    /// All headers.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl InMessage {
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+
+    /// The tenant header, or `default`.
+    pub fn tenant(&self) -> &str {
+        self.header(headers::TENANT)
+            .filter(|t| observatory_schemas::tenant::validate(t).is_ok())
+            .unwrap_or(observatory_schemas::tenant::DEFAULT_TENANT)
+    }
+
+    /// The collector's receive time.
+    pub fn received_at_ms(&self) -> Option<u64> {
+        self.header(headers::RECEIVED_AT_MS)?.parse().ok()
+    }
+}
+
+/// Why a write failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    /// The store is down or slow: retry the same batch later.
+    #[error("transient: {0}")]
+    Transient(String),
+    /// Something in the batch can never be written.
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+/// A store that batches are written to.
+pub trait Sink: Send + 'static {
+    /// A decoded message, ready to write.
+    type Item: Send;
+    /// The sink's name, for metrics and the DLQ header.
+    const NAME: &'static str;
+    /// Decodes one message, or says why it can never be written.
+    fn decode(&self, message: &InMessage) -> Result<Self::Item, String>;
+    /// Writes the items durably, all or nothing. Writing items that were
+    /// written before must change nothing.
+    fn write(
+        &mut self,
+        items: &[&Self::Item],
+    ) -> impl Future<Output = Result<(), WriteError>> + Send;
+}
+
+struct Pending<I> {
+    message: InMessage,
+    item: Result<I, String>,
+}
+
+/// The batch and everything needed to flush it.
+pub struct Batcher<S: Sink> {
+    sink: S,
+    pending: Vec<Pending<S::Item>>,
+    dlq: FutureProducer,
+    config: KafkaConfig,
+    metrics: Arc<Metrics>,
+    health: Health,
+    runtime: Handle,
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How long a flush inside a rebalance may retry before the partitions are
+/// let go uncommitted (their next owner writes the data again).
+const REBALANCE_FLUSH_BUDGET: Duration = Duration::from_secs(15);
+
+impl<S: Sink> Batcher<S> {
+    fn labels(&self) -> SinkLabels {
+        SinkLabels { sink: S::NAME }
+    }
+
+    /// Writes `items`, retrying transient failures until `deadline` (forever with `None`).
+    fn write_retrying(
+        &mut self,
+        items: &[&S::Item],
+        deadline: Option<Instant>,
+    ) -> Result<(), WriteError> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let started = Instant::now();
+            let result = self.runtime.block_on(self.sink.write(items));
+            let outcome = match &result {
+                Ok(()) => "ok",
+                Err(WriteError::Transient(_)) => "transient_error",
+                Err(WriteError::Permanent(_)) => "permanent_error",
+            };
+            self.metrics
+                .batches
+                .get_or_create(&BatchLabels {
+                    sink: S::NAME,
+                    outcome,
+                })
+                .inc();
+            match result {
+                Ok(()) => {
+                    self.health.store_ok.store(true, Ordering::Relaxed);
+                    self.metrics
+                        .batch_duration
+                        .get_or_create(&self.labels())
+                        .observe(started.elapsed().as_secs_f64());
+                    return Ok(());
+                }
+                Err(WriteError::Transient(reason)) => {
+                    self.health.store_ok.store(false, Ordering::Relaxed);
+                    if deadline.is_some_and(|d| Instant::now() + backoff > d) {
+                        return Err(WriteError::Transient(reason));
+                    }
+                    warn!(%reason, retry_in = ?backoff, "the store is unavailable; retrying");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+                Err(permanent) => return Err(permanent),
+            }
+        }
+    }
+
+    /// Writes the pending batch, dead-letters what can never be written,
+    /// and commits. Returns false when the store stayed down past `deadline`
+    /// (nothing was committed then).
+    fn flush(
+        &mut self,
+        consumer: &BaseConsumer<SourceContext<S>>,
+        deadline: Option<Instant>,
+    ) -> bool {
+        if self.pending.is_empty() {
+            return true;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let mut dead: Vec<(&InMessage, String)> = pending
+            .iter()
+            .filter_map(|p| p.item.as_ref().err().map(|e| (&p.message, e.clone())))
+            .collect();
+        let good: Vec<(&InMessage, &S::Item)> = pending
+            .iter()
+            .filter_map(|p| p.item.as_ref().ok().map(|i| (&p.message, i)))
+            .collect();
+        let items: Vec<&S::Item> = good.iter().map(|(_, i)| *i).collect();
+        match self.write_retrying(&items, deadline) {
+            Ok(()) => {}
+            Err(WriteError::Transient(reason)) => {
+                warn!(%reason, "giving up this batch uncommitted; it will be read again");
+                return false;
+            }
+            Err(WriteError::Permanent(reason)) => {
+                warn!(%reason, messages = good.len(), "a batch failed for good; writing its messages one by one");
+                for (message, item) in &good {
+                    match self.write_retrying(&[*item], deadline) {
+                        Ok(()) => {}
+                        Err(WriteError::Permanent(reason)) => dead.push((message, reason)),
+                        Err(WriteError::Transient(_)) => return false,
+                    }
+                }
+            }
+        }
+        for (message, reason) in dead {
+            self.dead_letter(message, &reason);
+        }
+        self.commit(
+            consumer,
+            &pending.iter().map(|p| &p.message).collect::<Vec<_>>(),
+        );
+        true
+    }
+
+    /// Produces a dead letter and waits for Kafka's acknowledgement, retrying until it comes.
+    fn dead_letter(&self, message: &InMessage, reason: &str) {
+        warn!(
+            partition = message.partition,
+            offset = message.offset,
+            %reason,
+            "sending a message to the dead-letter topic"
+        );
+        let partition = message.partition.to_string();
+        let offset = message.offset.to_string();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let mut h = OwnedHeaders::new_with_capacity(message.headers.len() + 5);
+            for (k, v) in &message.headers {
+                h = h.insert(Header {
+                    key: k,
+                    value: Some(v),
+                });
+            }
+            h = h
+                .insert(Header {
+                    key: dlq_headers::REASON,
+                    value: Some(reason),
+                })
+                .insert(Header {
+                    key: dlq_headers::SINK,
+                    value: Some(S::NAME),
+                })
+                .insert(Header {
+                    key: dlq_headers::SOURCE_TOPIC,
+                    value: Some(&message.topic),
+                })
+                .insert(Header {
+                    key: dlq_headers::SOURCE_PARTITION,
+                    value: Some(&partition),
+                })
+                .insert(Header {
+                    key: dlq_headers::SOURCE_OFFSET,
+                    value: Some(&offset),
+                });
+            let mut record = FutureRecord::to(&self.config.dlq_topic)
+                .payload(&message.payload)
+                .headers(h);
+            if let Some(key) = &message.key {
+                record = record.key(key);
+            }
+            match self
+                .runtime
+                .block_on(self.dlq.send(record, Duration::from_secs(30)))
+            {
+                Ok(_) => {
+                    self.metrics
+                        .dlq_messages
+                        .get_or_create(&self.labels())
+                        .inc();
+                    return;
+                }
+                Err((e, _)) => {
+                    error!(error = %e, "the dead-letter topic did not acknowledge; retrying");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// Commits one past the last offset of each partition in `messages`.
+    fn commit(&self, consumer: &BaseConsumer<SourceContext<S>>, messages: &[&InMessage]) {
+        let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
+        for m in messages {
+            let e = next.entry((m.topic.clone(), m.partition)).or_insert(0);
+            *e = (*e).max(m.offset + 1);
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), offset) in &next {
+            let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset));
+        }
+        match consumer.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => {
+                let now_ms = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                let delay = self.metrics.commit_delay.get_or_create(&self.labels());
+                for m in messages {
+                    if let Some(received) = m.received_at_ms() {
+                        delay.observe(now_ms.saturating_sub(received) as f64 / 1000.0);
+                    }
+                }
+                debug!(?next, "offsets committed");
+            }
+            // The data is stored; at worst it is read and deduplicated again.
+            Err(e) => warn!(error = %e, "committing offsets failed; the batch may be read again"),
+        }
+    }
+}
+
+/// librdkafka context: flushes and commits on revocation.
+pub struct SourceContext<S: Sink> {
+    batcher: Arc<Mutex<Option<Batcher<S>>>>,
+}
+
+impl<S: Sink> ClientContext for SourceContext<S> {}
+
+impl<S: Sink> ConsumerContext for SourceContext<S> {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(partitions) = rebalance {
+            info!(
+                partitions = partitions.count(),
+                "partitions revoked: flushing before letting go"
+            );
+            // The main loop never holds the lock while it polls; if it is
+            // held here, the loop is mid-flush and will commit itself.
+            if let Ok(mut guard) = self.batcher.try_lock() {
+                if let Some(batcher) = guard.as_mut() {
+                    let flushed =
+                        batcher.flush(consumer, Some(Instant::now() + REBALANCE_FLUSH_BUDGET));
+                    if !flushed {
+                        // Drop what could not be stored: the next owner reads it again.
+                        batcher.pending.clear();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// How a sink batches.
+#[derive(Debug, Clone, Copy)]
+pub struct Batching {
+    /// Flush at this many items (spans) ...
+    pub batch_size: usize,
+    /// ... or this long after the last flush, whichever comes first.
+    pub flush_interval: Duration,
+}
+
+/// What the loop shares with the rest of the process.
+pub struct Shared {
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Health flags.
+    pub health: Health,
+    /// Runs the sink's async I/O.
+    pub runtime: Handle,
+    /// Set to stop (SIGTERM).
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Runs a sink until `stop` is set: polls, batches, flushes at the batch
+/// size or interval, commits, and on stop flushes once more.
+/// Blocking: run it on its own thread.
+pub fn run<S: Sink>(
+    sink: S,
+    config: KafkaConfig,
+    batching: Batching,
+    shared: Shared,
+) -> Result<(), rdkafka::error::KafkaError> {
+    let Batching {
+        batch_size,
+        flush_interval,
+    } = batching;
+    let Shared {
+        metrics,
+        health,
+        runtime,
+        stop,
+    } = shared;
+    let mut client = ClientConfig::new();
+    client
+        .set("bootstrap.servers", &config.brokers)
+        .set("group.id", &config.group_id)
+        .set("client.id", format!("observatory-consumer-{}", S::NAME))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", &config.auto_offset_reset)
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set(
+            "max.poll.interval.ms",
+            config.max_poll_interval.as_millis().to_string(),
+        )
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "1000")
+        .set("enable.partition.eof", "false");
+    for (k, v) in &config.extra {
+        client.set(k, v);
+    }
+    let mut producer_config = ClientConfig::new();
+    producer_config
+        .set("bootstrap.servers", &config.brokers)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("message.timeout.ms", "30000");
+    for (k, v) in &config.extra {
+        producer_config.set(k, v);
+    }
+    let dlq: FutureProducer = producer_config.create()?;
+    let batcher = Arc::new(Mutex::new(Some(Batcher {
+        sink,
+        pending: Vec::with_capacity(batch_size.min(100_000)),
+        dlq,
+        config: config.clone(),
+        metrics: metrics.clone(),
+        health,
+        runtime,
+    })));
+    let consumer: BaseConsumer<SourceContext<S>> = client.create_with_context(SourceContext {
+        batcher: batcher.clone(),
+    })?;
+    consumer.subscribe(&[&config.topic])?;
+    info!(topic = %config.topic, group = %config.group_id, sink = S::NAME, "consuming");
+
+    let labels = SinkLabels { sink: S::NAME };
+    let mut items = 0usize;
+    let mut flush_due = Instant::now() + flush_interval;
+    let mut lag_due = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let wait = flush_due
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(100));
+        match consumer.poll(wait) {
+            Some(Ok(m)) => {
+                metrics.messages.get_or_create(&labels).inc();
+                let message = InMessage {
+                    topic: m.topic().to_owned(),
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(<[u8]>::to_vec),
+                    payload: m.payload().unwrap_or_default().to_vec(),
+                    headers: m
+                        .headers()
+                        .map(|h| {
+                            h.iter()
+                                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                };
+                let mut guard = batcher.lock().expect("no poisoned lock");
+                let b = guard
+                    .as_mut()
+                    .expect("the batcher lives as long as the loop");
+                let item = b.sink.decode(&message);
+                items += message
+                    .header(headers::SPAN_COUNT)
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(1);
+                b.pending.push(Pending { message, item });
+            }
+            Some(Err(e)) => warn!(error = %e, "kafka consumer error"),
+            None => {}
+        }
+        if items >= batch_size || Instant::now() >= flush_due {
+            let mut guard = batcher.lock().expect("no poisoned lock");
+            let b = guard
+                .as_mut()
+                .expect("the batcher lives as long as the loop");
+            let assignment = consumer.assignment().unwrap_or_default();
+            if !b.pending.is_empty() {
+                // While the store is down, pause fetching rather than piling up.
+                let _ = consumer.pause(&assignment);
+                b.flush(&consumer, None);
+                let _ = consumer.resume(&assignment);
+            }
+            items = 0;
+            flush_due = Instant::now() + flush_interval;
+        }
+        if Instant::now() >= lag_due {
+            report_lag(&consumer, &config, &metrics);
+            lag_due = Instant::now() + Duration::from_secs(10);
+        }
+    }
+    info!("stopping: flushing and committing");
+    if let Some(mut b) = batcher.lock().expect("no poisoned lock").take() {
+        b.flush(&consumer, None);
+    }
+    consumer.unsubscribe();
+    Ok(())
+}
+
+/// Sets the lag gauge of each assigned partition: high watermark minus position.
+fn report_lag<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    config: &KafkaConfig,
+    metrics: &Metrics,
+) {
+    let Ok(positions) = consumer.position() else {
+        return;
+    };
+    for elem in positions.elements() {
+        let Ok((_, high)) =
+            consumer.fetch_watermarks(elem.topic(), elem.partition(), Duration::from_secs(1))
+        else {
+            continue;
+        };
+        let lag = match elem.offset() {
+            Offset::Offset(o) => (high - o).max(0),
+            _ => high,
+        };
+        metrics
+            .lag
+            .get_or_create(&LagLabels {
+                group: config.group_id.clone(),
+                topic: elem.topic().to_owned(),
+                partition: elem.partition(),
+            })
+            .set(lag);
+    }
+}

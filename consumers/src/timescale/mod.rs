@@ -1,0 +1,254 @@
+//! The PostgreSQL/TimescaleDB sink: `observatory-consumer timescale`.
+//!
+//! Reads `otlp_spans` in its own consumer group (`observatory-timescale`)
+//! and writes `spans`, `llm_calls` and the per-minute rollups. Delivery:
+//! offsets are committed only after the PostgreSQL transaction of their
+//! batch committed (see [`crate::source`]); writes are idempotent on
+//! (tenant, trace id, span id), and rollups are fed only by rows actually
+//! inserted, so a crash, a re-delivery or a replay writes nothing twice.
+//!
+//! Files: [`rows`] turns a message into rows (GenAI mapping, pricing,
+//! content policy), [`writer`] COPYs them in one transaction, [`partitions`]
+//! and [`migrate`] keep the schema, [`redact`] is the content policy.
+
+pub mod migrate;
+pub mod partitions;
+pub mod redact;
+pub mod rows;
+pub mod writer;
+
+use crate::admin::Health;
+use crate::config::{parse_list, TimescaleArgs};
+use crate::metrics::{Metrics, SinkLabels, TableLabels};
+use crate::source::{self, InMessage, Sink, WriteError};
+use migrate::Flavor;
+use observatory_schemas::pricing::PriceBook;
+use partitions::Partitions;
+use rows::{Prepared, Preparer};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+use tracing::{info, warn};
+use writer::Writer;
+
+/// The sink's name in metrics and dead letters.
+pub const NAME: &str = "timescale";
+
+/// Why the sink could not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    /// A setting is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The price file could not be read or parsed.
+    #[error("PRICING_FILE {path}: {reason}")]
+    Pricing {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Kafka client creation failed.
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// The admin port could not be bound.
+    #[error("cannot listen on the admin address: {0}")]
+    Admin(std::io::Error),
+}
+
+/// The sink: rows from messages, written by one connection.
+pub struct TimescaleSink {
+    preparer: Preparer,
+    writer: Writer,
+    metrics: Arc<Metrics>,
+}
+
+impl Sink for TimescaleSink {
+    type Item = Prepared;
+    const NAME: &'static str = NAME;
+
+    fn decode(&self, message: &InMessage) -> Result<Prepared, String> {
+        self.preparer.prepare(message)
+    }
+
+    async fn write(&mut self, items: &[&Prepared]) -> Result<(), WriteError> {
+        let written = self.writer.write(items).await?;
+        let count = |table, n: u64| {
+            self.metrics
+                .rows_written
+                .get_or_create(&TableLabels { sink: NAME, table })
+                .inc_by(n);
+        };
+        count("spans", written.spans_inserted);
+        count("llm_calls", written.calls_inserted);
+        let dup = |table, n: u64| {
+            self.metrics
+                .rows_duplicate
+                .get_or_create(&TableLabels { sink: NAME, table })
+                .inc_by(n);
+        };
+        dup("spans", written.spans - written.spans_inserted);
+        dup("llm_calls", written.calls - written.calls_inserted);
+        let unpriced: u64 = items.iter().map(|p| p.unpriced).sum();
+        self.metrics
+            .unpriced_llm_calls
+            .get_or_create(&SinkLabels { sink: NAME })
+            .inc_by(unpriced);
+        Ok(())
+    }
+}
+
+/// Connects and migrates, retrying until PostgreSQL answers or `stop` is set.
+async fn prepare_database(
+    args: &TimescaleArgs,
+    health: &Health,
+    stop: &AtomicBool,
+) -> Option<Flavor> {
+    let mut backoff = Duration::from_millis(200);
+    while !stop.load(Ordering::Relaxed) {
+        let attempt = async {
+            let mut writer = Writer::new(args.db.database_url.clone(), true);
+            let client = writer.client().await.map_err(|e| e.to_string())?;
+            let flavor = if args.migrate_on_start {
+                migrate::migrate(client).await.map_err(|e| e.to_string())?
+            } else {
+                Flavor::Postgres
+            };
+            match flavor {
+                Flavor::Postgres => {
+                    let today = Partitions::today();
+                    let days = (today - 1..=today + 2).collect();
+                    writer
+                        .ensure_partitions(&days)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                Flavor::TimescaleDb => {
+                    let client = writer.client().await.map_err(|e| e.to_string())?;
+                    migrate::set_retention_policies(
+                        client,
+                        args.retention_traces_days,
+                        args.retention_metrics_days,
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                }
+            }
+            Ok::<_, String>(flavor)
+        };
+        match attempt.await {
+            Ok(flavor) => {
+                health.store_ok.store(true, Ordering::Relaxed);
+                info!(?flavor, "database ready");
+                return Some(flavor);
+            }
+            Err(error) => {
+                warn!(%error, "postgres is not ready; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+    None
+}
+
+/// Hourly: create tomorrow's partitions and drop expired ones (plain PostgreSQL).
+async fn maintain_partitions(args: TimescaleArgs, stop: Arc<AtomicBool>) {
+    while !stop.load(Ordering::Relaxed) {
+        let mut writer = Writer::new(args.db.database_url.clone(), true);
+        let today = Partitions::today();
+        let result = async {
+            writer
+                .ensure_partitions(&(today..=today + 2).collect())
+                .await?;
+            let client = writer.client().await?;
+            Partitions::drop_expired(
+                client,
+                args.retention_traces_days,
+                args.retention_metrics_days,
+            )
+            .await
+        }
+        .await;
+        if let Err(error) = result {
+            warn!(%error, "partition maintenance failed; retrying next hour");
+        }
+        for _ in 0..3600 {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// Runs the sink until `stop` is set (SIGTERM): then drains, writes, commits.
+pub async fn run(args: TimescaleArgs, stop: Arc<AtomicBool>) -> Result<(), StartError> {
+    args.db.check()?;
+    let kafka = args.kafka.clone().into_config(NAME)?;
+    if args.copy_batch_size == 0 {
+        return Err(crate::config::ConfigError {
+            setting: "COPY_BATCH_SIZE",
+            reason: "must be at least 1".into(),
+        }
+        .into());
+    }
+    let mut prices = PriceBook::builtin();
+    if let Some(path) = &args.pricing_file {
+        let fail = |reason: String| StartError::Pricing {
+            path: path.display().to_string(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+        prices.add_json(&text).map_err(|e| fail(e.to_string()))?;
+    }
+    let policy = redact::Policy::new(
+        args.capture_content,
+        args.content_max_bytes,
+        parse_list(&args.drop_attributes),
+        parse_list(&args.hash_attributes),
+    );
+    let metrics = Arc::new(Metrics::new());
+    let health = Health::default();
+    let listener = tokio::net::TcpListener::bind(args.admin_addr)
+        .await
+        .map_err(StartError::Admin)?;
+    let admin = crate::admin::router(metrics.clone(), health.clone());
+    tokio::spawn(async move { axum::serve(listener, admin).await });
+
+    let Some(flavor) = prepare_database(&args, &health, &stop).await else {
+        return Ok(());
+    };
+    if flavor == Flavor::Postgres {
+        tokio::spawn(maintain_partitions(args.clone(), stop.clone()));
+    }
+    let sink = TimescaleSink {
+        preparer: Preparer { policy, prices },
+        writer: Writer::new(args.db.database_url.clone(), flavor == Flavor::Postgres),
+        metrics: metrics.clone(),
+    };
+    let batching = source::Batching {
+        batch_size: args.copy_batch_size,
+        flush_interval: args.copy_flush_interval,
+    };
+    let shared = source::Shared {
+        metrics,
+        health: health.clone(),
+        runtime: tokio::runtime::Handle::current(),
+        stop: stop.clone(),
+    };
+    let consumer = std::thread::Builder::new()
+        .name("timescale-consumer".into())
+        .spawn(move || source::run(sink, kafka, batching, shared))
+        .expect("spawning the consumer thread");
+    let result = tokio::task::spawn_blocking(move || consumer.join()).await;
+    health.draining.store(true, Ordering::Relaxed);
+    match result {
+        Ok(Ok(r)) => r.map_err(StartError::Kafka),
+        _ => {
+            warn!("the consumer thread panicked");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! Daily partitions: created ahead of the data, dropped whole by retention.
+//!
+//! Partition names are `<table>_pYYYYMMDD`, ranges `[day, day + 1)` in UTC.
+//! Creation runs under a transaction-scoped advisory lock so that replicas
+//! of the sink do not race on `CREATE TABLE ... PARTITION OF`. Retention
+//! lists the partitions of each table and drops those whose day is older
+//! than the table's retention: whole partitions, never row by row.
+
+use observatory_schemas::migrations::PARTITIONED_TABLES;
+use std::collections::HashSet;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio_postgres::Client;
+use tracing::info;
+
+/// Advisory lock key of partition maintenance.
+const LOCK_KEY: i64 = 0x6f62_735f_7061_7274; // "obs_part"
+
+/// Partitions this connection knows to exist.
+#[derive(Debug, Default)]
+pub struct Partitions {
+    days: HashSet<i64>,
+}
+
+/// A civil date from days since 1970-01-01.
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn suffix(day: i64) -> String {
+    let (y, m, d) = civil_from_days(day);
+    format!("{y:04}{m:02}{d:02}")
+}
+
+fn bound(day: i64) -> String {
+    let (y, m, d) = civil_from_days(day);
+    format!("{y:04}-{m:02}-{d:02} 00:00:00+00")
+}
+
+impl Partitions {
+    /// The day (since the epoch, UTC) of a time.
+    pub fn day_of(t: SystemTime) -> i64 {
+        match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => (d.as_secs() / 86_400) as i64,
+            Err(e) => -((e.duration().as_secs() / 86_400) as i64) - 1,
+        }
+    }
+
+    /// Today, UTC.
+    pub fn today() -> i64 {
+        Self::day_of(SystemTime::now())
+    }
+
+    /// Whether this connection created or saw the partitions of `day`.
+    pub fn known(&self, day: i64) -> bool {
+        self.days.contains(&day)
+    }
+
+    /// Remembers that `day` exists.
+    pub fn mark(&mut self, day: i64) {
+        self.days.insert(day);
+    }
+
+    /// Creates the partitions of every table for `days`, when missing.
+    pub async fn create(client: &mut Client, days: &[i64]) -> Result<(), tokio_postgres::Error> {
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
+            .await?;
+        let mut sql = String::new();
+        for day in days {
+            for (table, _) in PARTITIONED_TABLES {
+                sql.push_str(&format!(
+                    "CREATE TABLE IF NOT EXISTS {table}_p{} PARTITION OF {table} FOR VALUES FROM ('{}') TO ('{}');\n",
+                    suffix(*day),
+                    bound(*day),
+                    bound(day + 1)
+                ));
+            }
+        }
+        tx.batch_execute(&sql).await?;
+        tx.commit().await
+    }
+
+    /// Drops the partitions older than the retention of their table; returns how many.
+    pub async fn drop_expired(
+        client: &mut Client,
+        traces_days: u32,
+        metrics_days: u32,
+    ) -> Result<usize, tokio_postgres::Error> {
+        let today = Self::today();
+        let mut dropped = 0;
+        for (table, is_trace) in PARTITIONED_TABLES {
+            let keep = if *is_trace { traces_days } else { metrics_days } as i64;
+            let oldest_kept = suffix(today - keep);
+            let rows = client
+                .query(
+                    "SELECT c.relname FROM pg_inherits i
+                       JOIN pg_class c ON c.oid = i.inhrelid
+                       JOIN pg_class p ON p.oid = i.inhparent
+                      WHERE p.relname = $1",
+                    &[table],
+                )
+                .await?;
+            for row in rows {
+                let name: String = row.get(0);
+                let Some(day) = name.strip_prefix(&format!("{table}_p")) else {
+                    continue;
+                };
+                if day.len() == 8 && day.bytes().all(|b| b.is_ascii_digit()) && *day < *oldest_kept
+                {
+                    client
+                        .batch_execute(&format!("DROP TABLE IF EXISTS {name}"))
+                        .await?;
+                    info!(partition = %name, "retention dropped a partition");
+                    dropped += 1;
+                }
+            }
+        }
+        Ok(dropped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_round_trip_to_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(19_783), (2024, 3, 1));
+        assert_eq!(suffix(20_784), "20261127");
+        assert_eq!(bound(-1), "1969-12-31 00:00:00+00");
+    }
+}

@@ -1,0 +1,250 @@
+//! Turning one Kafka message into the rows it adds: `spans` and `llm_calls`.
+//!
+//! Everything that can fail for good happens here, before any I/O, so that a
+//! message that can never be stored is recognised at once and sent to the
+//! DLQ: undecodable protobuf, a message of another signal, invalid ids.
+//! Content policy, GenAI mapping and pricing (with the price in force on the
+//! day of the call) are applied here too; the writer only copies rows.
+
+use super::redact::Policy;
+use crate::source::InMessage;
+use observatory_schemas::genai::{environment, llm_call};
+use observatory_schemas::histogram;
+use observatory_schemas::kafka::headers;
+use observatory_schemas::otlp::trace_service::ExportTraceServiceRequest;
+use observatory_schemas::pricing::{cost_usd, PriceBook, Usage};
+use observatory_schemas::span::flatten;
+use prost::Message;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A `spans` row.
+#[derive(Debug, Clone)]
+pub struct SpanRecord {
+    /// Tenant.
+    pub tenant: String,
+    /// Trace id.
+    pub trace_id: [u8; 16],
+    /// Span id.
+    pub span_id: [u8; 8],
+    /// Parent span id.
+    pub parent_span_id: Option<[u8; 8]>,
+    /// Service.
+    pub service: String,
+    /// Name.
+    pub name: String,
+    /// Kind.
+    pub kind: i16,
+    /// Start.
+    pub start: SystemTime,
+    /// Duration.
+    pub duration_ns: i64,
+    /// Status code.
+    pub status_code: i16,
+    /// Status message.
+    pub status_message: String,
+    /// Scope name.
+    pub scope_name: String,
+    /// Attributes, JSON.
+    pub attributes: String,
+    /// Resource, JSON.
+    pub resource: String,
+    /// Events, JSON.
+    pub events: String,
+    /// Links, JSON.
+    pub links: String,
+    /// When the collector received it.
+    pub received_at: SystemTime,
+}
+
+/// An `llm_calls` row.
+#[derive(Debug, Clone)]
+pub struct CallRecord {
+    /// Tenant.
+    pub tenant: String,
+    /// Trace id.
+    pub trace_id: [u8; 16],
+    /// Span id.
+    pub span_id: [u8; 8],
+    /// Start.
+    pub start: SystemTime,
+    /// Service.
+    pub service: String,
+    /// Deployment environment, "" when unknown.
+    pub environment: String,
+    /// Provider.
+    pub provider: String,
+    /// Billed model.
+    pub model: String,
+    /// Requested model.
+    pub request_model: Option<String>,
+    /// Operation.
+    pub operation: String,
+    /// Duration, ms.
+    pub duration_ms: f64,
+    /// Status error.
+    pub is_error: bool,
+    /// Input tokens (cache included).
+    pub input_tokens: Option<i64>,
+    /// Output tokens (reasoning included).
+    pub output_tokens: Option<i64>,
+    /// Cache reads.
+    pub cache_read_tokens: Option<i64>,
+    /// Cache writes.
+    pub cache_write_tokens: Option<i64>,
+    /// Reasoning.
+    pub reasoning_tokens: Option<i64>,
+    /// The client's cost when it sent one, else ours; `None` when neither.
+    pub cost_usd: Option<f64>,
+    /// Our cost from the price table; `None` for an unpriced model.
+    pub computed_cost_usd: Option<f64>,
+    /// The client's cost.
+    pub client_cost_usd: Option<f64>,
+    /// Time to first token, ms.
+    pub time_to_first_token_ms: Option<f64>,
+    /// Finish reasons.
+    pub finish_reasons: Vec<String>,
+    /// User.
+    pub user_id: Option<String>,
+    /// Session.
+    pub session_id: Option<String>,
+    /// Agent.
+    pub agent: Option<String>,
+    /// Tool.
+    pub tool: Option<String>,
+    /// Prompt text (only with content capture).
+    pub prompt: Option<String>,
+    /// Completion text (only with content capture).
+    pub completion: Option<String>,
+    /// Latency histogram bucket.
+    pub latency_bucket: i16,
+    /// Time-to-first-token histogram bucket.
+    pub ttft_bucket: Option<i16>,
+}
+
+/// The rows of one message.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    /// Spans.
+    pub spans: Vec<SpanRecord>,
+    /// LLM calls.
+    pub calls: Vec<CallRecord>,
+    /// LLM calls without a price.
+    pub unpriced: u64,
+}
+
+fn time(ns: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_nanos(ns)
+}
+
+/// Makes rows from messages.
+pub struct Preparer {
+    /// The content policy.
+    pub policy: Policy,
+    /// The prices.
+    pub prices: PriceBook,
+}
+
+impl Preparer {
+    /// The rows of one message, or why it can never be stored.
+    pub fn prepare(&self, message: &InMessage) -> Result<Prepared, String> {
+        if let Some(signal) = message.header(headers::OTLP_SIGNAL) {
+            if signal != "traces" {
+                return Err(format!("a {signal} message on a traces topic"));
+            }
+        }
+        let mut request = ExportTraceServiceRequest::decode(&message.payload[..])
+            .map_err(|e| format!("undecodable OTLP protobuf: {e}"))?;
+        for rs in &mut request.resource_spans {
+            for ss in &mut rs.scope_spans {
+                for span in &mut ss.spans {
+                    self.policy.apply_to_span(span);
+                }
+            }
+        }
+        let tenant = message.tenant().to_owned();
+        let received_at = message
+            .received_at_ms()
+            .map_or_else(SystemTime::now, |ms| time(ms * 1_000_000));
+        let rows = flatten(&request).map_err(|e| format!("invalid span: {e}"))?;
+        let mut out = Prepared {
+            spans: Vec::with_capacity(rows.len()),
+            ..Prepared::default()
+        };
+        for (row, span, rs) in rows {
+            let start = time(row.start_unix_nano);
+            let duration_ns = row.duration_ns().min(i64::MAX as u64) as i64;
+            if let Some(call) = llm_call(span) {
+                let usage = Usage {
+                    input: call.input_tokens.unwrap_or(0),
+                    output: call.output_tokens.unwrap_or(0),
+                    cache_read: call.cache_read_tokens.unwrap_or(0),
+                    cache_write: call.cache_write_tokens.unwrap_or(0),
+                };
+                let computed = self
+                    .prices
+                    .lookup(&call.model, row.start_unix_nano)
+                    .map(|price| cost_usd(price, &usage));
+                if computed.is_none() {
+                    out.unpriced += 1;
+                }
+                let duration_ms = duration_ns as f64 / 1e6;
+                let env = rs
+                    .resource
+                    .as_ref()
+                    .and_then(|r| environment(&r.attributes));
+                out.calls.push(CallRecord {
+                    tenant: tenant.clone(),
+                    trace_id: row.trace_id,
+                    span_id: row.span_id,
+                    start,
+                    service: row.service.clone(),
+                    environment: env.unwrap_or_default(),
+                    provider: call.provider,
+                    model: call.model,
+                    request_model: call.request_model,
+                    operation: call.operation,
+                    duration_ms,
+                    is_error: row.status_code == 2,
+                    input_tokens: call.input_tokens,
+                    output_tokens: call.output_tokens,
+                    cache_read_tokens: call.cache_read_tokens,
+                    cache_write_tokens: call.cache_write_tokens,
+                    reasoning_tokens: call.reasoning_tokens,
+                    cost_usd: call.client_cost_usd.or(computed),
+                    computed_cost_usd: computed,
+                    client_cost_usd: call.client_cost_usd,
+                    time_to_first_token_ms: call.time_to_first_token_ms,
+                    finish_reasons: call.finish_reasons,
+                    user_id: call.user,
+                    session_id: call.session,
+                    agent: call.agent,
+                    tool: call.tool,
+                    prompt: call.prompt,
+                    completion: call.completion,
+                    latency_bucket: histogram::bucket(duration_ms),
+                    ttft_bucket: call.time_to_first_token_ms.map(histogram::bucket),
+                });
+            }
+            out.spans.push(SpanRecord {
+                tenant: tenant.clone(),
+                trace_id: row.trace_id,
+                span_id: row.span_id,
+                parent_span_id: row.parent_span_id,
+                service: row.service,
+                name: row.name,
+                kind: row.kind,
+                start,
+                duration_ns,
+                status_code: row.status_code,
+                status_message: row.status_message,
+                scope_name: row.scope_name,
+                attributes: row.attributes,
+                resource: row.resource,
+                events: row.events,
+                links: row.links,
+                received_at,
+            });
+        }
+        Ok(out)
+    }
+}
