@@ -48,6 +48,12 @@ pub struct KafkaArgs {
     /// Dead-letter topic (default: <topic>.dlq).
     #[arg(long, env = "KAFKA_DLQ_TOPIC")]
     pub kafka_dlq_topic: Option<String>,
+    /// Partitions of the dead-letter topic when the consumer creates it.
+    #[arg(long, env = "KAFKA_DLQ_PARTITIONS", default_value_t = 1)]
+    pub kafka_dlq_partitions: i32,
+    /// Replication factor of the dead-letter topic when the consumer creates it.
+    #[arg(long, env = "KAFKA_REPLICATION_FACTOR", default_value_t = 1)]
+    pub kafka_replication_factor: i32,
     /// Longest pause between polls before the group evicts this member.
     #[arg(long, env = "KAFKA_MAX_POLL_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
     pub kafka_max_poll_interval: Duration,
@@ -146,6 +152,10 @@ pub struct KafkaConfig {
     pub auto_offset_reset: String,
     /// Dead-letter topic.
     pub dlq_topic: String,
+    /// Partitions of a created dead-letter topic.
+    pub dlq_partitions: i32,
+    /// Replication of a created dead-letter topic.
+    pub replication_factor: i32,
     /// max.poll.interval.ms.
     pub max_poll_interval: Duration,
     /// Extra librdkafka settings.
@@ -190,6 +200,8 @@ impl KafkaArgs {
                 .unwrap_or_else(|| format!("observatory-{sink}")),
             auto_offset_reset: self.kafka_auto_offset_reset,
             dlq_topic,
+            dlq_partitions: self.kafka_dlq_partitions,
+            replication_factor: self.kafka_replication_factor,
             max_poll_interval: self.kafka_max_poll_interval,
             extra,
         })

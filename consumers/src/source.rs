@@ -431,6 +431,7 @@ pub fn run<S: Sink>(
         producer_config.set(k, v);
     }
     let dlq: FutureProducer = producer_config.create()?;
+    ensure_dlq_topic(&producer_config, &config, &runtime, &stop);
     let batcher = Arc::new(Mutex::new(Some(Batcher {
         sink,
         pending: Vec::with_capacity(batch_size.min(100_000)),
@@ -512,6 +513,51 @@ pub fn run<S: Sink>(
     }
     consumer.unsubscribe();
     Ok(())
+}
+
+/// Creates the dead-letter topic when missing (brokers seldom auto-create
+/// topics in production, and a DLQ that cannot be written would stall the
+/// sink on its first poison message). Retries until it exists or `stop`.
+fn ensure_dlq_topic(
+    client: &ClientConfig,
+    config: &KafkaConfig,
+    runtime: &Handle,
+    stop: &AtomicBool,
+) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::types::RDKafkaErrorCode;
+    let mut backoff = Duration::from_millis(200);
+    while !stop.load(Ordering::Relaxed) {
+        let result = (|| {
+            let admin: AdminClient<DefaultClientContext> =
+                client.create().map_err(|e| e.to_string())?;
+            let topic = NewTopic::new(
+                &config.dlq_topic,
+                config.dlq_partitions,
+                TopicReplication::Fixed(config.replication_factor),
+            );
+            let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(5)));
+            let results = runtime
+                .block_on(admin.create_topics([&topic], &options))
+                .map_err(|e| e.to_string())?;
+            for r in results {
+                match r {
+                    Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                    Err((name, code)) => return Err(format!("{name}: {code}")),
+                }
+            }
+            Ok::<(), String>(())
+        })();
+        match result {
+            Ok(()) => return,
+            Err(error) => {
+                warn!(%error, topic = %config.dlq_topic, "cannot create the dead-letter topic yet");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
 }
 
 /// Sets the lag gauge of each assigned partition: high watermark minus position.

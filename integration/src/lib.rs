@@ -11,6 +11,9 @@ pub mod broker;
 pub mod collector;
 pub mod grpc;
 pub mod kafka;
+pub mod postgres;
+pub mod process;
+pub mod proxy;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;

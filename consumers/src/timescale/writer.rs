@@ -213,7 +213,7 @@ impl Writer {
             });
             client
                 .batch_execute(
-                    "SET TIME ZONE 'UTC'; SET application_name = 'observatory-consumer';",
+                    "SET TIME ZONE 'UTC'; SET application_name = 'observatory-consumer'; SET client_min_messages = warning;",
                 )
                 .await?;
             self.partitions = Partitions::default();

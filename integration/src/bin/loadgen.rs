@@ -107,7 +107,12 @@ fn process_usage(pid: u32) -> anyhow::Result<(f64, u64)> {
 }
 
 fn build_requests(args: &Args) -> anyhow::Result<Vec<Bytes>> {
-    let mut generator = TraceGenerator::new(args.seed).with_content_bytes(args.content_bytes);
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut generator = TraceGenerator::new(args.seed)
+        .with_content_bytes(args.content_bytes)
+        .with_now_ns(now_ns);
     (0..args.distinct.max(1))
         .map(|_| {
             let request: ExportTraceServiceRequest = generator.request(args.spans_per_request);

@@ -1,0 +1,109 @@
+//! Running workspace binaries as real processes for a test.
+
+use crate::{free_addr, wait_for, workspace_bin};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A process with an admin port; killed on drop.
+pub struct Service {
+    child: Option<Child>,
+    /// Its admin address.
+    pub admin: SocketAddr,
+    binary: &'static str,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl Service {
+    /// Starts `observatory-consumer <sink>` with `env`, on a free admin port.
+    pub fn consumer(sink: &str, env: &[(&str, String)]) -> Service {
+        let admin = free_addr();
+        let mut env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        env.push(("CONSUMER_ADMIN_ADDR".into(), admin.to_string()));
+        let mut service = Service {
+            child: None,
+            admin,
+            binary: "observatory-consumer",
+            args: vec![sink.to_owned()],
+            env,
+        };
+        service.start();
+        service
+    }
+
+    /// Starts (or starts again, with the same settings) the process.
+    pub fn start(&mut self) {
+        let mut command = Command::new(workspace_bin(self.binary));
+        command
+            .args(&self.args)
+            .env(
+                "RUST_LOG",
+                std::env::var("CONSUMER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null());
+        for (k, v) in &self.env {
+            command.env(k, v);
+        }
+        self.child = Some(
+            command
+                .spawn()
+                .expect("start the binary (cargo build --bins)"),
+        );
+    }
+
+    /// SIGKILLs the process.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERMs the process and waits for its exit.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        child.wait().ok()
+    }
+
+    /// GETs an admin path.
+    pub async fn admin_get(&self, path: &str) -> Option<(u16, String)> {
+        let response = reqwest::get(format!("http://{}{path}", self.admin))
+            .await
+            .ok()?;
+        let status = response.status().as_u16();
+        Some((status, response.text().await.ok()?))
+    }
+
+    /// Waits for `/readyz`.
+    pub async fn wait_ready(&self, timeout: Duration) {
+        wait_for("the service to be ready", timeout, || async {
+            matches!(self.admin_get("/readyz").await, Some((200, _))).then_some(())
+        })
+        .await
+    }
+
+    /// Sum of the metric lines starting with `prefix`.
+    pub async fn metric(&self, prefix: &str) -> f64 {
+        let Some((_, text)) = self.admin_get("/metrics").await else {
+            return 0.0;
+        };
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,535 @@
+//! End-to-end tests of the PostgreSQL sink: the real collector in front,
+//! the real broker, `observatory-consumer timescale` as a process, and a
+//! fresh PostgreSQL database per test.
+
+use observatory_integration::collector::Collector;
+use observatory_integration::kafka::read_topic;
+use observatory_integration::postgres::TestDb;
+use observatory_integration::process::Service;
+use observatory_integration::proxy::Proxy;
+use observatory_integration::{kafka_brokers, unique, wait_for};
+use observatory_schemas::otlp::common::KeyValue;
+use observatory_schemas::otlp::resource::Resource;
+use observatory_schemas::otlp::trace::{status, ResourceSpans, ScopeSpans, Span, Status};
+use observatory_schemas::otlp::trace_service::trace_service_client::TraceServiceClient;
+use observatory_schemas::otlp::trace_service::ExportTraceServiceRequest;
+use observatory_schemas::testing::{
+    kv_f64, kv_int, kv_str, kv_str_array, spans_of, TraceGenerator,
+};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const WAIT: Duration = Duration::from_secs(90);
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// A collector and a sink on a topic of their own, writing `db`.
+struct Pipeline {
+    topic: String,
+    collector: Collector,
+    sink: Service,
+}
+
+fn sink_env(topic: &str, group: &str, database_url: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("KAFKA_BROKERS", kafka_brokers()),
+        ("KAFKA_TRACES_TOPIC", topic.to_owned()),
+        ("KAFKA_GROUP_ID", group.to_owned()),
+        ("DATABASE_URL", database_url.to_owned()),
+        ("COPY_FLUSH_INTERVAL", "200ms".to_owned()),
+        ("COPY_BATCH_SIZE", "2000".to_owned()),
+        ("KAFKA_MAX_POLL_INTERVAL", "20s".to_owned()),
+    ]
+}
+
+async fn pipeline(db: &TestDb, database_url: &str) -> Pipeline {
+    let topic = unique("spans");
+    let collector = Collector::spawn(&[
+        ("KAFKA_BROKERS", kafka_brokers()),
+        ("KAFKA_TRACES_TOPIC", topic.clone()),
+        ("KAFKA_METRICS_TOPIC", unique("metrics")),
+        ("KAFKA_LOGS_TOPIC", unique("logs")),
+        ("KAFKA_TRACES_PARTITIONS", "4".into()),
+    ]);
+    collector.wait_ready(WAIT).await;
+    let sink = Service::consumer(
+        "timescale",
+        &sink_env(&topic, &unique("group"), database_url),
+    );
+    sink.wait_ready(WAIT).await;
+    let _ = db;
+    Pipeline {
+        topic,
+        collector,
+        sink,
+    }
+}
+
+async fn send(collector: &Collector, request: ExportTraceServiceRequest) {
+    let mut client = TraceServiceClient::connect(format!("http://{}", collector.grpc))
+        .await
+        .unwrap();
+    client
+        .export(request)
+        .await
+        .expect("the collector acknowledges");
+}
+
+async fn wait_count(db: &TestDb, sql: &str, expected: i64) {
+    wait_for(&format!("{sql} to reach {expected}"), WAIT, || async {
+        (db.count(sql).await == expected).then_some(())
+    })
+    .await;
+}
+
+fn span(trace: u8, id: u8, name: &str, attributes: Vec<KeyValue>) -> Span {
+    let end = now_ns();
+    Span {
+        trace_id: vec![trace; 16],
+        span_id: vec![id; 8],
+        name: name.into(),
+        kind: 3,
+        start_time_unix_nano: end - 1_500_000_000,
+        end_time_unix_nano: end,
+        attributes,
+        ..Default::default()
+    }
+}
+
+/// One span per dialect, with hand-computed costs at today's prices.
+fn dialect_fixtures() -> (
+    ExportTraceServiceRequest,
+    Vec<(&'static str, [Option<i64>; 5], Option<f64>, Option<f64>)>,
+) {
+    let spans = vec![
+        span(
+            1,
+            1,
+            "chat o3-mini",
+            vec![
+                kv_str("gen_ai.operation.name", "chat"),
+                kv_str("gen_ai.provider.name", "openai"),
+                kv_str("gen_ai.request.model", "o3-mini"),
+                kv_str("gen_ai.response.model", "o3-mini-2025-01-31"),
+                kv_int("gen_ai.usage.input_tokens", 2000),
+                kv_int("gen_ai.usage.output_tokens", 1000),
+                kv_int("gen_ai.usage.reasoning.output_tokens", 600),
+                kv_int("gen_ai.usage.cache_read.input_tokens", 500),
+                kv_str_array("gen_ai.response.finish_reasons", &["stop"]),
+                kv_f64("gen_ai.response.time_to_first_chunk", 0.4),
+            ],
+        ),
+        span(
+            1,
+            2,
+            "chat claude-sonnet-4",
+            vec![
+                kv_str("gen_ai.operation.name", "chat"),
+                kv_str("gen_ai.provider.name", "anthropic"),
+                kv_str("gen_ai.request.model", "claude-sonnet-4-20250514"),
+                kv_int("gen_ai.usage.input_tokens", 10_000),
+                kv_int("gen_ai.usage.output_tokens", 500),
+                kv_int("gen_ai.usage.cache_read.input_tokens", 6000),
+                kv_int("gen_ai.usage.cache_creation.input_tokens", 1000),
+            ],
+        ),
+        span(
+            2,
+            3,
+            "anthropic.chat",
+            vec![
+                kv_str("gen_ai.system", "anthropic"),
+                kv_str("gen_ai.request.model", "claude-3-5-haiku-20241022"),
+                kv_int("gen_ai.usage.input_tokens", 200),
+                kv_int("gen_ai.usage.output_tokens", 300),
+                kv_int("gen_ai.usage.cache_read_input_tokens", 5000),
+                kv_int("gen_ai.usage.cache_creation_input_tokens", 1000),
+            ],
+        ),
+        span(
+            2,
+            4,
+            "ChatCompletion",
+            vec![
+                kv_str("openinference.span.kind", "LLM"),
+                kv_str("llm.provider", "openai"),
+                kv_str("llm.model_name", "gpt-4o-mini"),
+                kv_int("llm.token_count.prompt", 100),
+                kv_int("llm.token_count.completion", 20),
+            ],
+        ),
+        span(
+            3,
+            5,
+            "openai.chat",
+            vec![
+                kv_str("gen_ai.system", "openai"),
+                kv_str("llm.request.type", "chat"),
+                kv_str("gen_ai.request.model", "gpt-4o"),
+                kv_int("gen_ai.usage.prompt_tokens", 40),
+                kv_int("llm.usage.total_tokens", 50),
+                kv_f64("gen_ai.usage.cost", 0.5),
+            ],
+        ),
+        span(
+            3,
+            6,
+            "ai.generateText.doGenerate",
+            vec![
+                kv_str("ai.operationId", "ai.generateText.doGenerate"),
+                kv_str("ai.model.provider", "anthropic.messages"),
+                kv_str("ai.model.id", "claude-3-5-haiku-20241022"),
+                kv_int("ai.usage.promptTokens", 10),
+                kv_int("ai.usage.completionTokens", 5),
+            ],
+        ),
+        span(
+            4,
+            7,
+            "chat my-finetune-v7",
+            vec![
+                kv_str("gen_ai.operation.name", "chat"),
+                kv_str("gen_ai.provider.name", "openai"),
+                kv_str("gen_ai.request.model", "my-finetune-v7"),
+                kv_int("gen_ai.usage.input_tokens", 100),
+                kv_int("gen_ai.usage.output_tokens", 100),
+            ],
+        ),
+        span(
+            4,
+            8,
+            "embeddings text-embedding-3-small",
+            vec![
+                kv_str("gen_ai.operation.name", "embeddings"),
+                kv_str("gen_ai.provider.name", "openai"),
+                kv_str("gen_ai.request.model", "text-embedding-3-small"),
+                kv_int("gen_ai.usage.input_tokens", 1000),
+            ],
+        ),
+        span(
+            4,
+            9,
+            "execute_tool get_weather",
+            vec![
+                kv_str("gen_ai.operation.name", "execute_tool"),
+                kv_str("gen_ai.tool.name", "get_weather"),
+            ],
+        ),
+    ];
+    let mut spans = spans;
+    spans[1].status = Some(Status {
+        code: status::StatusCode::Error as i32,
+        message: "overloaded".into(),
+    });
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv_str("service.name", "fixtures"),
+                    kv_str("deployment.environment.name", "staging"),
+                ],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    // (model, [input, output, cache read, cache write, reasoning], cost_usd, computed_cost_usd)
+    let expected = vec![
+        (
+            "claude-3-5-haiku-20241022",
+            [Some(6200), Some(300), Some(5000), Some(1000), None],
+            Some(2760e-6),
+            Some(2760e-6),
+        ),
+        (
+            "claude-3-5-haiku-20241022",
+            [Some(10), Some(5), None, None, None],
+            Some(28e-6),
+            Some(28e-6),
+        ),
+        (
+            "claude-sonnet-4-20250514",
+            [Some(10_000), Some(500), Some(6000), Some(1000), None],
+            Some(22_050e-6),
+            Some(22_050e-6),
+        ),
+        (
+            "gpt-4o",
+            [Some(40), Some(10), None, None, None],
+            Some(0.5),
+            Some(200e-6),
+        ),
+        (
+            "gpt-4o-mini",
+            [Some(100), Some(20), None, None, None],
+            Some(27e-6),
+            Some(27e-6),
+        ),
+        (
+            "my-finetune-v7",
+            [Some(100), Some(100), None, None, None],
+            None,
+            None,
+        ),
+        (
+            "o3-mini-2025-01-31",
+            [Some(2000), Some(1000), Some(500), None, Some(600)],
+            Some(6325e-6),
+            Some(6325e-6),
+        ),
+        (
+            "text-embedding-3-small",
+            [Some(1000), None, None, None, None],
+            Some(20e-6),
+            Some(20e-6),
+        ),
+    ];
+    (request, expected)
+}
+
+fn close(a: Option<f64>, b: Option<f64>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => (a - b).abs() < 1e-12,
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dialect_becomes_exact_rows_with_hand_computed_costs() {
+    let db = TestDb::create().await;
+    let p = pipeline(&db, &db.url).await;
+    let (request, expected) = dialect_fixtures();
+    send(&p.collector, request).await;
+    wait_count(&db, "SELECT count(*) FROM spans", 9).await;
+    wait_count(&db, "SELECT count(*) FROM llm_calls", 8).await;
+
+    let client = db.client().await;
+    let rows = client
+        .query(
+            "SELECT model, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens,
+                    cost_usd, computed_cost_usd, provider, environment, service
+               FROM llm_calls ORDER BY model, input_tokens DESC",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), expected.len());
+    for (row, (model, tokens, cost, computed)) in rows.iter().zip(&expected) {
+        let got_model: String = row.get(0);
+        assert_eq!(&got_model, model);
+        let got: [Option<i64>; 5] = [row.get(1), row.get(2), row.get(3), row.get(4), row.get(5)];
+        assert_eq!(&got, tokens, "{model}");
+        let (c, cc): (Option<f64>, Option<f64>) = (row.get(6), row.get(7));
+        assert!(close(c, *cost), "{model}: cost {c:?} != {cost:?}");
+        assert!(
+            close(cc, *computed),
+            "{model}: computed {cc:?} != {computed:?}"
+        );
+        assert_eq!(row.get::<_, String>(9), "staging");
+        assert_eq!(row.get::<_, String>(10), "fixtures");
+    }
+    let providers: Vec<String> = client
+        .query("SELECT DISTINCT provider FROM llm_calls ORDER BY 1", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(providers, ["anthropic", "openai"]);
+
+    // Rollups agree with the rows, and the unknown model is counted.
+    let rollup = client
+        .query_one(
+            "SELECT sum(calls)::bigint, sum(errors)::bigint, sum(input_tokens)::bigint, sum(unpriced_calls)::bigint, sum(cost_usd)
+               FROM llm_rollup_1m",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rollup.get::<_, i64>(0), 8);
+    assert_eq!(rollup.get::<_, i64>(1), 1);
+    assert_eq!(
+        rollup.get::<_, i64>(2),
+        2000 + 10_000 + 6200 + 100 + 40 + 10 + 100 + 1000
+    );
+    assert_eq!(rollup.get::<_, i64>(3), 1);
+    let total: f64 = expected.iter().filter_map(|e| e.2).sum();
+    assert!((rollup.get::<_, f64>(4) - total).abs() < 1e-9);
+    assert_eq!(
+        db.count("SELECT sum(count)::bigint FROM llm_latency_1m WHERE metric = 0")
+            .await,
+        8
+    );
+    assert_eq!(
+        db.count("SELECT sum(count)::bigint FROM llm_latency_1m WHERE metric = 1")
+            .await,
+        1
+    );
+    assert!(
+        p.sink
+            .metric("observatory_consumer_unpriced_llm_calls_total")
+            .await
+            >= 1.0
+    );
+    // Content is not stored by default.
+    assert_eq!(
+        db.count(
+            "SELECT count(*) FROM llm_calls WHERE prompt IS NOT NULL OR completion IS NOT NULL"
+        )
+        .await,
+        0
+    );
+    let _ = p.topic;
+}
+
+/// Sends `requests` distinct requests of 50 GenAI spans; returns how many spans.
+async fn stream(collector: &Collector, seed: u64, requests: usize) -> i64 {
+    let mut generator = TraceGenerator::new(seed).with_now_ns(now_ns());
+    let mut client = TraceServiceClient::connect(format!("http://{}", collector.grpc))
+        .await
+        .unwrap();
+    let mut spans = 0;
+    for _ in 0..requests {
+        let request = generator.request(50);
+        spans += spans_of(&request).count() as i64;
+        client.export(request).await.expect("acknowledged");
+    }
+    spans
+}
+
+async fn rollup_snapshot(db: &TestDb) -> (i64, i64, i64, i64) {
+    (
+        db.count("SELECT count(*) FROM llm_calls").await,
+        db.count("SELECT sum(calls)::bigint FROM llm_rollup_1m")
+            .await,
+        db.count("SELECT sum(input_tokens)::bigint FROM llm_rollup_1m")
+            .await,
+        db.count("SELECT sum(count)::bigint FROM llm_latency_1m WHERE metric = 0")
+            .await,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_stream_then_replay_with_a_fresh_group_stores_exactly_n() {
+    let db = TestDb::create().await;
+    let mut p = pipeline(&db, &db.url).await;
+    let mut total = stream(&p.collector, 1, 20).await;
+    wait_for("some rows", WAIT, || async {
+        (db.count("SELECT count(*) FROM spans").await > 0).then_some(())
+    })
+    .await;
+    p.sink.kill();
+    total += stream(&p.collector, 2, 20).await;
+    p.sink.start();
+    wait_count(&db, "SELECT count(*) FROM spans", total).await;
+    let (calls, rolled, _, latency) = rollup_snapshot(&db).await;
+    assert_eq!(
+        rolled, calls,
+        "rollups count every call exactly once after a SIGKILL"
+    );
+    assert_eq!(latency, calls);
+
+    // A replay of the whole topic by a new group changes nothing.
+    let before = rollup_snapshot(&db).await;
+    let replay = Service::consumer("timescale", &sink_env(&p.topic, &unique("replay"), &db.url));
+    wait_for("the replay to read everything", WAIT, || async {
+        (replay
+            .metric("observatory_consumer_rows_duplicate_total{sink=\"timescale\",table=\"spans\"}")
+            .await
+            >= total as f64)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(db.count("SELECT count(*) FROM spans").await, total);
+    assert_eq!(
+        rollup_snapshot(&db).await,
+        before,
+        "a replay does not double count"
+    );
+    assert_eq!(
+        replay
+            .metric("observatory_consumer_rows_written_total{sink=\"timescale\",table=\"spans\"}")
+            .await,
+        0.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_down_for_a_while_loses_nothing() {
+    let db = TestDb::create().await;
+    let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let p = pipeline(&db, &db.url_via(proxy.addr)).await;
+    let mut total = stream(&p.collector, 3, 10).await;
+    wait_count(&db, "SELECT count(*) FROM spans", total).await;
+
+    proxy.cut();
+    total += stream(&p.collector, 4, 10).await;
+    wait_for("/readyz to report the outage", WAIT, || async {
+        matches!(p.sink.admin_get("/readyz").await, Some((503, _))).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        db.count("SELECT count(*) FROM spans").await < total,
+        "nothing new is written while PostgreSQL is down"
+    );
+    proxy.restore();
+    wait_count(&db, "SELECT count(*) FROM spans", total).await;
+    let (calls, rolled, _, latency) = rollup_snapshot(&db).await;
+    assert_eq!((rolled, latency), (calls, calls));
+    assert!(p.sink.metric("observatory_consumer_batches_total{sink=\"timescale\",outcome=\"transient_error\"}").await >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_message_goes_to_the_dlq_and_the_stream_behind_it_is_written() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let db = TestDb::create().await;
+    let p = pipeline(&db, &db.url).await;
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka_brokers())
+        .create()
+        .unwrap();
+    producer
+        .send(
+            FutureRecord::to(&p.topic)
+                .key("poison")
+                .payload(&b"\x0a\xff\xff\xff\x0fnot protobuf"[..]),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("the poison is produced");
+    let total = stream(&p.collector, 5, 5).await;
+    wait_count(&db, "SELECT count(*) FROM spans", total).await;
+
+    let brokers = kafka_brokers();
+    let dlq = format!("{}.dlq", p.topic);
+    let records =
+        tokio::task::spawn_blocking(move || read_topic(&brokers, &dlq, WAIT, |r| !r.is_empty()))
+            .await
+            .unwrap();
+    assert_eq!(records.len(), 1);
+    let h = &records[0].headers;
+    assert!(
+        h["dlq-reason"].contains("undecodable OTLP protobuf"),
+        "{h:?}"
+    );
+    assert_eq!(h["dlq-source-topic"], p.topic);
+    assert_eq!(h["dlq-sink"], "timescale");
+    assert!(h["dlq-source-offset"].parse::<i64>().is_ok());
+    assert_eq!(records[0].key.as_deref(), Some("poison"));
+    assert_eq!(
+        p.sink
+            .metric("observatory_consumer_dlq_messages_total")
+            .await,
+        1.0
+    );
+}
