@@ -101,10 +101,11 @@ fn span(trace: u8, id: u8, name: &str, attributes: Vec<KeyValue>) -> Span {
 }
 
 /// One span per dialect, with hand-computed costs at today's prices.
-fn dialect_fixtures() -> (
-    ExportTraceServiceRequest,
-    Vec<(&'static str, [Option<i64>; 5], Option<f64>, Option<f64>)>,
-) {
+/// What one call must become: model, [input, output, cache read, cache
+/// write, reasoning] tokens, cost_usd, computed_cost_usd.
+type ExpectedCall = (&'static str, [Option<i64>; 5], Option<f64>, Option<f64>);
+
+fn dialect_fixtures() -> (ExportTraceServiceRequest, Vec<ExpectedCall>) {
     let spans = vec![
         span(
             1,
