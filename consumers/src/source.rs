@@ -492,13 +492,10 @@ pub fn run<S: Sink>(
             let b = guard
                 .as_mut()
                 .expect("the batcher lives as long as the loop");
-            let assignment = consumer.assignment().unwrap_or_default();
-            if !b.pending.is_empty() {
-                // While the store is down, pause fetching rather than piling up.
-                let _ = consumer.pause(&assignment);
-                b.flush(&consumer, None);
-                let _ = consumer.resume(&assignment);
-            }
+            // The loop does not poll while a flush retries, so nothing piles
+            // up meanwhile. (Pausing the partitions instead is not safe:
+            // librdkafka drops what it had prefetched and resumes past it.)
+            b.flush(&consumer, None);
             items = 0;
             flush_due = Instant::now() + flush_interval;
         }

@@ -74,6 +74,10 @@ struct Args {
     /// Pid of the collector, to report its CPU time and peak memory.
     #[arg(long, env = "LOADGEN_COLLECTOR_PID")]
     collector_pid: Option<u32>,
+    /// Give every request sent new trace and span ids (protobuf only), so a
+    /// sink downstream stores every span instead of deduplicating repeats.
+    #[arg(long, env = "LOADGEN_UNIQUE_IDS", default_value_t = false)]
+    unique_ids: bool,
     /// Stop after this many requests in total (0: no limit).
     #[arg(long, env = "LOADGEN_MAX_REQUESTS", default_value_t = 0)]
     max_requests: u64,
@@ -106,7 +110,56 @@ fn process_usage(pid: u32) -> anyhow::Result<(f64, u64)> {
     Ok((ticks / 100.0, hwm))
 }
 
-fn build_requests(args: &Args) -> anyhow::Result<Vec<Bytes>> {
+/// A pre-encoded request and where its ids sit in the bytes.
+struct Encoded {
+    bytes: Bytes,
+    /// Offsets of the last 4 bytes of every trace id, span id and parent
+    /// span id, for `--unique-ids`.
+    id_tails: Vec<usize>,
+}
+
+impl Encoded {
+    /// The request with every id's last 4 bytes XORed with `seq`: new
+    /// traces and spans, with every parent link kept.
+    fn with_fresh_ids(&self, seq: u32) -> Bytes {
+        if seq == 0 || self.id_tails.is_empty() {
+            return self.bytes.clone();
+        }
+        let mut out = self.bytes.to_vec();
+        let mask = seq.to_le_bytes();
+        for &at in &self.id_tails {
+            for i in 0..4 {
+                out[at + i] ^= mask[i];
+            }
+        }
+        Bytes::from(out)
+    }
+}
+
+/// Offsets of the last 4 bytes of each occurrence of each id in `bytes`.
+fn id_tails(request: &ExportTraceServiceRequest, bytes: &[u8]) -> Vec<usize> {
+    let mut ids: Vec<&[u8]> = Vec::new();
+    for span in observatory_schemas::testing::spans_of(request) {
+        ids.push(&span.trace_id);
+        ids.push(&span.span_id);
+    }
+    ids.sort();
+    ids.dedup();
+    let mut tails = Vec::new();
+    for id in ids {
+        let mut from = 0;
+        while let Some(pos) = bytes[from..].windows(id.len()).position(|w| w == id) {
+            let at = from + pos;
+            tails.push(at + id.len() - 4);
+            from = at + id.len();
+        }
+    }
+    tails.sort_unstable();
+    tails.dedup();
+    tails
+}
+
+fn build_requests(args: &Args) -> anyhow::Result<Vec<Encoded>> {
     let now_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
@@ -117,8 +170,22 @@ fn build_requests(args: &Args) -> anyhow::Result<Vec<Bytes>> {
         .map(|_| {
             let request: ExportTraceServiceRequest = generator.request(args.spans_per_request);
             Ok(match args.protocol {
-                Protocol::Grpc | Protocol::HttpProtobuf => Bytes::from(request.encode_to_vec()),
-                Protocol::HttpJson => Bytes::from(serde_json::to_vec(&request)?),
+                Protocol::Grpc | Protocol::HttpProtobuf => {
+                    let bytes = request.encode_to_vec();
+                    let id_tails = if args.unique_ids {
+                        id_tails(&request, &bytes)
+                    } else {
+                        Vec::new()
+                    };
+                    Encoded {
+                        bytes: Bytes::from(bytes),
+                        id_tails,
+                    }
+                }
+                Protocol::HttpJson => Encoded {
+                    bytes: Bytes::from(serde_json::to_vec(&request)?),
+                    id_tails: Vec::new(),
+                },
             })
         })
         .collect()
@@ -131,7 +198,10 @@ async fn main() -> anyhow::Result<()> {
         bail!("--concurrency and --spans-per-request must be at least 1");
     }
     let requests = Arc::new(build_requests(&args)?);
-    let bytes_per_request = requests.iter().map(|r| r.len()).sum::<usize>() / requests.len();
+    if args.unique_ids && args.protocol == Protocol::HttpJson {
+        bail!("--unique-ids works with protobuf bodies only");
+    }
+    let bytes_per_request = requests.iter().map(|r| r.bytes.len()).sum::<usize>() / requests.len();
     eprintln!(
         "loadgen: {} distinct requests of {} spans, {} bytes each on average, {:?} to {}",
         requests.len(),
@@ -200,7 +270,8 @@ async fn main() -> anyhow::Result<()> {
                     let slot = started + interval.mul_f64(n as f64);
                     tokio::time::sleep_until(slot.into()).await;
                 }
-                let body = requests[n as usize % requests.len()].clone();
+                let encoded = &requests[n as usize % requests.len()];
+                let body = encoded.with_fresh_ids((n as usize / requests.len()) as u32);
                 let t0 = Instant::now();
                 let outcome: Result<(), String> = match grpc.as_mut() {
                     Some(client) => {

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The PostgreSQL sink benchmark of BENCHMARKS.md, on this machine:
+#
+#   integration/bench-timescale.sh [spans to drain]   (default 2000000)
+#
+# 1. Drain: a private in-memory tansu broker is filled through the release
+#    collector with N GenAI spans of unique ids (loadgen --unique-ids); then
+#    `observatory-consumer timescale` starts on a fresh database and the time
+#    it takes to write them all (every index in place) is measured, with its
+#    CPU seconds and peak RSS from /proc.
+# 2. Delay: with the sink running, loadgen sends 10k spans/s for 30 s and the
+#    p50/p99 of the sink's commit delay (collector receipt -> PostgreSQL
+#    commit, observatory_consumer_commit_delay_seconds) is read off /metrics.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+SPANS="${1:-2000000}"
+set -a
+eval "$(integration/stack.sh up)"
+set +a
+cargo build --release --bins -q
+mkdir -p .stack/bench
+PG="${DATABASE_URL%/*}"
+DB="obs_bench_$(date +%s)"
+psql "$PG/postgres" -qc "CREATE DATABASE $DB" >/dev/null
+export DATABASE_URL="$PG/$DB"
+export KAFKA_BROKERS=127.0.0.1:19092 KAFKA_TRACES_TOPIC=bench_sink RUST_LOG=warn
+
+"$TANSU_BIN" broker --listener-url tcp://127.0.0.1:19092 --advertised-listener-url tcp://127.0.0.1:19092 \
+  --storage-engine memory://bench/ >.stack/bench/tansu-sink.log 2>&1 &
+BROKER=$!
+COLLECTOR_GRPC_ADDR=127.0.0.1:14317 COLLECTOR_HTTP_ADDR=127.0.0.1:14318 COLLECTOR_ADMIN_ADDR=127.0.0.1:18888 \
+  target/release/observatory-collector >.stack/bench/collector-sink.log 2>&1 &
+COLLECTOR=$!
+cleanup() { kill "${SINK:-}" "$COLLECTOR" "$BROKER" 2>/dev/null || true; }
+trap cleanup EXIT
+
+get() { # port path
+  exec 3<>"/dev/tcp/127.0.0.1/$1"; printf 'GET %s HTTP/1.0\r\n\r\n' "$2" >&3; cat <&3; exec 3>&-
+}
+until get 18888 /readyz 2>/dev/null | head -n1 | grep -q ' 200'; do sleep 0.2; done
+
+REQUESTS=$(( (SPANS + 511) / 512 ))
+echo "[bench] filling the topic with $((REQUESTS * 512)) spans" >&2
+target/release/loadgen --endpoint 127.0.0.1:14317 --unique-ids --distinct 64 --concurrency 8 \
+  --max-requests "$REQUESTS" --duration 600s | grep -E 'spans acknowledged|throughput' >&2
+TOTAL=$((REQUESTS * 512))
+
+metric() { get 18889 /metrics 2>/dev/null | awk -v m="$1" 'index($0, m) == 1 { s += $NF } END { printf "%d", s }'; }
+START=$(date +%s.%N)
+CONSUMER_ADMIN_ADDR=127.0.0.1:18889 target/release/observatory-consumer timescale >.stack/bench/sink.log 2>&1 &
+SINK=$!
+until [ "$(metric 'observatory_consumer_rows_written_total{sink="timescale",table="spans"}')" -ge "$TOTAL" ]; do sleep 0.5; done
+END=$(date +%s.%N)
+read -r UT ST < <(awk '{print $14, $15}' "/proc/$SINK/stat")
+HWM=$(awk '/VmHWM/ {print $2}' "/proc/$SINK/status")
+awk -v t="$TOTAL" -v a="$START" -v b="$END" -v ut="$UT" -v st="$ST" -v hwm="$HWM" 'BEGIN {
+  secs = b - a; cpu = (ut + st) / 100;
+  printf "drain: %d spans in %.1f s = %.0f spans/s; sink CPU %.1f s = %.2f CPU-s per million spans; sink peak RSS %.0f MiB\n",
+    t, secs, t / secs, cpu, cpu / (t / 1e6), hwm / 1024 }'
+
+# A fresh sink process (same group: it goes on from the committed offsets),
+# so that its delay histogram holds the paced phase only.
+kill -TERM "$SINK"; wait "$SINK" || true
+CONSUMER_ADMIN_ADDR=127.0.0.1:18889 target/release/observatory-consumer timescale >>.stack/bench/sink.log 2>&1 &
+SINK=$!
+until get 18889 /readyz 2>/dev/null | head -n1 | grep -q ' 200'; do sleep 0.2; done
+sleep 5 # let the group settle
+echo "[bench] 10k spans/s for 30 s with the sink running" >&2
+target/release/loadgen --endpoint 127.0.0.1:14317 --unique-ids --rate 10000 --concurrency 4 --spans-per-request 100 \
+  --duration 30s --seed 7 | grep -E 'throughput|latency' >&2
+sleep 3
+get 18889 /metrics | awk '
+  /^observatory_consumer_commit_delay_seconds_bucket/ { match($0, /le="[^"]+"/); le = substr($0, RSTART + 4, RLENGTH - 5); n[++k] = $NF; b[k] = le }
+  /^observatory_consumer_commit_delay_seconds_count/ { total = $NF }
+  END {
+    for (i = 1; i <= k; i++) { if (!p50 && n[i] >= total * 0.5) p50 = b[i]; if (!p99 && n[i] >= total * 0.99) p99 = b[i] }
+    printf "commit delay at 10k spans/s (collector receipt to PostgreSQL commit): p50 <= %s s, p99 <= %s s (%d messages)\n", p50, p99, total }'
+psql "$PG/postgres" -qc "DROP DATABASE $DB" >/dev/null 2>&1 || true
