@@ -5,8 +5,9 @@
 #
 # Starts the local stack (integration/stack.sh up), builds the release
 # binaries, starts observatory-collector on its default ports (4317 gRPC,
-# 4318 HTTP, 8888 admin) unless one is already running, sends LLM-application
-# traces with the load generator, and prints where to look.
+# 4318 HTTP, 8888 admin) and the PostgreSQL sink (observatory-consumer
+# timescale, admin 8889) unless they are already running, sends
+# LLM-application traces with the load generator, and prints where to look.
 # The pipeline keeps running afterwards; `integration/demo.sh stop` stops it.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,7 +21,9 @@ ready() { # GET /readyz on the admin port with bash alone (no curl on a fresh ma
 }
 
 if [ "${1:-}" = "stop" ]; then
-  if [ -f "$STATE/collector.pid" ]; then kill "$(cat "$STATE/collector.pid")" 2>/dev/null || true; rm -f "$STATE/collector.pid"; fi
+  for p in collector consumer; do
+    if [ -f "$STATE/$p.pid" ]; then kill "$(cat "$STATE/$p.pid")" 2>/dev/null || true; rm -f "$STATE/$p.pid"; fi
+  done
   echo "pipeline stopped; the stack keeps running (integration/stack.sh down stops it)"
   exit 0
 fi
@@ -40,6 +43,13 @@ else
   nohup target/release/observatory-collector >"$STATE/collector.log" 2>&1 &
   echo $! >"$STATE/collector.pid"
 fi
+if listening 8889; then
+  echo "[demo] a sink already answers on :8889; using it" >&2
+else
+  echo "[demo] starting observatory-consumer timescale into $DATABASE_URL (log: $STATE/consumer.log)" >&2
+  nohup target/release/observatory-consumer timescale >"$STATE/consumer.log" 2>&1 &
+  echo $! >"$STATE/consumer.pid"
+fi
 for _ in $(seq 1 300); do
   if ready; then break; fi
   sleep 0.2
@@ -48,7 +58,8 @@ ready || { echo "[demo] the collector is not ready; see $STATE/collector.log" >&
 
 echo "[demo] sending LLM traces for ${SECONDS_TO_RUN}s at 5000 spans/s over OTLP/gRPC" >&2
 target/release/loadgen --endpoint 127.0.0.1:4317 --protocol grpc --rate 5000 --concurrency 4 \
-  --spans-per-request 100 --content-bytes 300 --duration "${SECONDS_TO_RUN}s"
+  --spans-per-request 100 --content-bytes 300 --duration "${SECONDS_TO_RUN}s" --unique-ids
+sleep 3
 
 cat <<EOT
 
@@ -59,5 +70,9 @@ The pipeline is running:
   readiness      http://127.0.0.1:8888/readyz
   Kafka          $KAFKA_BROKERS, topic otlp_spans (one message per trace, key = trace id)
   collector log  $STATE/collector.log
+  PostgreSQL     $DATABASE_URL  (tables spans, llm_calls, llm_rollup_1m, llm_latency_1m), e.g.
+                 psql "$DATABASE_URL" -c "select model, sum(calls), sum(input_tokens), round(sum(cost_usd)::numeric, 4) from llm_rollup_1m group by 1 order by 4 desc"
+  sink metrics   http://127.0.0.1:8889/metrics  (observatory_consumer_*)
+  sink log       $STATE/consumer.log
 Stop it with: integration/demo.sh stop
 EOT

@@ -11,6 +11,10 @@
 //! - [`tenant`]: what a tenant name may look like;
 //! - [`error_code`]: the one map from our error codes to gRPC and HTTP status;
 //! - [`otlp`]: re-exports of the OTLP protobuf types we put on the wire;
+//! - [`span`], [`genai`], [`pricing`], [`histogram`]: the normalized span,
+//!   the GenAI mapping of every dialect into one LLM call, dated model prices,
+//!   and the rollups' latency buckets;
+//! - [`migrations`]: the SQL of the PostgreSQL store;
 //! - `testing` (feature `testing`): builders of realistic GenAI traces for
 //!   tests, benches and the load generator.
 //!
