@@ -15,6 +15,12 @@ set -a
 eval "$(integration/stack.sh up)"
 set +a
 
+# Each end-to-end test makes its own database obs_*; drop those of earlier runs.
+if command -v psql >/dev/null 2>&1; then
+  psql "${DATABASE_URL%/*}/postgres" -tAc "SELECT datname FROM pg_database WHERE datname LIKE 'obs\_%'" 2>/dev/null |
+    while read -r db; do [ -n "$db" ] && psql "${DATABASE_URL%/*}/postgres" -qc "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1; done || true
+fi
+
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "[test] installing cargo-nextest" >&2
   cargo install cargo-nextest --locked >&2
