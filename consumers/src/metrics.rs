@@ -71,6 +71,8 @@ pub struct Metrics {
     pub dlq_messages: Family<SinkLabels, Counter>,
     /// LLM calls whose model has no price.
     pub unpriced_llm_calls: Family<SinkLabels, Counter>,
+    /// Spans not stored because they are older than the retention.
+    pub expired_spans: Family<SinkLabels, Counter>,
     /// Messages behind the end of each partition.
     pub lag: Family<LagLabels, Gauge>,
     /// From the collector's receipt (`received-at-ms`) to the offset commit.
@@ -96,6 +98,7 @@ impl Metrics {
             batch_duration: Family::new_with_constructor(seconds_histogram),
             dlq_messages: Family::default(),
             unpriced_llm_calls: Family::default(),
+            expired_spans: Family::default(),
             lag: Family::default(),
             commit_delay: Family::new_with_constructor(seconds_histogram),
         };

@@ -90,6 +90,11 @@ impl Sink for TimescaleSink {
         };
         dup("spans", written.spans - written.spans_inserted);
         dup("llm_calls", written.calls - written.calls_inserted);
+        let expired: u64 = items.iter().map(|p| p.expired).sum();
+        self.metrics
+            .expired_spans
+            .get_or_create(&SinkLabels { sink: NAME })
+            .inc_by(expired);
         let unpriced: u64 = items.iter().map(|p| p.unpriced).sum();
         self.metrics
             .unpriced_llm_calls
@@ -224,7 +229,11 @@ pub async fn run(args: TimescaleArgs, stop: Arc<AtomicBool>) -> Result<(), Start
         tokio::spawn(maintain_partitions(args.clone(), stop.clone()));
     }
     let sink = TimescaleSink {
-        preparer: Preparer { policy, prices },
+        preparer: Preparer {
+            policy,
+            prices,
+            retention: Duration::from_secs(86_400 * args.retention_traces_days as u64),
+        },
         writer: Writer::new(args.db.database_url.clone(), flavor == Flavor::Postgres),
         metrics: metrics.clone(),
     };

@@ -130,6 +130,8 @@ pub struct Prepared {
     pub calls: Vec<CallRecord>,
     /// LLM calls without a price.
     pub unpriced: u64,
+    /// Spans left out because they are older than the traces retention.
+    pub expired: u64,
 }
 
 fn time(ns: u64) -> SystemTime {
@@ -142,6 +144,10 @@ pub struct Preparer {
     pub policy: Policy,
     /// The prices.
     pub prices: PriceBook,
+    /// Spans older than this are not stored: retention would drop them
+    /// within the hour, and storing them again later would count their
+    /// calls in the (longer-kept) rollups twice.
+    pub retention: Duration,
 }
 
 impl Preparer {
@@ -164,13 +170,22 @@ impl Preparer {
         let tenant = message.tenant().to_owned();
         let received_at = message
             .received_at_ms()
-            .map_or_else(SystemTime::now, |ms| time(ms * 1_000_000));
+            .and_then(|ms| ms.checked_mul(1_000_000))
+            .map_or_else(SystemTime::now, time);
         let rows = flatten(&request).map_err(|e| format!("invalid span: {e}"))?;
         let mut out = Prepared {
             spans: Vec::with_capacity(rows.len()),
             ..Prepared::default()
         };
+        let now_ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let oldest_ns = now_ns.saturating_sub(self.retention.as_nanos() as u64);
         for (row, span, rs) in rows {
+            if row.start_unix_nano < oldest_ns {
+                out.expired += 1;
+                continue;
+            }
             let start = time(row.start_unix_nano);
             let duration_ns = row.duration_ns().min(i64::MAX as u64) as i64;
             if let Some(call) = llm_call(span) {

@@ -18,6 +18,7 @@ use postgres_types::{to_sql_checked, IsNull, ToSql, Type};
 use std::collections::BTreeSet;
 use std::error::Error;
 use std::pin::Pin;
+use std::time::Duration;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::{Client, NoTls};
 use tracing::warn;
@@ -110,12 +111,16 @@ const STAGE_TABLES: &str =
     "CREATE TEMP TABLE IF NOT EXISTS stage_spans (LIKE spans) ON COMMIT DELETE ROWS; \
     CREATE TEMP TABLE IF NOT EXISTS stage_llm_calls (LIKE llm_calls) ON COMMIT DELETE ROWS;";
 
-const INSERT_SPANS: &str = "INSERT INTO spans SELECT * FROM stage_spans ON CONFLICT DO NOTHING";
+/// Column lists are explicit so that a migration adding columns does not
+/// break a running sink whose staging tables are older.
+fn insert_spans() -> String {
+    format!("INSERT INTO spans ({SPAN_COLUMNS}) SELECT {SPAN_COLUMNS} FROM stage_spans ON CONFLICT DO NOTHING")
+}
 
 /// Inserts the staged calls and adds exactly the inserted ones to the rollups.
 const INSERT_CALLS_AND_ROLLUPS: &str = "
 WITH ins AS (
-    INSERT INTO llm_calls SELECT * FROM stage_llm_calls ON CONFLICT DO NOTHING
+    INSERT INTO llm_calls (CALL_COLUMNS) SELECT CALL_COLUMNS FROM stage_llm_calls ON CONFLICT DO NOTHING
     RETURNING tenant, start_time, service, provider, model, environment, is_error, input_tokens, output_tokens,
               cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd, duration_ms, latency_bucket, ttft_bucket
 ), roll AS (
@@ -167,11 +172,19 @@ pub struct Written {
 }
 
 /// Sorts PostgreSQL errors into "retry later" and "never".
+///
+/// Permanent: what the data itself causes (data exceptions 22, integrity
+/// violations 23, program limits 54, unsupported features 0A such as writing
+/// into a compressed TimescaleDB chunk). Everything else (connection loss,
+/// serialization failures, a missing table after a bad deployment) is retried:
+/// an operator's mistake stalls the sink and shows in its metrics rather than
+/// sending every message to the DLQ.
 pub fn classify(error: tokio_postgres::Error) -> WriteError {
     match error.code().map(|c| c.code()) {
-        // Data exceptions, integrity violations, program limits: the data itself.
         Some(code)
-            if code.starts_with("22") || code.starts_with("23") || code.starts_with("54") =>
+            if ["22", "23", "54", "0A"]
+                .iter()
+                .any(|class| code.starts_with(class)) =>
         {
             WriteError::Permanent(error.to_string())
         }
@@ -205,7 +218,14 @@ impl Writer {
     /// Connects (once) with the session settings the writer relies on.
     pub async fn client(&mut self) -> Result<&mut Client, tokio_postgres::Error> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
-            let (client, connection) = tokio_postgres::connect(&self.url, NoTls).await?;
+            let mut config: tokio_postgres::Config = self.url.parse()?;
+            // A dead server or a half-open connection must fail, not hang.
+            config
+                .connect_timeout(Duration::from_secs(10))
+                .keepalives(true)
+                .keepalives_idle(Duration::from_secs(30))
+                .tcp_user_timeout(Duration::from_secs(60));
+            let (client, connection) = config.connect(NoTls).await?;
             tokio::spawn(async move {
                 if let Err(e) = connection.await {
                     warn!(error = %e, "postgres connection closed");
@@ -263,13 +283,12 @@ impl Writer {
             .flat_map(|p| p.spans.iter().map(|s| Partitions::day_of(s.start)))
             .collect();
         self.ensure_partitions(&days).await?;
-        let staged = self.staged;
-        let client = self.client().await?;
-        if !staged {
-            client.batch_execute(STAGE_TABLES).await?;
-        }
-        self.staged = true;
+        self.client().await?; // (re)connects, which resets `staged`
         let client = self.client.as_mut().expect("connected above");
+        if !self.staged {
+            client.batch_execute(STAGE_TABLES).await?;
+            self.staged = true;
+        }
         let tx = client.transaction().await?;
         let mut written = Written::default();
 
@@ -285,7 +304,7 @@ impl Writer {
             written.spans += 1;
         }
         copy.finish().await?;
-        written.spans_inserted = tx.execute(INSERT_SPANS, &[]).await?;
+        written.spans_inserted = tx.execute(&insert_spans(), &[]).await?;
 
         if batch.iter().any(|p| !p.calls.is_empty()) {
             let sink = tx
@@ -300,7 +319,12 @@ impl Writer {
                 written.calls += 1;
             }
             copy.finish().await?;
-            let row = tx.query_one(INSERT_CALLS_AND_ROLLUPS, &[]).await?;
+            let row = tx
+                .query_one(
+                    &INSERT_CALLS_AND_ROLLUPS.replace("CALL_COLUMNS", CALL_COLUMNS),
+                    &[],
+                )
+                .await?;
             written.calls_inserted = row.get::<_, i64>(0) as u64;
         }
         tx.commit().await?;
