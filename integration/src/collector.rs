@@ -1,6 +1,6 @@
 //! Running `observatory-collector` as a real process for a test.
 
-use crate::{free_addr, wait_for, workspace_bin};
+use crate::{free_addr, workspace_bin};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -49,31 +49,17 @@ impl Collector {
 
     /// GETs an admin path; `None` when the server does not answer.
     pub async fn admin_get(&self, path: &str) -> Option<(u16, String)> {
-        let response = reqwest::get(format!("http://{}{path}", self.admin))
-            .await
-            .ok()?;
-        let status = response.status().as_u16();
-        Some((status, response.text().await.ok()?))
+        crate::admin_get(self.admin, path).await
     }
 
     /// Waits until `/readyz` says ready.
     pub async fn wait_ready(&self, timeout: Duration) {
-        wait_for("the collector to be ready", timeout, || async {
-            matches!(self.admin_get("/readyz").await, Some((200, _))).then_some(())
-        })
-        .await
+        crate::wait_ready(self.admin, timeout).await
     }
 
     /// The value of a metric line that starts with `prefix` (name and labels), summed over matches.
     pub async fn metric(&self, prefix: &str) -> f64 {
-        let (_, text) = self
-            .admin_get("/metrics")
-            .await
-            .expect("metrics are served");
-        text.lines()
-            .filter(|l| l.starts_with(prefix))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        crate::metric(self.admin, prefix).await
     }
 
     /// Sends SIGTERM and waits for the exit status.

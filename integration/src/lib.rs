@@ -67,6 +67,33 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     path
 }
 
+/// GETs `path` on an admin server; `None` when it does not answer.
+pub async fn admin_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let response = reqwest::get(format!("http://{addr}{path}")).await.ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.text().await.ok()?))
+}
+
+/// Waits until the admin server's `/readyz` says ready.
+pub async fn wait_ready(addr: SocketAddr, timeout: Duration) {
+    wait_for("the service to be ready", timeout, || async {
+        matches!(admin_get(addr, "/readyz").await, Some((200, _))).then_some(())
+    })
+    .await
+}
+
+/// The sum of the metric lines that start with `prefix` (name and labels);
+/// 0 when the server does not answer.
+pub async fn metric(addr: SocketAddr, prefix: &str) -> f64 {
+    let Some((_, text)) = admin_get(addr, "/metrics").await else {
+        return 0.0;
+    };
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// Polls `check` until it returns `Some`, or panics after `timeout` naming `what`.
 pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where

@@ -1,6 +1,6 @@
 //! Running workspace binaries as real processes for a test.
 
-use crate::{free_addr, wait_for, workspace_bin};
+use crate::{free_addr, workspace_bin};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -75,30 +75,17 @@ impl Service {
 
     /// GETs an admin path.
     pub async fn admin_get(&self, path: &str) -> Option<(u16, String)> {
-        let response = reqwest::get(format!("http://{}{path}", self.admin))
-            .await
-            .ok()?;
-        let status = response.status().as_u16();
-        Some((status, response.text().await.ok()?))
+        crate::admin_get(self.admin, path).await
     }
 
     /// Waits for `/readyz`.
     pub async fn wait_ready(&self, timeout: Duration) {
-        wait_for("the service to be ready", timeout, || async {
-            matches!(self.admin_get("/readyz").await, Some((200, _))).then_some(())
-        })
-        .await
+        crate::wait_ready(self.admin, timeout).await
     }
 
     /// Sum of the metric lines starting with `prefix`.
     pub async fn metric(&self, prefix: &str) -> f64 {
-        let Some((_, text)) = self.admin_get("/metrics").await else {
-            return 0.0;
-        };
-        text.lines()
-            .filter(|l| l.starts_with(prefix))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        crate::metric(self.admin, prefix).await
     }
 }
 

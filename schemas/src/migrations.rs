@@ -23,12 +23,36 @@ pub const POSTGRES: &[Migration] = &[Migration {
     sql: include_str!("../migrations/0001_spans_llm_calls_rollups.sql"),
 }];
 
-/// Every migration for TimescaleDB: the same tables as hypertables.
-pub const TIMESCALEDB: &[Migration] = &[Migration {
-    version: 1,
-    name: "spans_llm_calls_rollups_timescaledb",
-    sql: include_str!("../migrations/0001_timescaledb.sql"),
-}];
+/// The tables of migration 1 and the TimescaleDB statements that turn them
+/// into hypertables.
+const TIMESCALEDB_HYPERTABLES: &str =
+    include_str!("../migrations/0001_timescaledb_hypertables.sql");
+
+/// The SQL of each migration for TimescaleDB: the same tables and keys as
+/// [`POSTGRES`], created without declarative partitioning, then made
+/// hypertables. Derived from the plain SQL so that the two never drift.
+///
+/// ```
+/// let sql = observatory_schemas::migrations::timescaledb_sql();
+/// assert!(!sql[0].1.contains("PARTITION BY"));
+/// assert!(sql[0].1.contains("create_hypertable('spans'"));
+/// ```
+pub fn timescaledb_sql() -> Vec<(Migration, String)> {
+    POSTGRES
+        .iter()
+        .map(|m| {
+            let mut sql = m
+                .sql
+                .replace(") PARTITION BY RANGE (start_time);", ");")
+                .replace(") PARTITION BY RANGE (bucket);", ");");
+            if m.version == 1 {
+                sql.push('\n');
+                sql.push_str(TIMESCALEDB_HYPERTABLES);
+            }
+            (*m, sql)
+        })
+        .collect()
+}
 
 /// Tables partitioned by day, with the column they are partitioned on and
 /// which retention setting applies: `true` for traces, `false` for metrics.

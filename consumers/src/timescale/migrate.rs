@@ -8,7 +8,7 @@
 //! retention). The choice is recorded, so later runs and every replica use
 //! the same one.
 
-use observatory_schemas::migrations::{Migration, POSTGRES, TIMESCALEDB};
+use observatory_schemas::migrations::{timescaledb_sql, POSTGRES};
 use tokio_postgres::Client;
 use tracing::info;
 
@@ -63,11 +63,14 @@ pub async fn migrate(client: &mut Client) -> Result<Flavor, tokio_postgres::Erro
             }
         }
     };
-    let (migrations, name): (&[Migration], &str) = match flavor {
-        Flavor::Postgres => (POSTGRES, "postgres"),
-        Flavor::TimescaleDb => (TIMESCALEDB, "timescaledb"),
+    let (migrations, name) = match flavor {
+        Flavor::Postgres => (
+            POSTGRES.iter().map(|m| (*m, m.sql.to_owned())).collect(),
+            "postgres",
+        ),
+        Flavor::TimescaleDb => (timescaledb_sql(), "timescaledb"),
     };
-    for m in migrations {
+    for (m, sql) in &migrations {
         let applied = tx
             .query_opt(
                 "SELECT 1 FROM observatory_migrations WHERE version = $1",
@@ -76,7 +79,7 @@ pub async fn migrate(client: &mut Client) -> Result<Flavor, tokio_postgres::Erro
             .await?
             .is_some();
         if !applied {
-            tx.batch_execute(m.sql).await?;
+            tx.batch_execute(sql).await?;
             tx.execute(
                 "INSERT INTO observatory_migrations (version, name, flavor) VALUES ($1, $2, $3)",
                 &[&m.version, &m.name, &name],
