@@ -139,6 +139,11 @@ impl Metrics {
             m.unpriced_llm_calls.clone(),
         );
         registry.register(
+            format!("{p}expired_spans"),
+            "Spans not stored because they are older than RETENTION_TRACES_DAYS",
+            m.expired_spans.clone(),
+        );
+        registry.register(
             format!("{p}lag_messages"),
             "Messages behind the end of the partition",
             m.lag.clone(),
@@ -157,5 +162,32 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_exported() {
+        let m = Metrics::new();
+        let labels = SinkLabels { sink: "timescale" };
+        m.messages.get_or_create(&labels).inc();
+        m.dlq_messages.get_or_create(&labels).inc();
+        m.unpriced_llm_calls.get_or_create(&labels).inc();
+        m.expired_spans.get_or_create(&labels).inc();
+        let text = m.encode();
+        for name in [
+            "observatory_consumer_messages_total",
+            "observatory_consumer_dlq_messages_total",
+            "observatory_consumer_unpriced_llm_calls_total",
+            "observatory_consumer_expired_spans_total",
+        ] {
+            assert!(
+                text.contains(&format!("{name}{{sink=\"timescale\"}} 1")),
+                "{name} missing:\n{text}"
+            );
+        }
     }
 }

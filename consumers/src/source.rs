@@ -134,6 +134,8 @@ pub struct Batcher<S: Sink> {
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// The longest the poll loop spends asking for watermarks for the lag gauge.
+const LAG_REPORT_BUDGET: Duration = Duration::from_millis(500);
 /// How long a flush inside a rebalance may retry before the partitions are
 /// let go uncommitted (their next owner writes the data again).
 const REBALANCE_FLUSH_BUDGET: Duration = Duration::from_secs(15);
@@ -501,7 +503,7 @@ pub fn run<S: Sink>(
         }
         if Instant::now() >= lag_due {
             report_lag(&consumer, &config, &metrics);
-            lag_due = Instant::now() + Duration::from_secs(10);
+            lag_due = Instant::now() + Duration::from_secs(15);
         }
     }
     info!("stopping: flushing and committing");
@@ -566,11 +568,16 @@ fn report_lag<C: ConsumerContext>(
     let Ok(positions) = consumer.position() else {
         return;
     };
+    // Bounded: a slow broker must not hold up polling for a metric, so the
+    // whole report gets LAG_REPORT_BUDGET and stops when it is spent.
+    let deadline = Instant::now() + LAG_REPORT_BUDGET;
     for elem in positions.elements() {
-        let Ok((_, high)) =
-            consumer.fetch_watermarks(elem.topic(), elem.partition(), Duration::from_secs(1))
-        else {
-            continue;
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        let Ok((_, high)) = consumer.fetch_watermarks(elem.topic(), elem.partition(), left) else {
+            break;
         };
         let lag = match elem.offset() {
             Offset::Offset(o) => (high - o).max(0),
