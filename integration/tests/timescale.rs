@@ -46,22 +46,27 @@ fn sink_env(topic: &str, group: &str, database_url: &str) -> Vec<(&'static str, 
     ]
 }
 
-async fn pipeline(db: &TestDb, database_url: &str) -> Pipeline {
-    let topic = unique("spans");
+/// A collector on a topic of its own, ready.
+async fn collector(topic: &str) -> Collector {
     let collector = Collector::spawn(&[
         ("KAFKA_BROKERS", kafka_brokers()),
-        ("KAFKA_TRACES_TOPIC", topic.clone()),
+        ("KAFKA_TRACES_TOPIC", topic.to_owned()),
         ("KAFKA_METRICS_TOPIC", unique("metrics")),
         ("KAFKA_LOGS_TOPIC", unique("logs")),
         ("KAFKA_TRACES_PARTITIONS", "4".into()),
     ]);
     collector.wait_ready(WAIT).await;
+    collector
+}
+
+async fn pipeline(database_url: &str) -> Pipeline {
+    let topic = unique("spans");
+    let collector = collector(&topic).await;
     let sink = Service::consumer(
         "timescale",
         &sink_env(&topic, &unique("group"), database_url),
     );
     sink.wait_ready(WAIT).await;
-    let _ = db;
     Pipeline {
         topic,
         collector,
@@ -307,7 +312,7 @@ fn close(a: Option<f64>, b: Option<f64>) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dialect_becomes_exact_rows_with_hand_computed_costs() {
     let db = TestDb::create().await;
-    let p = pipeline(&db, &db.url).await;
+    let p = pipeline(&db.url).await;
     let (request, expected) = dialect_fixtures();
     send(&p.collector, request).await;
     wait_count(&db, "SELECT count(*) FROM spans", 9).await;
@@ -422,7 +427,7 @@ async fn rollup_snapshot(db: &TestDb) -> (i64, i64, i64, i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_stream_then_replay_with_a_fresh_group_stores_exactly_n() {
     let db = TestDb::create().await;
-    let mut p = pipeline(&db, &db.url).await;
+    let mut p = pipeline(&db.url).await;
     let mut total = stream(&p.collector, 1, 20).await;
     wait_for("some rows", WAIT, || async {
         (db.count("SELECT count(*) FROM spans").await > 0).then_some(())
@@ -474,7 +479,7 @@ async fn sigkill_mid_stream_then_replay_with_a_fresh_group_stores_exactly_n() {
 async fn postgres_down_for_a_while_loses_nothing() {
     let db = TestDb::create().await;
     let proxy = Proxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    let p = pipeline(&db, &db.url_via(proxy.addr)).await;
+    let p = pipeline(&db.url_via(proxy.addr)).await;
     let mut total = stream(&p.collector, 3, 10).await;
     wait_count(&db, "SELECT count(*) FROM spans", total).await;
 
@@ -500,7 +505,7 @@ async fn postgres_down_for_a_while_loses_nothing() {
 async fn a_poison_message_goes_to_the_dlq_and_the_stream_behind_it_is_written() {
     use rdkafka::producer::{FutureProducer, FutureRecord};
     let db = TestDb::create().await;
-    let p = pipeline(&db, &db.url).await;
+    let p = pipeline(&db.url).await;
     let producer: FutureProducer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", kafka_brokers())
         .create()
@@ -548,14 +553,7 @@ async fn a_backlog_is_written_completely_across_many_small_batches() {
     // batches exposes any such skip.
     let db = TestDb::create().await;
     let topic = unique("spans");
-    let collector = Collector::spawn(&[
-        ("KAFKA_BROKERS", kafka_brokers()),
-        ("KAFKA_TRACES_TOPIC", topic.clone()),
-        ("KAFKA_METRICS_TOPIC", unique("metrics")),
-        ("KAFKA_LOGS_TOPIC", unique("logs")),
-        ("KAFKA_TRACES_PARTITIONS", "4".into()),
-    ]);
-    collector.wait_ready(WAIT).await;
+    let collector = collector(&topic).await;
     let total = stream(&collector, 9, 120).await;
     let mut env = sink_env(&topic, &unique("group"), &db.url);
     env.retain(|(k, _)| *k != "COPY_BATCH_SIZE");
@@ -576,14 +574,7 @@ async fn a_backlog_is_written_completely_across_many_small_batches() {
 async fn captured_content_is_redacted_and_old_data_follows_retention() {
     let db = TestDb::create().await;
     let topic = unique("spans");
-    let collector = Collector::spawn(&[
-        ("KAFKA_BROKERS", kafka_brokers()),
-        ("KAFKA_TRACES_TOPIC", topic.clone()),
-        ("KAFKA_METRICS_TOPIC", unique("metrics")),
-        ("KAFKA_LOGS_TOPIC", unique("logs")),
-        ("KAFKA_TRACES_PARTITIONS", "2".into()),
-    ]);
-    collector.wait_ready(WAIT).await;
+    let collector = collector(&topic).await;
     let mut env = sink_env(&topic, &unique("group"), &db.url);
     env.push(("CAPTURE_CONTENT", "true".into()));
     env.push(("RETENTION_TRACES_DAYS", "7".into()));
