@@ -35,8 +35,17 @@ struct Pipeline {
 }
 
 fn sink_env(topic: &str, group: &str, database_url: &str) -> Vec<(&'static str, String)> {
+    sink_env_on(&kafka_brokers(), topic, group, database_url)
+}
+
+fn sink_env_on(
+    brokers: &str,
+    topic: &str,
+    group: &str,
+    database_url: &str,
+) -> Vec<(&'static str, String)> {
     vec![
-        ("KAFKA_BROKERS", kafka_brokers()),
+        ("KAFKA_BROKERS", brokers.to_owned()),
         ("KAFKA_TRACES_TOPIC", topic.to_owned()),
         ("KAFKA_GROUP_ID", group.to_owned()),
         ("DATABASE_URL", database_url.to_owned()),
@@ -48,8 +57,12 @@ fn sink_env(topic: &str, group: &str, database_url: &str) -> Vec<(&'static str, 
 
 /// A collector on a topic of its own, ready.
 async fn collector(topic: &str) -> Collector {
+    collector_on(&kafka_brokers(), topic).await
+}
+
+async fn collector_on(brokers: &str, topic: &str) -> Collector {
     let collector = Collector::spawn(&[
-        ("KAFKA_BROKERS", kafka_brokers()),
+        ("KAFKA_BROKERS", brokers.to_owned()),
         ("KAFKA_TRACES_TOPIC", topic.to_owned()),
         ("KAFKA_METRICS_TOPIC", unique("metrics")),
         ("KAFKA_LOGS_TOPIC", unique("logs")),
@@ -426,8 +439,23 @@ async fn rollup_snapshot(db: &TestDb) -> (i64, i64, i64, i64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_stream_then_replay_with_a_fresh_group_stores_exactly_n() {
+    // A private broker: this test depends on group coordination after a
+    // SIGKILL, which the shared stack broker (tansu, holding every other
+    // test's topics and groups in memory) was seen to stall on.
+    let broker = observatory_integration::broker::Broker::start().await;
     let db = TestDb::create().await;
-    let mut p = pipeline(&db.url).await;
+    let topic = unique("spans");
+    let collector = collector_on(&broker.brokers(), &topic).await;
+    let sink = Service::consumer(
+        "timescale",
+        &sink_env_on(&broker.brokers(), &topic, &unique("group"), &db.url),
+    );
+    sink.wait_ready(WAIT).await;
+    let mut p = Pipeline {
+        topic,
+        collector,
+        sink,
+    };
     let mut total = stream(&p.collector, 1, 20).await;
     wait_for("some rows", WAIT, || async {
         (db.count("SELECT count(*) FROM spans").await > 0).then_some(())
@@ -452,7 +480,10 @@ async fn sigkill_mid_stream_then_replay_with_a_fresh_group_stores_exactly_n() {
 
     // A replay of the whole topic by a new group changes nothing.
     let before = rollup_snapshot(&db).await;
-    let replay = Service::consumer("timescale", &sink_env(&p.topic, &unique("replay"), &db.url));
+    let replay = Service::consumer(
+        "timescale",
+        &sink_env_on(&broker.brokers(), &p.topic, &unique("replay"), &db.url),
+    );
     wait_for("the replay to read everything", WAIT, || async {
         (replay
             .metric("observatory_consumer_rows_duplicate_total{sink=\"timescale\",table=\"spans\"}")
