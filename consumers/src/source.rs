@@ -136,6 +136,8 @@ pub struct Batcher<S: Sink> {
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// The longest the poll loop spends asking for watermarks for the lag gauge.
 const LAG_REPORT_BUDGET: Duration = Duration::from_millis(500);
+/// A write that has not answered in this long is abandoned and retried.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a flush inside a rebalance may retry before the partitions are
 /// let go uncommitted (their next owner writes the data again).
 const REBALANCE_FLUSH_BUDGET: Duration = Duration::from_secs(15);
@@ -154,7 +156,17 @@ impl<S: Sink> Batcher<S> {
         let mut backoff = Duration::from_millis(100);
         loop {
             let started = Instant::now();
-            let result = self.runtime.block_on(self.sink.write(items));
+            // A write that hangs (a half-open connection) counts as a transient failure.
+            let result = self
+                .runtime
+                .block_on(async {
+                    tokio::time::timeout(WRITE_TIMEOUT, self.sink.write(items)).await
+                })
+                .unwrap_or_else(|_| {
+                    Err(WriteError::Transient(format!(
+                        "no answer within {WRITE_TIMEOUT:?}"
+                    )))
+                });
             let outcome = match &result {
                 Ok(()) => "ok",
                 Err(WriteError::Transient(_)) => "transient_error",
@@ -211,11 +223,12 @@ impl<S: Sink> Batcher<S> {
             .filter_map(|p| p.item.as_ref().ok().map(|i| (&p.message, i)))
             .collect();
         let items: Vec<&S::Item> = good.iter().map(|(_, i)| *i).collect();
+        let mut gave_up = false;
         match self.write_retrying(&items, deadline) {
             Ok(()) => {}
             Err(WriteError::Transient(reason)) => {
-                warn!(%reason, "giving up this batch uncommitted; it will be read again");
-                return false;
+                warn!(%reason, "the store stayed down past the deadline; the batch stays pending");
+                gave_up = true;
             }
             Err(WriteError::Permanent(reason)) => {
                 warn!(%reason, messages = good.len(), "a batch failed for good; writing its messages one by one");
@@ -223,13 +236,25 @@ impl<S: Sink> Batcher<S> {
                     match self.write_retrying(&[*item], deadline) {
                         Ok(()) => {}
                         Err(WriteError::Permanent(reason)) => dead.push((message, reason)),
-                        Err(WriteError::Transient(_)) => return false,
+                        Err(WriteError::Transient(_)) => {
+                            gave_up = true;
+                            break;
+                        }
                     }
                 }
             }
         }
-        for (message, reason) in dead {
-            self.dead_letter(message, &reason);
+        if !gave_up {
+            gave_up = !dead
+                .iter()
+                .all(|(message, reason)| self.dead_letter(message, reason, deadline));
+        }
+        if gave_up {
+            // Nothing is committed. Every message stays pending (those already
+            // written are written again harmlessly), so none is ever skipped.
+            drop((good, dead));
+            self.pending = pending;
+            return false;
         }
         self.commit(
             consumer,
@@ -238,8 +263,9 @@ impl<S: Sink> Batcher<S> {
         true
     }
 
-    /// Produces a dead letter and waits for Kafka's acknowledgement, retrying until it comes.
-    fn dead_letter(&self, message: &InMessage, reason: &str) {
+    /// Produces a dead letter and waits for Kafka's acknowledgement, retrying
+    /// until it comes or `deadline` passes (then false).
+    fn dead_letter(&self, message: &InMessage, reason: &str, deadline: Option<Instant>) -> bool {
         warn!(
             partition = message.partition,
             offset = message.offset,
@@ -293,9 +319,12 @@ impl<S: Sink> Batcher<S> {
                         .dlq_messages
                         .get_or_create(&self.labels())
                         .inc();
-                    return;
+                    return true;
                 }
                 Err((e, _)) => {
+                    if deadline.is_some_and(|d| Instant::now() + backoff > d) {
+                        return false;
+                    }
                     error!(error = %e, "the dead-letter topic did not acknowledge; retrying");
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -348,15 +377,26 @@ impl<S: Sink> ConsumerContext for SourceContext<S> {
                 partitions = partitions.count(),
                 "partitions revoked: flushing before letting go"
             );
-            // The main loop never holds the lock while it polls; if it is
-            // held here, the loop is mid-flush and will commit itself.
+            // The callback runs inside poll() on the loop's own thread, which
+            // never holds the lock while it polls.
             if let Ok(mut guard) = self.batcher.try_lock() {
                 if let Some(batcher) = guard.as_mut() {
                     let flushed =
                         batcher.flush(consumer, Some(Instant::now() + REBALANCE_FLUSH_BUDGET));
                     if !flushed {
-                        // Drop what could not be stored: the next owner reads it again.
-                        batcher.pending.clear();
+                        // The store is down: let the revoked partitions go
+                        // uncommitted (their next owner reads them again) and
+                        // keep the kept partitions' messages pending here.
+                        let revoked: Vec<(String, i32)> = partitions
+                            .elements()
+                            .iter()
+                            .map(|e| (e.topic().to_owned(), e.partition()))
+                            .collect();
+                        batcher.pending.retain(|p| {
+                            !revoked
+                                .iter()
+                                .any(|(t, n)| *t == p.message.topic && *n == p.message.partition)
+                        });
                     }
                 }
             }

@@ -13,45 +13,22 @@ use observatory_schemas::histogram;
 use observatory_schemas::kafka::headers;
 use observatory_schemas::otlp::trace_service::ExportTraceServiceRequest;
 use observatory_schemas::pricing::{cost_usd, PriceBook, Usage};
-use observatory_schemas::span::flatten;
+use observatory_schemas::span::{flatten, SpanRow};
 use prost::Message;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// A `spans` row.
+/// A `spans` row: the normalized span of `observatory_schemas::span`, with
+/// what the message adds (tenant, receipt time) and the typed timestamp.
 #[derive(Debug, Clone)]
 pub struct SpanRecord {
     /// Tenant.
     pub tenant: String,
-    /// Trace id.
-    pub trace_id: [u8; 16],
-    /// Span id.
-    pub span_id: [u8; 8],
-    /// Parent span id.
-    pub parent_span_id: Option<[u8; 8]>,
-    /// Service.
-    pub service: String,
-    /// Name.
-    pub name: String,
-    /// Kind.
-    pub kind: i16,
+    /// The span.
+    pub row: SpanRow,
     /// Start.
     pub start: SystemTime,
     /// Duration.
     pub duration_ns: i64,
-    /// Status code.
-    pub status_code: i16,
-    /// Status message.
-    pub status_message: String,
-    /// Scope name.
-    pub scope_name: String,
-    /// Attributes, JSON.
-    pub attributes: String,
-    /// Resource, JSON.
-    pub resource: String,
-    /// Events, JSON.
-    pub events: String,
-    /// Links, JSON.
-    pub links: String,
     /// When the collector received it.
     pub received_at: SystemTime,
 }
@@ -242,21 +219,9 @@ impl Preparer {
             }
             out.spans.push(SpanRecord {
                 tenant: tenant.clone(),
-                trace_id: row.trace_id,
-                span_id: row.span_id,
-                parent_span_id: row.parent_span_id,
-                service: row.service,
-                name: row.name,
-                kind: row.kind,
+                row,
                 start,
                 duration_ns,
-                status_code: row.status_code,
-                status_message: row.status_message,
-                scope_name: row.scope_name,
-                attributes: row.attributes,
-                resource: row.resource,
-                events: row.events,
-                links: row.links,
                 received_at,
             });
         }

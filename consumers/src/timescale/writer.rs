@@ -336,27 +336,28 @@ async fn write_span(
     copy: Pin<&mut BinaryCopyInWriter>,
     s: &SpanRecord,
 ) -> Result<(), tokio_postgres::Error> {
-    let (trace_id, span_id): (&[u8], &[u8]) = (&s.trace_id, &s.span_id);
-    let parent: Option<&[u8]> = s.parent_span_id.as_ref().map(|p| &p[..]);
+    let r = &s.row;
+    let (trace_id, span_id): (&[u8], &[u8]) = (&r.trace_id, &r.span_id);
+    let parent: Option<&[u8]> = r.parent_span_id.as_ref().map(|p| &p[..]);
     let (attributes, resource, events, links) = (
-        Jsonb(&s.attributes),
-        Jsonb(&s.resource),
-        Jsonb(&s.events),
-        Jsonb(&s.links),
+        Jsonb(&r.attributes),
+        Jsonb(&r.resource),
+        Jsonb(&r.events),
+        Jsonb(&r.links),
     );
     copy.write(&[
         &s.tenant,
         &trace_id,
         &span_id,
         &parent,
-        &s.service,
-        &s.name,
-        &s.kind,
+        &r.service,
+        &r.name,
+        &r.kind,
         &s.start,
         &s.duration_ns,
-        &s.status_code,
-        &s.status_message,
-        &s.scope_name,
+        &r.status_code,
+        &r.status_message,
+        &r.scope_name,
         &attributes,
         &resource,
         &events,
