@@ -95,6 +95,12 @@ postgres_up() {
       apt_install postgresql
     fi
     local version; version="$(ls /etc/postgresql | sort -V | tail -n1)"
+    # A fresh Debian cluster asks for passwords on TCP; the local stack (like
+    # the machines' own) trusts loopback, which the tests and DATABASE_URL use.
+    local hba="/etc/postgresql/$version/main/pg_hba.conf"
+    if [ -f "$hba" ] && ! grep -q "observatory-stack" "$hba"; then
+      sed -i '1i host all all 127.0.0.1/32 trust # observatory-stack\nhost all all ::1/128 trust # observatory-stack' "$hba"
+    fi
     log "postgres: starting cluster $version/main"
     pg_ctlcluster --skip-systemctl-redirect "$version" main start >&2 || true
     wait_port postgres "$PG_PORT" 60
