@@ -15,11 +15,15 @@
 //!   the GenAI mapping of every dialect into one LLM call, dated model prices,
 //!   and the rollups' latency buckets;
 //! - [`migrations`]: the SQL of the PostgreSQL store;
+//! - [`tempo`]: Grafana Tempo's vParquet4 block format (parquet, bloom
+//!   filters, `meta.json`), written and read in memory;
+//! - [`civil`]: UTC calendar arithmetic;
 //! - `testing` (feature `testing`): builders of realistic GenAI traces for
 //!   tests, benches and the load generator.
 //!
 //! Start reading at [`kafka`].
 
+pub mod civil;
 pub mod error_code;
 pub mod genai;
 pub mod histogram;
@@ -31,6 +35,7 @@ pub mod otlp;
 pub mod pricing;
 pub mod resource_key;
 pub mod span;
+pub mod tempo;
 pub mod tenant;
 
 #[cfg(feature = "testing")]

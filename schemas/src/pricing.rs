@@ -87,24 +87,13 @@ pub struct PriceBook {
     next_rank: u32,
 }
 
-/// Days since 1970-01-01 of a civil date (proleptic Gregorian).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 fn parse_date(text: &str) -> Option<i64> {
     let mut parts = text.split('-');
     let y: i64 = parts.next()?.parse().ok()?;
     let m: i64 = parts.next()?.parse().ok()?;
     let d: i64 = parts.next()?.parse().ok()?;
     (parts.next().is_none() && (1..=12).contains(&m) && (1..=31).contains(&d))
-        .then(|| days_from_civil(y, m, d))
+        .then(|| crate::civil::days_from_civil(y, m, d))
 }
 
 /// A model name as the price table spells it: lowercase, without the

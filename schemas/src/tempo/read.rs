@@ -1,0 +1,340 @@
+//! Reading a block back: find one trace by id in `data.parquet` and turn its
+//! row into OTLP again, the well-known columns becoming attributes again.
+//!
+//! Used by the query API for traces older than the PostgreSQL retention and
+//! by the tests. Lookup follows Tempo (tempo-blocks.md §5): the bloom filter
+//! first (the caller's job, with [`super::bloom`]), then the row groups whose
+//! TraceID min/max statistics hold the id, then a scan of that column.
+
+use super::schema::RESOURCE_WELL_KNOWN;
+use crate::otlp::common::{any_value::Value, AnyValue, ArrayValue, InstrumentationScope, KeyValue};
+use crate::otlp::resource::Resource;
+use crate::otlp::trace::{span, ResourceSpans, ScopeSpans, Span, Status};
+use bytes::Bytes;
+use parquet::column::reader::ColumnReader;
+use parquet::data_type::ByteArray;
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::record::{Field, Row};
+
+/// Why a block could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// Not a parquet file, or a broken one.
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    /// A row that does not have the vParquet4 shape.
+    #[error("unexpected row shape: {0}")]
+    Shape(&'static str),
+}
+
+/// An opened `data.parquet`.
+pub struct DataFile {
+    reader: SerializedFileReader<Bytes>,
+}
+
+impl DataFile {
+    /// Opens the file's bytes.
+    pub fn open(data: Bytes) -> Result<DataFile, ReadError> {
+        Ok(DataFile {
+            reader: SerializedFileReader::new(data)?,
+        })
+    }
+
+    /// Rows (traces) in the file.
+    pub fn traces(&self) -> i64 {
+        self.reader.metadata().file_metadata().num_rows()
+    }
+
+    /// Row groups.
+    pub fn row_groups(&self) -> usize {
+        self.reader.num_row_groups()
+    }
+
+    /// Every trace id in file order.
+    pub fn trace_ids(&self) -> Result<Vec<[u8; 16]>, ReadError> {
+        let mut out = Vec::new();
+        for g in 0..self.row_groups() {
+            out.extend(self.row_group_ids(g)?.iter().map(id16));
+        }
+        Ok(out)
+    }
+
+    fn row_group_ids(&self, group: usize) -> Result<Vec<ByteArray>, ReadError> {
+        let row_group = self.reader.get_row_group(group)?;
+        let mut values = Vec::new();
+        if let ColumnReader::ByteArrayColumnReader(mut c) = row_group.get_column_reader(0)? {
+            c.read_records(usize::MAX, None, None, &mut values)?;
+        } else {
+            return Err(ReadError::Shape("TraceID is not a byte array"));
+        }
+        Ok(values)
+    }
+
+    /// The trace with this id, as OTLP resource spans; `None` when the file
+    /// does not hold it.
+    pub fn find(&self, trace_id: &[u8; 16]) -> Result<Option<Vec<ResourceSpans>>, ReadError> {
+        for group in 0..self.row_groups() {
+            let stats = self
+                .reader
+                .metadata()
+                .row_group(group)
+                .column(0)
+                .statistics();
+            let (min, max) = match stats {
+                Some(s) => (s.min_bytes_opt(), s.max_bytes_opt()),
+                None => (None, None),
+            };
+            if min.is_some_and(|m| m > &trace_id[..]) || max.is_some_and(|m| m < &trace_id[..]) {
+                continue;
+            }
+            let ids = self.row_group_ids(group)?;
+            let Ok(row) = ids.binary_search_by(|id| id.data().cmp(&trace_id[..])) else {
+                continue;
+            };
+            let row = self
+                .reader
+                .get_row_group(group)?
+                .get_row_iter(None)?
+                .nth(row)
+                .ok_or(ReadError::Shape("row missing"))??;
+            return Ok(Some(trace_from_row(&row)?));
+        }
+        Ok(None)
+    }
+}
+
+fn id16(id: &ByteArray) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    let data = id.data();
+    let n = data.len().min(16);
+    out[16 - n..].copy_from_slice(&data[data.len() - n..]);
+    out
+}
+
+// ---- row to OTLP ----
+
+fn field(row: &Row, i: usize) -> Result<&Field, ReadError> {
+    row.get_column_iter()
+        .nth(i)
+        .map(|(_, f)| f)
+        .ok_or(ReadError::Shape("missing field"))
+}
+
+fn group(row: &Row, i: usize) -> Result<&Row, ReadError> {
+    match field(row, i)? {
+        Field::Group(g) => Ok(g),
+        _ => Err(ReadError::Shape("expected a group")),
+    }
+}
+
+/// The elements of a LIST field (an empty list reads as null).
+fn list(row: &Row, i: usize) -> Result<&[Field], ReadError> {
+    match field(row, i)? {
+        Field::ListInternal(l) => Ok(l.elements()),
+        Field::Null => Ok(&[]),
+        _ => Err(ReadError::Shape("expected a list")),
+    }
+}
+
+fn groups(row: &Row, i: usize) -> Result<Vec<&Row>, ReadError> {
+    list(row, i)?
+        .iter()
+        .map(|f| match f {
+            Field::Group(g) => Ok(g),
+            _ => Err(ReadError::Shape("expected list of groups")),
+        })
+        .collect()
+}
+
+fn string(row: &Row, i: usize) -> Result<Option<String>, ReadError> {
+    match field(row, i)? {
+        Field::Str(s) => Ok(Some(s.clone())),
+        Field::Bytes(b) => Ok(Some(String::from_utf8_lossy(b.data()).into_owned())),
+        Field::Null => Ok(None),
+        _ => Err(ReadError::Shape("expected a string")),
+    }
+}
+
+fn bytes(row: &Row, i: usize) -> Result<Vec<u8>, ReadError> {
+    match field(row, i)? {
+        Field::Bytes(b) => Ok(b.data().to_vec()),
+        Field::Str(s) => Ok(s.as_bytes().to_vec()),
+        _ => Err(ReadError::Shape("expected bytes")),
+    }
+}
+
+fn int(row: &Row, i: usize) -> Result<Option<i64>, ReadError> {
+    Ok(match field(row, i)? {
+        Field::Int(v) => Some(i64::from(*v)),
+        Field::UInt(v) => Some(i64::from(*v)),
+        Field::Long(v) => Some(*v),
+        Field::ULong(v) => Some(*v as i64),
+        Field::Null => None,
+        _ => return Err(ReadError::Shape("expected an integer")),
+    })
+}
+
+fn req_int(row: &Row, i: usize) -> Result<i64, ReadError> {
+    int(row, i)?.ok_or(ReadError::Shape("null in a required integer"))
+}
+
+fn string_kv(key: &str, value: String) -> KeyValue {
+    KeyValue {
+        key: key.to_owned(),
+        value: Some(AnyValue {
+            value: Some(Value::StringValue(value)),
+        }),
+        ..Default::default()
+    }
+}
+
+fn attributes(row: &Row, i: usize) -> Result<Vec<KeyValue>, ReadError> {
+    groups(row, i)?.into_iter().map(attribute).collect()
+}
+
+fn attribute(a: &Row) -> Result<KeyValue, ReadError> {
+    let key = string(a, 0)?.unwrap_or_default();
+    let is_array = matches!(field(a, 1)?, Field::Bool(true));
+    let mut values: Vec<AnyValue> = Vec::new();
+    for (i, f) in (2..6)
+        .flat_map(|i| list(a, i).map(|l| l.iter().map(move |f| (i, f))))
+        .flatten()
+    {
+        let v = match (i, f) {
+            (2, Field::Str(s)) => Value::StringValue(s.clone()),
+            (3, Field::Long(n)) => Value::IntValue(*n),
+            (4, Field::Double(x)) => Value::DoubleValue(*x),
+            (5, Field::Bool(b)) => Value::BoolValue(*b),
+            _ => return Err(ReadError::Shape("attribute value of an unexpected type")),
+        };
+        values.push(AnyValue { value: Some(v) });
+    }
+    let value = if is_array {
+        Some(AnyValue {
+            value: Some(Value::ArrayValue(ArrayValue { values })),
+        })
+    } else if let Some(v) = values.pop() {
+        Some(v)
+    } else {
+        string(a, 6)?.and_then(|json| serde_json::from_str(&json).ok())
+    };
+    Ok(KeyValue {
+        key,
+        value,
+        ..Default::default()
+    })
+}
+
+fn trace_from_row(row: &Row) -> Result<Vec<ResourceSpans>, ReadError> {
+    let mut out = Vec::new();
+    for rs in groups(row, 8)? {
+        let r = group(rs, 0)?;
+        let mut resource_attributes = Vec::new();
+        if let Some(service) = string(r, 2)? {
+            resource_attributes.push(string_kv("service.name", service));
+        }
+        for (i, key) in RESOURCE_WELL_KNOWN.iter().enumerate() {
+            if let Some(v) = string(r, 3 + i)? {
+                resource_attributes.push(string_kv(key, v));
+            }
+        }
+        resource_attributes.extend(attributes(r, 0)?);
+        let resource = Resource {
+            attributes: resource_attributes,
+            dropped_attributes_count: req_int(r, 1)? as u32,
+            ..Default::default()
+        };
+        let mut scope_spans = Vec::new();
+        for ss in groups(rs, 1)? {
+            let s = group(ss, 0)?;
+            let scope = InstrumentationScope {
+                name: string(s, 0)?.unwrap_or_default(),
+                version: string(s, 1)?.unwrap_or_default(),
+                attributes: attributes(s, 2)?,
+                dropped_attributes_count: req_int(s, 3)? as u32,
+            };
+            let spans = groups(ss, 1)?
+                .into_iter()
+                .map(|sp| span_from_row(row, sp))
+                .collect::<Result<_, _>>()?;
+            scope_spans.push(ScopeSpans {
+                scope: Some(scope),
+                spans,
+                schema_url: String::new(),
+            });
+        }
+        out.push(ResourceSpans {
+            resource: Some(resource),
+            scope_spans,
+            schema_url: String::new(),
+        });
+    }
+    Ok(out)
+}
+
+fn span_from_row(trace: &Row, s: &Row) -> Result<Span, ReadError> {
+    let start = req_int(s, 8)? as u64;
+    let mut span_attributes = attributes(s, 12)?;
+    if let Some(v) = string(s, 18)? {
+        span_attributes.push(string_kv("http.method", v));
+    }
+    if let Some(v) = string(s, 19)? {
+        span_attributes.push(string_kv("http.url", v));
+    }
+    if let Some(v) = int(s, 20)? {
+        span_attributes.push(KeyValue {
+            key: "http.status_code".into(),
+            value: Some(AnyValue {
+                value: Some(Value::IntValue(v)),
+            }),
+            ..Default::default()
+        });
+    }
+    let events = groups(s, 14)?
+        .into_iter()
+        .map(|e| {
+            Ok(span::Event {
+                time_unix_nano: start + req_int(e, 0)? as u64,
+                name: string(e, 1)?.unwrap_or_default(),
+                attributes: attributes(e, 2)?,
+                dropped_attributes_count: req_int(e, 3)? as u32,
+            })
+        })
+        .collect::<Result<_, ReadError>>()?;
+    let links = groups(s, 16)?
+        .into_iter()
+        .map(|l| {
+            Ok(span::Link {
+                trace_id: bytes(l, 0)?,
+                span_id: bytes(l, 1)?,
+                trace_state: string(l, 2)?.unwrap_or_default(),
+                attributes: attributes(l, 3)?,
+                dropped_attributes_count: req_int(l, 4)? as u32,
+                flags: 0,
+            })
+        })
+        .collect::<Result<_, ReadError>>()?;
+    let status_code = req_int(s, 10)? as i32;
+    let status_message = string(s, 11)?.unwrap_or_default();
+    Ok(Span {
+        trace_id: bytes(trace, 0)?,
+        span_id: bytes(s, 0)?,
+        parent_span_id: bytes(s, 1)?,
+        name: string(s, 5)?.unwrap_or_default(),
+        kind: req_int(s, 6)? as i32,
+        trace_state: string(s, 7)?.unwrap_or_default(),
+        start_time_unix_nano: start,
+        end_time_unix_nano: start + req_int(s, 9)? as u64,
+        attributes: span_attributes,
+        dropped_attributes_count: req_int(s, 13)? as u32,
+        events,
+        dropped_events_count: req_int(s, 15)? as u32,
+        links,
+        dropped_links_count: req_int(s, 17)? as u32,
+        status: (status_code != 0 || !status_message.is_empty()).then_some(Status {
+            code: status_code,
+            message: status_message,
+        }),
+        flags: 0,
+    })
+}
