@@ -47,17 +47,25 @@ target/release/loadgen --endpoint 127.0.0.1:14317 --unique-ids --distinct 64 --c
 TOTAL=$((REQUESTS * 512))
 
 metric() { get 18889 /metrics 2>/dev/null | awk -v m="$1" 'index($0, m) == 1 { s += $NF } END { printf "%d", s }'; }
+# CPU ticks of every PostgreSQL process (server-wide: the bench is the only load).
+pg_ticks() { cat /proc/[0-9]*/stat 2>/dev/null | awk '$2 == "(postgres)" { t += $14 + $15 } END { printf "%d", t }'; }
+broker_ticks() { awk '{ printf "%d", $14 + $15 }' "/proc/$BROKER/stat"; }
+PG0=$(pg_ticks); BR0=$(broker_ticks)
 START=$(date +%s.%N)
 CONSUMER_ADMIN_ADDR=127.0.0.1:18889 target/release/observatory-consumer timescale >.stack/bench/sink.log 2>&1 &
 SINK=$!
 until [ "$(metric 'observatory_consumer_rows_written_total{sink="timescale",table="spans"}')" -ge "$TOTAL" ]; do sleep 0.5; done
 END=$(date +%s.%N)
+PG1=$(pg_ticks); BR1=$(broker_ticks)
 read -r UT ST < <(awk '{print $14, $15}' "/proc/$SINK/stat")
 HWM=$(awk '/VmHWM/ {print $2}' "/proc/$SINK/status")
 awk -v t="$TOTAL" -v a="$START" -v b="$END" -v ut="$UT" -v st="$ST" -v hwm="$HWM" 'BEGIN {
   secs = b - a; cpu = (ut + st) / 100;
   printf "drain: %d spans in %.1f s = %.0f spans/s; sink CPU %.1f s = %.2f CPU-s per million spans; sink peak RSS %.0f MiB\n",
     t, secs, t / secs, cpu, cpu / (t / 1e6), hwm / 1024 }'
+awk -v t="$TOTAL" -v pg=$((PG1 - PG0)) -v br=$((BR1 - BR0)) 'BEGIN {
+  printf "during the drain: PostgreSQL CPU %.1f s = %.2f CPU-s per million spans; broker CPU %.1f s\n",
+    pg / 100, pg / 100 / (t / 1e6), br / 100 }'
 
 # A fresh sink process (same group: it goes on from the committed offsets),
 # so that its delay histogram holds the paced phase only.

@@ -36,6 +36,15 @@ pub struct BatchLabels {
     pub outcome: &'static str,
 }
 
+/// Labels of flushes (for the Tempo sink: block cuts).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct FlushLabels {
+    /// The sink.
+    pub sink: &'static str,
+    /// `size`, `bytes`, `interval`, `revoke` or `shutdown`.
+    pub reason: &'static str,
+}
+
 /// Labels of consumer lag.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct LagLabels {
@@ -52,6 +61,15 @@ type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 fn seconds_histogram() -> Histogram {
     // 1 ms to ~65 s.
     Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+/// End-to-end delay, seconds: fine around the 1 to 2 s that a healthy sink
+/// shows (flush interval plus write), coarse beyond.
+fn delay_histogram() -> Histogram {
+    Histogram::new([
+        0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.5, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 30.0,
+        60.0, 120.0, 300.0,
+    ])
 }
 
 /// Every metric of a consumer.
@@ -77,6 +95,18 @@ pub struct Metrics {
     pub lag: Family<LagLabels, Gauge>,
     /// From the collector's receipt (`received-at-ms`) to the offset commit.
     pub commit_delay: HistogramFamily<SinkLabels>,
+    /// Batches flushed, by trigger (for the Tempo sink: block cuts).
+    pub flushes: Family<FlushLabels, Counter>,
+    /// Tempo blocks written completely (`meta.json` included).
+    pub blocks: Family<SinkLabels, Counter>,
+    /// Bytes of block objects written.
+    pub block_bytes: Family<SinkLabels, Counter>,
+    /// Traces (rows) in the blocks written.
+    pub block_traces: Family<SinkLabels, Counter>,
+    /// Spans in the blocks written.
+    pub block_spans: Family<SinkLabels, Counter>,
+    /// Time to upload one block's objects.
+    pub upload_duration: HistogramFamily<SinkLabels>,
 }
 
 impl Default for Metrics {
@@ -100,7 +130,13 @@ impl Metrics {
             unpriced_llm_calls: Family::default(),
             expired_spans: Family::default(),
             lag: Family::default(),
-            commit_delay: Family::new_with_constructor(seconds_histogram),
+            commit_delay: Family::new_with_constructor(delay_histogram),
+            flushes: Family::default(),
+            blocks: Family::default(),
+            block_bytes: Family::default(),
+            block_traces: Family::default(),
+            block_spans: Family::default(),
+            upload_duration: Family::new_with_constructor(seconds_histogram),
         };
         let p = "observatory_consumer_";
         registry.register(
@@ -152,6 +188,36 @@ impl Metrics {
             format!("{p}commit_delay_seconds"),
             "Time from the collector's receipt to the offset commit",
             m.commit_delay.clone(),
+        );
+        registry.register(
+            format!("{p}flushes"),
+            "Batches flushed, by trigger: size, bytes, interval, revoke, shutdown (Tempo: block cuts)",
+            m.flushes.clone(),
+        );
+        registry.register(
+            format!("{p}blocks_written"),
+            "Tempo blocks written completely, meta.json included",
+            m.blocks.clone(),
+        );
+        registry.register(
+            format!("{p}block_bytes_written"),
+            "Bytes of Tempo block objects written",
+            m.block_bytes.clone(),
+        );
+        registry.register(
+            format!("{p}block_traces_written"),
+            "Traces (rows) in the Tempo blocks written",
+            m.block_traces.clone(),
+        );
+        registry.register(
+            format!("{p}block_spans_written"),
+            "Spans in the Tempo blocks written",
+            m.block_spans.clone(),
+        );
+        registry.register(
+            format!("{p}block_upload_duration_seconds"),
+            "Time to upload one block's objects",
+            m.upload_duration.clone(),
         );
         Metrics { registry, ..m }
     }

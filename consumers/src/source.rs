@@ -22,7 +22,7 @@
 
 use crate::admin::Health;
 use crate::config::KafkaConfig;
-use crate::metrics::{BatchLabels, LagLabels, Metrics, SinkLabels};
+use crate::metrics::{BatchLabels, FlushLabels, LagLabels, Metrics, SinkLabels};
 use observatory_schemas::kafka::headers;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -115,6 +115,11 @@ pub trait Sink: Send + 'static {
         &mut self,
         items: &[&Self::Item],
     ) -> impl Future<Output = Result<(), WriteError>> + Send;
+    /// Payload bytes at which the sink wants its batch written now, below
+    /// [`Batching::batch_bytes`] (the Tempo sink: its block size estimate).
+    fn batch_bytes_limit(&self) -> usize {
+        usize::MAX
+    }
 }
 
 struct Pending<I> {
@@ -145,6 +150,19 @@ const REBALANCE_FLUSH_BUDGET: Duration = Duration::from_secs(15);
 impl<S: Sink> Batcher<S> {
     fn labels(&self) -> SinkLabels {
         SinkLabels { sink: S::NAME }
+    }
+
+    /// Counts a flush of a non-empty batch by what triggered it.
+    fn count_flush(&self, reason: &'static str) {
+        if !self.pending.is_empty() {
+            self.metrics
+                .flushes
+                .get_or_create(&FlushLabels {
+                    sink: S::NAME,
+                    reason,
+                })
+                .inc();
+        }
     }
 
     /// Writes `items`, retrying transient failures until `deadline` (forever with `None`).
@@ -381,6 +399,7 @@ impl<S: Sink> ConsumerContext for SourceContext<S> {
             // never holds the lock while it polls.
             if let Ok(mut guard) = self.batcher.try_lock() {
                 if let Some(batcher) = guard.as_mut() {
+                    batcher.count_flush("revoke");
                     let flushed =
                         batcher.flush(consumer, Some(Instant::now() + REBALANCE_FLUSH_BUDGET));
                     if !flushed {
@@ -409,7 +428,10 @@ impl<S: Sink> ConsumerContext for SourceContext<S> {
 pub struct Batching {
     /// Flush at this many items (spans) ...
     pub batch_size: usize,
-    /// ... or this long after the last flush, whichever comes first.
+    /// ... or at this many payload bytes (a bound on the memory a batch
+    /// holds) ...
+    pub batch_bytes: usize,
+    /// ... or this long after the batch's first message, whichever comes first.
     pub flush_interval: Duration,
 }
 
@@ -436,6 +458,7 @@ pub fn run<S: Sink>(
 ) -> Result<(), rdkafka::error::KafkaError> {
     let Batching {
         batch_size,
+        batch_bytes,
         flush_interval,
     } = batching;
     let Shared {
@@ -491,6 +514,8 @@ pub fn run<S: Sink>(
 
     let labels = SinkLabels { sink: S::NAME };
     let mut items = 0usize;
+    let mut bytes = 0usize;
+    let mut bytes_limit = batch_bytes;
     let mut flush_due = Instant::now() + flush_interval;
     let mut lag_due = Instant::now();
     while !stop.load(Ordering::Relaxed) {
@@ -520,6 +545,12 @@ pub fn run<S: Sink>(
                     .as_mut()
                     .expect("the batcher lives as long as the loop");
                 let item = b.sink.decode(&message);
+                if b.pending.is_empty() {
+                    // A message waits at most one interval for its batch.
+                    flush_due = Instant::now() + flush_interval;
+                }
+                bytes += message.payload.len();
+                bytes_limit = batch_bytes.min(b.sink.batch_bytes_limit());
                 items += message
                     .header(headers::SPAN_COUNT)
                     .and_then(|c| c.parse().ok())
@@ -529,7 +560,16 @@ pub fn run<S: Sink>(
             Some(Err(e)) => warn!(error = %e, "kafka consumer error"),
             None => {}
         }
-        if items >= batch_size || Instant::now() >= flush_due {
+        let reason = if items >= batch_size {
+            Some("size")
+        } else if bytes >= bytes_limit {
+            Some("bytes")
+        } else if items > 0 && Instant::now() >= flush_due {
+            Some("interval")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
             let mut guard = batcher.lock().expect("no poisoned lock");
             let b = guard
                 .as_mut()
@@ -537,8 +577,10 @@ pub fn run<S: Sink>(
             // The loop does not poll while a flush retries, so nothing piles
             // up meanwhile. (Pausing the partitions instead is not safe:
             // librdkafka drops what it had prefetched and resumes past it.)
+            b.count_flush(reason);
             b.flush(&consumer, None);
             items = 0;
+            bytes = 0;
             flush_due = Instant::now() + flush_interval;
         }
         if Instant::now() >= lag_due {
@@ -548,6 +590,7 @@ pub fn run<S: Sink>(
     }
     info!("stopping: flushing and committing");
     if let Some(mut b) = batcher.lock().expect("no poisoned lock").take() {
+        b.count_flush("shutdown");
         b.flush(&consumer, None);
     }
     consumer.unsubscribe();

@@ -8,12 +8,14 @@
 //! inserted, so a crash, a re-delivery or a replay writes nothing twice.
 //!
 //! Files: [`rows`] turns a message into rows (GenAI mapping, pricing,
-//! content policy), [`writer`] COPYs them in one transaction, [`partitions`]
+//! content policy), [`writer`] COPYs them in one transaction, [`rollups`]
+//! sums the calls it inserted, [`partitions`]
 //! and [`migrate`] keep the schema, [`redact`] is the content policy.
 
 pub mod migrate;
 pub mod partitions;
 pub mod redact;
+pub mod rollups;
 pub mod rows;
 pub mod writer;
 
@@ -34,6 +36,10 @@ use writer::Writer;
 
 /// The sink's name in metrics and dead letters.
 pub const NAME: &str = "timescale";
+
+/// Payload bytes at which a batch is written whatever its span count: a
+/// bound on memory when messages carry large prompts.
+const BATCH_BYTES: usize = 64 << 20;
 
 /// Why the sink could not start.
 #[derive(Debug, Error)]
@@ -239,6 +245,7 @@ pub async fn run(args: TimescaleArgs, stop: Arc<AtomicBool>) -> Result<(), Start
     };
     let batching = source::Batching {
         batch_size: args.copy_batch_size,
+        batch_bytes: BATCH_BYTES,
         flush_interval: args.copy_flush_interval,
     };
     let shared = source::Shared {

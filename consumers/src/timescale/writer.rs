@@ -1,26 +1,34 @@
-//! Writing batches to PostgreSQL: binary COPY into staging tables, then one
-//! `INSERT ... ON CONFLICT DO NOTHING` into the partitioned tables and one
-//! rollup upsert fed **only by the rows that insert added**, all in one
-//! transaction.
+//! Writing batches to PostgreSQL, one transaction per batch: the rows, then
+//! the rollup increments of **only the calls that were new**.
 //!
-//! That is what keeps the store exact under re-delivery and replays: a span
-//! already stored conflicts on its primary key and is skipped, and since the
-//! rollups are incremented from the `RETURNING` rows of the same statement, a
-//! skipped call adds nothing to them either. The transaction commits before
-//! the consumer commits any offset (`source.rs`).
+//! Two ways in, same result:
+//! - *direct* (the common case: data never seen): binary COPY straight into
+//!   `spans` and `llm_calls` inside a savepoint. A row already stored fails
+//!   the COPY on its primary key (unique violation); the savepoint is rolled
+//!   back and the batch takes the staged way.
+//! - *staged* (re-delivery, replay): binary COPY into temporary staging
+//!   tables, then `INSERT ... ON CONFLICT DO NOTHING RETURNING` the keys of
+//!   the calls it added. The writer stays staged while batches keep holding
+//!   known rows and goes back to direct after a batch that held none.
+//!
+//! Either way the rollups get exactly the calls inserted (`rollups.rs`), so
+//! re-delivery and replays count nothing twice. The transaction commits
+//! before the consumer commits any offset (`source.rs`).
 
 use super::partitions::Partitions;
+use super::rollups::{Rollups, UPSERT_LATENCY, UPSERT_ROLLUP};
 use super::rows::{CallRecord, Prepared, SpanRecord};
 use crate::source::WriteError;
 use bytes::{BufMut, BytesMut};
 use futures::pin_mut;
 use postgres_types::{to_sql_checked, IsNull, ToSql, Type};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::error::Error;
 use std::pin::Pin;
 use std::time::Duration;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls, Transaction};
 use tracing::warn;
 
 /// JSON text already rendered, sent as `jsonb` without parsing it again.
@@ -117,46 +125,13 @@ fn insert_spans() -> String {
     format!("INSERT INTO spans ({SPAN_COLUMNS}) SELECT {SPAN_COLUMNS} FROM stage_spans ON CONFLICT DO NOTHING")
 }
 
-/// Inserts the staged calls and adds exactly the inserted ones to the rollups.
-const INSERT_CALLS_AND_ROLLUPS: &str = "
-WITH ins AS (
-    INSERT INTO llm_calls (CALL_COLUMNS) SELECT CALL_COLUMNS FROM stage_llm_calls ON CONFLICT DO NOTHING
-    RETURNING tenant, start_time, service, provider, model, environment, is_error, input_tokens, output_tokens,
-              cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd, duration_ms, latency_bucket, ttft_bucket
-), roll AS (
-    INSERT INTO llm_rollup_1m AS r (bucket, tenant, service, provider, model, environment, calls, errors,
-        input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd,
-        unpriced_calls, duration_ms_sum)
-    SELECT date_trunc('minute', start_time), tenant, service, provider, model, environment,
-        count(*), count(*) FILTER (WHERE is_error),
-        coalesce(sum(input_tokens), 0), coalesce(sum(output_tokens), 0), coalesce(sum(cache_read_tokens), 0),
-        coalesce(sum(cache_write_tokens), 0), coalesce(sum(reasoning_tokens), 0), coalesce(sum(cost_usd), 0),
-        count(*) FILTER (WHERE cost_usd IS NULL), sum(duration_ms)
-    FROM ins GROUP BY 1, 2, 3, 4, 5, 6
-    ON CONFLICT (tenant, bucket, service, provider, model, environment) DO UPDATE SET
-        calls = r.calls + excluded.calls,
-        errors = r.errors + excluded.errors,
-        input_tokens = r.input_tokens + excluded.input_tokens,
-        output_tokens = r.output_tokens + excluded.output_tokens,
-        cache_read_tokens = r.cache_read_tokens + excluded.cache_read_tokens,
-        cache_write_tokens = r.cache_write_tokens + excluded.cache_write_tokens,
-        reasoning_tokens = r.reasoning_tokens + excluded.reasoning_tokens,
-        cost_usd = r.cost_usd + excluded.cost_usd,
-        unpriced_calls = r.unpriced_calls + excluded.unpriced_calls,
-        duration_ms_sum = r.duration_ms_sum + excluded.duration_ms_sum
-    RETURNING 1
-), lat AS (
-    INSERT INTO llm_latency_1m AS l (bucket, tenant, service, provider, model, environment, metric, le, count)
-    SELECT date_trunc('minute', start_time), tenant, service, provider, model, environment, 0::smallint, latency_bucket, count(*)
-    FROM ins GROUP BY 1, 2, 3, 4, 5, 6, 8
-    UNION ALL
-    SELECT date_trunc('minute', start_time), tenant, service, provider, model, environment, 1::smallint, ttft_bucket, count(*)
-    FROM ins WHERE ttft_bucket IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6, 8
-    ON CONFLICT (tenant, bucket, service, provider, model, environment, metric, le) DO UPDATE SET
-        count = l.count + excluded.count
-    RETURNING 1
-)
-SELECT count(*) FROM ins";
+/// Inserts the staged calls; says which were new.
+fn insert_calls() -> String {
+    format!(
+        "INSERT INTO llm_calls ({CALL_COLUMNS}) SELECT {CALL_COLUMNS} FROM stage_llm_calls ON CONFLICT DO NOTHING \
+        RETURNING tenant, trace_id, span_id"
+    )
+}
 
 /// What a committed batch did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -198,7 +173,10 @@ pub struct Writer {
     client: Option<Client>,
     partitions: Partitions,
     native_partitions: bool,
-    staged: bool,
+    /// The staging tables exist in this session.
+    stage_tables: bool,
+    /// The next batch tries the direct way.
+    direct: bool,
 }
 
 impl Writer {
@@ -211,7 +189,8 @@ impl Writer {
             client: None,
             partitions: Partitions::default(),
             native_partitions,
-            staged: false,
+            stage_tables: false,
+            direct: true,
         }
     }
 
@@ -237,7 +216,7 @@ impl Writer {
                 )
                 .await?;
             self.partitions = Partitions::default();
-            self.staged = false;
+            self.stage_tables = false;
             self.client = Some(client);
         }
         Ok(self.client.as_mut().expect("connected above"))
@@ -283,53 +262,145 @@ impl Writer {
             .flat_map(|p| p.spans.iter().map(|s| Partitions::day_of(s.start)))
             .collect();
         self.ensure_partitions(&days).await?;
-        self.client().await?; // (re)connects, which resets `staged`
+        self.client().await?; // (re)connects, which resets `stage_tables`
         let client = self.client.as_mut().expect("connected above");
-        if !self.staged {
-            client.batch_execute(STAGE_TABLES).await?;
-            self.staged = true;
-        }
-        let tx = client.transaction().await?;
-        let mut written = Written::default();
+        let calls: Vec<&CallRecord> = batch.iter().flat_map(|p| &p.calls).collect();
+        let mut written = Written {
+            spans: batch.iter().map(|p| p.spans.len() as u64).sum(),
+            calls: calls.len() as u64,
+            ..Written::default()
+        };
+        let mut tx = client.transaction().await?;
 
-        let sink = tx
-            .copy_in(&format!(
-                "COPY stage_spans ({SPAN_COLUMNS}) FROM STDIN (FORMAT binary)"
-            ))
-            .await?;
-        let copy = BinaryCopyInWriter::new(sink, &SPAN_TYPES);
-        pin_mut!(copy);
-        for span in batch.iter().flat_map(|p| &p.spans) {
-            write_span(copy.as_mut(), span).await?;
-            written.spans += 1;
-        }
-        copy.finish().await?;
-        written.spans_inserted = tx.execute(&insert_spans(), &[]).await?;
-
-        if batch.iter().any(|p| !p.calls.is_empty()) {
-            let sink = tx
-                .copy_in(&format!(
-                    "COPY stage_llm_calls ({CALL_COLUMNS}) FROM STDIN (FORMAT binary)"
-                ))
-                .await?;
-            let copy = BinaryCopyInWriter::new(sink, &CALL_TYPES);
-            pin_mut!(copy);
-            for call in batch.iter().flat_map(|p| &p.calls) {
-                write_call(copy.as_mut(), call).await?;
-                written.calls += 1;
+        let mut inserted: Option<Vec<&CallRecord>> = None;
+        if self.direct {
+            let direct = tx.savepoint("direct").await?;
+            match copy_rows(&direct, "spans", "llm_calls", batch).await {
+                Ok(()) => {
+                    direct.commit().await?;
+                    written.spans_inserted = written.spans;
+                    inserted = Some(calls.clone());
+                }
+                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                    direct.rollback().await?;
+                    self.direct = false;
+                }
+                Err(e) => return Err(e),
             }
-            copy.finish().await?;
-            let row = tx
-                .query_one(
-                    &INSERT_CALLS_AND_ROLLUPS.replace("CALL_COLUMNS", CALL_COLUMNS),
-                    &[],
-                )
-                .await?;
-            written.calls_inserted = row.get::<_, i64>(0) as u64;
+        }
+        let inserted = match inserted {
+            Some(all) => all,
+            None => {
+                if !self.stage_tables {
+                    tx.batch_execute(STAGE_TABLES).await?;
+                    self.stage_tables = true;
+                }
+                copy_rows(&tx, "stage_spans", "stage_llm_calls", batch).await?;
+                written.spans_inserted = tx.execute(&insert_spans(), &[]).await?;
+                let new: HashSet<(String, Vec<u8>, Vec<u8>)> = tx
+                    .query(&insert_calls(), &[])
+                    .await?
+                    .iter()
+                    .map(|r| (r.get(0), r.get(1), r.get(2)))
+                    .collect();
+                let new: Vec<&CallRecord> = calls
+                    .into_iter()
+                    .filter(|c| {
+                        new.contains(&(c.tenant.clone(), c.trace_id.to_vec(), c.span_id.to_vec()))
+                    })
+                    .collect();
+                // A batch of nothing but new rows: the next one tries direct.
+                self.direct =
+                    written.spans_inserted == written.spans && new.len() as u64 == written.calls;
+                new
+            }
+        };
+        written.calls_inserted = inserted.len() as u64;
+
+        let rollups = Rollups::of(inserted);
+        if !rollups.is_empty() {
+            let r = rollups.rollup_columns();
+            let g = &r.group;
+            let [calls, errors, input, output, cache_read, cache_write, reasoning, unpriced] =
+                &r.counts;
+            tx.execute(
+                UPSERT_ROLLUP,
+                &[
+                    &g.tenant,
+                    &g.bucket,
+                    &g.service,
+                    &g.provider,
+                    &g.model,
+                    &g.environment,
+                    calls,
+                    errors,
+                    input,
+                    output,
+                    cache_read,
+                    cache_write,
+                    reasoning,
+                    unpriced,
+                    &r.cost_usd,
+                    &r.duration_ms_sum,
+                ],
+            )
+            .await?;
+            let l = rollups.latency_columns();
+            let g = &l.group;
+            tx.execute(
+                UPSERT_LATENCY,
+                &[
+                    &g.tenant,
+                    &g.bucket,
+                    &g.service,
+                    &g.provider,
+                    &g.model,
+                    &g.environment,
+                    &l.metric,
+                    &l.le,
+                    &l.count,
+                ],
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(written)
     }
+}
+
+/// COPYs the spans and calls of `batch` into the two tables named.
+async fn copy_rows(
+    tx: &Transaction<'_>,
+    spans_table: &str,
+    calls_table: &str,
+    batch: &[&Prepared],
+) -> Result<(), tokio_postgres::Error> {
+    let sink = tx
+        .copy_in(&format!(
+            "COPY {spans_table} ({SPAN_COLUMNS}) FROM STDIN (FORMAT binary)"
+        ))
+        .await?;
+    let copy = BinaryCopyInWriter::new(sink, &SPAN_TYPES);
+    pin_mut!(copy);
+    for span in batch.iter().flat_map(|p| &p.spans) {
+        write_span(copy.as_mut(), span).await?;
+    }
+    copy.finish().await?;
+    if batch.iter().all(|p| p.calls.is_empty()) {
+        return Ok(());
+    }
+    let sink = tx
+        .copy_in(&format!(
+            "COPY {calls_table} ({CALL_COLUMNS}) FROM STDIN (FORMAT binary)"
+        ))
+        .await?;
+    let copy = BinaryCopyInWriter::new(sink, &CALL_TYPES);
+    pin_mut!(copy);
+    for call in batch.iter().flat_map(|p| &p.calls) {
+        write_call(copy.as_mut(), call).await?;
+    }
+    copy.finish().await?;
+    Ok(())
 }
 
 async fn write_span(

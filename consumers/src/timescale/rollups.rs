@@ -1,0 +1,282 @@
+//! The per-minute rollups of the LLM calls a batch **inserted**, summed here
+//! and added to `llm_rollup_1m` and `llm_latency_1m` in the same transaction
+//! as the rows themselves (`writer.rs`).
+//!
+//! The writer hands in only the calls that its insert really added, so a
+//! call that was already stored (re-delivery, replay) adds nothing: the
+//! rollups stay exact. This file is pure: it groups and sums, and renders
+//! the groups as the array parameters of one upsert per table.
+
+use super::rows::CallRecord;
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The group of a rollup row: tenant, minute, service, provider, model,
+/// environment.
+type Group<'a> = (&'a str, SystemTime, &'a str, &'a str, &'a str, &'a str);
+
+/// The sums of one `llm_rollup_1m` row.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct Sums {
+    calls: i64,
+    errors: i64,
+    input_tokens: i64,
+    output_tokens: i64,
+    cache_read_tokens: i64,
+    cache_write_tokens: i64,
+    reasoning_tokens: i64,
+    cost_usd: f64,
+    unpriced_calls: i64,
+    duration_ms_sum: f64,
+}
+
+/// The rollup increments of a set of calls.
+#[derive(Debug, Default)]
+pub struct Rollups<'a> {
+    sums: HashMap<Group<'a>, Sums>,
+    /// (group, metric, le) -> count; metric 0 is duration, 1 time to first token.
+    latency: HashMap<(Group<'a>, i16, i16), i64>,
+}
+
+/// The start of the minute `t` falls in.
+fn minute(t: SystemTime) -> SystemTime {
+    let secs = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    UNIX_EPOCH + Duration::from_secs(secs - secs % 60)
+}
+
+impl<'a> Rollups<'a> {
+    /// Sums `calls` by group.
+    pub fn of(calls: impl IntoIterator<Item = &'a CallRecord>) -> Rollups<'a> {
+        let mut r = Rollups::default();
+        for c in calls {
+            let group = (
+                c.tenant.as_str(),
+                minute(c.start),
+                c.service.as_str(),
+                c.provider.as_str(),
+                c.model.as_str(),
+                c.environment.as_str(),
+            );
+            let s = r.sums.entry(group).or_default();
+            s.calls += 1;
+            s.errors += i64::from(c.is_error);
+            s.input_tokens += c.input_tokens.unwrap_or(0);
+            s.output_tokens += c.output_tokens.unwrap_or(0);
+            s.cache_read_tokens += c.cache_read_tokens.unwrap_or(0);
+            s.cache_write_tokens += c.cache_write_tokens.unwrap_or(0);
+            s.reasoning_tokens += c.reasoning_tokens.unwrap_or(0);
+            match c.cost_usd {
+                Some(cost) => s.cost_usd += cost,
+                None => s.unpriced_calls += 1,
+            }
+            s.duration_ms_sum += c.duration_ms;
+            *r.latency.entry((group, 0, c.latency_bucket)).or_default() += 1;
+            if let Some(le) = c.ttft_bucket {
+                *r.latency.entry((group, 1, le)).or_default() += 1;
+            }
+        }
+        r
+    }
+
+    /// No call, nothing to add.
+    pub fn is_empty(&self) -> bool {
+        self.sums.is_empty()
+    }
+
+    /// The `llm_rollup_1m` increments as one array per column, in the order
+    /// of [`UPSERT_ROLLUP`].
+    pub fn rollup_columns(&self) -> RollupColumns<'a> {
+        let mut c = RollupColumns::default();
+        for (g, s) in &self.sums {
+            c.group.push(*g);
+            c.counts[0].push(s.calls);
+            c.counts[1].push(s.errors);
+            c.counts[2].push(s.input_tokens);
+            c.counts[3].push(s.output_tokens);
+            c.counts[4].push(s.cache_read_tokens);
+            c.counts[5].push(s.cache_write_tokens);
+            c.counts[6].push(s.reasoning_tokens);
+            c.counts[7].push(s.unpriced_calls);
+            c.cost_usd.push(s.cost_usd);
+            c.duration_ms_sum.push(s.duration_ms_sum);
+        }
+        c
+    }
+
+    /// The `llm_latency_1m` increments, in the order of [`UPSERT_LATENCY`].
+    pub fn latency_columns(&self) -> LatencyColumns<'a> {
+        let mut c = LatencyColumns::default();
+        for ((g, metric, le), count) in &self.latency {
+            c.group.push(*g);
+            c.metric.push(*metric);
+            c.le.push(*le);
+            c.count.push(*count);
+        }
+        c
+    }
+}
+
+/// Group columns as arrays.
+#[derive(Debug, Default)]
+pub struct GroupColumns<'a> {
+    /// Tenant.
+    pub tenant: Vec<&'a str>,
+    /// Minute.
+    pub bucket: Vec<SystemTime>,
+    /// Service.
+    pub service: Vec<&'a str>,
+    /// Provider.
+    pub provider: Vec<&'a str>,
+    /// Model.
+    pub model: Vec<&'a str>,
+    /// Environment.
+    pub environment: Vec<&'a str>,
+}
+
+impl<'a> GroupColumns<'a> {
+    fn push(&mut self, (tenant, bucket, service, provider, model, environment): Group<'a>) {
+        self.tenant.push(tenant);
+        self.bucket.push(bucket);
+        self.service.push(service);
+        self.provider.push(provider);
+        self.model.push(model);
+        self.environment.push(environment);
+    }
+}
+
+/// `llm_rollup_1m` increments as arrays.
+#[derive(Debug, Default)]
+pub struct RollupColumns<'a> {
+    /// The groups.
+    pub group: GroupColumns<'a>,
+    /// calls, errors, input, output, cache-read, cache-write and reasoning
+    /// tokens, unpriced calls.
+    pub counts: [Vec<i64>; 8],
+    /// Cost.
+    pub cost_usd: Vec<f64>,
+    /// Summed duration.
+    pub duration_ms_sum: Vec<f64>,
+}
+
+/// `llm_latency_1m` increments as arrays.
+#[derive(Debug, Default)]
+pub struct LatencyColumns<'a> {
+    /// The groups.
+    pub group: GroupColumns<'a>,
+    /// 0 duration, 1 time to first token.
+    pub metric: Vec<i16>,
+    /// Histogram bucket.
+    pub le: Vec<i16>,
+    /// Calls in it.
+    pub count: Vec<i64>,
+}
+
+/// Adds [`RollupColumns`] to `llm_rollup_1m` ($1..$6 the group, $7..$14 the
+/// counts, $15 cost, $16 duration).
+pub const UPSERT_ROLLUP: &str = "
+INSERT INTO llm_rollup_1m AS r (tenant, bucket, service, provider, model, environment, calls, errors,
+    input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, unpriced_calls,
+    cost_usd, duration_ms_sum)
+SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[],
+    $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[], $12::int8[], $13::int8[], $14::int8[],
+    $15::float8[], $16::float8[])
+ON CONFLICT (tenant, bucket, service, provider, model, environment) DO UPDATE SET
+    calls = r.calls + excluded.calls,
+    errors = r.errors + excluded.errors,
+    input_tokens = r.input_tokens + excluded.input_tokens,
+    output_tokens = r.output_tokens + excluded.output_tokens,
+    cache_read_tokens = r.cache_read_tokens + excluded.cache_read_tokens,
+    cache_write_tokens = r.cache_write_tokens + excluded.cache_write_tokens,
+    reasoning_tokens = r.reasoning_tokens + excluded.reasoning_tokens,
+    unpriced_calls = r.unpriced_calls + excluded.unpriced_calls,
+    cost_usd = r.cost_usd + excluded.cost_usd,
+    duration_ms_sum = r.duration_ms_sum + excluded.duration_ms_sum";
+
+/// Adds [`LatencyColumns`] to `llm_latency_1m`.
+pub const UPSERT_LATENCY: &str = "
+INSERT INTO llm_latency_1m AS l (tenant, bucket, service, provider, model, environment, metric, le, count)
+SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[],
+    $7::int2[], $8::int2[], $9::int8[])
+ON CONFLICT (tenant, bucket, service, provider, model, environment, metric, le) DO UPDATE SET
+    count = l.count + excluded.count";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(model: &str, start_s: u64, cost: Option<f64>, ttft: Option<i16>) -> CallRecord {
+        CallRecord {
+            tenant: "t".into(),
+            trace_id: [1; 16],
+            span_id: [2; 8],
+            start: UNIX_EPOCH + Duration::from_millis(start_s * 1000 + 500),
+            service: "svc".into(),
+            environment: "prod".into(),
+            provider: "openai".into(),
+            model: model.into(),
+            request_model: None,
+            operation: "chat".into(),
+            duration_ms: 100.0,
+            is_error: cost.is_none(),
+            input_tokens: Some(10),
+            output_tokens: None,
+            cache_read_tokens: Some(4),
+            cache_write_tokens: None,
+            reasoning_tokens: Some(1),
+            cost_usd: cost,
+            computed_cost_usd: cost,
+            client_cost_usd: None,
+            time_to_first_token_ms: None,
+            finish_reasons: vec![],
+            user_id: None,
+            session_id: None,
+            agent: None,
+            tool: None,
+            prompt: None,
+            completion: None,
+            latency_bucket: 7,
+            ttft_bucket: ttft,
+        }
+    }
+
+    #[test]
+    fn sums_by_minute_and_group() {
+        let calls = [
+            call("a", 60, Some(0.5), Some(3)),
+            call("a", 119, None, None), // same minute
+            call("a", 120, Some(1.0), None),
+            call("b", 60, Some(2.0), None),
+        ];
+        let r = Rollups::of(&calls);
+        let c = r.rollup_columns();
+        assert_eq!(c.group.tenant.len(), 3);
+        let i = (0..3)
+            .find(|&i| {
+                c.group.model[i] == "a" && c.group.bucket[i] == UNIX_EPOCH + Duration::from_secs(60)
+            })
+            .expect("group a, minute 1");
+        assert_eq!(c.counts[0][i], 2, "calls");
+        assert_eq!(c.counts[1][i], 1, "errors");
+        assert_eq!(c.counts[2][i], 20, "input tokens");
+        assert_eq!(c.counts[3][i], 0, "output tokens: unknown counts as 0");
+        assert_eq!(c.counts[4][i], 8, "cache reads");
+        assert_eq!(c.counts[7][i], 1, "unpriced");
+        assert_eq!(c.cost_usd[i], 0.5);
+        assert_eq!(c.duration_ms_sum[i], 200.0);
+
+        let l = r.latency_columns();
+        let latency: i64 = (0..l.count.len())
+            .filter(|&i| l.metric[i] == 0)
+            .map(|i| l.count[i])
+            .sum();
+        assert_eq!(latency, 4, "every call has a duration bucket");
+        let ttft: Vec<_> = (0..l.count.len()).filter(|&i| l.metric[i] == 1).collect();
+        assert_eq!(ttft.len(), 1);
+        assert_eq!((l.le[ttft[0]], l.count[ttft[0]]), (3, 1));
+    }
+
+    #[test]
+    fn no_calls_no_rows() {
+        assert!(Rollups::of(&[]).is_empty());
+    }
+}
