@@ -14,6 +14,9 @@
 #   created by our binaries, not here.
 # - PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379: reused when
 #   already listening, else installed from Debian's packages and started.
+# - S3-compatible object storage on 127.0.0.1:9000: s3s-fs 0.14.1 (crates.io,
+#   installed like tansu; later versions need a newer rustc), serving
+#   .stack/s3/ with SigV4 auth and multipart uploads; bucket `observatory`.
 # Data and logs live under .stack/ at the repository root (ignored by git).
 set -euo pipefail
 
@@ -26,6 +29,11 @@ TANSU_STORAGE="${TANSU_STORAGE:-memory://tansu/}"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 PG_PORT="${PG_PORT:-5432}"
 REDIS_PORT="${REDIS_PORT:-6379}"
+S3_PORT="${S3_PORT:-9000}"
+S3FS_VERSION="0.14.1"
+S3_BUCKET="${S3_BUCKET:-observatory}"
+S3_ACCESS_KEY="${S3_ACCESS_KEY:-observatory}"
+S3_SECRET_KEY="${S3_SECRET_KEY:-observatory-secret}"
 mkdir -p "$STATE"
 
 log() { printf '[stack] %s\n' "$*" >&2; }
@@ -127,6 +135,27 @@ redis_up() {
   wait_port redis "$REDIS_PORT" 30
 }
 
+s3fs_bin() {
+  local bin="$TOOLS/bin/s3s-fs"
+  if [ ! -x "$bin" ]; then
+    log "installing s3s-fs $S3FS_VERSION from crates.io into $TOOLS (a few minutes)"
+    cargo install s3s-fs --version "$S3FS_VERSION" --locked --features binary --root "$TOOLS" >&2
+  fi
+  echo "$bin"
+}
+
+s3_up() {
+  mkdir -p "$STATE/s3/$S3_BUCKET"
+  if listening 127.0.0.1 "$S3_PORT"; then log "s3: reusing 127.0.0.1:$S3_PORT"; return; fi
+  local bin; bin="$(s3fs_bin)"
+  log "s3: starting s3s-fs on 127.0.0.1:$S3_PORT over $STATE/s3"
+  nohup "$bin" --host 127.0.0.1 --port "$S3_PORT" \
+    --access-key "$S3_ACCESS_KEY" --secret-key "$S3_SECRET_KEY" \
+    "$STATE/s3" >"$STATE/s3fs.log" 2>&1 &
+  echo $! >"$STATE/s3fs.pid"
+  wait_port s3 "$S3_PORT" 30
+}
+
 stop_pidfile() { # name file
   if [ -f "$2" ]; then
     local pid; pid="$(cat "$2")"
@@ -145,21 +174,28 @@ case "${1:-up}" in
     kafka_up
     postgres_up
     redis_up
+    s3_up
     cat <<EOT
 TANSU_BIN=$(tansu_bin)
 KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
 DATABASE_URL=postgres://postgres@127.0.0.1:$PG_PORT/test
 REDIS_URL=redis://127.0.0.1:$REDIS_PORT
+S3_ENDPOINT=http://127.0.0.1:$S3_PORT
+S3_BUCKET=$S3_BUCKET
+S3_ACCESS_KEY=$S3_ACCESS_KEY
+S3_SECRET_KEY=$S3_SECRET_KEY
 EOT
     ;;
   down)
     stop_pidfile kafka "$STATE/tansu.pid"
     stop_pidfile redis "$STATE/redis.pid"
+    stop_pidfile s3 "$STATE/s3fs.pid"
     ;;
   status)
     status_line kafka "$KAFKA_PORT"
     status_line postgres "$PG_PORT"
     status_line redis "$REDIS_PORT"
+    status_line s3 "$S3_PORT"
     ;;
   *)
     echo "usage: $0 up|down|status" >&2

@@ -26,6 +26,8 @@ pub struct Cli {
 pub enum Command {
     /// Consume traces into PostgreSQL/TimescaleDB (spans, LLM calls, rollups).
     Timescale(Box<TimescaleArgs>),
+    /// Consume traces into Grafana Tempo vParquet4 blocks in object storage.
+    Tempo(Box<TempoArgs>),
     /// Apply the PostgreSQL migrations and exit.
     Migrate(DbArgs),
 }
@@ -93,6 +95,9 @@ pub struct TimescaleArgs {
     /// Longest wait before a partial batch is written.
     #[arg(long, env = "COPY_FLUSH_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub copy_flush_interval: Duration,
+    /// Connections a batch is written over at once (one transaction each).
+    #[arg(long, env = "DB_WRITE_CONNECTIONS", default_value_t = 2)]
+    pub db_write_connections: usize,
     /// Address of the admin server (/metrics, /healthz, /readyz).
     #[arg(long, env = "CONSUMER_ADMIN_ADDR", default_value = "0.0.0.0:8889")]
     pub admin_addr: SocketAddr,
@@ -120,6 +125,64 @@ pub struct TimescaleArgs {
     /// Apply the migrations at start-up.
     #[arg(long, env = "MIGRATE_ON_START", default_value_t = true, action = clap::ArgAction::Set)]
     pub migrate_on_start: bool,
+}
+
+/// `observatory-consumer tempo`.
+#[derive(Debug, Clone, Args)]
+pub struct TempoArgs {
+    /// Kafka.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// Where blocks go: s3://bucket[/prefix], gs://bucket[/prefix],
+    /// az://container[/prefix], file:///path or a path (default: <DATA_DIR>/blocks).
+    #[arg(long, env = "OBJECT_STORE_URL")]
+    pub object_store_url: Option<String>,
+    /// The data folder (holds the local block folder by default).
+    #[arg(long, env = "DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// S3: virtual-hosted-style requests instead of path-style ones.
+    #[arg(long, env = "S3_VIRTUAL_HOSTED_STYLE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub s3_virtual_hosted_style: bool,
+    /// A block is cut when its parquet would pass this size (estimated).
+    #[arg(long, env = "TEMPO_BLOCK_MAX_BYTES", default_value_t = 100 << 20)]
+    pub tempo_block_max_bytes: usize,
+    /// ... or when its oldest message has waited this long.
+    #[arg(long, env = "TEMPO_BLOCK_MAX_AGE", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub tempo_block_max_age: Duration,
+    /// Memory bound: blocks are cut when the OTLP held reaches this many
+    /// bytes, even before TEMPO_BLOCK_MAX_BYTES.
+    #[arg(long, env = "TEMPO_MAX_BUFFER_BYTES", default_value_t = 256 << 20)]
+    pub tempo_max_buffer_bytes: usize,
+    /// Parquet row groups are cut at this many bytes of column data.
+    #[arg(long, env = "TEMPO_ROW_GROUP_BYTES", default_value_t = observatory_schemas::tempo::write::DEFAULT_ROW_GROUP_BYTES)]
+    pub tempo_row_group_bytes: usize,
+    /// Address of the admin server (/metrics, /healthz, /readyz).
+    #[arg(long, env = "CONSUMER_ADMIN_ADDR", default_value = "0.0.0.0:8890")]
+    pub admin_addr: SocketAddr,
+}
+
+impl TempoArgs {
+    /// The object store URL, the default filled in.
+    pub fn store_url(&self) -> String {
+        self.object_store_url
+            .clone()
+            .filter(|u| !u.trim().is_empty())
+            .unwrap_or_else(|| self.data_dir.join("blocks").display().to_string())
+    }
+
+    /// Checks the settings.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.tempo_block_max_bytes < 1 << 20 {
+            return Err(invalid("TEMPO_BLOCK_MAX_BYTES", "must be at least 1 MiB"));
+        }
+        if self.tempo_max_buffer_bytes < 1 << 20 {
+            return Err(invalid("TEMPO_MAX_BUFFER_BYTES", "must be at least 1 MiB"));
+        }
+        if self.tempo_block_max_age.is_zero() {
+            return Err(invalid("TEMPO_BLOCK_MAX_AGE", "must be positive"));
+        }
+        Ok(())
+    }
 }
 
 /// A setting with a value that cannot work.
@@ -271,6 +334,24 @@ mod tests {
         assert_eq!(kafka.topic, "otlp_spans");
         assert_eq!(kafka.dlq_topic, "otlp_spans.dlq");
         assert_eq!(kafka.auto_offset_reset, "earliest");
+    }
+
+    #[test]
+    fn tempo_defaults() {
+        let args = match Cli::try_parse_from(["observatory-consumer", "tempo"])
+            .expect("flags parse")
+            .command
+        {
+            Command::Tempo(a) => *a,
+            _ => unreachable!(),
+        };
+        args.check().unwrap();
+        assert_eq!(args.admin_addr.port(), 8890);
+        assert_eq!(args.tempo_block_max_age, Duration::from_secs(60));
+        assert_eq!(args.tempo_block_max_bytes, 100 << 20);
+        assert_eq!(args.store_url(), "./data/blocks");
+        let kafka = args.kafka.into_config("tempo").unwrap();
+        assert_eq!(kafka.group_id, "observatory-tempo");
     }
 
     #[test]

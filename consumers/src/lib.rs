@@ -7,10 +7,12 @@
 //! alone lets its offset move on. Sinks write idempotently, so a crash, a
 //! rebalance or a replay stores nothing twice.
 //!
-//! Where to start reading: [`source`], then a sink: [`timescale`].
+//! Where to start reading: [`source`], then a sink: [`timescale`] or
+//! [`tempo`].
 
 pub mod admin;
 pub mod config;
 pub mod metrics;
 pub mod source;
+pub mod tempo;
 pub mod timescale;

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use observatory_consumer::config::{Cli, Command};
-use observatory_consumer::timescale;
+use observatory_consumer::{tempo, timescale};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
@@ -38,6 +38,7 @@ async fn main() -> anyhow::Result<()> {
     }
     match cli.command {
         Command::Timescale(args) => timescale::run(*args, stop).await?,
+        Command::Tempo(args) => tempo::run(*args, stop).await?,
         Command::Migrate(db) => {
             db.check()?;
             let mut writer = timescale::writer::Writer::new(db.database_url.clone(), true);

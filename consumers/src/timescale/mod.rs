@@ -63,11 +63,28 @@ pub enum StartError {
     Admin(std::io::Error),
 }
 
-/// The sink: rows from messages, written by one connection.
+/// The sink: rows from messages, written over a few connections at once.
 pub struct TimescaleSink {
     preparer: Preparer,
-    writer: Writer,
+    writers: Vec<Writer>,
     metrics: Arc<Metrics>,
+}
+
+/// Splits `items` into at most `n` runs, in order, of about the same weight.
+fn split_runs<T: Copy>(items: &[T], n: usize, weight: impl Fn(T) -> usize) -> Vec<Vec<T>> {
+    let total: usize = items.iter().map(|i| weight(*i)).sum();
+    let share = total.div_ceil(n.max(1)).max(1);
+    let mut out: Vec<Vec<T>> = vec![Vec::new()];
+    let mut in_last = 0;
+    for item in items {
+        if in_last >= share && out.len() < n {
+            out.push(Vec::new());
+            in_last = 0;
+        }
+        in_last += weight(*item);
+        out.last_mut().expect("one run at least").push(*item);
+    }
+    out
 }
 
 impl Sink for TimescaleSink {
@@ -78,8 +95,39 @@ impl Sink for TimescaleSink {
         self.preparer.prepare(message)
     }
 
+    /// Each run of the batch is one transaction on its own connection, all
+    /// at once: PostgreSQL parses and indexes on several cores. A failure of
+    /// any fails the batch, which is then written again whole; the runs that
+    /// had committed are deduplicated, so partial success is harmless.
     async fn write(&mut self, items: &[&Prepared]) -> Result<(), WriteError> {
-        let written = self.writer.write(items).await?;
+        let runs = split_runs(items, self.writers.len(), |p| p.spans.len());
+        let results = futures::future::join_all(
+            self.writers
+                .iter_mut()
+                .zip(&runs)
+                .map(|(writer, run)| writer.write(run)),
+        )
+        .await;
+        let mut written = writer::Written::default();
+        let mut failure = None;
+        for result in results {
+            match result {
+                Ok(w) => {
+                    written.spans += w.spans;
+                    written.spans_inserted += w.spans_inserted;
+                    written.calls += w.calls;
+                    written.calls_inserted += w.calls_inserted;
+                }
+                // A permanent failure wins: it is what the source narrows down.
+                Err(e @ WriteError::Permanent(_)) => failure = Some(e),
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
         let count = |table, n: u64| {
             self.metrics
                 .rows_written
@@ -240,7 +288,9 @@ pub async fn run(args: TimescaleArgs, stop: Arc<AtomicBool>) -> Result<(), Start
             prices,
             retention: Duration::from_secs(86_400 * args.retention_traces_days as u64),
         },
-        writer: Writer::new(args.db.database_url.clone(), flavor == Flavor::Postgres),
+        writers: (0..args.db_write_connections.max(1))
+            .map(|_| Writer::new(args.db.database_url.clone(), flavor == Flavor::Postgres))
+            .collect(),
         metrics: metrics.clone(),
     };
     let batching = source::Batching {
@@ -266,5 +316,22 @@ pub async fn run(args: TimescaleArgs, stop: Arc<AtomicBool>) -> Result<(), Start
             warn!("the consumer thread panicked");
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_runs;
+
+    #[test]
+    fn runs_share_the_weight_in_order() {
+        let runs = split_runs(&[5, 5, 5, 5], 2, |w| w);
+        assert_eq!(runs, vec![vec![5, 5], vec![5, 5]]);
+        assert_eq!(split_runs(&[9, 1, 1], 2, |w| w), vec![vec![9], vec![1, 1]]);
+        assert_eq!(split_runs(&[3], 4, |w| w), vec![vec![3]]);
+        assert_eq!(
+            split_runs::<usize>(&[], 2, |w| w),
+            vec![Vec::<usize>::new()]
+        );
     }
 }

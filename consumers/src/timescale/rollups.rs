@@ -84,10 +84,13 @@ impl<'a> Rollups<'a> {
     }
 
     /// The `llm_rollup_1m` increments as one array per column, in the order
-    /// of [`UPSERT_ROLLUP`].
+    /// of [`UPSERT_ROLLUP`], sorted by group: concurrent writers then lock
+    /// rollup rows in the same order and never deadlock.
     pub fn rollup_columns(&self) -> RollupColumns<'a> {
         let mut c = RollupColumns::default();
-        for (g, s) in &self.sums {
+        let mut sums: Vec<_> = self.sums.iter().collect();
+        sums.sort_by(|a, b| a.0.cmp(b.0));
+        for (g, s) in sums {
             c.group.push(*g);
             c.counts[0].push(s.calls);
             c.counts[1].push(s.errors);
@@ -103,10 +106,13 @@ impl<'a> Rollups<'a> {
         c
     }
 
-    /// The `llm_latency_1m` increments, in the order of [`UPSERT_LATENCY`].
+    /// The `llm_latency_1m` increments, in the order of [`UPSERT_LATENCY`],
+    /// sorted by key as the rollups are.
     pub fn latency_columns(&self) -> LatencyColumns<'a> {
         let mut c = LatencyColumns::default();
-        for ((g, metric, le), count) in &self.latency {
+        let mut latency: Vec<_> = self.latency.iter().collect();
+        latency.sort_by(|a, b| a.0.cmp(b.0));
+        for ((g, metric, le), count) in latency {
             c.group.push(*g);
             c.metric.push(*metric);
             c.le.push(*le);

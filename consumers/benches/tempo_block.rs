@@ -1,0 +1,107 @@
+//! The Tempo sink's CPU hot path: decode the Kafka messages of a cut (one
+//! trace each, as the collector writes them) and encode them into a
+//! vParquet4 block (parquet, blooms, index, meta), on one thread.
+//!
+//! `cargo bench -p observatory-consumer --bench tempo_block`
+//!
+//! Also prints the bytes stored per span (parquet plus blooms) against the
+//! OTLP protobuf the spans came as.
+#![allow(missing_docs)] // criterion's macros generate undocumented items
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use observatory_consumer::source::InMessage;
+use observatory_consumer::tempo::{build_block, decode, TraceMessage};
+use observatory_schemas::otlp::trace::{ResourceSpans, ScopeSpans};
+use observatory_schemas::otlp::trace_service::ExportTraceServiceRequest;
+use observatory_schemas::tempo::meta::{block_id, SINGLE_TENANT};
+use observatory_schemas::tempo::write::DEFAULT_ROW_GROUP_BYTES;
+use observatory_schemas::testing::TraceGenerator;
+use prost::Message;
+use std::collections::BTreeMap;
+
+/// `spans` spans as per-trace messages, as the collector splits requests.
+fn messages(spans: usize, content_bytes: usize) -> Vec<InMessage> {
+    let mut generator = TraceGenerator::new(5).with_content_bytes(content_bytes);
+    let mut by_trace: BTreeMap<Vec<u8>, Vec<ResourceSpans>> = BTreeMap::new();
+    let mut made = 0;
+    while made < spans {
+        let request = generator.request(512.min(spans - made));
+        for rs in request.resource_spans {
+            for ss in &rs.scope_spans {
+                for s in &ss.spans {
+                    made += 1;
+                    by_trace
+                        .entry(s.trace_id.clone())
+                        .or_default()
+                        .push(ResourceSpans {
+                            resource: rs.resource.clone(),
+                            scope_spans: vec![ScopeSpans {
+                                scope: ss.scope.clone(),
+                                spans: vec![s.clone()],
+                                schema_url: String::new(),
+                            }],
+                            schema_url: rs.schema_url.clone(),
+                        });
+                }
+            }
+        }
+    }
+    by_trace
+        .into_values()
+        .enumerate()
+        .map(|(i, resource_spans)| InMessage {
+            topic: "otlp_spans".into(),
+            partition: 0,
+            offset: i as i64,
+            key: None,
+            payload: ExportTraceServiceRequest { resource_spans }.encode_to_vec(),
+            headers: vec![("tenant".into(), b"default".to_vec())],
+        })
+        .collect()
+}
+
+fn encode(messages: &[InMessage]) -> observatory_schemas::tempo::write::Block {
+    let decoded: Vec<TraceMessage> = messages.iter().map(|m| decode(m).unwrap()).collect();
+    let mut traces: BTreeMap<[u8; 16], Vec<&[ResourceSpans]>> = BTreeMap::new();
+    for m in &decoded {
+        for id in m.trace_ids() {
+            traces.entry(*id).or_default().push(m.resource_spans());
+        }
+    }
+    let id = block_id(SINGLE_TENANT, 0, 0, 1);
+    build_block(&traces, id, SINGLE_TENANT, DEFAULT_ROW_GROUP_BYTES).unwrap()
+}
+
+fn bench(c: &mut Criterion) {
+    let spans = 50_000;
+    let mut group = c.benchmark_group("tempo_block");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(spans as u64));
+    for (name, content) in [("no_content", 0), ("2kb_content", 2048)] {
+        let messages = messages(spans, content);
+        let otlp: usize = messages.iter().map(|m| m.payload.len()).sum();
+        let block = encode(&messages);
+        let stored: usize = block
+            .objects
+            .iter()
+            .filter(|(n, _)| n == "data.parquet" || n.starts_with("bloom-"))
+            .map(|(_, b)| b.len())
+            .sum();
+        let parquet = block.meta.size as usize;
+        eprintln!(
+            "{name}: {spans} spans, {} traces; OTLP protobuf {:.0} B/span; data.parquet {:.0} B/span ({:.0}% of OTLP); with blooms {:.0} B/span",
+            block.meta.total_objects,
+            otlp as f64 / spans as f64,
+            parquet as f64 / spans as f64,
+            100.0 * parquet as f64 / otlp as f64,
+            stored as f64 / spans as f64,
+        );
+        group.bench_function(format!("decode_and_encode_{name}"), |b| {
+            b.iter(|| encode(&messages))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
