@@ -5,8 +5,10 @@
 #
 # Starts the local stack (integration/stack.sh up), builds the release
 # binaries, starts observatory-collector on its default ports (4317 gRPC,
-# 4318 HTTP, 8888 admin) and the PostgreSQL sink (observatory-consumer
-# timescale, admin 8889) unless they are already running, sends
+# 4318 HTTP, 8888 admin), the PostgreSQL sink (observatory-consumer
+# timescale, admin 8889) and the Tempo sink (observatory-consumer tempo,
+# admin 8890, blocks in the stack's S3 server) unless they are already
+# running, sends
 # LLM-application traces with the load generator, and prints where to look.
 # The pipeline keeps running afterwards; `integration/demo.sh stop` stops it.
 set -euo pipefail
@@ -21,7 +23,7 @@ ready() { # GET /readyz on the admin port with bash alone (no curl on a fresh ma
 }
 
 if [ "${1:-}" = "stop" ]; then
-  for p in collector consumer; do
+  for p in collector consumer tempo; do
     if [ -f "$STATE/$p.pid" ]; then kill "$(cat "$STATE/$p.pid")" 2>/dev/null || true; rm -f "$STATE/$p.pid"; fi
   done
   echo "pipeline stopped; the stack keeps running (integration/stack.sh down stops it)"
@@ -50,6 +52,16 @@ else
   nohup target/release/observatory-consumer timescale >"$STATE/consumer.log" 2>&1 &
   echo $! >"$STATE/consumer.pid"
 fi
+if listening 8890; then
+  echo "[demo] a Tempo sink already answers on :8890; using it" >&2
+else
+  echo "[demo] starting observatory-consumer tempo into $S3_ENDPOINT, bucket $S3_BUCKET (log: $STATE/tempo.log)" >&2
+  AWS_ENDPOINT="$S3_ENDPOINT" AWS_ALLOW_HTTP=true AWS_REGION=us-east-1 \
+    AWS_ACCESS_KEY_ID="$S3_ACCESS_KEY" AWS_SECRET_ACCESS_KEY="$S3_SECRET_KEY" \
+    OBJECT_STORE_URL="s3://$S3_BUCKET/demo" TEMPO_BLOCK_MAX_AGE=10s \
+    nohup target/release/observatory-consumer tempo >"$STATE/tempo.log" 2>&1 &
+  echo $! >"$STATE/tempo.pid"
+fi
 for _ in $(seq 1 300); do
   if ready; then break; fi
   sleep 0.2
@@ -59,7 +71,7 @@ ready || { echo "[demo] the collector is not ready; see $STATE/collector.log" >&
 echo "[demo] sending LLM traces for ${SECONDS_TO_RUN}s at 5000 spans/s over OTLP/gRPC" >&2
 target/release/loadgen --endpoint 127.0.0.1:4317 --protocol grpc --rate 5000 --concurrency 4 \
   --spans-per-request 100 --content-bytes 300 --duration "${SECONDS_TO_RUN}s" --unique-ids
-sleep 3
+sleep 12 # the Tempo sink cuts its blocks every 10 s here
 
 cat <<EOT
 
@@ -74,5 +86,8 @@ The pipeline is running:
                  psql "$DATABASE_URL" -c "select model, sum(calls), sum(input_tokens), round(sum(cost_usd)::numeric, 4) from llm_rollup_1m group by 1 order by 4 desc"
   sink metrics   http://127.0.0.1:8889/metrics  (observatory_consumer_*)
   sink log       $STATE/consumer.log
+  Tempo blocks   s3://$S3_BUCKET/demo/single-tenant/<block id>/ on $S3_ENDPOINT
+                 (files under $STATE/s3/$S3_BUCKET/demo/single-tenant/), vParquet4
+  Tempo sink     http://127.0.0.1:8890/metrics, log $STATE/tempo.log
 Stop it with: integration/demo.sh stop
 EOT

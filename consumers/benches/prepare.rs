@@ -27,7 +27,7 @@ fn bench(c: &mut Criterion) {
         partition: 0,
         offset: 0,
         key: None,
-        payload: request.encode_to_vec(),
+        payload: request.encode_to_vec().into(),
         headers: vec![("tenant".into(), b"default".to_vec())],
     };
     let mut group = c.benchmark_group("prepare");

@@ -62,8 +62,8 @@ pub struct InMessage {
     pub offset: i64,
     /// Key.
     pub key: Option<Vec<u8>>,
-    /// Value.
-    pub payload: Vec<u8>,
+    /// Value (shared, not copied, by a sink that keeps it).
+    pub payload: bytes::Bytes,
     /// All headers.
     pub headers: Vec<(String, Vec<u8>)>,
 }
@@ -101,6 +101,9 @@ pub enum WriteError {
     Permanent(String),
 }
 
+/// Items a write left out for good: (index in the batch, reason).
+pub type Rejected = Vec<(usize, String)>;
+
 /// A store that batches are written to.
 pub trait Sink: Send + 'static {
     /// A decoded message, ready to write.
@@ -109,12 +112,14 @@ pub trait Sink: Send + 'static {
     const NAME: &'static str;
     /// Decodes one message, or says why it can never be written.
     fn decode(&self, message: &InMessage) -> Result<Self::Item, String>;
-    /// Writes the items durably, all or nothing. Writing items that were
+    /// Writes the items durably, all or nothing, except the items it
+    /// finds it can never write: it leaves those out and returns them
+    /// (index in `items`, reason) for the DLQ. Writing items that were
     /// written before must change nothing.
     fn write(
         &mut self,
         items: &[&Self::Item],
-    ) -> impl Future<Output = Result<(), WriteError>> + Send;
+    ) -> impl Future<Output = Result<Rejected, WriteError>> + Send;
     /// Payload bytes at which the sink wants its batch written now, below
     /// [`Batching::batch_bytes`] (the Tempo sink: its block size estimate).
     fn batch_bytes_limit(&self) -> usize {
@@ -170,7 +175,7 @@ impl<S: Sink> Batcher<S> {
         &mut self,
         items: &[&S::Item],
         deadline: Option<Instant>,
-    ) -> Result<(), WriteError> {
+    ) -> Result<Rejected, WriteError> {
         let mut backoff = Duration::from_millis(100);
         loop {
             let started = Instant::now();
@@ -186,7 +191,7 @@ impl<S: Sink> Batcher<S> {
                     )))
                 });
             let outcome = match &result {
-                Ok(()) => "ok",
+                Ok(_) => "ok",
                 Err(WriteError::Transient(_)) => "transient_error",
                 Err(WriteError::Permanent(_)) => "permanent_error",
             };
@@ -198,13 +203,13 @@ impl<S: Sink> Batcher<S> {
                 })
                 .inc();
             match result {
-                Ok(()) => {
+                Ok(rejected) => {
                     self.health.store_ok.store(true, Ordering::Relaxed);
                     self.metrics
                         .batch_duration
                         .get_or_create(&self.labels())
                         .observe(started.elapsed().as_secs_f64());
-                    return Ok(());
+                    return Ok(rejected);
                 }
                 Err(WriteError::Transient(reason)) => {
                     self.health.store_ok.store(false, Ordering::Relaxed);
@@ -243,7 +248,11 @@ impl<S: Sink> Batcher<S> {
         let items: Vec<&S::Item> = good.iter().map(|(_, i)| *i).collect();
         let mut gave_up = false;
         match self.write_retrying(&items, deadline) {
-            Ok(()) => {}
+            Ok(rejected) => {
+                for (i, reason) in rejected {
+                    dead.push((good[i].0, reason));
+                }
+            }
             Err(WriteError::Transient(reason)) => {
                 warn!(%reason, "the store stayed down past the deadline; the batch stays pending");
                 gave_up = true;
@@ -252,7 +261,11 @@ impl<S: Sink> Batcher<S> {
                 warn!(%reason, messages = good.len(), "a batch failed for good; writing its messages one by one");
                 for (message, item) in &good {
                     match self.write_retrying(&[*item], deadline) {
-                        Ok(()) => {}
+                        Ok(rejected) => {
+                            if let Some((_, reason)) = rejected.into_iter().next() {
+                                dead.push((message, reason));
+                            }
+                        }
                         Err(WriteError::Permanent(reason)) => dead.push((message, reason)),
                         Err(WriteError::Transient(_)) => {
                             gave_up = true;
@@ -323,7 +336,7 @@ impl<S: Sink> Batcher<S> {
                     value: Some(&offset),
                 });
             let mut record = FutureRecord::to(&self.config.dlq_topic)
-                .payload(&message.payload)
+                .payload(&message.payload[..])
                 .headers(h);
             if let Some(key) = &message.key {
                 record = record.key(key);
@@ -530,7 +543,7 @@ pub fn run<S: Sink>(
                     partition: m.partition(),
                     offset: m.offset(),
                     key: m.key().map(<[u8]>::to_vec),
-                    payload: m.payload().unwrap_or_default().to_vec(),
+                    payload: bytes::Bytes::copy_from_slice(m.payload().unwrap_or_default()),
                     headers: m
                         .headers()
                         .map(|h| {

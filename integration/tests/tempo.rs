@@ -474,3 +474,67 @@ async fn object_storage_down_for_a_while_loses_nothing() {
     .await;
     assert_all_found(&bucket.store, "single-tenant", &sent).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_go_to_the_dlq_and_the_stream_behind_them_is_written() {
+    use observatory_integration::kafka::read_topic;
+    use prost::Message;
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let bucket = local_bucket();
+    let topic = unique("spans");
+    let collector = collector_on(&kafka_brokers(), &topic).await;
+    let sink = sink(&kafka_brokers(), &topic, &unique("group"), &bucket);
+    sink.wait_ready(WAIT).await;
+    // Broken framing (refused when read) and a span name that is not UTF-8
+    // (frames well, refused when its block is decoded).
+    let mut bad_utf8 = every_value_type(0x77).encode_to_vec();
+    let at = bad_utf8
+        .windows(b"POST /v1/chat".len())
+        .position(|w| w == b"POST /v1/chat")
+        .unwrap();
+    bad_utf8[at] = 0xff;
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka_brokers())
+        .create()
+        .unwrap();
+    for (key, payload) in [
+        ("framing", b"\x0a\xff\xff\xff\x0fnot protobuf".to_vec()),
+        ("utf8", bad_utf8),
+    ] {
+        producer
+            .send(
+                FutureRecord::to(&topic).key(key).payload(&payload[..]),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("the poison is produced");
+    }
+    let mut sent = BTreeMap::new();
+    stream(&collector, 51, 5, &mut sent).await;
+    let total = sent.len() as f64;
+    wait_for("every span in a block", WAIT, || async {
+        (traces_written(&sink).await >= total).then_some(())
+    })
+    .await;
+    assert_all_found(&bucket.store, "single-tenant", &sent).await;
+
+    let brokers = kafka_brokers();
+    let dlq = format!("{topic}.dlq");
+    let records =
+        tokio::task::spawn_blocking(move || read_topic(&brokers, &dlq, WAIT, |r| r.len() >= 2))
+            .await
+            .unwrap();
+    assert_eq!(records.len(), 2);
+    for r in &records {
+        let h = &r.headers;
+        assert!(
+            h["dlq-reason"].contains("undecodable OTLP protobuf"),
+            "{h:?}"
+        );
+        assert_eq!(h["dlq-sink"], "tempo");
+        assert_eq!(h["dlq-source-topic"], topic);
+    }
+    let mut keys: Vec<_> = records.iter().map(|r| r.key.clone().unwrap()).collect();
+    keys.sort();
+    assert_eq!(keys, ["framing", "utf8"]);
+}

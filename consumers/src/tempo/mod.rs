@@ -28,10 +28,12 @@ use crate::admin::Health;
 use crate::config::TempoArgs;
 use crate::metrics::{Metrics, SinkLabels};
 use crate::source::{self, InMessage, Sink, WriteError};
+use bytes::Bytes;
 use observatory_schemas::kafka::headers;
 use observatory_schemas::otlp::trace::ResourceSpans;
 use observatory_schemas::otlp::trace_service::ExportTraceServiceRequest;
 use observatory_schemas::tempo::meta::{block_id, tenant_folder};
+use observatory_schemas::tempo::skim::skim;
 use observatory_schemas::tempo::trace::TraceRow;
 use observatory_schemas::tempo::write::{BlockError, BlockWriter};
 use prost::Message;
@@ -48,7 +50,7 @@ pub const NAME: &str = "tempo";
 
 /// The parquet-to-OTLP-protobuf size ratio assumed before the first block
 /// has measured it (a conservative guess: parquet is usually far smaller).
-const INITIAL_RATIO: f64 = 0.5;
+const INITIAL_RATIO: f64 = 0.25;
 
 /// Why the sink could not start.
 #[derive(Debug, Error)]
@@ -67,16 +69,16 @@ pub enum StartError {
     Admin(std::io::Error),
 }
 
-/// One message's spans, decoded.
+/// One message of a cut: where it came from, which traces it holds, and
+/// its bytes (shared with the source's copy, decoded only when its block
+/// is built, so a cut holds the compact protobuf and not the decoded spans).
 #[derive(Debug)]
 pub struct TraceMessage {
     tenant: String,
     partition: i32,
     offset: i64,
     spans: u64,
-    /// Bytes of OTLP protobuf it came as.
-    payload_bytes: usize,
-    resource_spans: Vec<ResourceSpans>,
+    payload: Bytes,
     /// The trace ids its spans belong to (one, from our collector).
     trace_ids: Vec<[u8; 16]>,
 }
@@ -87,44 +89,28 @@ impl TraceMessage {
         &self.trace_ids
     }
 
-    /// Its spans.
-    pub fn resource_spans(&self) -> &[ResourceSpans] {
-        &self.resource_spans
+    /// Its OTLP protobuf.
+    pub fn payload(&self) -> &Bytes {
+        &self.payload
     }
 }
 
-/// Decodes a message of `otlp_spans`, or says why it can never be written.
+/// Reads what a message holds without decoding its spans (the framing and
+/// the trace ids are checked), or says why it can never be written.
 pub fn decode(message: &InMessage) -> Result<TraceMessage, String> {
     if let Some(signal) = message.header(headers::OTLP_SIGNAL) {
         if signal != "traces" {
             return Err(format!("a {signal} message on a traces topic"));
         }
     }
-    let request = ExportTraceServiceRequest::decode(&message.payload[..])
-        .map_err(|e| format!("undecodable OTLP protobuf: {e}"))?;
-    let mut trace_ids: Vec<[u8; 16]> = Vec::with_capacity(1);
-    let mut spans = 0;
-    for span in request
-        .resource_spans
-        .iter()
-        .flat_map(|rs| &rs.scope_spans)
-        .flat_map(|ss| &ss.spans)
-    {
-        let id = observatory_schemas::ids::trace_id(&span.trace_id)
-            .map_err(|e| format!("invalid span: {e}"))?;
-        if !trace_ids.contains(&id) {
-            trace_ids.push(id);
-        }
-        spans += 1;
-    }
+    let skimmed = skim(&message.payload).map_err(|e| e.to_string())?;
     Ok(TraceMessage {
         tenant: message.tenant().to_owned(),
         partition: message.partition,
         offset: message.offset,
-        spans,
-        payload_bytes: message.payload.len(),
-        resource_spans: request.resource_spans,
-        trace_ids,
+        spans: skimmed.spans,
+        payload: message.payload.clone(),
+        trace_ids: skimmed.trace_ids,
     })
 }
 
@@ -157,9 +143,6 @@ impl TempoSink {
     }
 }
 
-/// The messages of one block: its tenant and partition, and its traces.
-type BlockInput<'a> = BTreeMap<(&'a str, i32), Vec<&'a TraceMessage>>;
-
 impl Sink for TempoSink {
     type Item = TraceMessage;
     const NAME: &'static str = NAME;
@@ -168,62 +151,83 @@ impl Sink for TempoSink {
         decode(message)
     }
 
-    async fn write(&mut self, items: &[&TraceMessage]) -> Result<(), WriteError> {
-        let mut blocks: BlockInput<'_> = BTreeMap::new();
-        for item in items {
-            blocks
+    /// One block per (tenant, partition), built and uploaded one at a time
+    /// (only that block's messages are decoded at once). A message that
+    /// frames well but does not decode is left out and returned for the DLQ.
+    async fn write(&mut self, items: &[&TraceMessage]) -> Result<source::Rejected, WriteError> {
+        let mut groups: BTreeMap<(&str, i32), Vec<usize>> = BTreeMap::new();
+        for (i, item) in items.iter().enumerate() {
+            groups
                 .entry((item.tenant.as_str(), item.partition))
                 .or_default()
-                .push(item);
+                .push(i);
         }
-        let labels = SinkLabels { sink: NAME };
-        for ((tenant, partition), messages) in blocks {
-            let mut traces: BTreeMap<[u8; 16], Vec<&[ResourceSpans]>> = BTreeMap::new();
-            for m in &messages {
-                for id in &m.trace_ids {
-                    traces.entry(*id).or_default().push(&m.resource_spans);
+        let mut rejected = Vec::new();
+        for ((tenant, partition), members) in groups {
+            let mut decoded = Vec::with_capacity(members.len());
+            for &i in &members {
+                match ExportTraceServiceRequest::decode(&items[i].payload[..]) {
+                    Ok(request) => decoded.push((i, request)),
+                    Err(e) => rejected.push((i, format!("undecodable OTLP protobuf: {e}"))),
                 }
             }
-            let first_offset = messages.iter().map(|m| m.offset).min().unwrap_or(0);
+            let mut traces: BTreeMap<[u8; 16], Vec<&[ResourceSpans]>> = BTreeMap::new();
+            for (i, request) in &decoded {
+                for id in &items[*i].trace_ids {
+                    traces.entry(*id).or_default().push(&request.resource_spans);
+                }
+            }
+            if traces.is_empty() {
+                continue;
+            }
+            let first_offset = members.iter().map(|&i| items[i].offset).min().unwrap_or(0);
             let folder = tenant_folder(tenant);
             let id = block_id(folder, partition as u64, first_offset as u64, 1);
             let block = build_block(&traces, id, folder, self.row_group_bytes)
                 .map_err(|e| WriteError::Permanent(format!("block {id}: {e}")))?;
+            drop(traces);
+            drop(decoded);
             let started = Instant::now();
             let bytes = self
                 .store
                 .put_block(&block)
                 .await
                 .map_err(|e| WriteError::Transient(format!("object store: {e}")))?;
-            self.metrics
-                .upload_duration
-                .get_or_create(&labels)
-                .observe(started.elapsed().as_secs_f64());
-            let spans: u64 = messages.iter().map(|m| m.spans).sum();
-            self.metrics.blocks.get_or_create(&labels).inc();
-            self.metrics
-                .block_bytes
-                .get_or_create(&labels)
-                .inc_by(bytes);
-            self.metrics
-                .block_traces
-                .get_or_create(&labels)
-                .inc_by(traces.len() as u64);
-            self.metrics
-                .block_spans
-                .get_or_create(&labels)
-                .inc_by(spans);
-            info!(block = %id, tenant = folder, partition, first_offset, traces = traces.len(), spans, bytes, "block written");
-            let payload: usize = messages.iter().map(|m| m.payload_bytes).sum();
+            let spans: u64 = members.iter().map(|&i| items[i].spans).sum();
+            let payload: usize = members.iter().map(|&i| items[i].payload.len()).sum();
+            self.count_block(&block, bytes, spans, started);
+            info!(block = %id, tenant = folder, partition, first_offset, traces = block.meta.total_objects, spans, bytes, "block written");
             if payload > 1 << 20 {
                 self.ratio = (block.meta.size as f64 / payload as f64).clamp(0.05, 1.0);
             }
         }
-        Ok(())
+        Ok(rejected)
     }
 
     fn batch_bytes_limit(&self) -> usize {
         (self.block_max_bytes as f64 / self.ratio) as usize
+    }
+}
+
+impl TempoSink {
+    fn count_block(
+        &self,
+        block: &observatory_schemas::tempo::write::Block,
+        bytes: u64,
+        spans: u64,
+        started: Instant,
+    ) {
+        let labels = SinkLabels { sink: NAME };
+        let m = &self.metrics;
+        m.upload_duration
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        m.blocks.get_or_create(&labels).inc();
+        m.block_bytes.get_or_create(&labels).inc_by(bytes);
+        m.block_traces
+            .get_or_create(&labels)
+            .inc_by(block.meta.total_objects as u64);
+        m.block_spans.get_or_create(&labels).inc_by(spans);
     }
 }
 

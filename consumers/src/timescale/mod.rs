@@ -99,7 +99,7 @@ impl Sink for TimescaleSink {
     /// at once: PostgreSQL parses and indexes on several cores. A failure of
     /// any fails the batch, which is then written again whole; the runs that
     /// had committed are deduplicated, so partial success is harmless.
-    async fn write(&mut self, items: &[&Prepared]) -> Result<(), WriteError> {
+    async fn write(&mut self, items: &[&Prepared]) -> Result<source::Rejected, WriteError> {
         let runs = split_runs(items, self.writers.len(), |p| p.spans.len());
         let results = futures::future::join_all(
             self.writers
@@ -154,7 +154,7 @@ impl Sink for TimescaleSink {
             .unpriced_llm_calls
             .get_or_create(&SinkLabels { sink: NAME })
             .inc_by(unpriced);
-        Ok(())
+        Ok(Vec::new())
     }
 }
 

@@ -14,6 +14,7 @@ pub mod columns;
 pub mod meta;
 pub mod read;
 pub mod schema;
+pub mod skim;
 pub mod trace;
 pub mod write;
 
