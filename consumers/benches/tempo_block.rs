@@ -70,18 +70,25 @@ fn messages(spans: usize, content_bytes: usize) -> Vec<InMessage> {
 
 fn encode(messages: &[InMessage]) -> observatory_schemas::tempo::write::Block {
     let skimmed: Vec<TraceMessage> = messages.iter().map(|m| decode(m).unwrap()).collect();
-    let decoded: Vec<ExportTraceServiceRequest> = skimmed
-        .iter()
-        .map(|m| ExportTraceServiceRequest::decode(&m.payload()[..]).unwrap())
-        .collect();
-    let mut traces: BTreeMap<[u8; 16], Vec<&[ResourceSpans]>> = BTreeMap::new();
-    for (m, request) in skimmed.iter().zip(&decoded) {
+    let items: Vec<&TraceMessage> = skimmed.iter().collect();
+    let mut traces: BTreeMap<[u8; 16], Vec<usize>> = BTreeMap::new();
+    for (i, m) in items.iter().enumerate() {
         for id in m.trace_ids() {
-            traces.entry(*id).or_default().push(&request.resource_spans);
+            traces.entry(*id).or_default().push(i);
         }
     }
     let id = block_id(SINGLE_TENANT, 0, 0, 1);
-    build_block(&traces, id, SINGLE_TENANT, DEFAULT_ROW_GROUP_BYTES).unwrap()
+    let mut rejected = Vec::new();
+    build_block(
+        &items,
+        &traces,
+        id,
+        SINGLE_TENANT,
+        DEFAULT_ROW_GROUP_BYTES,
+        &mut rejected,
+    )
+    .unwrap()
+    .unwrap()
 }
 
 fn bench(c: &mut Criterion) {

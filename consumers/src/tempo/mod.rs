@@ -151,9 +151,9 @@ impl Sink for TempoSink {
         decode(message)
     }
 
-    /// One block per (tenant, partition), built and uploaded one at a time
-    /// (only that block's messages are decoded at once). A message that
-    /// frames well but does not decode is left out and returned for the DLQ.
+    /// One block per (tenant, partition), built and uploaded one at a time.
+    /// A message that frames well but does not decode is left out and
+    /// returned for the DLQ.
     async fn write(&mut self, items: &[&TraceMessage]) -> Result<source::Rejected, WriteError> {
         let mut groups: BTreeMap<(&str, i32), Vec<usize>> = BTreeMap::new();
         for (i, item) in items.iter().enumerate() {
@@ -164,29 +164,25 @@ impl Sink for TempoSink {
         }
         let mut rejected = Vec::new();
         for ((tenant, partition), members) in groups {
-            let mut decoded = Vec::with_capacity(members.len());
+            let mut traces: BTreeMap<[u8; 16], Vec<usize>> = BTreeMap::new();
             for &i in &members {
-                match ExportTraceServiceRequest::decode(&items[i].payload[..]) {
-                    Ok(request) => decoded.push((i, request)),
-                    Err(e) => rejected.push((i, format!("undecodable OTLP protobuf: {e}"))),
+                for id in &items[i].trace_ids {
+                    traces.entry(*id).or_default().push(i);
                 }
-            }
-            let mut traces: BTreeMap<[u8; 16], Vec<&[ResourceSpans]>> = BTreeMap::new();
-            for (i, request) in &decoded {
-                for id in &items[*i].trace_ids {
-                    traces.entry(*id).or_default().push(&request.resource_spans);
-                }
-            }
-            if traces.is_empty() {
-                continue;
             }
             let first_offset = members.iter().map(|&i| items[i].offset).min().unwrap_or(0);
             let folder = tenant_folder(tenant);
             let id = block_id(folder, partition as u64, first_offset as u64, 1);
-            let block = build_block(&traces, id, folder, self.row_group_bytes)
-                .map_err(|e| WriteError::Permanent(format!("block {id}: {e}")))?;
-            drop(traces);
-            drop(decoded);
+            let block = build_block(
+                items,
+                &traces,
+                id,
+                folder,
+                self.row_group_bytes,
+                &mut rejected,
+            )
+            .map_err(|e| WriteError::Permanent(format!("block {id}: {e}")))?;
+            let Some(block) = block else { continue };
             let started = Instant::now();
             let bytes = self
                 .store
@@ -231,20 +227,42 @@ impl TempoSink {
     }
 }
 
-/// Builds the block of `traces` (sorted by id, as a BTreeMap keeps them).
+/// Builds the block of `traces` (trace id -> indexes in `items` of the
+/// messages holding it; a BTreeMap keeps the ids sorted, as the file must
+/// be). Each trace's messages are decoded just before its row is written
+/// and dropped after, so memory holds one decoded trace at a time. A message
+/// that does not decode is left out and added to `rejected`. `None` when no
+/// trace is left.
 pub fn build_block(
-    traces: &BTreeMap<[u8; 16], Vec<&[ResourceSpans]>>,
+    items: &[&TraceMessage],
+    traces: &BTreeMap<[u8; 16], Vec<usize>>,
     id: uuid::Uuid,
     folder: &str,
     row_group_bytes: usize,
-) -> Result<observatory_schemas::tempo::write::Block, BlockError> {
+    rejected: &mut source::Rejected,
+) -> Result<Option<observatory_schemas::tempo::write::Block>, BlockError> {
     let mut writer = BlockWriter::new(traces.len() as u64, row_group_bytes)?;
-    for (trace_id, batches) in traces {
-        if let Some(row) = TraceRow::merge(*trace_id, batches) {
+    for (trace_id, members) in traces {
+        let mut decoded = Vec::with_capacity(members.len());
+        for &i in members {
+            if rejected.iter().any(|(r, _)| *r == i) {
+                continue;
+            }
+            match ExportTraceServiceRequest::decode(&items[i].payload[..]) {
+                Ok(request) => decoded.push(request),
+                Err(e) => rejected.push((i, format!("undecodable OTLP protobuf: {e}"))),
+            }
+        }
+        let batches: Vec<&[ResourceSpans]> =
+            decoded.iter().map(|r| &r.resource_spans[..]).collect();
+        if let Some(row) = TraceRow::merge(*trace_id, &batches) {
             writer.push(&row)?;
         }
     }
-    writer.finish(id, folder)
+    if writer.traces() == 0 {
+        return Ok(None);
+    }
+    writer.finish(id, folder).map(Some)
 }
 
 /// Runs the sink until `stop` is set (SIGTERM): then cuts, writes, commits.

@@ -191,6 +191,11 @@ impl BlockWriter {
         Ok(())
     }
 
+    /// Traces pushed so far.
+    pub fn traces(&self) -> i64 {
+        self.traces
+    }
+
     /// Bytes of parquet written so far plus column data still buffered.
     pub fn estimated_bytes(&self) -> usize {
         self.file.bytes_written() + self.columns.buffered_bytes()
