@@ -6,8 +6,8 @@
 #![allow(missing_docs)] // criterion's macros generate undocumented items
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use observatory_consumer::redact::Policy;
 use observatory_consumer::source::InMessage;
-use observatory_consumer::timescale::redact::Policy;
 use observatory_consumer::timescale::rows::Preparer;
 use observatory_schemas::otlp::trace_service::ExportTraceServiceRequest;
 use observatory_schemas::pricing::PriceBook;

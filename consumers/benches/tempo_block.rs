@@ -10,6 +10,7 @@
 #![allow(missing_docs)] // criterion's macros generate undocumented items
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use observatory_consumer::redact::Policy;
 use observatory_consumer::source::InMessage;
 use observatory_consumer::tempo::{build_block, decode, TraceMessage};
 use observatory_schemas::otlp::trace::{ResourceSpans, ScopeSpans};
@@ -79,7 +80,9 @@ fn encode(messages: &[InMessage]) -> observatory_schemas::tempo::write::Block {
     }
     let id = block_id(SINGLE_TENANT, 0, 0, 1);
     let mut rejected = Vec::new();
+    let policy = Policy::new(true, 16 * 1024, vec![], vec![]);
     build_block(
+        &policy,
         &items,
         &traces,
         id,

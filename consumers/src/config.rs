@@ -80,6 +80,35 @@ pub struct DbArgs {
     pub db_ssl_mode: String,
 }
 
+/// What is stored of message content and sensitive attributes (every sink).
+#[derive(Debug, Clone, Args)]
+pub struct ContentArgs {
+    /// Store prompt and completion text (redacted and capped); off by default.
+    #[arg(long, env = "CAPTURE_CONTENT", default_value_t = false)]
+    pub capture_content: bool,
+    /// Longest prompt or completion text stored, bytes.
+    #[arg(long, env = "CONTENT_MAX_BYTES", default_value_t = 16 * 1024)]
+    pub content_max_bytes: usize,
+    /// Attribute keys dropped before anything is stored, comma-separated.
+    #[arg(long, env = "DROP_ATTRIBUTES", default_value = "")]
+    pub drop_attributes: String,
+    /// Attribute keys whose values are stored as SHA-256 hashes, comma-separated.
+    #[arg(long, env = "HASH_ATTRIBUTES", default_value = "")]
+    pub hash_attributes: String,
+}
+
+impl ContentArgs {
+    /// The policy these settings describe.
+    pub fn policy(&self) -> crate::redact::Policy {
+        crate::redact::Policy::new(
+            self.capture_content,
+            self.content_max_bytes,
+            parse_list(&self.drop_attributes),
+            parse_list(&self.hash_attributes),
+        )
+    }
+}
+
 /// `observatory-consumer timescale`.
 #[derive(Debug, Clone, Args)]
 pub struct TimescaleArgs {
@@ -107,18 +136,9 @@ pub struct TimescaleArgs {
     /// Days of rollups kept.
     #[arg(long, env = "RETENTION_METRICS_DAYS", default_value_t = 400)]
     pub retention_metrics_days: u32,
-    /// Store prompt and completion text (redacted and capped); off by default.
-    #[arg(long, env = "CAPTURE_CONTENT", default_value_t = false)]
-    pub capture_content: bool,
-    /// Longest prompt or completion text stored, bytes.
-    #[arg(long, env = "CONTENT_MAX_BYTES", default_value_t = 16 * 1024)]
-    pub content_max_bytes: usize,
-    /// Attribute keys dropped before anything is stored, comma-separated.
-    #[arg(long, env = "DROP_ATTRIBUTES", default_value = "")]
-    pub drop_attributes: String,
-    /// Attribute keys whose values are stored as SHA-256 hashes, comma-separated.
-    #[arg(long, env = "HASH_ATTRIBUTES", default_value = "")]
-    pub hash_attributes: String,
+    /// Content policy.
+    #[command(flatten)]
+    pub content: ContentArgs,
     /// A JSON price file that adds to or overrides the built-in model prices.
     #[arg(long, env = "PRICING_FILE")]
     pub pricing_file: Option<PathBuf>,
@@ -159,6 +179,9 @@ pub struct TempoArgs {
     /// Address of the admin server (/metrics, /healthz, /readyz).
     #[arg(long, env = "CONSUMER_ADMIN_ADDR", default_value = "0.0.0.0:8890")]
     pub admin_addr: SocketAddr,
+    /// Content policy (the same as the PostgreSQL sink's).
+    #[command(flatten)]
+    pub content: ContentArgs,
 }
 
 impl TempoArgs {
@@ -327,7 +350,7 @@ mod tests {
         assert_eq!(args.copy_batch_size, 10_000);
         assert_eq!(args.copy_flush_interval, Duration::from_secs(1));
         assert_eq!(args.admin_addr.port(), 8889);
-        assert!(!args.capture_content);
+        assert!(!args.content.capture_content);
         args.db.check().unwrap();
         let kafka = args.kafka.into_config("timescale").unwrap();
         assert_eq!(kafka.group_id, "observatory-timescale");

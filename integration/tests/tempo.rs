@@ -3,6 +3,7 @@
 //! local folder and in a real S3-compatible server (s3s-fs, started by the
 //! stack script), read back with our block reader.
 
+use observatory_consumer::redact::{is_content_key, Policy};
 use observatory_consumer::tempo::store::BlockStore;
 use observatory_integration::broker::Broker;
 use observatory_integration::collector::Collector;
@@ -252,13 +253,23 @@ fn sorted(mut a: Vec<KeyValue>) -> Vec<KeyValue> {
     a
 }
 
+/// What the sink must store of a span: the span after the default content
+/// policy (`CAPTURE_CONTENT=false`: prompt and completion text removed).
+fn stored(span: &Span) -> Span {
+    static POLICY: std::sync::LazyLock<Policy> =
+        std::sync::LazyLock::new(|| Policy::new(false, 16 * 1024, vec![], vec![]));
+    let mut span = span.clone();
+    POLICY.apply_to_span(&mut span);
+    span
+}
+
 fn placed(rs: &[ResourceSpans], out: &mut BTreeMap<(Vec<u8>, Vec<u8>), Vec<Placed>>) {
     for r in rs {
         let resource = sorted(r.resource.clone().unwrap_or_default().attributes);
         for ss in &r.scope_spans {
             let scope = ss.scope.clone().unwrap_or_default();
             for s in &ss.spans {
-                let mut s = s.clone();
+                let mut s = stored(s);
                 s.attributes = sorted(s.attributes);
                 for e in &mut s.events {
                     e.attributes = sorted(std::mem::take(&mut e.attributes));
@@ -364,11 +375,17 @@ async fn found_span_for_span(bucket: Bucket) {
     let mut generator = TraceGenerator::new(21)
         .with_now_ns(now_ns())
         .with_content_bytes(32);
+    let mut content = 0;
     for _ in 0..10 {
         let request = generator.request(300);
+        content += observatory_schemas::testing::spans_of(&request)
+            .flat_map(|s| &s.attributes)
+            .filter(|kv| is_content_key(&kv.key))
+            .count();
         placed(&request.resource_spans, &mut sent);
         send(&collector, request).await;
     }
+    assert!(content > 0, "the workload carries prompts and completions");
     let total = sent.len() as f64;
     wait_for("every span in a block", WAIT, || async {
         (traces_written(&sink).await >= total).then_some(())

@@ -27,6 +27,7 @@ pub mod store;
 use crate::admin::Health;
 use crate::config::TempoArgs;
 use crate::metrics::{Metrics, SinkLabels};
+use crate::redact::Policy;
 use crate::source::{self, InMessage, Sink, WriteError};
 use bytes::Bytes;
 use observatory_schemas::kafka::headers;
@@ -117,6 +118,7 @@ pub fn decode(message: &InMessage) -> Result<TraceMessage, String> {
 /// The sink: blocks from batches, into one object store.
 pub struct TempoSink {
     store: BlockStore,
+    policy: Policy,
     row_group_bytes: usize,
     block_max_bytes: usize,
     /// Parquet bytes per OTLP protobuf byte of the last block of 1 MiB or
@@ -129,12 +131,14 @@ impl TempoSink {
     /// A sink writing to `store`.
     pub fn new(
         store: BlockStore,
+        policy: Policy,
         block_max_bytes: usize,
         row_group_bytes: usize,
         metrics: Arc<Metrics>,
     ) -> TempoSink {
         TempoSink {
             store,
+            policy,
             row_group_bytes,
             block_max_bytes,
             ratio: INITIAL_RATIO,
@@ -174,6 +178,7 @@ impl Sink for TempoSink {
             let folder = tenant_folder(tenant);
             let id = block_id(folder, partition as u64, first_offset as u64, 1);
             let block = build_block(
+                &self.policy,
                 items,
                 &traces,
                 id,
@@ -229,11 +234,13 @@ impl TempoSink {
 
 /// Builds the block of `traces` (trace id -> indexes in `items` of the
 /// messages holding it; a BTreeMap keeps the ids sorted, as the file must
-/// be). Each trace's messages are decoded just before its row is written
+/// be). Each trace's messages are decoded just before its row is written,
+/// the content policy applied to their spans,
 /// and dropped after, so memory holds one decoded trace at a time. A message
 /// that does not decode is left out and added to `rejected`. `None` when no
 /// trace is left.
 pub fn build_block(
+    policy: &Policy,
     items: &[&TraceMessage],
     traces: &BTreeMap<[u8; 16], Vec<usize>>,
     id: uuid::Uuid,
@@ -249,7 +256,17 @@ pub fn build_block(
                 continue;
             }
             match ExportTraceServiceRequest::decode(&items[i].payload[..]) {
-                Ok(request) => decoded.push(request),
+                Ok(mut request) => {
+                    for span in request
+                        .resource_spans
+                        .iter_mut()
+                        .flat_map(|rs| &mut rs.scope_spans)
+                        .flat_map(|ss| &mut ss.spans)
+                    {
+                        policy.apply_to_span(span);
+                    }
+                    decoded.push(request);
+                }
                 Err(e) => rejected.push((i, format!("undecodable OTLP protobuf: {e}"))),
             }
         }
@@ -283,6 +300,7 @@ pub async fn run(args: TempoArgs, stop: Arc<AtomicBool>) -> Result<(), StartErro
 
     let sink = TempoSink::new(
         store,
+        args.content.policy(),
         args.tempo_block_max_bytes,
         args.tempo_row_group_bytes,
         metrics.clone(),

@@ -10,17 +10,17 @@
 //! Files: [`rows`] turns a message into rows (GenAI mapping, pricing,
 //! content policy), [`writer`] COPYs them in one transaction, [`rollups`]
 //! sums the calls it inserted, [`partitions`]
-//! and [`migrate`] keep the schema, [`redact`] is the content policy.
+//! and [`migrate`] keep the schema; [`crate::redact`] is the content
+//! policy.
 
 pub mod migrate;
 pub mod partitions;
-pub mod redact;
 pub mod rollups;
 pub mod rows;
 pub mod writer;
 
 use crate::admin::Health;
-use crate::config::{parse_list, TimescaleArgs};
+use crate::config::TimescaleArgs;
 use crate::metrics::{Metrics, SinkLabels, TableLabels};
 use crate::source::{self, InMessage, Sink, WriteError};
 use migrate::Flavor;
@@ -262,12 +262,7 @@ pub async fn run(args: TimescaleArgs, stop: Arc<AtomicBool>) -> Result<(), Start
         let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
         prices.add_json(&text).map_err(|e| fail(e.to_string()))?;
     }
-    let policy = redact::Policy::new(
-        args.capture_content,
-        args.content_max_bytes,
-        parse_list(&args.drop_attributes),
-        parse_list(&args.hash_attributes),
-    );
+    let policy = args.content.policy();
     let metrics = Arc::new(Metrics::new());
     let health = Health::default();
     let listener = tokio::net::TcpListener::bind(args.admin_addr)

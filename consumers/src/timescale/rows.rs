@@ -6,7 +6,7 @@
 //! Content policy, GenAI mapping and pricing (with the price in force on the
 //! day of the call) are applied here too; the writer only copies rows.
 
-use super::redact::Policy;
+use crate::redact::Policy;
 use crate::source::InMessage;
 use observatory_schemas::genai::{environment, llm_call};
 use observatory_schemas::histogram;

@@ -3,7 +3,8 @@
 //!
 //! - With `CAPTURE_CONTENT=false` (the default) every attribute that carries
 //!   prompt or completion text, in any dialect, is removed from the span and
-//!   its events, so the text reaches neither `spans` nor `llm_calls`.
+//!   its events, so the text reaches no store: neither `spans` and
+//!   `llm_calls` nor the Tempo blocks.
 //! - With it on, that text is redacted (e-mail addresses, phone numbers,
 //!   card numbers that pass the Luhn check, API-key-like tokens) and capped
 //!   at `CONTENT_MAX_BYTES`.
