@@ -80,7 +80,8 @@ fn encode(messages: &[InMessage]) -> observatory_schemas::tempo::write::Block {
     }
     let id = block_id(SINGLE_TENANT, 0, 0, 1);
     let mut rejected = Vec::new();
-    let policy = Policy::new(true, 16 * 1024, vec![], vec![]);
+    // The default content policy (prompt and completion text left out).
+    let policy = Policy::new(false, 16 * 1024, vec![], vec![]);
     build_block(
         &policy,
         &items,

@@ -27,6 +27,18 @@ struct AdminState {
     health: Health,
 }
 
+/// Binds `addr` and serves the admin router there in the background.
+pub async fn serve(
+    addr: std::net::SocketAddr,
+    metrics: Arc<Metrics>,
+    health: Health,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let admin = router(metrics, health);
+    tokio::spawn(async move { axum::serve(listener, admin).await });
+    Ok(())
+}
+
 /// The admin router.
 pub fn router(metrics: Arc<Metrics>, health: Health) -> Router {
     Router::new()

@@ -15,6 +15,7 @@
 
 use observatory_schemas::otlp::common::{any_value::Value, KeyValue};
 use observatory_schemas::otlp::trace::Span;
+use observatory_schemas::otlp::trace_service::ExportTraceServiceRequest;
 use regex::Regex;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
@@ -152,6 +153,17 @@ impl Policy {
             } else if self.capture_content && is_content_key(&kv.key) {
                 if let Value::StringValue(s) = value {
                     *s = self.redact(s);
+                }
+            }
+        }
+    }
+
+    /// Applies the policy to every span of a request, in place.
+    pub fn apply_to_request(&self, request: &mut ExportTraceServiceRequest) {
+        for rs in &mut request.resource_spans {
+            for ss in &mut rs.scope_spans {
+                for span in &mut ss.spans {
+                    self.apply_to_span(span);
                 }
             }
         }

@@ -610,6 +610,30 @@ pub fn run<S: Sink>(
     Ok(())
 }
 
+/// Runs [`run`] on a thread of its own (`<sink>-consumer`) until `stop`,
+/// then marks the process as draining (`/readyz` 503).
+pub async fn run_on_thread<S: Sink>(
+    sink: S,
+    config: KafkaConfig,
+    batching: Batching,
+    shared: Shared,
+) -> Result<(), rdkafka::error::KafkaError> {
+    let health = shared.health.clone();
+    let consumer = std::thread::Builder::new()
+        .name(format!("{}-consumer", S::NAME))
+        .spawn(move || run(sink, config, batching, shared))
+        .expect("spawning the consumer thread");
+    let result = tokio::task::spawn_blocking(move || consumer.join()).await;
+    health.draining.store(true, Ordering::Relaxed);
+    match result {
+        Ok(Ok(r)) => r,
+        _ => {
+            error!("the consumer thread panicked");
+            Ok(())
+        }
+    }
+}
+
 /// Creates the dead-letter topic when missing (brokers seldom auto-create
 /// topics in production, and a DLQ that cannot be written would stall the
 /// sink on its first poison message). Retries until it exists or `stop`.

@@ -42,6 +42,20 @@ impl Collector {
         }
     }
 
+    /// A ready collector publishing traces to `topic` (4 partitions, created
+    /// by it) on `brokers`; metrics and logs go to topics of their own.
+    pub async fn for_topic(brokers: &str, topic: &str, timeout: Duration) -> Collector {
+        let collector = Collector::spawn(&[
+            ("KAFKA_BROKERS", brokers.to_owned()),
+            ("KAFKA_TRACES_TOPIC", topic.to_owned()),
+            ("KAFKA_METRICS_TOPIC", crate::unique("metrics")),
+            ("KAFKA_LOGS_TOPIC", crate::unique("logs")),
+            ("KAFKA_TRACES_PARTITIONS", "4".into()),
+        ]);
+        collector.wait_ready(timeout).await;
+        collector
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()

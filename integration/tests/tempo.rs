@@ -88,15 +88,7 @@ fn s3_endpoint() -> String {
 }
 
 async fn collector_on(brokers: &str, topic: &str) -> Collector {
-    let collector = Collector::spawn(&[
-        ("KAFKA_BROKERS", brokers.to_owned()),
-        ("KAFKA_TRACES_TOPIC", topic.to_owned()),
-        ("KAFKA_METRICS_TOPIC", unique("metrics")),
-        ("KAFKA_LOGS_TOPIC", unique("logs")),
-        ("KAFKA_TRACES_PARTITIONS", "4".into()),
-    ]);
-    collector.wait_ready(WAIT).await;
-    collector
+    Collector::for_topic(brokers, topic, WAIT).await
 }
 
 fn sink(brokers: &str, topic: &str, group: &str, bucket: &Bucket) -> Service {

@@ -61,15 +61,7 @@ async fn collector(topic: &str) -> Collector {
 }
 
 async fn collector_on(brokers: &str, topic: &str) -> Collector {
-    let collector = Collector::spawn(&[
-        ("KAFKA_BROKERS", brokers.to_owned()),
-        ("KAFKA_TRACES_TOPIC", topic.to_owned()),
-        ("KAFKA_METRICS_TOPIC", unique("metrics")),
-        ("KAFKA_LOGS_TOPIC", unique("logs")),
-        ("KAFKA_TRACES_PARTITIONS", "4".into()),
-    ]);
-    collector.wait_ready(WAIT).await;
-    collector
+    Collector::for_topic(brokers, topic, WAIT).await
 }
 
 async fn pipeline(database_url: &str) -> Pipeline {

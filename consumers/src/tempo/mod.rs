@@ -44,7 +44,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use store::BlockStore;
 use thiserror::Error;
-use tracing::{info, warn};
+use tracing::info;
 
 /// The sink's name in metrics and dead letters.
 pub const NAME: &str = "tempo";
@@ -257,14 +257,7 @@ pub fn build_block(
             }
             match ExportTraceServiceRequest::decode(&items[i].payload[..]) {
                 Ok(mut request) => {
-                    for span in request
-                        .resource_spans
-                        .iter_mut()
-                        .flat_map(|rs| &mut rs.scope_spans)
-                        .flat_map(|ss| &mut ss.spans)
-                    {
-                        policy.apply_to_span(span);
-                    }
+                    policy.apply_to_request(&mut request);
                     decoded.push(request);
                 }
                 Err(e) => rejected.push((i, format!("undecodable OTLP protobuf: {e}"))),
@@ -292,11 +285,9 @@ pub async fn run(args: TempoArgs, stop: Arc<AtomicBool>) -> Result<(), StartErro
     let metrics = Arc::new(Metrics::new());
     let health = Health::default();
     health.store_ok.store(true, Ordering::Relaxed);
-    let listener = tokio::net::TcpListener::bind(args.admin_addr)
+    crate::admin::serve(args.admin_addr, metrics.clone(), health.clone())
         .await
         .map_err(StartError::Admin)?;
-    let admin = crate::admin::router(metrics.clone(), health.clone());
-    tokio::spawn(async move { axum::serve(listener, admin).await });
 
     let sink = TempoSink::new(
         store,
@@ -316,17 +307,7 @@ pub async fn run(args: TempoArgs, stop: Arc<AtomicBool>) -> Result<(), StartErro
         runtime: tokio::runtime::Handle::current(),
         stop: stop.clone(),
     };
-    let consumer = std::thread::Builder::new()
-        .name("tempo-consumer".into())
-        .spawn(move || source::run(sink, kafka, batching, shared))
-        .expect("spawning the consumer thread");
-    let result = tokio::task::spawn_blocking(move || consumer.join()).await;
-    health.draining.store(true, Ordering::Relaxed);
-    match result {
-        Ok(Ok(r)) => r.map_err(StartError::Kafka),
-        _ => {
-            warn!("the consumer thread panicked");
-            Ok(())
-        }
-    }
+    source::run_on_thread(sink, kafka, batching, shared)
+        .await
+        .map_err(StartError::Kafka)
 }

@@ -265,11 +265,9 @@ pub async fn run(args: TimescaleArgs, stop: Arc<AtomicBool>) -> Result<(), Start
     let policy = args.content.policy();
     let metrics = Arc::new(Metrics::new());
     let health = Health::default();
-    let listener = tokio::net::TcpListener::bind(args.admin_addr)
+    crate::admin::serve(args.admin_addr, metrics.clone(), health.clone())
         .await
         .map_err(StartError::Admin)?;
-    let admin = crate::admin::router(metrics.clone(), health.clone());
-    tokio::spawn(async move { axum::serve(listener, admin).await });
 
     let Some(flavor) = prepare_database(&args, &health, &stop).await else {
         return Ok(());
@@ -299,19 +297,9 @@ pub async fn run(args: TimescaleArgs, stop: Arc<AtomicBool>) -> Result<(), Start
         runtime: tokio::runtime::Handle::current(),
         stop: stop.clone(),
     };
-    let consumer = std::thread::Builder::new()
-        .name("timescale-consumer".into())
-        .spawn(move || source::run(sink, kafka, batching, shared))
-        .expect("spawning the consumer thread");
-    let result = tokio::task::spawn_blocking(move || consumer.join()).await;
-    health.draining.store(true, Ordering::Relaxed);
-    match result {
-        Ok(Ok(r)) => r.map_err(StartError::Kafka),
-        _ => {
-            warn!("the consumer thread panicked");
-            Ok(())
-        }
-    }
+    source::run_on_thread(sink, kafka, batching, shared)
+        .await
+        .map_err(StartError::Kafka)
 }
 
 #[cfg(test)]

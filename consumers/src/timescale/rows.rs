@@ -137,13 +137,7 @@ impl Preparer {
         }
         let mut request = ExportTraceServiceRequest::decode(&message.payload[..])
             .map_err(|e| format!("undecodable OTLP protobuf: {e}"))?;
-        for rs in &mut request.resource_spans {
-            for ss in &mut rs.scope_spans {
-                for span in &mut ss.spans {
-                    self.policy.apply_to_span(span);
-                }
-            }
-        }
+        self.policy.apply_to_request(&mut request);
         let tenant = message.tenant().to_owned();
         let received_at = message
             .received_at_ms()
