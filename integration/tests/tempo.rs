@@ -240,6 +240,9 @@ fn boolean(b: bool) -> AnyValue {
 /// in key order (the block keeps some attributes in columns of their own).
 type Placed = (Vec<KeyValue>, String, Vec<KeyValue>, Span);
 
+/// Spans by (trace id, span id), as they must be found in the blocks.
+type Sent = BTreeMap<(Vec<u8>, Vec<u8>), Vec<Placed>>;
+
 fn sorted(mut a: Vec<KeyValue>) -> Vec<KeyValue> {
     a.sort_by(|x, y| x.key.cmp(&y.key));
     a
@@ -255,7 +258,7 @@ fn stored(span: &Span) -> Span {
     span
 }
 
-fn placed(rs: &[ResourceSpans], out: &mut BTreeMap<(Vec<u8>, Vec<u8>), Vec<Placed>>) {
+fn placed(rs: &[ResourceSpans], out: &mut Sent) {
     for r in rs {
         let resource = sorted(r.resource.clone().unwrap_or_default().attributes);
         for ss in &r.scope_spans {
@@ -305,18 +308,14 @@ async fn blocks(store: &BlockStore, tenant: &str) -> Vec<(BlockMeta, bytes::Byte
 /// Reads back every sent span from the blocks, looking each trace up as
 /// Tempo does (bloom, then the file), and checks that no span is in two
 /// blocks.
-async fn assert_all_found(
-    store: &BlockStore,
-    tenant: &str,
-    sent: &BTreeMap<(Vec<u8>, Vec<u8>), Vec<Placed>>,
-) {
+async fn assert_all_found(store: &BlockStore, tenant: &str, sent: &Sent) {
     let blocks = blocks(store, tenant).await;
     assert!(!blocks.is_empty());
     let trace_ids: std::collections::BTreeSet<[u8; 16]> = sent
         .keys()
         .map(|(t, _)| t.clone().try_into().unwrap())
         .collect();
-    let mut found: BTreeMap<(Vec<u8>, Vec<u8>), Vec<Placed>> = BTreeMap::new();
+    let mut found: Sent = BTreeMap::new();
     let mut rows: HashMap<[u8; 16], usize> = HashMap::new();
     for (meta, data, blooms) in &blocks {
         let file = DataFile::open(data.clone()).unwrap();
@@ -397,12 +396,7 @@ async fn every_trace_found_span_for_span_in_s3() {
 }
 
 /// Sends `requests` generated requests of 200 spans; returns their spans.
-async fn stream(
-    collector: &Collector,
-    seed: u64,
-    requests: usize,
-    sent: &mut BTreeMap<(Vec<u8>, Vec<u8>), Vec<Placed>>,
-) {
+async fn stream(collector: &Collector, seed: u64, requests: usize, sent: &mut Sent) {
     let mut generator = TraceGenerator::new(seed).with_now_ns(now_ns());
     for _ in 0..requests {
         let request = generator.request(200);
@@ -546,4 +540,60 @@ async fn poison_messages_go_to_the_dlq_and_the_stream_behind_them_is_written() {
     let mut keys: Vec<_> = records.iter().map(|r| r.key.clone().unwrap()).collect();
     keys.sort();
     assert_eq!(keys, ["framing", "utf8"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tenant_gets_its_own_folder_and_default_is_single_tenant() {
+    use prost::Message;
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let bucket = local_bucket();
+    let topic = unique("spans");
+    // The collector creates the topic; the messages are produced as it
+    // would, with the tenant header its API keys set.
+    let _collector = collector_on(&kafka_brokers(), &topic).await;
+    let sink = sink(&kafka_brokers(), &topic, &unique("group"), &bucket);
+    sink.wait_ready(WAIT).await;
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka_brokers())
+        .create()
+        .unwrap();
+    let mut expected: BTreeMap<&str, Sent> = BTreeMap::new();
+    for (tenant, trace) in [("acme", 0x0a), ("default", 0x0d)] {
+        let request = every_value_type(trace);
+        placed(
+            &request.resource_spans,
+            expected
+                .entry(if tenant == "default" {
+                    "single-tenant"
+                } else {
+                    tenant
+                })
+                .or_default(),
+        );
+        let headers = OwnedHeaders::new().insert(Header {
+            key: observatory_schemas::kafka::headers::TENANT,
+            value: Some(tenant),
+        });
+        producer
+            .send(
+                FutureRecord::to(&topic)
+                    .key(&vec![trace; 16])
+                    .payload(&request.encode_to_vec())
+                    .headers(headers),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("produced");
+    }
+    wait_for("both tenants' spans in blocks", WAIT, || async {
+        (traces_written(&sink).await >= 4.0).then_some(())
+    })
+    .await;
+    for (folder, sent) in &expected {
+        assert_all_found(&bucket.store, folder, sent).await;
+        for (meta, _, _) in blocks(&bucket.store, folder).await {
+            assert_eq!(meta.tenant_id, *folder);
+        }
+    }
 }
