@@ -173,6 +173,10 @@ pub struct TempoArgs {
     /// bytes, even before TEMPO_BLOCK_MAX_BYTES.
     #[arg(long, env = "TEMPO_MAX_BUFFER_BYTES", default_value_t = 256 << 20)]
     pub tempo_max_buffer_bytes: usize,
+    /// Longest a cut (building and uploading its blocks) may take before it
+    /// is abandoned and retried.
+    #[arg(long, env = "TEMPO_WRITE_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub tempo_write_timeout: Duration,
     /// Parquet row groups are cut at this many bytes of column data.
     #[arg(long, env = "TEMPO_ROW_GROUP_BYTES", default_value_t = observatory_schemas::tempo::write::DEFAULT_ROW_GROUP_BYTES)]
     pub tempo_row_group_bytes: usize,

@@ -125,6 +125,11 @@ pub trait Sink: Send + 'static {
     fn batch_bytes_limit(&self) -> usize {
         usize::MAX
     }
+    /// How long one write may take before it is abandoned as hung and
+    /// retried.
+    fn write_timeout(&self) -> Duration {
+        WRITE_TIMEOUT
+    }
 }
 
 struct Pending<I> {
@@ -146,8 +151,9 @@ pub struct Batcher<S: Sink> {
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// The longest the poll loop spends asking for watermarks for the lag gauge.
 const LAG_REPORT_BUDGET: Duration = Duration::from_millis(500);
-/// A write that has not answered in this long is abandoned and retried.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
+/// A write that has not answered in this long is abandoned and retried
+/// (unless the sink says otherwise, [`Sink::write_timeout`]).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a flush inside a rebalance may retry before the partitions are
 /// let go uncommitted (their next owner writes the data again).
 const REBALANCE_FLUSH_BUDGET: Duration = Duration::from_secs(15);
@@ -180,14 +186,13 @@ impl<S: Sink> Batcher<S> {
         loop {
             let started = Instant::now();
             // A write that hangs (a half-open connection) counts as a transient failure.
+            let timeout = self.sink.write_timeout();
             let result = self
                 .runtime
-                .block_on(async {
-                    tokio::time::timeout(WRITE_TIMEOUT, self.sink.write(items)).await
-                })
+                .block_on(async { tokio::time::timeout(timeout, self.sink.write(items)).await })
                 .unwrap_or_else(|_| {
                     Err(WriteError::Transient(format!(
-                        "no answer within {WRITE_TIMEOUT:?}"
+                        "no answer within {timeout:?}"
                     )))
                 });
             let outcome = match &result {

@@ -121,6 +121,7 @@ pub struct TempoSink {
     policy: Policy,
     row_group_bytes: usize,
     block_max_bytes: usize,
+    write_timeout: std::time::Duration,
     /// Parquet bytes per OTLP protobuf byte of the last block of 1 MiB or
     /// more of OTLP, for the size estimate of the next cut.
     ratio: f64,
@@ -139,6 +140,7 @@ impl TempoSink {
         TempoSink {
             store,
             policy,
+            write_timeout: crate::source::WRITE_TIMEOUT,
             row_group_bytes,
             block_max_bytes,
             ratio: INITIAL_RATIO,
@@ -205,12 +207,22 @@ impl Sink for TempoSink {
         Ok(rejected)
     }
 
+    fn write_timeout(&self) -> std::time::Duration {
+        self.write_timeout
+    }
+
     fn batch_bytes_limit(&self) -> usize {
         (self.block_max_bytes as f64 / self.ratio) as usize
     }
 }
 
 impl TempoSink {
+    /// Sets how long one cut may take (build and upload).
+    pub fn with_write_timeout(mut self, timeout: std::time::Duration) -> TempoSink {
+        self.write_timeout = timeout;
+        self
+    }
+
     fn count_block(
         &self,
         block: &observatory_schemas::tempo::write::Block,
@@ -295,7 +307,8 @@ pub async fn run(args: TempoArgs, stop: Arc<AtomicBool>) -> Result<(), StartErro
         args.tempo_block_max_bytes,
         args.tempo_row_group_bytes,
         metrics.clone(),
-    );
+    )
+    .with_write_timeout(args.tempo_write_timeout);
     let batching = source::Batching {
         batch_size: usize::MAX,
         batch_bytes: args.tempo_max_buffer_bytes,
