@@ -35,6 +35,26 @@ impl Service {
         service
     }
 
+    /// Starts `observatory-api` with `env` on a free port (its address is
+    /// `admin`: the API serves health and the API on one port).
+    pub fn api(env: &[(&str, String)]) -> Service {
+        let addr = free_addr();
+        let mut env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        env.push(("API_ADDR".into(), addr.to_string()));
+        let mut service = Service {
+            child: None,
+            admin: addr,
+            binary: "observatory-api",
+            args: vec![],
+            env,
+        };
+        service.start();
+        service
+    }
+
     /// Starts (or starts again, with the same settings) the process.
     pub fn start(&mut self) {
         let mut command = Command::new(workspace_bin(self.binary));

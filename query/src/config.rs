@@ -1,0 +1,199 @@
+//! Configuration of `observatory-api`: clap subcommands, an environment
+//! variable on every flag, checked into the keys and settings the server
+//! uses, with errors that name the setting.
+
+use crate::auth::{AuthError, Keys, Role};
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use thiserror::Error;
+
+/// `observatory-api`: the query API.
+#[derive(Debug, Parser)]
+#[command(name = "observatory-api", version, about)]
+pub struct Cli {
+    /// What to run (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Server settings (for `serve`, the default).
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// Log format: text or json.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text", global = true)]
+    pub log_format: String,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Mint a token for an operator (HS256 with JWT_SECRET).
+    Token(TokenArgs),
+}
+
+/// JWT settings.
+#[derive(Debug, Clone, Args)]
+pub struct JwtArgs {
+    /// HS256 secret (or use JWT_PUBLIC_KEY_FILE for RS256/ES256).
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// PEM public key for RS256 or ES256 tokens.
+    #[arg(long, env = "JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// Algorithm of JWT_PUBLIC_KEY_FILE: RS256 or ES256.
+    #[arg(long, env = "JWT_ALGORITHM", default_value = "RS256")]
+    pub jwt_algorithm: String,
+    /// Clock skew allowed on a token's expiry.
+    #[arg(long, env = "JWT_LEEWAY", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub jwt_leeway: Duration,
+}
+
+/// `observatory-api serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Listen address.
+    #[arg(long, env = "API_ADDR", default_value = "0.0.0.0:8080")]
+    pub api_addr: SocketAddr,
+    /// PostgreSQL connection URL.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/test",
+        hide_env_values = true
+    )]
+    pub database_url: String,
+    /// Most PostgreSQL connections held.
+    #[arg(long, env = "DB_POOL_SIZE", default_value_t = 16)]
+    pub db_pool_size: usize,
+    /// JWT.
+    #[command(flatten)]
+    pub jwt: JwtArgs,
+}
+
+/// `observatory-api token`.
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// The tenant the token reads.
+    #[arg(long)]
+    pub tenant: String,
+    /// viewer or admin.
+    #[arg(long, default_value = "viewer")]
+    pub role: String,
+    /// Lifetime, e.g. 1h or 30d.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub ttl: Duration,
+    /// The subject (who the token is for).
+    #[arg(long, default_value = "operator")]
+    pub sub: String,
+}
+
+/// A setting with a value that cannot work.
+#[derive(Debug, Error)]
+#[error("invalid {setting}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable of the setting.
+    pub setting: &'static str,
+    /// What is wrong.
+    pub reason: String,
+}
+
+fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting,
+        reason: reason.into(),
+    }
+}
+
+impl JwtArgs {
+    /// The keys tokens are checked with.
+    pub fn keys(&self) -> Result<Keys, ConfigError> {
+        self.keys_without_leeway()
+            .map(|k| k.with_leeway(self.jwt_leeway))
+    }
+
+    fn keys_without_leeway(&self) -> Result<Keys, ConfigError> {
+        match (&self.jwt_secret, &self.jwt_public_key_file) {
+            (Some(secret), None) if secret.len() >= 16 => Ok(Keys::hs256(secret.as_bytes())),
+            (Some(_), None) => Err(invalid("JWT_SECRET", "must be at least 16 bytes")),
+            (None, Some(path)) => {
+                let algorithm = match self.jwt_algorithm.as_str() {
+                    "RS256" => jsonwebtoken::Algorithm::RS256,
+                    "ES256" => jsonwebtoken::Algorithm::ES256,
+                    _ => return Err(invalid("JWT_ALGORITHM", "RS256 or ES256")),
+                };
+                let pem = std::fs::read(path).map_err(|e| {
+                    invalid("JWT_PUBLIC_KEY_FILE", format!("{}: {e}", path.display()))
+                })?;
+                Keys::public_key(algorithm, &pem)
+                    .map_err(|e: AuthError| invalid("JWT_PUBLIC_KEY_FILE", e.to_string()))
+            }
+            (Some(_), Some(_)) => Err(invalid(
+                "JWT_SECRET",
+                "set JWT_SECRET or JWT_PUBLIC_KEY_FILE, not both",
+            )),
+            (None, None) => Err(invalid(
+                "JWT_SECRET",
+                "set JWT_SECRET (HS256) or JWT_PUBLIC_KEY_FILE",
+            )),
+        }
+    }
+}
+
+impl TokenArgs {
+    /// The role asked for.
+    pub fn role(&self) -> Result<Role, ConfigError> {
+        match self.role.as_str() {
+            "viewer" => Ok(Role::Viewer),
+            "admin" => Ok(Role::Admin),
+            _ => Err(invalid("--role", "viewer or admin")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_checked() {
+        let args = |secret: Option<&str>| JwtArgs {
+            jwt_secret: secret.map(Into::into),
+            jwt_public_key_file: None,
+            jwt_algorithm: "RS256".into(),
+            jwt_leeway: Duration::from_secs(30),
+        };
+        assert_eq!(args(None).keys().err().unwrap().setting, "JWT_SECRET");
+        assert_eq!(
+            args(Some("short")).keys().err().unwrap().setting,
+            "JWT_SECRET"
+        );
+        assert!(args(Some("a secret of enough length")).keys().is_ok());
+    }
+
+    #[test]
+    fn defaults_parse() {
+        let cli = Cli::try_parse_from(["observatory-api"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.serve.api_addr.port(), 8080);
+        let cli = Cli::try_parse_from([
+            "observatory-api",
+            "token",
+            "--tenant",
+            "acme",
+            "--role",
+            "admin",
+            "--ttl",
+            "2h",
+        ])
+        .unwrap();
+        match cli.command {
+            Some(Command::Token(t)) => {
+                assert_eq!(t.role().unwrap(), Role::Admin);
+                assert_eq!(t.ttl, Duration::from_secs(7200));
+            }
+            _ => panic!("token"),
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! `observatory-api`: wires configuration, logging, the database pool and
+//! the server; `observatory-api token` mints operator tokens.
+
+use clap::Parser;
+use observatory_api::config::{Cli, Command};
+use observatory_api::routes::{routes, State};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    match cli.log_format.as_str() {
+        "json" => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init(),
+        "text" => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        other => anyhow::bail!("invalid LOG_FORMAT: {other:?} (text or json)"),
+    }
+    let keys = cli.serve.jwt.keys()?;
+    if let Some(Command::Token(t)) = &cli.command {
+        println!("{}", keys.mint(&t.sub, &t.tenant, t.role()?, t.ttl)?);
+        return Ok(());
+    }
+    let pg: tokio_postgres::Config = cli
+        .serve
+        .database_url
+        .parse()
+        .map_err(|e| anyhow::anyhow!("invalid DATABASE_URL: {e}"))?;
+    let manager = deadpool_postgres::Manager::new(pg, tokio_postgres::NoTls);
+    let db = deadpool_postgres::Pool::builder(manager)
+        .max_size(cli.serve.db_pool_size.max(1))
+        .build()?;
+    let state = State { keys, db };
+    tracing::info!(addr = %cli.serve.api_addr, "serving");
+    warp::serve(routes(state))
+        .bind(cli.serve.api_addr)
+        .await
+        .graceful(async {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received: draining"),
+                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received: draining"),
+            }
+        })
+        .run()
+        .await;
+    Ok(())
+}

@@ -1,0 +1,302 @@
+//! `GET /api/v1/traces/{trace_id}`: one trace as a span tree with its LLM
+//! call details, from PostgreSQL, scoped to the token's tenant.
+//!
+//! Every value from the request is a bound query parameter. Spans whose
+//! parent is not in the trace (not received yet, or dropped by the sender)
+//! are roots, so a partial trace still shows everything that arrived.
+
+use crate::problem::Problem;
+use observatory_schemas::civil::rfc3339_nanos;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The LLM call a span made.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct LlmCall {
+    /// Provider.
+    pub provider: String,
+    /// Billed model.
+    pub model: String,
+    /// Operation.
+    pub operation: String,
+    /// Input tokens (cache included).
+    pub input_tokens: Option<i64>,
+    /// Output tokens (reasoning included).
+    pub output_tokens: Option<i64>,
+    /// Cache reads.
+    pub cache_read_tokens: Option<i64>,
+    /// Cache writes.
+    pub cache_write_tokens: Option<i64>,
+    /// Reasoning.
+    pub reasoning_tokens: Option<i64>,
+    /// Cost, USD (`null` for a model without a price).
+    pub cost_usd: Option<f64>,
+    /// Time to first token.
+    pub time_to_first_token_ms: Option<f64>,
+}
+
+/// One span of the tree.
+#[derive(Debug, Serialize)]
+pub struct SpanNode {
+    /// Span id, hex.
+    pub span_id: String,
+    /// Parent span id, hex; `null` for a root.
+    pub parent_span_id: Option<String>,
+    /// Service.
+    pub service: String,
+    /// Name.
+    pub name: String,
+    /// OTLP span kind.
+    pub kind: i16,
+    /// Start, RFC 3339.
+    pub start_time: String,
+    /// Duration, ms.
+    pub duration_ms: f64,
+    /// OTLP status code.
+    pub status_code: i16,
+    /// Status message.
+    pub status_message: String,
+    /// Attributes.
+    pub attributes: Value,
+    /// Resource attributes.
+    pub resource: Value,
+    /// Events.
+    pub events: Value,
+    /// Links.
+    pub links: Value,
+    /// The model call, for LLM spans.
+    pub llm: Option<LlmCall>,
+    /// Child spans, by start time.
+    pub children: Vec<SpanNode>,
+}
+
+/// The trace.
+#[derive(Debug, Serialize)]
+pub struct Trace {
+    /// Trace id, hex.
+    pub trace_id: String,
+    /// Spans in the trace.
+    pub span_count: usize,
+    /// Summed LLM cost, USD.
+    pub cost_usd: f64,
+    /// Root spans (and orphans), by start time.
+    pub roots: Vec<SpanNode>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A trace id from the path: 32 hex digits (shorter ids are left-padded
+/// with zeros, as Tempo does).
+pub fn parse_trace_id(text: &str) -> Result<[u8; 16], Problem> {
+    let bad = |why: &str| Problem::bad_parameter("trace_id", why.to_owned());
+    if text.is_empty() || text.len() > 32 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad("a trace id is 1 to 32 hexadecimal digits"));
+    }
+    let padded = format!("{text:0>32}");
+    let mut id = [0u8; 16];
+    for (i, byte) in id.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&padded[2 * i..2 * i + 2], 16).expect("checked hex");
+    }
+    if id == [0; 16] {
+        return Err(bad("the all-zero trace id is invalid"));
+    }
+    Ok(id)
+}
+
+const QUERY: &str = "
+SELECT s.span_id, s.parent_span_id, s.service, s.name, s.kind, s.start_time, s.duration_ns,
+       s.status_code, s.status_message, s.attributes::text, s.resource::text, s.events::text, s.links::text,
+       c.provider, c.model, c.operation, c.input_tokens, c.output_tokens, c.cache_read_tokens,
+       c.cache_write_tokens, c.reasoning_tokens, c.cost_usd, c.time_to_first_token_ms
+FROM spans s
+LEFT JOIN llm_calls c
+  ON c.tenant = s.tenant AND c.trace_id = s.trace_id AND c.span_id = s.span_id AND c.start_time = s.start_time
+WHERE s.tenant = $1 AND s.trace_id = $2
+ORDER BY s.start_time, s.span_id";
+
+fn json(text: String) -> Value {
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+/// Reads the trace `id` of `tenant`; `None` when PostgreSQL has no span of it.
+pub async fn load(
+    client: &tokio_postgres::Client,
+    tenant: &str,
+    id: &[u8; 16],
+) -> Result<Option<Trace>, tokio_postgres::Error> {
+    let rows = client.query(QUERY, &[&tenant, &&id[..]]).await?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let mut nodes: Vec<SpanNode> = Vec::with_capacity(rows.len());
+    let mut cost = 0.0;
+    for r in &rows {
+        let start: SystemTime = r.get(5);
+        let start_ns = start
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i64);
+        let provider: Option<String> = r.get(13);
+        let llm = provider.map(|provider| LlmCall {
+            provider,
+            model: r.get(14),
+            operation: r.get(15),
+            input_tokens: r.get(16),
+            output_tokens: r.get(17),
+            cache_read_tokens: r.get(18),
+            cache_write_tokens: r.get(19),
+            reasoning_tokens: r.get(20),
+            cost_usd: r.get(21),
+            time_to_first_token_ms: r.get(22),
+        });
+        cost += llm.as_ref().and_then(|c| c.cost_usd).unwrap_or(0.0);
+        let parent: Option<Vec<u8>> = r.get(1);
+        nodes.push(SpanNode {
+            span_id: hex(r.get::<_, &[u8]>(0)),
+            parent_span_id: parent.map(|p| hex(&p)),
+            service: r.get(2),
+            name: r.get(3),
+            kind: r.get(4),
+            start_time: rfc3339_nanos(start_ns),
+            duration_ms: r.get::<_, i64>(6) as f64 / 1e6,
+            status_code: r.get(7),
+            status_message: r.get(8),
+            attributes: json(r.get(9)),
+            resource: json(r.get(10)),
+            events: json(r.get(11)),
+            links: json(r.get(12)),
+            llm,
+            children: Vec::new(),
+        });
+    }
+    Ok(Some(Trace {
+        trace_id: hex(id),
+        span_count: nodes.len(),
+        cost_usd: cost,
+        roots: tree(nodes),
+    }))
+}
+
+/// Nests spans under their parents (input and children in start order).
+fn tree(nodes: Vec<SpanNode>) -> Vec<SpanNode> {
+    let index: HashMap<String, usize> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.span_id.clone(), i))
+        .collect();
+    let parent_of: Vec<Option<usize>> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            n.parent_span_id
+                .as_ref()
+                .and_then(|p| index.get(p).copied())
+                .filter(|&p| p != i)
+        })
+        .collect();
+    // Attach children from the last span backwards, so that each node is
+    // complete before it is moved under its parent; a cycle (bad input)
+    // leaves its spans as roots.
+    let mut slots: Vec<Option<SpanNode>> = nodes.into_iter().map(Some).collect();
+    let mut depth = vec![0usize; slots.len()];
+    for i in 0..slots.len() {
+        let mut d = 0;
+        let mut p = parent_of[i];
+        while let Some(q) = p {
+            d += 1;
+            if d > slots.len() {
+                break;
+            }
+            p = parent_of[q];
+        }
+        depth[i] = d;
+    }
+    let mut order: Vec<usize> = (0..slots.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(depth[i]));
+    let mut roots = Vec::new();
+    for i in order {
+        let node = slots[i].take().expect("each span is moved once");
+        match parent_of[i].filter(|_| depth[i] <= slots.len()) {
+            Some(p) if slots[p].is_some() => {
+                slots[p].as_mut().expect("checked").children.push(node)
+            }
+            _ => roots.push(node),
+        }
+    }
+    let by_start = |a: &SpanNode, b: &SpanNode| {
+        a.start_time
+            .cmp(&b.start_time)
+            .then(a.span_id.cmp(&b.span_id))
+    };
+    fn sort(nodes: &mut [SpanNode], by: &impl Fn(&SpanNode, &SpanNode) -> std::cmp::Ordering) {
+        nodes.sort_by(by);
+        for n in nodes {
+            sort(&mut n.children, by);
+        }
+    }
+    sort(&mut roots, &by_start);
+    roots
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_ids_are_hex_and_padded() {
+        assert_eq!(parse_trace_id("1").unwrap()[15], 1);
+        assert_eq!(parse_trace_id(&"ab".repeat(16)).unwrap(), [0xab; 16]);
+        for bad in ["", "xyz", &"a".repeat(33), "0", "1' OR '1'='1"] {
+            let p = parse_trace_id(bad).unwrap_err();
+            assert_eq!(p.status, 400);
+            assert_eq!(p.parameter.as_deref(), Some("trace_id"));
+        }
+    }
+
+    fn node(id: &str, parent: Option<&str>, start: &str) -> SpanNode {
+        SpanNode {
+            span_id: id.into(),
+            parent_span_id: parent.map(Into::into),
+            service: String::new(),
+            name: id.into(),
+            kind: 0,
+            start_time: start.into(),
+            duration_ms: 0.0,
+            status_code: 0,
+            status_message: String::new(),
+            attributes: Value::Null,
+            resource: Value::Null,
+            events: Value::Null,
+            links: Value::Null,
+            llm: None,
+            children: vec![],
+        }
+    }
+
+    #[test]
+    fn spans_nest_under_their_parents_and_orphans_are_roots() {
+        let roots = tree(vec![
+            node("a", None, "1"),
+            node("b", Some("a"), "2"),
+            node("c", Some("b"), "3"),
+            node("d", Some("a"), "4"),
+            node("e", Some("missing"), "5"),
+            node("x", Some("y"), "6"),
+            node("y", Some("x"), "7"),
+        ]);
+        let names: Vec<&str> = roots.iter().map(|n| n.name.as_str()).collect();
+        assert!(names.starts_with(&["a", "e"]), "{names:?}");
+        assert_eq!(roots[0].children.len(), 2);
+        assert_eq!(roots[0].children[0].children[0].name, "c");
+        let total = |ns: &[SpanNode]| {
+            fn count(ns: &[SpanNode]) -> usize {
+                ns.iter().map(|n| 1 + count(&n.children)).sum()
+            }
+            count(ns)
+        };
+        assert_eq!(total(&roots), 7, "a cycle loses no span");
+    }
+}
