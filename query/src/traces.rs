@@ -86,7 +86,9 @@ pub struct Trace {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut out = String::with_capacity(2 * bytes.len());
+    observatory_schemas::kafka::push_hex(&mut out, bytes);
+    out
 }
 
 /// A trace id from the path: 32 hex digits (shorter ids are left-padded

@@ -115,7 +115,8 @@ fn properties(descriptor: &SchemaDescriptor) -> WriterProperties {
 
 /// Lowercase hex with leading zeros trimmed, as Tempo's `TraceIDText`.
 pub fn trace_id_text(id: &[u8]) -> String {
-    let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    let mut hex = String::with_capacity(2 * id.len());
+    crate::kafka::push_hex(&mut hex, id);
     let trimmed = hex.trim_start_matches('0');
     if trimmed.is_empty() {
         "0".to_owned()
@@ -194,11 +195,6 @@ impl BlockWriter {
     /// Traces pushed so far.
     pub fn traces(&self) -> i64 {
         self.traces
-    }
-
-    /// Bytes of parquet written so far plus column data still buffered.
-    pub fn estimated_bytes(&self) -> usize {
-        self.file.bytes_written() + self.columns.buffered_bytes()
     }
 
     fn flush_row_group(&mut self) -> Result<(), BlockError> {
