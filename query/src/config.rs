@@ -70,6 +70,12 @@ pub struct ServeArgs {
     /// JWT.
     #[command(flatten)]
     pub jwt: JwtArgs,
+    /// Redis: cache and rate limit.
+    #[command(flatten)]
+    pub cache: crate::cache::CacheArgs,
+    /// Object storage: the Tempo blocks.
+    #[command(flatten)]
+    pub blocks: crate::blocks::BlocksArgs,
 }
 
 /// `observatory-api token`.

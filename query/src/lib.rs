@@ -9,8 +9,16 @@
 //! `GET /api/v1/traces/{trace_id}` from PostgreSQL ([`traces`]); the search,
 //! analytics, Tempo-compatible endpoints and the Redis cache are to come.
 
+pub mod analytics;
 pub mod auth;
+pub mod blocks;
+pub mod budgets;
+pub mod cache;
 pub mod config;
+pub mod filters;
+pub mod metrics;
 pub mod problem;
 pub mod routes;
+pub mod search;
+pub mod tempo_api;
 pub mod traces;

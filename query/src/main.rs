@@ -2,8 +2,12 @@
 //! the server; `observatory-api token` mints operator tokens.
 
 use clap::Parser;
+use observatory_api::blocks::Blocks;
+use observatory_api::cache::Cache;
 use observatory_api::config::{Cli, Command};
+use observatory_api::metrics::Metrics;
 use observatory_api::routes::{routes, State};
+use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -32,7 +36,14 @@ async fn main() -> anyhow::Result<()> {
     let db = deadpool_postgres::Pool::builder(manager)
         .max_size(cli.serve.db_pool_size.max(1))
         .build()?;
-    let state = State { keys, db };
+    let metrics = Arc::new(Metrics::default());
+    let state = State {
+        keys,
+        db,
+        cache: Cache::connect(&cli.serve.cache, metrics.clone()).await,
+        blocks: Blocks::open(&cli.serve.blocks)?,
+        metrics,
+    };
     tracing::info!(addr = %cli.serve.api_addr, "serving");
     warp::serve(routes(state))
         .bind(cli.serve.api_addr)

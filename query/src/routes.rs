@@ -2,10 +2,14 @@
 //! [`authorized`], every error a problem document (`problem.rs`).
 
 use crate::auth::{Claims, Keys, Role};
+use crate::blocks::Blocks;
+use crate::cache::Cache;
+use crate::metrics::Metrics;
 use crate::problem::{recover, Problem};
 use crate::traces;
 use deadpool_postgres::Pool;
 use std::convert::Infallible;
+use std::sync::Arc;
 use warp::{Filter, Rejection, Reply};
 
 /// What the handlers share.
@@ -15,19 +19,33 @@ pub struct State {
     pub keys: Keys,
     /// PostgreSQL.
     pub db: Pool,
+    /// Redis cache and rate limit.
+    pub cache: Cache,
+    /// Tempo blocks, when object storage is configured.
+    pub blocks: Option<Blocks>,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
 }
 
-/// Passes the claims of a token whose role is at least `need`; else a
-/// 401/403 problem.
+/// Passes the claims of a token whose role is at least `need`, once the
+/// token is within its rate limit; else a 401/403/429 problem.
 pub fn authorized(
-    keys: Keys,
+    state: State,
     need: Role,
 ) -> impl Filter<Extract = (Claims,), Error = Rejection> + Clone {
     warp::header::optional::<String>("authorization").and_then(move |h: Option<String>| {
-        let keys = keys.clone();
+        let state = state.clone();
         async move {
-            keys.authorize(h.as_deref(), need)
-                .map_err(|e| warp::reject::custom(Problem::from(e)))
+            let claims = state
+                .keys
+                .authorize(h.as_deref(), need)
+                .map_err(|e| warp::reject::custom(Problem::from(e)))?;
+            state
+                .cache
+                .rate_limit(h.as_deref().unwrap_or_default())
+                .await
+                .map_err(warp::reject::custom)?;
+            Ok::<_, Rejection>(claims)
         }
     })
 }
@@ -47,12 +65,27 @@ async fn trace_by_id(
         .get()
         .await
         .map_err(|e| warp::reject::custom(Problem::unavailable("PostgreSQL", e)))?;
-    match traces::load(&client, &claims.tenant, &id).await {
-        Ok(Some(trace)) => Ok(warp::reply::json(&trace).into_response()),
-        Ok(None) => Err(warp::reject::custom(Problem::not_found(
+    let trace = match traces::load(&client, &claims.tenant, &id).await {
+        Ok(Some(trace)) => Some(trace),
+        Ok(None) => None,
+        Err(e) => return Err(warp::reject::custom(Problem::unavailable("PostgreSQL", e))),
+    };
+    drop(client);
+    // Past the PostgreSQL retention, the Tempo blocks still hold it.
+    let trace = match (trace, &state.blocks) {
+        (Some(trace), _) => Some(trace),
+        (None, Some(blocks)) => blocks
+            .find(&claims.tenant, &id)
+            .await
+            .map_err(|e| warp::reject::custom(Problem::unavailable("object storage", e)))?
+            .map(|spans| crate::blocks::to_trace(&id, spans)),
+        (None, None) => None,
+    };
+    match trace {
+        Some(trace) => Ok(warp::reply::json(&trace).into_response()),
+        None => Err(warp::reject::custom(Problem::not_found(
             "no trace with this id for your tenant",
         ))),
-        Err(e) => Err(warp::reject::custom(Problem::unavailable("PostgreSQL", e))),
     }
 }
 
@@ -73,9 +106,7 @@ async fn readyz(state: State) -> Result<warp::reply::Response, Infallible> {
 }
 
 /// Every route.
-pub fn routes(
-    state: State,
-) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone {
+pub fn routes(state: State) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     let healthz = warp::path!("healthz")
         .and(warp::get())
         .map(|| "ok\n".into_response());
@@ -83,16 +114,28 @@ pub fn routes(
         .and(warp::get())
         .and(with_state(state.clone()))
         .and_then(readyz);
+    let metrics = {
+        let metrics = state.metrics.clone();
+        warp::path!("metrics")
+            .and(warp::get())
+            .map(move || metrics.encode().into_response())
+    };
     let trace = warp::path!("api" / "v1" / "traces" / String)
         .and(warp::get())
-        .and(authorized(state.keys.clone(), Role::Viewer))
-        .and(with_state(state))
+        .and(authorized(state.clone(), Role::Viewer))
+        .and(with_state(state.clone()))
         .and_then(trace_by_id);
+    let observe = state.metrics.clone();
     healthz
         .or(ready)
         .unify()
+        .or(metrics)
+        .unify()
         .or(trace)
+        .unify()
+        .or(crate::tempo_api::routes(state))
         .unify()
         .recover(recover)
         .unify()
+        .with(warp::log::custom(move |info| observe.observe(info)))
 }
