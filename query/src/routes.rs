@@ -3,10 +3,12 @@
 
 use crate::auth::{Claims, Keys, Role};
 use crate::blocks::Blocks;
+use crate::budgets::Scope;
 use crate::cache::Cache;
 use crate::metrics::Metrics;
 use crate::problem::{recover, Problem};
 use crate::traces;
+use crate::v1;
 use deadpool_postgres::Pool;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -125,13 +127,89 @@ pub fn routes(state: State) -> impl Filter<Extract = (impl Reply,), Error = Infa
         .and(authorized(state.clone(), Role::Viewer))
         .and(with_state(state.clone()))
         .and_then(trace_by_id);
+    let query = || warp::query::<v1::Pairs>();
+    let viewer = || authorized(state.clone(), Role::Viewer);
+    let admin = || authorized(state.clone(), Role::Admin);
+    let search = warp::path!("api" / "v1" / "traces")
+        .and(warp::get())
+        .and(query())
+        .and(viewer())
+        .and(with_state(state.clone()))
+        .and_then(v1::search);
+    let llm_metrics = warp::path!("api" / "v1" / "llm" / "metrics")
+        .and(warp::get())
+        .and(query())
+        .and(viewer())
+        .and(with_state(state.clone()))
+        .and_then(v1::metrics);
+    let costs = warp::path!("api" / "v1" / "llm" / "costs")
+        .and(warp::get())
+        .and(query())
+        .and(viewer())
+        .and(with_state(state.clone()))
+        .and_then(v1::costs);
+    let models = warp::path!("api" / "v1" / "models")
+        .and(warp::get())
+        .and(query())
+        .and(viewer())
+        .and(with_state(state.clone()))
+        .and_then(v1::models);
+    let budgets = warp::path!("api" / "v1" / "budgets")
+        .and(warp::get())
+        .and(query())
+        .and(viewer())
+        .and(with_state(state.clone()))
+        .and_then(v1::list_budgets);
+    let scope = warp::path!("api" / "v1" / "budgets" / "tenant")
+        .map(|| Scope::Tenant)
+        .or(
+            warp::path!("api" / "v1" / "budgets" / "services" / String).and_then(
+                |name: String| async move {
+                    Scope::from_path("services", Some(&name)).map_err(warp::reject::custom)
+                },
+            ),
+        )
+        .unify();
+    let put_budget = scope
+        .and(warp::put())
+        .and(admin())
+        .and(warp::body::content_length_limit(4096))
+        .and(warp::body::bytes())
+        .map(|scope, claims, body| (scope, body, claims))
+        .untuple_one()
+        .and(with_state(state.clone()))
+        .and_then(v1::put_budget);
+    let delete_budget = scope
+        .and(warp::delete())
+        .and(admin())
+        .and(with_state(state.clone()))
+        .and_then(v1::delete_budget);
+    let openapi = warp::path!("api" / "v1" / "openapi.json")
+        .and(warp::get())
+        .map(crate::openapi::reply);
     let observe = state.metrics.clone();
     healthz
         .or(ready)
         .unify()
         .or(metrics)
         .unify()
+        .or(openapi)
+        .unify()
+        .or(search)
+        .unify()
         .or(trace)
+        .unify()
+        .or(llm_metrics)
+        .unify()
+        .or(costs)
+        .unify()
+        .or(models)
+        .unify()
+        .or(budgets)
+        .unify()
+        .or(put_budget)
+        .unify()
+        .or(delete_budget)
         .unify()
         .or(crate::tempo_api::routes(state))
         .unify()

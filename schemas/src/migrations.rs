@@ -17,11 +17,18 @@ pub struct Migration {
 }
 
 /// Every migration for plain PostgreSQL 15+.
-pub const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "spans_llm_calls_rollups",
-    sql: include_str!("../migrations/0001_spans_llm_calls_rollups.sql"),
-}];
+pub const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "spans_llm_calls_rollups",
+        sql: include_str!("../migrations/0001_spans_llm_calls_rollups.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "budgets",
+        sql: include_str!("../migrations/0002_budgets.sql"),
+    },
+];
 
 /// The tables of migration 1 and the TimescaleDB statements that turn them
 /// into hypertables.
