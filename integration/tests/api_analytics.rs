@@ -1,0 +1,644 @@
+//! End to end: trace search, LLM metrics, costs, budgets and models of the
+//! query API, on fixtures with known answers loaded through the pipeline
+//! (collector, broker, PostgreSQL sink) for two tenants.
+
+use observatory_integration::collector::Collector;
+use observatory_integration::postgres::TestDb;
+use observatory_integration::process::Service;
+use observatory_integration::{kafka_brokers, unique, wait_for};
+use observatory_schemas::histogram::{bucket, upper_bound_ms};
+use observatory_schemas::otlp::common::KeyValue;
+use observatory_schemas::otlp::resource::Resource;
+use observatory_schemas::otlp::trace::{status, ResourceSpans, ScopeSpans, Span, Status};
+use observatory_schemas::otlp::trace_service::trace_service_client::TraceServiceClient;
+use observatory_schemas::otlp::trace_service::ExportTraceServiceRequest;
+use observatory_schemas::testing::{kv_int, kv_str};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const WAIT: Duration = Duration::from_secs(90);
+const SECRET: &str = "integration-test-secret";
+const MS: u64 = 1_000_000;
+
+/// One LLM call of a fixture.
+struct Call {
+    provider: &'static str,
+    model: &'static str,
+    input: i64,
+    output: i64,
+    duration_ms: u64,
+    user: &'static str,
+    prompt: Option<&'static str>,
+}
+
+/// A fixture trace: a root span with attributes, and its model calls.
+struct Fixture {
+    id: u8,
+    service: &'static str,
+    environment: &'static str,
+    root_ms: u64,
+    error: bool,
+    attrs: Vec<KeyValue>,
+    calls: Vec<Call>,
+}
+
+fn request(f: &Fixture, base_ns: u64) -> ExportTraceServiceRequest {
+    let root = Span {
+        trace_id: vec![f.id; 16],
+        span_id: vec![1; 8],
+        name: "agent run".into(),
+        kind: 1,
+        start_time_unix_nano: base_ns,
+        end_time_unix_nano: base_ns + f.root_ms * MS,
+        attributes: f.attrs.clone(),
+        status: f.error.then(|| Status {
+            code: status::StatusCode::Error as i32,
+            message: "tool failed".into(),
+        }),
+        ..Default::default()
+    };
+    let mut spans = vec![root.clone()];
+    for (i, c) in f.calls.iter().enumerate() {
+        let start = base_ns + (i as u64 + 1) * MS;
+        let mut attributes = vec![
+            kv_str("gen_ai.operation.name", "chat"),
+            kv_str("gen_ai.provider.name", c.provider),
+            kv_str("gen_ai.request.model", c.model),
+            kv_int("gen_ai.usage.input_tokens", c.input),
+            kv_int("gen_ai.usage.output_tokens", c.output),
+            kv_str("user.id", c.user),
+            kv_str("session.id", format!("s-{}", f.id)),
+        ];
+        if let Some(p) = c.prompt {
+            attributes.push(kv_str("gen_ai.input.messages", p));
+        }
+        spans.push(Span {
+            span_id: vec![2, i as u8 + 1, 0, 0, 0, 0, 0, 0],
+            parent_span_id: vec![1; 8],
+            name: format!("chat {}", c.model),
+            kind: 3,
+            start_time_unix_nano: start,
+            end_time_unix_nano: start + c.duration_ms * MS,
+            attributes,
+            status: None,
+            ..root.clone()
+        });
+    }
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv_str("service.name", f.service),
+                    kv_str("deployment.environment.name", f.environment),
+                ],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+fn call(
+    provider: &'static str,
+    model: &'static str,
+    input: i64,
+    output: i64,
+    duration_ms: u64,
+    user: &'static str,
+) -> Call {
+    Call {
+        provider,
+        model,
+        input,
+        output,
+        duration_ms,
+        user,
+        prompt: None,
+    }
+}
+
+/// Acme's traces: A (gold), B (silver, error), C (bronze, with a prompt),
+/// D (ten gpt-4o calls of 10..100 ms, for percentiles).
+fn acme() -> Vec<Fixture> {
+    vec![
+        Fixture {
+            id: 0xa1,
+            service: "support-bot",
+            environment: "prod",
+            root_ms: 2000,
+            error: false,
+            attrs: vec![
+                kv_str("tier", "gold"),
+                kv_int("retries", 3),
+                kv_str("region", "eu-west-1"),
+            ],
+            calls: vec![call("openai", "gpt-4o", 1000, 100, 100, "u-1")],
+        },
+        Fixture {
+            id: 0xa2,
+            service: "billing",
+            environment: "staging",
+            root_ms: 5000,
+            error: true,
+            attrs: vec![
+                kv_str("tier", "silver"),
+                kv_int("retries", 0),
+                kv_str("region", "us-east-1"),
+            ],
+            calls: vec![call(
+                "anthropic",
+                "claude-3-5-sonnet",
+                2000,
+                200,
+                1000,
+                "u-2",
+            )],
+        },
+        Fixture {
+            id: 0xa3,
+            service: "support-bot",
+            environment: "prod",
+            root_ms: 500,
+            error: false,
+            attrs: vec![
+                kv_str("tier", "bronze"),
+                kv_str("retries", "7"),
+                kv_str("region", "eu-central-1"),
+            ],
+            calls: vec![Call {
+                prompt: Some("How do I get a refund for my order?"),
+                ..call("openai", "gpt-4o-mini", 500, 50, 10, "u-1")
+            }],
+        },
+        Fixture {
+            id: 0xa4,
+            service: "batch",
+            environment: "prod",
+            root_ms: 1500,
+            error: false,
+            attrs: vec![],
+            calls: (1..=10)
+                .map(|i| call("openai", "gpt-4o", 100, 20, 10 * i, "u-3"))
+                .collect(),
+        },
+    ]
+}
+
+fn beta() -> Vec<Fixture> {
+    vec![Fixture {
+        id: 0xb1,
+        service: "support-bot",
+        environment: "prod",
+        root_ms: 3000,
+        error: false,
+        attrs: vec![kv_str("tier", "gold")],
+        calls: vec![call("openai", "gpt-4o", 1_000_000, 0, 100, "u-1")],
+    }]
+}
+
+async fn send(collector: &Collector, key: &str, request: ExportTraceServiceRequest) {
+    let mut client = TraceServiceClient::connect(format!("http://{}", collector.grpc))
+        .await
+        .unwrap();
+    let mut request = tonic::Request::new(request);
+    request
+        .metadata_mut()
+        .insert("x-api-key", key.parse().unwrap());
+    client.export(request).await.expect("acknowledged");
+}
+
+fn token(tenant: &str, role: &str) -> String {
+    let out = std::process::Command::new(observatory_integration::workspace_bin("observatory-api"))
+        .args(["token", "--tenant", tenant, "--role", role, "--ttl", "1h"])
+        .env("JWT_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+struct Client {
+    http: reqwest::Client,
+    api: String,
+}
+
+impl Client {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<&str>,
+    ) -> (u16, Value) {
+        let mut r = self
+            .http
+            .request(method, format!("{}{path}", self.api))
+            .header("authorization", format!("Bearer {token}"));
+        if let Some(b) = body {
+            r = r.header("content-type", "application/json").body(b.to_owned());
+        }
+        let response = r.send().await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.bytes().await.unwrap();
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str, token: &str) -> Value {
+        let (status, body) = self.call(reqwest::Method::GET, path, token, None).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        body
+    }
+
+    /// The ids (first byte, hex) of the traces a search finds, in order.
+    async fn ids(&self, query: &str, token: &str) -> Vec<String> {
+        let body = self.get(&format!("/api/v1/traces?{query}"), token).await;
+        body["traces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["trace_id"].as_str().unwrap()[..2].to_owned())
+            .collect()
+    }
+
+    async fn bad(&self, path: &str, token: &str) -> String {
+        let (status, body) = self.call(reqwest::Method::GET, path, token, None).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        body["parameter"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+fn set(ids: Vec<String>) -> BTreeSet<String> {
+    ids.into_iter().collect()
+}
+
+fn of(ids: &[&str]) -> BTreeSet<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * b.abs().max(1.0)
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    let ns = t.duration_since(UNIX_EPOCH).unwrap().as_nanos() as i64;
+    observatory_schemas::civil::rfc3339_nanos(ns)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_metrics_costs_budgets_and_models_on_known_fixtures() {
+    let db = TestDb::create().await;
+    let topic = unique("spans");
+    let collector = Collector::spawn(&[
+        ("KAFKA_BROKERS", kafka_brokers()),
+        ("KAFKA_TRACES_TOPIC", topic.clone()),
+        ("KAFKA_METRICS_TOPIC", unique("metrics")),
+        ("KAFKA_LOGS_TOPIC", unique("logs")),
+        ("KAFKA_TRACES_PARTITIONS", "2".into()),
+        ("INGEST_API_KEYS", "key-acme=acme,key-beta=beta".into()),
+    ]);
+    collector.wait_ready(WAIT).await;
+    let sink = Service::consumer(
+        "timescale",
+        &[
+            ("KAFKA_BROKERS", kafka_brokers()),
+            ("KAFKA_TRACES_TOPIC", topic.clone()),
+            ("KAFKA_GROUP_ID", unique("group")),
+            ("DATABASE_URL", db.url.clone()),
+            ("COPY_FLUSH_INTERVAL", "200ms".into()),
+            ("CAPTURE_CONTENT", "true".into()),
+        ],
+    );
+    sink.wait_ready(WAIT).await;
+
+    // Every fixture starts in one minute, 20 minutes ago.
+    let now_s = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let minute = (now_s - 20 * 60) / 60 * 60;
+    let base_ns = minute * 1_000_000_000 + 5_000_000_000;
+    let (acme, beta) = (acme(), beta());
+    let spans: usize = acme.iter().chain(&beta).map(|f| 1 + f.calls.len()).sum();
+    for f in &acme {
+        send(&collector, "key-acme", request(f, base_ns)).await;
+    }
+    for f in &beta {
+        send(&collector, "key-beta", request(f, base_ns)).await;
+    }
+    wait_for("every span stored", WAIT, || async {
+        (db.count("SELECT count(*) FROM spans").await == spans as i64).then_some(())
+    })
+    .await;
+
+    let api = Service::api(&[
+        ("DATABASE_URL", db.url.clone()),
+        ("JWT_SECRET", SECRET.into()),
+    ]);
+    api.wait_ready(WAIT).await;
+    let c = Client {
+        http: reqwest::Client::new(),
+        api: format!("http://{}", api.admin),
+    };
+    let viewer = token("acme", "viewer");
+    let admin = token("acme", "admin");
+    let other = token("beta", "viewer");
+    let from = rfc3339(UNIX_EPOCH + Duration::from_secs(minute - 3600));
+    let to = rfc3339(UNIX_EPOCH + Duration::from_secs(minute + 600));
+    let window = format!("from={from}&to={to}");
+
+    // --- Search: each filter and operator against the known answers.
+    let all = of(&["a1", "a2", "a3", "a4"]);
+    assert_eq!(set(c.ids(&window, &viewer).await), all);
+    assert_eq!(set(c.ids("", &viewer).await), all, "default: the last hour");
+    assert_eq!(set(c.ids(&window, &other).await), of(&["b1"]));
+    let cases: &[(&str, &[&str])] = &[
+        ("service=support-bot", &["a1", "a3"]),
+        ("name=chat%20gpt-4o-mini", &["a3"]),
+        ("status=error", &["a2"]),
+        ("provider=anthropic", &["a2"]),
+        ("model=gpt-4o", &["a1", "a4"]),
+        ("user=u-1", &["a1", "a3"]),
+        ("session=s-161", &["a1"]),
+        ("environment=staging", &["a2"]),
+        ("min_duration=1s", &["a1", "a2", "a4"]),
+        ("max_duration=1s", &["a3"]),
+        ("min_duration=1600ms&max_duration=2500ms", &["a1"]),
+        ("min_cost=0.005", &["a2"]),
+        ("q=refund", &["a3"]),
+        ("q=refunds%20-order", &[]),
+        ("attr=tier:eq:gold", &["a1"]),
+        ("attr=tier:ne:gold", &["a2", "a3"]),
+        ("attr=retries:gt:2", &["a1", "a3"]),
+        ("attr=retries:gte:3", &["a1", "a3"]),
+        ("attr=retries:lt:3", &["a2"]),
+        ("attr=retries:lte:0", &["a2"]),
+        ("attr=tier:in:gold,bronze", &["a1", "a3"]),
+        ("attr=tier:not_in:gold,bronze", &["a2"]),
+        ("attr=region:contains:east", &["a2"]),
+        ("attr=region:not_contains:eu", &["a2"]),
+        ("attr=region:starts_with:eu-", &["a1", "a3"]),
+        ("attr=region:ends_with:central-1", &["a3"]),
+        (
+            "attr=region:regex:%5Eeu-(west%7Ccentral)-1%24",
+            &["a1", "a3"],
+        ),
+        ("attr=resource.deployment.environment.name:eq:staging", &["a2"]),
+        ("attr=tier:eq:gold&attr=region:starts_with:us", &[]),
+        ("service=support-bot&attr=tier:eq:bronze", &["a3"]),
+        ("attr=tier:eq:x%27%20OR%20%271%27=%271", &[]),
+        ("service=%27;%20DROP%20TABLE%20spans;%20--", &[]),
+    ];
+    for (query, want) in cases {
+        let got = set(c.ids(&format!("{window}&{query}"), &viewer).await);
+        assert_eq!(got, of(want), "{query}");
+    }
+    // Sorting, and a cursor walking every page once.
+    let costs_asc = c
+        .ids(&format!("{window}&sort=cost&order=asc"), &viewer)
+        .await;
+    assert_eq!(costs_asc, ["a3", "a4", "a1", "a2"]);
+    let by_duration = c.ids(&format!("{window}&sort=duration"), &viewer).await;
+    assert_eq!(by_duration, ["a2", "a1", "a4", "a3"]);
+    let mut pages = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let body = c
+            .get(
+                &format!("/api/v1/traces?{window}&sort=cost&order=asc&limit=1{cursor}"),
+                &viewer,
+            )
+            .await;
+        pages.push(body["traces"][0]["trace_id"].as_str().unwrap()[..2].to_owned());
+        match body["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(pages, costs_asc, "the cursor neither repeats nor skips");
+    let a1 = &c.get(&format!("/api/v1/traces?{window}&attr=tier:eq:gold"), &viewer).await["traces"][0];
+    assert_eq!(a1["root_name"], "agent run");
+    assert_eq!(a1["root_service"], "support-bot");
+    assert_eq!(a1["span_count"], 2);
+    assert_eq!(a1["llm_calls"], 1);
+    assert!(close(a1["duration_ms"].as_f64().unwrap(), 2000.0));
+    // gpt-4o: $2.50 / $10 per million.
+    let a1_cost = 1000.0 * 2.5e-6 + 100.0 * 10e-6;
+    assert!(close(a1["cost_usd"].as_f64().unwrap(), a1_cost), "{a1}");
+
+    // Hostile input: a 400 naming the parameter.
+    for (query, parameter) in [
+        ("from=2026-13-01T00:00:00Z", "from"),
+        (&*format!("from={to}&to={from}"), "from"),
+        ("from=2000-01-01T00:00:00Z", "to"),
+        ("limit=-1", "limit"),
+        ("limit=99999999999999999999", "limit"),
+        ("sort=name;DROP", "sort"),
+        ("attr=retries:gt:1%3B%20DROP", "attr"),
+        ("attr=region:regex:(unclosed", "attr"),
+        ("attr=region:like:x", "attr"),
+        ("min_cost=1e999", "min_cost"),
+        ("cursor=%00%01", "cursor"),
+        ("status=%27", "status"),
+        ("bogus=1", "bogus"),
+        (&*format!("service={}", "x".repeat(5000)), "service"),
+    ] {
+        assert_eq!(
+            c.bad(&format!("/api/v1/traces?{query}"), &viewer).await,
+            parameter,
+            "{query}"
+        );
+    }
+
+    // --- Metrics: sums, percentiles and isolation.
+    let m = c
+        .get(
+            &format!("/api/v1/llm/metrics?{window}&bucket=1h&group_by=model"),
+            &viewer,
+        )
+        .await;
+    assert_eq!(m["source"], "rollups");
+    let series = |m: &Value, model: &str| -> Value {
+        let found: Vec<&Value> = m["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["group"]["model"] == model)
+            .collect();
+        assert_eq!(found.len(), 1, "{model}: {m}");
+        let points = found[0]["points"].as_array().unwrap();
+        assert_eq!(points.len(), 1, "one hour bucket: {m}");
+        points[0].clone()
+    };
+    let p = series(&m, "gpt-4o");
+    assert_eq!(p["calls"], 11);
+    assert_eq!(p["errors"], 0);
+    assert_eq!(p["input_tokens"], 1000 + 10 * 100);
+    assert_eq!(p["output_tokens"], 100 + 10 * 20);
+    let gpt4o_cost = a1_cost + 10.0 * (100.0 * 2.5e-6 + 20.0 * 10e-6);
+    assert!(close(p["cost_usd"].as_f64().unwrap(), gpt4o_cost), "{p}");
+    // Durations 10, 20, ..., 100 and 100 ms: rank 6 is 60 ms, ranks 11 are 100 ms;
+    // each reported as the upper bound of its histogram bucket.
+    let ub = |ms: f64| upper_bound_ms(bucket(ms));
+    assert!(close(p["latency_ms"]["p50"].as_f64().unwrap(), ub(60.0)), "{p}");
+    assert!(close(p["latency_ms"]["p95"].as_f64().unwrap(), ub(100.0)), "{p}");
+    assert!(close(p["latency_ms"]["p99"].as_f64().unwrap(), ub(100.0)), "{p}");
+    assert!(p["ttft_ms"].is_null());
+    let sonnet = series(&m, "claude-3-5-sonnet");
+    assert_eq!(sonnet["errors"], 0, "the failed span is the root, not the call");
+    assert!(close(
+        sonnet["cost_usd"].as_f64().unwrap(),
+        2000.0 * 3e-6 + 200.0 * 15e-6
+    ));
+    // By user, from llm_calls: the same sums.
+    let by_user = c
+        .get(
+            &format!("/api/v1/llm/metrics?{window}&bucket=1h&group_by=user&model=gpt-4o"),
+            &viewer,
+        )
+        .await;
+    assert_eq!(by_user["source"], "llm_calls");
+    let users: Vec<(String, i64)> = by_user["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["group"]["user"].as_str().unwrap().to_owned(),
+                s["points"][0]["calls"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(users, [("u-1".to_owned(), 1), ("u-3".to_owned(), 10)]);
+    let u3 = &by_user["series"][1]["points"][0];
+    assert!(close(u3["latency_ms"]["p50"].as_f64().unwrap(), ub(50.0)), "{u3}");
+    // Beta sees only its own call.
+    let mb = c
+        .get(&format!("/api/v1/llm/metrics?{window}&bucket=1h"), &other)
+        .await;
+    assert_eq!(mb["series"].as_array().unwrap().len(), 1);
+    assert_eq!(mb["series"][0]["points"][0]["calls"], 1);
+    for (query, parameter) in [
+        ("bucket=2m", "bucket"),
+        ("group_by=model,tenant", "group_by"),
+        ("group_by=model%27--", "group_by"),
+        ("bucket=1m&from=2026-01-01T00:00:00Z&to=2026-03-01T00:00:00Z", "bucket"),
+        ("from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z", "from"),
+        ("model=a&model=b", "model"),
+    ] {
+        assert_eq!(
+            c.bad(&format!("/api/v1/llm/metrics?{query}"), &viewer).await,
+            parameter,
+            "{query}"
+        );
+    }
+
+    // --- Costs, top-N and budgets.
+    let sonnet_cost = 2000.0 * 3e-6 + 200.0 * 15e-6;
+    let mini_cost = 500.0 * 0.15e-6 + 50.0 * 0.6e-6;
+    let total = gpt4o_cost + sonnet_cost + mini_cost;
+    let costs = c
+        .get(
+            &format!("/api/v1/llm/costs?{window}&group_by=model&top=1"),
+            &viewer,
+        )
+        .await;
+    assert!(close(costs["total"]["cost_usd"].as_f64().unwrap(), total), "{costs}");
+    assert_eq!(costs["total"]["calls"], 13);
+    assert_eq!(costs["top"].as_array().unwrap().len(), 1);
+    assert_eq!(costs["top"][0]["group"]["model"], "claude-3-5-sonnet");
+    assert!(close(
+        costs["top"][0]["share"].as_f64().unwrap(),
+        sonnet_cost / total
+    ));
+    assert!(close(
+        costs["other"]["cost_usd"].as_f64().unwrap(),
+        gpt4o_cost + mini_cost
+    ));
+    assert_eq!(costs["budgets"], Value::Array(vec![]));
+    // Budgets: admins only, body checked, spend from this month.
+    let put = |path: &'static str, token: String, body: &'static str| {
+        let c = &c;
+        async move { c.call(reqwest::Method::PUT, path, &token, Some(body)).await }
+    };
+    let (status, _) = put("/api/v1/budgets/tenant", viewer.clone(), r#"{"monthly_usd": 1}"#).await;
+    assert_eq!(status, 403);
+    let (status, body) = put("/api/v1/budgets/tenant", admin.clone(), r#"{"monthly_usd": -5}"#).await;
+    assert_eq!((status, body["parameter"].as_str()), (400, Some("monthly_usd")));
+    let (status, body) = put("/api/v1/budgets/tenant", admin.clone(), r#"{"monthly_usd": 0.01}"#).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = put(
+        "/api/v1/budgets/services/support%20bot",
+        admin.clone(),
+        r#"{"monthly_usd": 100}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = put(
+        "/api/v1/budgets/services/support-bot",
+        admin.clone(),
+        r#"{"monthly_usd": 100}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let budgets = c.get("/api/v1/budgets", &viewer).await;
+    let list = budgets["budgets"].as_array().unwrap();
+    assert_eq!(list.len(), 3, "{budgets}");
+    let tenant_budget = list.iter().find(|b| b["scope"] == "tenant").unwrap();
+    // This month's spend is every acme call (the fixtures are 20 minutes old;
+    // on the first of a month they may fall in the last one).
+    let month = |secs: u64| {
+        let (y, m, _) = observatory_schemas::civil::civil_from_days((secs / 86_400) as i64);
+        (y, m)
+    };
+    if month(minute) == month(now_s + 60) {
+        assert!(close(tenant_budget["spent_usd"].as_f64().unwrap(), total), "{budgets}");
+        assert_eq!(tenant_budget["exceeded"], true);
+        let bot = list
+            .iter()
+            .find(|b| b["service"] == "support-bot")
+            .unwrap();
+        assert!(close(
+            bot["spent_usd"].as_f64().unwrap(),
+            a1_cost + mini_cost
+        ));
+        assert_eq!(bot["exceeded"], false);
+    }
+    assert!(c.get("/api/v1/budgets", &other).await["budgets"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let (status, _) = c
+        .call(
+            reqwest::Method::DELETE,
+            "/api/v1/budgets/services/support%20bot",
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = c
+        .call(
+            reqwest::Method::DELETE,
+            "/api/v1/budgets/services/support%20bot",
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+
+    // --- Models with their prices.
+    let models = c.get(&format!("/api/v1/models?{window}"), &viewer).await;
+    let list = models["models"].as_array().unwrap();
+    assert_eq!(list.len(), 3, "{models}");
+    assert_eq!(list[0]["model"], "gpt-4o");
+    assert_eq!(list[0]["calls"], 11);
+    assert_eq!(list[0]["price"]["input_per_million"], 2.5);
+    assert_eq!(list[0]["price"]["output_per_million"], 10.0);
+    let beta_models = c.get(&format!("/api/v1/models?{window}"), &other).await;
+    assert_eq!(beta_models["models"].as_array().unwrap().len(), 1);
+}
