@@ -455,8 +455,10 @@ impl Inner {
         *self.conn.write().unwrap_or_else(|e| e.into_inner()) = Some(conn);
         self.failures.store(0, Ordering::Relaxed);
         self.metrics.redis_up.set(1);
-        let was_up = self.up.swap(true, Ordering::AcqRel);
+        // Probing ends before `up` is set, so a failure right after is
+        // always free to start the next probe.
         self.probing.store(false, Ordering::Release);
+        let was_up = self.up.swap(true, Ordering::AcqRel);
         if log && !was_up {
             tracing::info!("Redis is back: caching and rate limiting again");
         }
@@ -613,6 +615,16 @@ mod tests {
         assert!(!k.contains("secret"));
         assert_ne!(k, rate_key("Bearer eyJhbGciOi.secret.sih"));
         assert_eq!(k, rate_key("Bearer eyJhbGciOi.secret.sig"));
+    }
+
+    #[test]
+    fn futures_are_send() {
+        fn send<T: Send>(_: &T) {}
+        let cache = Cache::disabled();
+        let query = q(&[("a", "1")]);
+        send(&cache.json("t", "e", &query, false, || async { Ok::<_, Problem>(1) }));
+        send(&cache.rate_limit("Bearer x"));
+        send(&Cache::connect(&args(&[]), Arc::new(Metrics::new())));
     }
 
     #[test]
