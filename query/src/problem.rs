@@ -27,6 +27,10 @@ pub struct Problem {
     /// The request parameter at fault, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parameter: Option<String>,
+    /// Seconds to wait before retrying: sent as the `Retry-After` header
+    /// (429), not in the document.
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
 }
 
 impl warp::reject::Reject for Problem {}
@@ -41,6 +45,7 @@ impl Problem {
             status: status.as_u16(),
             detail,
             parameter: None,
+            retry_after: None,
         }
     }
 
@@ -78,6 +83,21 @@ impl Problem {
         )
     }
 
+    /// The token made more requests than its rate limit allows (429); the
+    /// reply carries `Retry-After: retry_after_secs` (at least 1).
+    pub fn too_many_requests(retry_after_secs: u64) -> Problem {
+        let secs = retry_after_secs.max(1);
+        Problem {
+            retry_after: Some(secs),
+            ..Problem::new(
+                "too-many-requests",
+                "Too many requests",
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("this token is over its rate limit; retry in {secs} s"),
+            )
+        }
+    }
+
     /// The reply.
     pub fn reply(&self) -> warp::reply::Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -92,6 +112,11 @@ impl Problem {
                 warp::http::header::WWW_AUTHENTICATE,
                 warp::http::HeaderValue::from_static("Bearer"),
             );
+        }
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(warp::http::header::RETRY_AFTER, secs.into());
         }
         response
     }
@@ -143,4 +168,31 @@ pub async fn recover(rejection: warp::Rejection) -> Result<warp::reply::Response
         )
     };
     Ok(problem.reply())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn too_many_requests_says_when_to_retry() {
+        let p = Problem::too_many_requests(0);
+        let r = p.reply();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.headers()[warp::http::header::RETRY_AFTER], "1");
+        let r = Problem::too_many_requests(7).reply();
+        assert_eq!(r.headers()[warp::http::header::RETRY_AFTER], "7");
+        assert_eq!(
+            r.headers()[warp::http::header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        let doc = serde_json::to_value(&p).unwrap();
+        assert_eq!(doc["status"], 429);
+        assert!(doc.get("retry_after").is_none());
+        assert!(Problem::not_found("x")
+            .reply()
+            .headers()
+            .get(warp::http::header::RETRY_AFTER)
+            .is_none());
+    }
 }
