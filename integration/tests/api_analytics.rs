@@ -401,7 +401,7 @@ async fn search_metrics_costs_budgets_and_models_on_known_fixtures() {
     let costs_asc = c
         .ids(&format!("{window}&sort=cost&order=asc"), &viewer)
         .await;
-    assert_eq!(costs_asc, ["a3", "a4", "a1", "a2"]);
+    assert_eq!(costs_asc, ["a3", "a1", "a4", "a2"]);
     let by_duration = c.ids(&format!("{window}&sort=duration"), &viewer).await;
     assert_eq!(by_duration, ["a2", "a1", "a4", "a3"]);
     let mut pages = Vec::new();
