@@ -240,7 +240,9 @@ impl Client {
             .request(method, format!("{}{path}", self.api))
             .header("authorization", format!("Bearer {token}"));
         if let Some(b) = body {
-            r = r.header("content-type", "application/json").body(b.to_owned());
+            r = r
+                .header("content-type", "application/json")
+                .body(b.to_owned());
         }
         let response = r.send().await.unwrap();
         let status = response.status().as_u16();
@@ -387,7 +389,10 @@ async fn search_metrics_costs_budgets_and_models_on_known_fixtures() {
             "attr=region:regex:%5Eeu-(west%7Ccentral)-1%24",
             &["a1", "a3"],
         ),
-        ("attr=resource.deployment.environment.name:eq:staging", &["a2"]),
+        (
+            "attr=resource.deployment.environment.name:eq:staging",
+            &["a2"],
+        ),
         ("attr=tier:eq:gold&attr=region:starts_with:us", &[]),
         ("service=support-bot&attr=tier:eq:bronze", &["a3"]),
         ("attr=tier:eq:x%27%20OR%20%271%27=%271", &[]),
@@ -420,7 +425,12 @@ async fn search_metrics_costs_budgets_and_models_on_known_fixtures() {
         }
     }
     assert_eq!(pages, costs_asc, "the cursor neither repeats nor skips");
-    let a1 = &c.get(&format!("/api/v1/traces?{window}&attr=tier:eq:gold"), &viewer).await["traces"][0];
+    let a1 = &c
+        .get(
+            &format!("/api/v1/traces?{window}&attr=tier:eq:gold"),
+            &viewer,
+        )
+        .await["traces"][0];
     assert_eq!(a1["root_name"], "agent run");
     assert_eq!(a1["root_service"], "support-bot");
     assert_eq!(a1["span_count"], 2);
@@ -484,12 +494,24 @@ async fn search_metrics_costs_budgets_and_models_on_known_fixtures() {
     // Durations 10, 20, ..., 100 and 100 ms: rank 6 is 60 ms, ranks 11 are 100 ms;
     // each reported as the upper bound of its histogram bucket.
     let ub = |ms: f64| upper_bound_ms(bucket(ms));
-    assert!(close(p["latency_ms"]["p50"].as_f64().unwrap(), ub(60.0)), "{p}");
-    assert!(close(p["latency_ms"]["p95"].as_f64().unwrap(), ub(100.0)), "{p}");
-    assert!(close(p["latency_ms"]["p99"].as_f64().unwrap(), ub(100.0)), "{p}");
+    assert!(
+        close(p["latency_ms"]["p50"].as_f64().unwrap(), ub(60.0)),
+        "{p}"
+    );
+    assert!(
+        close(p["latency_ms"]["p95"].as_f64().unwrap(), ub(100.0)),
+        "{p}"
+    );
+    assert!(
+        close(p["latency_ms"]["p99"].as_f64().unwrap(), ub(100.0)),
+        "{p}"
+    );
     assert!(p["ttft_ms"].is_null());
     let sonnet = series(&m, "claude-3-5-sonnet");
-    assert_eq!(sonnet["errors"], 0, "the failed span is the root, not the call");
+    assert_eq!(
+        sonnet["errors"], 0,
+        "the failed span is the root, not the call"
+    );
     assert!(close(
         sonnet["cost_usd"].as_f64().unwrap(),
         2000.0 * 3e-6 + 200.0 * 15e-6
@@ -515,7 +537,10 @@ async fn search_metrics_costs_budgets_and_models_on_known_fixtures() {
         .collect();
     assert_eq!(users, [("u-1".to_owned(), 1), ("u-3".to_owned(), 10)]);
     let u3 = &by_user["series"][1]["points"][0];
-    assert!(close(u3["latency_ms"]["p50"].as_f64().unwrap(), ub(50.0)), "{u3}");
+    assert!(
+        close(u3["latency_ms"]["p50"].as_f64().unwrap(), ub(50.0)),
+        "{u3}"
+    );
     // Beta sees only its own call.
     let mb = c
         .get(&format!("/api/v1/llm/metrics?{window}&bucket=1h"), &other)
@@ -526,12 +551,16 @@ async fn search_metrics_costs_budgets_and_models_on_known_fixtures() {
         ("bucket=2m", "bucket"),
         ("group_by=model,tenant", "group_by"),
         ("group_by=model%27--", "group_by"),
-        ("bucket=1m&from=2026-01-01T00:00:00Z&to=2026-03-01T00:00:00Z", "bucket"),
+        (
+            "bucket=1m&from=2026-01-01T00:00:00Z&to=2026-03-01T00:00:00Z",
+            "bucket",
+        ),
         ("from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z", "from"),
         ("model=a&model=b", "model"),
     ] {
         assert_eq!(
-            c.bad(&format!("/api/v1/llm/metrics?{query}"), &viewer).await,
+            c.bad(&format!("/api/v1/llm/metrics?{query}"), &viewer)
+                .await,
             parameter,
             "{query}"
         );
@@ -547,7 +576,10 @@ async fn search_metrics_costs_budgets_and_models_on_known_fixtures() {
             &viewer,
         )
         .await;
-    assert!(close(costs["total"]["cost_usd"].as_f64().unwrap(), total), "{costs}");
+    assert!(
+        close(costs["total"]["cost_usd"].as_f64().unwrap(), total),
+        "{costs}"
+    );
     assert_eq!(costs["total"]["calls"], 13);
     assert_eq!(costs["top"].as_array().unwrap().len(), 1);
     assert_eq!(costs["top"][0]["group"]["model"], "claude-3-5-sonnet");
@@ -560,16 +592,36 @@ async fn search_metrics_costs_budgets_and_models_on_known_fixtures() {
         gpt4o_cost + mini_cost
     ));
     assert_eq!(costs["budgets"], Value::Array(vec![]));
+    let beta_costs = c.get(&format!("/api/v1/llm/costs?{window}"), &other).await;
+    assert_eq!(beta_costs["total"]["calls"], 1, "{beta_costs}");
     // Budgets: admins only, body checked, spend from this month.
     let put = |path: &'static str, token: String, body: &'static str| {
         let c = &c;
         async move { c.call(reqwest::Method::PUT, path, &token, Some(body)).await }
     };
-    let (status, _) = put("/api/v1/budgets/tenant", viewer.clone(), r#"{"monthly_usd": 1}"#).await;
+    let (status, _) = put(
+        "/api/v1/budgets/tenant",
+        viewer.clone(),
+        r#"{"monthly_usd": 1}"#,
+    )
+    .await;
     assert_eq!(status, 403);
-    let (status, body) = put("/api/v1/budgets/tenant", admin.clone(), r#"{"monthly_usd": -5}"#).await;
-    assert_eq!((status, body["parameter"].as_str()), (400, Some("monthly_usd")));
-    let (status, body) = put("/api/v1/budgets/tenant", admin.clone(), r#"{"monthly_usd": 0.01}"#).await;
+    let (status, body) = put(
+        "/api/v1/budgets/tenant",
+        admin.clone(),
+        r#"{"monthly_usd": -5}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, body["parameter"].as_str()),
+        (400, Some("monthly_usd"))
+    );
+    let (status, body) = put(
+        "/api/v1/budgets/tenant",
+        admin.clone(),
+        r#"{"monthly_usd": 0.01}"#,
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let (status, _) = put(
         "/api/v1/budgets/services/support%20bot",
@@ -596,12 +648,12 @@ async fn search_metrics_costs_budgets_and_models_on_known_fixtures() {
         (y, m)
     };
     if month(minute) == month(now_s + 60) {
-        assert!(close(tenant_budget["spent_usd"].as_f64().unwrap(), total), "{budgets}");
+        assert!(
+            close(tenant_budget["spent_usd"].as_f64().unwrap(), total),
+            "{budgets}"
+        );
         assert_eq!(tenant_budget["exceeded"], true);
-        let bot = list
-            .iter()
-            .find(|b| b["service"] == "support-bot")
-            .unwrap();
+        let bot = list.iter().find(|b| b["service"] == "support-bot").unwrap();
         assert!(close(
             bot["spent_usd"].as_f64().unwrap(),
             a1_cost + mini_cost
@@ -641,4 +693,164 @@ async fn search_metrics_costs_budgets_and_models_on_known_fixtures() {
     assert_eq!(list[0]["price"]["output_per_million"], 10.0);
     let beta_models = c.get(&format!("/api/v1/models?{window}"), &other).await;
     assert_eq!(beta_models["models"].as_array().unwrap().len(), 1);
+}
+
+async fn get_with_cache(c: &Client, path: &str, token: &str) -> (Value, String) {
+    let response = c
+        .http
+        .get(format!("{}{path}", c.api))
+        .header("authorization", format!("Bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{path}");
+    let cache = response
+        .headers()
+        .get("x-cache")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (
+        serde_json::from_slice(&response.bytes().await.unwrap()).unwrap(),
+        cache,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_serves_repeats_sees_new_spans_and_survives_redis_going_away() {
+    let db = TestDb::create().await;
+    let topic = unique("spans");
+    // A tenant of this run only: Redis outlives test runs and is shared by
+    // tests running in parallel.
+    let tenant = unique("t").replace('_', "-");
+    let collector = Collector::spawn(&[
+        ("KAFKA_BROKERS", kafka_brokers()),
+        ("KAFKA_TRACES_TOPIC", topic.clone()),
+        ("KAFKA_METRICS_TOPIC", unique("metrics")),
+        ("KAFKA_LOGS_TOPIC", unique("logs")),
+        ("KAFKA_TRACES_PARTITIONS", "2".into()),
+        ("INGEST_API_KEYS", format!("key-run={tenant}")),
+    ]);
+    collector.wait_ready(WAIT).await;
+    let sink = Service::consumer(
+        "timescale",
+        &[
+            ("KAFKA_BROKERS", kafka_brokers()),
+            ("KAFKA_TRACES_TOPIC", topic.clone()),
+            ("KAFKA_GROUP_ID", unique("group")),
+            ("DATABASE_URL", db.url.clone()),
+            ("COPY_FLUSH_INTERVAL", "200ms".into()),
+        ],
+    );
+    sink.wait_ready(WAIT).await;
+    let now_ns = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let fixtures = acme();
+    send(
+        &collector,
+        "key-run",
+        request(&fixtures[0], now_ns - 60_000 * MS),
+    )
+    .await;
+    wait_for("the first trace stored", WAIT, || async {
+        (db.count("SELECT count(*) FROM spans").await == 2).then_some(())
+    })
+    .await;
+
+    let redis: std::net::SocketAddr = std::env::var("REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let proxy = observatory_integration::proxy::Proxy::start(redis).await;
+    let api = Service::api(&[
+        ("DATABASE_URL", db.url.clone()),
+        ("JWT_SECRET", SECRET.into()),
+        ("REDIS_URL", format!("redis://{}", proxy.addr)),
+        ("CACHE_TTL_OPEN", "1s".into()),
+    ]);
+    api.wait_ready(WAIT).await;
+    let c = Client {
+        http: reqwest::Client::new(),
+        api: format!("http://{}", api.admin),
+    };
+    let viewer = token(&tenant, "viewer");
+
+    // A repeat comes from Redis, with the same body.
+    let path = format!(
+        "/api/v1/llm/metrics?bucket=1m&group_by=model&x_run={}",
+        unique("r")
+    );
+    let bad_run = c.bad(&path, &viewer).await;
+    assert_eq!(
+        bad_run, "x_run",
+        "unknown parameters are refused before the cache"
+    );
+    let path = "/api/v1/llm/metrics?bucket=1m&group_by=model";
+    let (first, _) = get_with_cache(&c, path, &viewer).await;
+    let (second, cache) = get_with_cache(&c, path, &viewer).await;
+    assert_eq!(cache, "hit");
+    assert_eq!(first, second);
+    assert_eq!(first["series"][0]["points"][0]["calls"], 1);
+
+    // A new trace in the open range shows up once the short TTL has passed.
+    let search = "/api/v1/traces?limit=10";
+    let (before, _) = get_with_cache(&c, search, &viewer).await;
+    assert_eq!(before["traces"].as_array().unwrap().len(), 1);
+    send(
+        &collector,
+        "key-run",
+        request(&fixtures[1], now_ns - 30_000 * MS),
+    )
+    .await;
+    wait_for("the second trace stored", WAIT, || async {
+        (db.count("SELECT count(*) FROM spans").await == 4).then_some(())
+    })
+    .await;
+    let stored = std::time::Instant::now();
+    wait_for("the new trace in the search", WAIT, || async {
+        let (page, _) = get_with_cache(&c, search, &viewer).await;
+        (page["traces"].as_array().unwrap().len() == 2).then_some(())
+    })
+    .await;
+    assert!(
+        stored.elapsed() < Duration::from_secs(3),
+        "visible within the 1 s TTL (plus polling), took {:?}",
+        stored.elapsed()
+    );
+
+    // Redis gone: every answer is still right, from PostgreSQL.
+    proxy.cut();
+    tokio::time::sleep(Duration::from_millis(200)).await; // the proxy notices within 50 ms
+    let (page, cache) = get_with_cache(&c, search, &viewer).await;
+    assert_eq!(page["traces"].as_array().unwrap().len(), 2);
+    assert_eq!(cache, "miss");
+    let (m, cache) = get_with_cache(&c, path, &viewer).await;
+    assert_eq!(cache, "miss");
+    assert_eq!(m["series"][0]["points"][0]["calls"], 1);
+    for _ in 0..5 {
+        let (m2, _) = get_with_cache(&c, path, &viewer).await;
+        assert_eq!(m2["series"], m["series"]);
+    }
+    let costs = c.get("/api/v1/llm/costs", &viewer).await;
+    assert_eq!(costs["total"]["calls"], 2);
+    proxy.restore();
+
+    let metrics = observatory_integration::admin_get(api.admin, "/metrics")
+        .await
+        .unwrap()
+        .1;
+    let hits: f64 = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("observatory_api_cache_requests_total{")
+                && l.contains("endpoint=\"llm_metrics\"")
+                && l.contains("result=\"hit\"")
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(hits >= 1.0, "{metrics}");
 }

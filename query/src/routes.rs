@@ -118,16 +118,14 @@ pub fn routes(state: State) -> impl Filter<Extract = (impl Reply,), Error = Infa
         .and_then(readyz);
     let metrics = {
         let metrics = state.metrics.clone();
-        warp::path!("metrics")
-            .and(warp::get())
-            .map(move || {
-                warp::reply::with_header(
-                    metrics.encode(),
-                    "content-type",
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                )
-                .into_response()
-            })
+        warp::path!("metrics").and(warp::get()).map(move || {
+            warp::reply::with_header(
+                metrics.encode(),
+                "content-type",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )
+            .into_response()
+        })
     };
     let trace = warp::path!("api" / "v1" / "traces" / String)
         .and(warp::get())
