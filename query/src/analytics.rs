@@ -169,8 +169,8 @@ pub struct MetricsQuery {
 
 impl MetricsQuery {
     /// Reads `from`, `to`, `bucket`, `group_by` and the filters.
-    pub fn parse(mut p: Params, now: SystemTime) -> Result<MetricsQuery, Problem> {
-        let selection = Selection::take(&mut p, now, Duration::from_secs(86_400))?;
+    pub fn parse(p: &mut Params, now: SystemTime) -> Result<MetricsQuery, Problem> {
+        let selection = Selection::take(p, now, Duration::from_secs(86_400))?;
         let span = selection
             .range
             .to
@@ -553,9 +553,9 @@ pub fn month_start(t: SystemTime) -> SystemTime {
 
 impl CostsQuery {
     /// Reads `from` (default: the start of this UTC month), `to`, `group_by`, `top` and the filters.
-    pub fn parse(mut p: Params, now: SystemTime) -> Result<CostsQuery, Problem> {
+    pub fn parse(p: &mut Params, now: SystemTime) -> Result<CostsQuery, Problem> {
         let default = now.duration_since(month_start(now)).unwrap_or_default();
-        let selection = Selection::take(&mut p, now, default.max(Duration::from_secs(60)))?;
+        let selection = Selection::take(p, now, default.max(Duration::from_secs(60)))?;
         let top = p.parsed("top", |s| parse_in(s, 1..=100))?.unwrap_or(10) as usize;
         p.finish()?;
         Ok(CostsQuery {
@@ -707,8 +707,8 @@ pub struct ModelsAnswer {
 static PRICES: LazyLock<PriceBook> = LazyLock::new(PriceBook::builtin);
 
 /// Reads `from` (default: 30 days before `to`) and `to`.
-pub fn parse_models(mut p: Params, now: SystemTime) -> Result<Range, Problem> {
-    let range = Range::take(&mut p, now, Duration::from_secs(30 * 86_400), MAX_RANGE)?;
+pub fn parse_models(p: &mut Params, now: SystemTime) -> Result<Range, Problem> {
+    let range = Range::take(p, now, Duration::from_secs(30 * 86_400), MAX_RANGE)?;
     p.finish()?;
     Ok(range.aligned(Duration::from_secs(60)))
 }
@@ -793,38 +793,38 @@ mod tests {
     #[test]
     fn the_bucket_defaults_to_about_300_points_and_is_checked() {
         let now = parse_rfc3339("2026-11-27T10:00:30Z").unwrap();
-        let q = MetricsQuery::parse(params(&[]), now).unwrap();
+        let q = MetricsQuery::parse(&mut params(&[]), now).unwrap();
         assert_eq!(q.step, 300, "24 h in 5 min buckets");
         assert_eq!(
             format_time(q.selection.range.to),
             "2026-11-27T10:05:00Z",
             "widened to whole buckets"
         );
-        let e = MetricsQuery::parse(params(&[("bucket", "7m")]), now).unwrap_err();
+        let e = MetricsQuery::parse(&mut params(&[("bucket", "7m")]), now).unwrap_err();
         assert_eq!(e.parameter.as_deref(), Some("bucket"));
         let e = MetricsQuery::parse(
-            params(&[("bucket", "1m"), ("from", "2026-11-01T00:00:00Z")]),
+            &mut params(&[("bucket", "1m"), ("from", "2026-11-01T00:00:00Z")]),
             now,
         )
         .unwrap_err();
         assert_eq!(e.parameter.as_deref(), Some("bucket"));
-        let e = MetricsQuery::parse(params(&[("group_by", "model,model")]), now).unwrap_err();
+        let e = MetricsQuery::parse(&mut params(&[("group_by", "model,model")]), now).unwrap_err();
         assert_eq!(e.parameter.as_deref(), Some("group_by"));
-        let e = MetricsQuery::parse(params(&[("group_by", "model;drop")]), now).unwrap_err();
+        let e = MetricsQuery::parse(&mut params(&[("group_by", "model;drop")]), now).unwrap_err();
         assert_eq!(e.parameter.as_deref(), Some("group_by"));
     }
 
     #[test]
     fn only_user_reads_the_calls_table() {
         let now = parse_rfc3339("2026-11-27T10:00:00Z").unwrap();
-        let q = MetricsQuery::parse(params(&[("group_by", "model,service")]), now).unwrap();
+        let q = MetricsQuery::parse(&mut params(&[("group_by", "model,service")]), now).unwrap();
         assert!(!q.selection.needs_calls());
         assert!(sums_sql(&q.selection, "t", Some(60))
             .text
             .contains("FROM llm_rollup_1m"));
-        let q = MetricsQuery::parse(params(&[("user", "u-1")]), now).unwrap();
+        let q = MetricsQuery::parse(&mut params(&[("user", "u-1")]), now).unwrap();
         assert!(q.selection.needs_calls());
-        let q = MetricsQuery::parse(params(&[("group_by", "user")]), now).unwrap();
+        let q = MetricsQuery::parse(&mut params(&[("group_by", "user")]), now).unwrap();
         let sql = latency_sql(&q.selection, "t", 60);
         assert!(sql.text.contains("FROM llm_calls"), "{}", sql.text);
         assert!(

@@ -17,6 +17,7 @@ pub const MAX_VALUE_LEN: usize = 1024;
 #[derive(Debug)]
 pub struct Params {
     pairs: Vec<(String, String)>,
+    asked: Vec<String>,
 }
 
 impl Params {
@@ -31,7 +32,10 @@ impl Params {
                 format!("values are at most {MAX_VALUE_LEN} bytes"),
             ));
         }
-        Ok(Params { pairs })
+        Ok(Params {
+            pairs,
+            asked: Vec::new(),
+        })
     }
 
     /// Takes the one value of `name`; an empty value counts as absent.
@@ -46,6 +50,9 @@ impl Params {
 
     /// Takes every value of a repeatable parameter.
     pub fn all(&mut self, name: &str) -> Vec<String> {
+        if !self.asked.iter().any(|a| a == name) {
+            self.asked.push(name.to_owned());
+        }
         let mut out = Vec::new();
         self.pairs.retain(|(k, v)| {
             if k == name {
@@ -72,8 +79,14 @@ impl Params {
         }
     }
 
+    /// Every name the endpoint asked for, in order: the parameters it
+    /// knows (the OpenAPI test compares them with the document).
+    pub fn asked(&self) -> &[String] {
+        &self.asked
+    }
+
     /// Refuses whatever parameter was not taken.
-    pub fn finish(self) -> Result<(), Problem> {
+    pub fn finish(&self) -> Result<(), Problem> {
         match self.pairs.first() {
             None => Ok(()),
             Some((name, _)) => Err(Problem::bad_parameter(

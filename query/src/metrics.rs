@@ -213,9 +213,35 @@ fn method(m: &warp::http::Method) -> &'static str {
     }
 }
 
-/// The route template of a request path: a fixed string for every route
-/// the API serves, `other` for anything else (so a scan of random paths
-/// adds one label value, not one per path).
+/// Every route template the API serves (the OpenAPI document's paths, a
+/// test checks), and `other`.
+pub const ROUTES: [&str; 21] = [
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/api/v1/traces",
+    "/api/v1/traces/{trace_id}",
+    "/api/v1/llm/metrics",
+    "/api/v1/llm/costs",
+    "/api/v1/budgets",
+    "/api/v1/budgets/tenant",
+    "/api/v1/budgets/services/{service}",
+    "/api/v1/models",
+    "/api/v1/openapi.json",
+    "/api/echo",
+    "/api/traces/{trace_id}",
+    "/api/v2/traces/{trace_id}",
+    "/api/search",
+    "/api/search/tags",
+    "/api/v2/search/tags",
+    "/api/search/tag/{name}/values",
+    "/api/v2/search/tag/{name}/values",
+    "other",
+];
+
+/// The route template of a request path: one of [`ROUTES`], `other` for
+/// anything else (so a scan of random paths adds one label value, not one
+/// per path).
 pub fn route(path: &str) -> &'static str {
     let Some(rest) = path.strip_prefix('/') else {
         return "other";
@@ -234,15 +260,17 @@ pub fn route(path: &str) -> &'static str {
         ["readyz"] => "/readyz",
         ["metrics"] => "/metrics",
         ["api", "v1", "traces"] => "/api/v1/traces",
-        ["api", "v1", "traces", _] => "/api/v1/traces/{id}",
+        ["api", "v1", "traces", _] => "/api/v1/traces/{trace_id}",
         ["api", "v1", "llm", "metrics"] => "/api/v1/llm/metrics",
         ["api", "v1", "llm", "costs"] => "/api/v1/llm/costs",
-        ["api", "v1", "budgets", _] => "/api/v1/budgets/{scope}",
+        ["api", "v1", "budgets"] => "/api/v1/budgets",
+        ["api", "v1", "budgets", "tenant"] => "/api/v1/budgets/tenant",
+        ["api", "v1", "budgets", "services", _] => "/api/v1/budgets/services/{service}",
         ["api", "v1", "models"] => "/api/v1/models",
         ["api", "v1", "openapi.json"] => "/api/v1/openapi.json",
         ["api", "echo"] => "/api/echo",
-        ["api", "traces", _] => "/api/traces/{id}",
-        ["api", "v2", "traces", _] => "/api/v2/traces/{id}",
+        ["api", "traces", _] => "/api/traces/{trace_id}",
+        ["api", "v2", "traces", _] => "/api/v2/traces/{trace_id}",
         ["api", "search"] => "/api/search",
         ["api", "search", "tags"] => "/api/search/tags",
         ["api", "v2", "search", "tags"] => "/api/v2/search/tags",
@@ -265,17 +293,22 @@ mod tests {
             ("/api/v1/traces", "/api/v1/traces"),
             (
                 "/api/v1/traces/0af7651916cd43dd8448eb211c80319c",
-                "/api/v1/traces/{id}",
+                "/api/v1/traces/{trace_id}",
             ),
-            ("/api/v1/traces/x%2Fy", "/api/v1/traces/{id}"),
+            ("/api/v1/traces/x%2Fy", "/api/v1/traces/{trace_id}"),
             ("/api/v1/llm/metrics", "/api/v1/llm/metrics"),
             ("/api/v1/llm/costs", "/api/v1/llm/costs"),
-            ("/api/v1/budgets/tenant", "/api/v1/budgets/{scope}"),
+            ("/api/v1/budgets", "/api/v1/budgets"),
+            ("/api/v1/budgets/tenant", "/api/v1/budgets/tenant"),
+            (
+                "/api/v1/budgets/services/support%20bot",
+                "/api/v1/budgets/services/{service}",
+            ),
             ("/api/v1/models", "/api/v1/models"),
             ("/api/v1/openapi.json", "/api/v1/openapi.json"),
             ("/api/echo", "/api/echo"),
-            ("/api/traces/abc", "/api/traces/{id}"),
-            ("/api/v2/traces/abc", "/api/v2/traces/{id}"),
+            ("/api/traces/abc", "/api/traces/{trace_id}"),
+            ("/api/v2/traces/abc", "/api/v2/traces/{trace_id}"),
             ("/api/search", "/api/search"),
             ("/api/search/tags", "/api/search/tags"),
             ("/api/v2/search/tags", "/api/v2/search/tags"),

@@ -151,8 +151,8 @@ pub struct Search {
 
 impl Search {
     /// Reads every search parameter; refuses unknown ones.
-    pub fn parse(mut p: Params, now: SystemTime) -> Result<Search, Problem> {
-        let range = Range::take(&mut p, now, Duration::from_secs(3600), MAX_RANGE)?;
+    pub fn parse(p: &mut Params, now: SystemTime) -> Result<Search, Problem> {
+        let range = Range::take(p, now, Duration::from_secs(3600), MAX_RANGE)?;
         let status = p.parsed("status", |s| match s {
             "unset" => Ok(Status::Unset),
             "ok" => Ok(Status::Ok),
@@ -542,7 +542,7 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Search::parse(
-            Params::new(pairs)?,
+            &mut Params::new(pairs)?,
             parse_rfc3339("2026-11-27T10:00:00Z").unwrap(),
         )
     }

@@ -45,7 +45,7 @@ pub async fn search(
     state: State,
 ) -> Result<warp::reply::Response, Rejection> {
     let now = SystemTime::now();
-    let q = Search::parse(Params::new(pairs.clone()).map_err(reject)?, now).map_err(reject)?;
+    let q = Search::parse(&mut Params::new(pairs.clone()).map_err(reject)?, now).map_err(reject)?;
     let open = q.range.is_open(now, LATE_DATA);
     state
         .cache
@@ -66,8 +66,8 @@ pub async fn metrics(
     state: State,
 ) -> Result<warp::reply::Response, Rejection> {
     let now = SystemTime::now();
-    let q =
-        MetricsQuery::parse(Params::new(pairs.clone()).map_err(reject)?, now).map_err(reject)?;
+    let q = MetricsQuery::parse(&mut Params::new(pairs.clone()).map_err(reject)?, now)
+        .map_err(reject)?;
     let open = q.selection.range.is_open(now, LATE_DATA);
     state
         .cache
@@ -88,7 +88,8 @@ pub async fn costs(
     state: State,
 ) -> Result<warp::reply::Response, Rejection> {
     let now = SystemTime::now();
-    let q = CostsQuery::parse(Params::new(pairs.clone()).map_err(reject)?, now).map_err(reject)?;
+    let q =
+        CostsQuery::parse(&mut Params::new(pairs.clone()).map_err(reject)?, now).map_err(reject)?;
     state
         .cache
         .json(&claims.tenant, "llm_costs", &pairs, true, || async {
@@ -108,7 +109,7 @@ pub async fn models(
     state: State,
 ) -> Result<warp::reply::Response, Rejection> {
     let now = SystemTime::now();
-    let range = analytics::parse_models(Params::new(pairs.clone()).map_err(reject)?, now)
+    let range = analytics::parse_models(&mut Params::new(pairs.clone()).map_err(reject)?, now)
         .map_err(reject)?;
     state
         .cache
@@ -135,7 +136,7 @@ pub async fn list_budgets(
     state: State,
 ) -> Result<warp::reply::Response, Rejection> {
     Params::new(pairs)
-        .and_then(Params::finish)
+        .and_then(|p| p.finish())
         .map_err(reject)?;
     let client = db(&state).await.map_err(reject)?;
     let budgets = budgets::usage(&client, &claims.tenant, SystemTime::now())
