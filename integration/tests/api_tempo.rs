@@ -451,7 +451,7 @@ async fn tempo_api_postgres_then_blocks_search_tags_isolation() {
         None,
     )
     .await;
-    assert_eq!(found_ids(&answer), [a1.clone()]);
+    assert_eq!(found_ids(&answer), [a1.as_str()]);
     let hit = &answer.json()["traces"][0];
     assert_eq!(hit["rootServiceName"], "support-bot");
     assert_eq!(hit["rootTraceName"], "agent run");
@@ -489,13 +489,13 @@ async fn tempo_api_postgres_then_blocks_search_tags_isolation() {
     params.extend(range);
     assert_eq!(
         found_ids(&get(&api, &search_path(&params), Some(&acme), None).await),
-        [a1.clone()]
+        [a1.as_str()]
     );
     let mut params = vec![("tags", "service.name=other")];
     params.extend(range);
     assert_eq!(
         found_ids(&get(&api, &search_path(&params), Some(&acme), None).await),
-        [a2.clone()]
+        [a2.as_str()]
     );
     assert_eq!(
         found_ids(
@@ -507,7 +507,7 @@ async fn tempo_api_postgres_then_blocks_search_tags_isolation() {
             )
             .await
         ),
-        [b2.clone()]
+        [b2.as_str()]
     );
 
     // ---- tags ----
