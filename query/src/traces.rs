@@ -183,7 +183,7 @@ pub async fn load(
 }
 
 /// Nests spans under their parents (input and children in start order).
-fn tree(nodes: Vec<SpanNode>) -> Vec<SpanNode> {
+pub(crate) fn tree(nodes: Vec<SpanNode>) -> Vec<SpanNode> {
     let index: HashMap<String, usize> = nodes
         .iter()
         .enumerate()
