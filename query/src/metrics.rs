@@ -215,7 +215,7 @@ fn method(m: &warp::http::Method) -> &'static str {
 
 /// Every route template the API serves (the OpenAPI document's paths, a
 /// test checks), and `other`.
-pub const ROUTES: [&str; 21] = [
+pub const ROUTES: [&str; 22] = [
     "/healthz",
     "/readyz",
     "/metrics",
@@ -229,6 +229,7 @@ pub const ROUTES: [&str; 21] = [
     "/api/v1/models",
     "/api/v1/openapi.json",
     "/api/echo",
+    "/api/status/buildinfo",
     "/api/traces/{trace_id}",
     "/api/v2/traces/{trace_id}",
     "/api/search",
@@ -269,6 +270,7 @@ pub fn route(path: &str) -> &'static str {
         ["api", "v1", "models"] => "/api/v1/models",
         ["api", "v1", "openapi.json"] => "/api/v1/openapi.json",
         ["api", "echo"] => "/api/echo",
+        ["api", "status", "buildinfo"] => "/api/status/buildinfo",
         ["api", "traces", _] => "/api/traces/{trace_id}",
         ["api", "v2", "traces", _] => "/api/v2/traces/{trace_id}",
         ["api", "search"] => "/api/search",
@@ -332,7 +334,7 @@ mod tests {
             "/api/v1/traces/a/b",
             "/api/v1//traces",
             "/api/v1/llm",
-            "/api/v1/budgets",
+            "/api/v1/budgets/services",
             "/api/search/tag//values",
             "/api/v3/search/tags",
             "/wp-admin/setup.php",
