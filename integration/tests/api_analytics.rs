@@ -471,7 +471,7 @@ async fn search_metrics_costs_budgets_and_models_on_known_fixtures() {
             &viewer,
         )
         .await;
-    assert_eq!(m["source"], "rollups");
+    assert_eq!(m["source"], "rollups_1h");
     let series = |m: &Value, model: &str| -> Value {
         let found: Vec<&Value> = m["series"]
             .as_array()

@@ -136,11 +136,23 @@ impl Selection {
         self.group_by.contains(&Dim::User) || self.filters.iter().any(|(d, _)| *d == Dim::User)
     }
 
-    /// `WHERE` for `tenant`, on the time column `time`.
+    /// `WHERE` for `tenant`, on the time column `time`, over the window.
     fn where_clause(&self, sql: &mut Sql, tenant: &str, time: &str) {
+        self.where_between(sql, tenant, time, self.range.from, self.range.to)
+    }
+
+    /// `WHERE` for `tenant`, on the time column `time`, over `[from, to)`.
+    fn where_between(
+        &self,
+        sql: &mut Sql,
+        tenant: &str,
+        time: &str,
+        from: SystemTime,
+        to: SystemTime,
+    ) {
         let t = sql.bind(tenant.to_owned());
-        let from = sql.bind(self.range.from);
-        let to = sql.bind(self.range.to);
+        let from = sql.bind(from);
+        let to = sql.bind(to);
         sql.push(&format!(
             " WHERE tenant = {t} AND {time} >= {from} AND {time} < {to}"
         ));
@@ -311,7 +323,7 @@ pub struct MetricsAnswer {
     pub bucket: &'static str,
     /// The grouping.
     pub group_by: Vec<&'static str>,
-    /// `rollups` or `llm_calls`.
+    /// `rollups_1m`, `rollups_1h` or `llm_calls`.
     pub source: &'static str,
     /// One series per group.
     pub series: Vec<Series>,
@@ -354,35 +366,85 @@ fn bucket_expr(sql: &mut Sql, step: u64, time: &str) -> String {
     format!("date_bin(make_interval(secs => {s}), {time}, TIMESTAMPTZ '2000-01-01 00:00:00+00')")
 }
 
+/// The columns the minute and hour rollups share.
+const ROLLUP_COLUMNS: &str = "bucket, tenant, service, provider, model, environment, calls, \
+     errors, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, \
+     reasoning_tokens, cost_usd, unpriced_calls";
+
+/// Whether buckets of `step` seconds can be read from the hourly rollups.
+fn hourly(step: u64) -> bool {
+    step % 3600 == 0
+}
+
+/// The whole hours inside a window: `[first, last)`, empty when `first >= last`.
+fn whole_hours(range: Range) -> (SystemTime, SystemTime) {
+    let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let from = secs(range.from);
+    let first = from.as_secs().div_ceil(3600) * 3600
+        + u64::from(from.subsec_nanos() > 0 && from.as_secs() % 3600 == 0) * 3600;
+    let last = secs(range.to).as_secs() / 3600 * 3600;
+    (
+        UNIX_EPOCH + Duration::from_secs(first),
+        UNIX_EPOCH + Duration::from_secs(last),
+    )
+}
+
+/// The sums per (bucket of `step`, group), or per group over the whole
+/// window when `step` is `None`. Rollups: hour buckets from the hourly
+/// tables, others from the minute ones; a whole-window sum takes its whole
+/// hours from the hourly tables and only the ragged ends from the minutes.
 fn sums_sql(sel: &Selection, tenant: &str, step: Option<u64>) -> Sql {
     let mut sql = Sql::default();
-    let (table, time, sums) = if sel.needs_calls() {
-        (
-            "llm_calls",
-            "start_time",
-            "count(*)::int8, count(*) FILTER (WHERE is_error)::int8, \
+    let groups = sel.group_columns();
+    let rollup_sums = "sum(calls)::int8, sum(errors)::int8, sum(input_tokens)::int8, \
+         sum(output_tokens)::int8, sum(cache_read_tokens)::int8, \
+         sum(cache_write_tokens)::int8, sum(reasoning_tokens)::int8, \
+         sum(cost_usd)::float8, sum(unpriced_calls)::int8";
+    if sel.needs_calls() {
+        let sums = "count(*)::int8, count(*) FILTER (WHERE is_error)::int8, \
              coalesce(sum(input_tokens), 0)::int8, coalesce(sum(output_tokens), 0)::int8, \
              coalesce(sum(cache_read_tokens), 0)::int8, coalesce(sum(cache_write_tokens), 0)::int8, \
              coalesce(sum(reasoning_tokens), 0)::int8, coalesce(sum(cost_usd), 0)::float8, \
-             count(*) FILTER (WHERE computed_cost_usd IS NULL)::int8",
-        )
+             count(*) FILTER (WHERE computed_cost_usd IS NULL)::int8";
+        let t = match step {
+            Some(step) => bucket_expr(&mut sql, step, "start_time"),
+            None => "NULL::timestamptz".into(),
+        };
+        sql.push(&format!("SELECT {t}{groups}, {sums} FROM llm_calls"));
+        sel.where_clause(&mut sql, tenant, "start_time");
+    } else if let Some(step) = step {
+        let t = bucket_expr(&mut sql, step, "bucket");
+        let table = if hourly(step) {
+            "llm_rollup_1h"
+        } else {
+            "llm_rollup_1m"
+        };
+        sql.push(&format!("SELECT {t}{groups}, {rollup_sums} FROM {table}"));
+        sel.where_clause(&mut sql, tenant, "bucket");
     } else {
-        (
-            "llm_rollup_1m",
-            "bucket",
-            "sum(calls)::int8, sum(errors)::int8, sum(input_tokens)::int8, \
-             sum(output_tokens)::int8, sum(cache_read_tokens)::int8, \
-             sum(cache_write_tokens)::int8, sum(reasoning_tokens)::int8, \
-             sum(cost_usd)::float8, sum(unpriced_calls)::int8",
-        )
-    };
-    let t = match step {
-        Some(step) => bucket_expr(&mut sql, step, time),
-        None => "NULL::timestamptz".into(),
-    };
-    let groups = sel.group_columns();
-    sql.push(&format!("SELECT {t}{groups}, {sums} FROM {table}"));
-    sel.where_clause(&mut sql, tenant, time);
+        let (first, last) = whole_hours(sel.range);
+        sql.push(&format!(
+            "SELECT NULL::timestamptz{groups}, {rollup_sums} FROM ("
+        ));
+        if first < last {
+            let parts = [
+                ("llm_rollup_1h", first, last),
+                ("llm_rollup_1m", sel.range.from, first),
+                ("llm_rollup_1m", last, sel.range.to),
+            ];
+            for (i, (table, from, to)) in parts.into_iter().enumerate() {
+                if i > 0 {
+                    sql.push(" UNION ALL ");
+                }
+                sql.push(&format!("SELECT {ROLLUP_COLUMNS} FROM {table}"));
+                sel.where_between(&mut sql, tenant, "bucket", from, to);
+            }
+        } else {
+            sql.push(&format!("SELECT {ROLLUP_COLUMNS} FROM llm_rollup_1m"));
+            sel.where_clause(&mut sql, tenant, "bucket");
+        }
+        sql.push(") r");
+    }
     sql.push(&format!(" GROUP BY 1{groups}"));
     sql
 }
@@ -416,8 +478,13 @@ fn latency_sql(sel: &Selection, tenant: &str, step: u64) -> Sql {
         sql.push(&format!(") calls GROUP BY t{outer}, metric, le"));
     } else {
         let t = bucket_expr(&mut sql, step, "bucket");
+        let table = if hourly(step) {
+            "llm_latency_1h"
+        } else {
+            "llm_latency_1m"
+        };
         sql.push(&format!(
-            "SELECT {t}{groups}, metric, le, sum(count)::int8 FROM llm_latency_1m"
+            "SELECT {t}{groups}, metric, le, sum(count)::int8 FROM {table}"
         ));
         sel.where_clause(&mut sql, tenant, "bucket");
         sql.push(&format!(" GROUP BY 1{groups}, metric, le"));
@@ -527,8 +594,10 @@ pub async fn metrics(
         group_by: sel.group_by.iter().map(|d| d.name()).collect(),
         source: if sel.needs_calls() {
             "llm_calls"
+        } else if hourly(q.step) {
+            "rollups_1h"
         } else {
-            "rollups"
+            "rollups_1m"
         },
         series,
     })
@@ -659,6 +728,26 @@ pub async fn costs(
         other,
         budgets,
     })
+}
+
+/// Cost by service over `[from, now]` (whole minutes), for budgets.
+pub async fn cost_by_service(
+    client: &tokio_postgres::Client,
+    tenant: &str,
+    from: SystemTime,
+    now: SystemTime,
+) -> Result<Vec<(String, f64)>, tokio_postgres::Error> {
+    let sel = Selection {
+        range: Range { from, to: now }.aligned(Duration::from_secs(60)),
+        group_by: vec![Dim::Service],
+        filters: vec![],
+    };
+    let sql = sums_sql(&sel, tenant, None);
+    let rows = client.query(sql.text.as_str(), &sql.refs()).await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(1), totals_from(r, 2).cost_usd))
+        .collect())
 }
 
 /// Prices per million tokens, USD.
@@ -822,6 +911,7 @@ mod tests {
         assert!(sums_sql(&q.selection, "t", Some(60))
             .text
             .contains("FROM llm_rollup_1m"));
+        assert_eq!(q.step, 300);
         let q = MetricsQuery::parse(&mut params(&[("user", "u-1")]), now).unwrap();
         assert!(q.selection.needs_calls());
         let q = MetricsQuery::parse(&mut params(&[("group_by", "user")]), now).unwrap();
@@ -832,6 +922,65 @@ mod tests {
             "{}",
             sql.text
         );
+    }
+
+    #[test]
+    fn whole_windows_take_their_hours_from_the_hourly_rollups() {
+        let t = |s| parse_rfc3339(s).unwrap();
+        let range = Range {
+            from: t("2026-11-27T09:30:00Z"),
+            to: t("2026-11-27T12:15:00Z"),
+        };
+        let (first, last) = whole_hours(range);
+        assert_eq!(format_time(first), "2026-11-27T10:00:00Z");
+        assert_eq!(format_time(last), "2026-11-27T12:00:00Z");
+        let sel = Selection {
+            range,
+            group_by: vec![Dim::Service],
+            filters: vec![(Dim::Model, "gpt-4o".into())],
+        };
+        let sql = sums_sql(&sel, "t", None);
+        assert_eq!(
+            sql.text.matches("FROM llm_rollup_1h").count(),
+            1,
+            "{}",
+            sql.text
+        );
+        assert_eq!(
+            sql.text.matches("FROM llm_rollup_1m").count(),
+            2,
+            "{}",
+            sql.text
+        );
+        let inside = Range {
+            from: t("2026-11-27T09:30:00Z"),
+            to: t("2026-11-27T09:45:00Z"),
+        };
+        let sql = sums_sql(
+            &Selection {
+                range: inside,
+                ..sel
+            },
+            "t",
+            None,
+        );
+        assert!(!sql.text.contains("llm_rollup_1h"), "{}", sql.text);
+    }
+
+    #[test]
+    fn hour_buckets_read_the_hourly_tables() {
+        let now = parse_rfc3339("2026-11-27T10:00:30Z").unwrap();
+        let q = MetricsQuery::parse(&mut params(&[("bucket", "1h")]), now).unwrap();
+        assert!(sums_sql(&q.selection, "t", Some(q.step))
+            .text
+            .contains("llm_rollup_1h"));
+        assert!(latency_sql(&q.selection, "t", q.step)
+            .text
+            .contains("llm_latency_1h"));
+        let q = MetricsQuery::parse(&mut params(&[("bucket", "15m")]), now).unwrap();
+        assert!(latency_sql(&q.selection, "t", q.step)
+            .text
+            .contains("llm_latency_1m"));
     }
 
     #[test]

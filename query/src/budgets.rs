@@ -121,14 +121,8 @@ pub async fn usage(
         return Ok(Vec::new());
     }
     let start = month_start(now);
-    let spend = client
-        .query(
-            "SELECT service, sum(cost_usd)::float8 FROM llm_rollup_1m
-             WHERE tenant = $1 AND bucket >= $2 GROUP BY service",
-            &[&tenant, &start],
-        )
-        .await?;
-    let by_service: HashMap<String, f64> = spend.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let spend = crate::analytics::cost_by_service(client, tenant, start, now).await?;
+    let by_service: HashMap<String, f64> = spend.into_iter().collect();
     let month = crate::filters::format_time(start)[..7].to_owned();
     Ok(budgets
         .iter()
