@@ -373,7 +373,7 @@ const ROLLUP_COLUMNS: &str = "bucket, tenant, service, provider, model, environm
 
 /// Whether buckets of `step` seconds can be read from the hourly rollups.
 fn hourly(step: u64) -> bool {
-    step % 3600 == 0
+    step.is_multiple_of(3600)
 }
 
 /// The whole hours inside a window: `[first, last)`, empty when `first >= last`.
