@@ -1,0 +1,109 @@
+-- The data set of the query-API benchmark (integration/bench-api.sh): the
+-- rows the PostgreSQL sink would write for :traces traces of 5 spans each
+-- (a root, one model call, a tool call, a retrieval and an HTTP call) spread
+-- evenly over the last 24 hours, tenant 'bench', and the per-minute and
+-- per-hour rollups summed from the calls exactly as the sink sums them.
+--
+--   psql "$DATABASE_URL" -v traces=2000000 -f integration/bench-api-load.sql
+--
+-- 8 services x 6 models x 2 environments, 1000 users; call latency 200 ms
+-- to 8.2 s, time to first token on half of the calls, 2% errors.
+\set ON_ERROR_STOP on
+SET maintenance_work_mem = '1GB';
+SET work_mem = '256MB';
+
+-- Daily partitions of every partitioned table, as the sink names them.
+DO $$
+DECLARE
+  parent text;
+  d date;
+BEGIN
+  FOR parent IN SELECT c.relname FROM pg_class c WHERE c.relkind = 'p' AND c.relnamespace = 'public'::regnamespace LOOP
+    FOR d IN SELECT generate_series(current_date - 2, current_date + 1, interval '1 day')::date LOOP
+      EXECUTE format('CREATE TABLE IF NOT EXISTS %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L)',
+                     parent || '_p' || to_char(d, 'YYYYMMDD'), parent,
+                     d::timestamp AT TIME ZONE 'UTC', (d + 1)::timestamp AT TIME ZONE 'UTC');
+    END LOOP;
+  END LOOP;
+END $$;
+
+CREATE TEMP TABLE models (m int, provider text, model text, input float8, output float8);
+INSERT INTO models VALUES
+  (0, 'openai', 'gpt-4o', 2.5, 10), (1, 'openai', 'gpt-4o-mini', 0.15, 0.6),
+  (2, 'anthropic', 'claude-3-5-sonnet', 3, 15), (3, 'anthropic', 'claude-3-5-haiku', 0.8, 4),
+  (4, 'google', 'gemini-1.5-pro', 1.25, 5), (5, 'openai', 'gpt-4.1', 2, 8);
+
+CREATE TEMP TABLE t AS
+SELECT i,
+       decode(md5('t' || i), 'hex') AS trace_id,
+       date_trunc('minute', now()) - interval '24 hours' + (i::float8 / :traces) * interval '24 hours' AS start_time,
+       'svc-' || (i % 8) AS service,
+       CASE WHEN (i / 8) % 10 = 0 THEN 'staging' ELSE 'prod' END AS environment,
+       (i / 3) % 6 AS m,
+       200 + (i * 2654435761) % 8000 AS llm_ms,
+       100 + (i * 40503) % 3000 AS input,
+       20 + (i * 9973) % 500 AS output,
+       i % 50 = 0 AS error
+FROM generate_series(1::bigint, :traces) i;
+
+-- The time-ordered secondary indexes are rebuilt once after the load.
+DROP INDEX IF EXISTS spans_tenant_time, spans_tenant_service_time, llm_calls_tenant_time, llm_calls_tenant_model_time;
+
+INSERT INTO spans
+SELECT 'bench', t.trace_id,
+       decode(substr(md5('s' || t.i || '-' || k), 1, 16), 'hex'),
+       CASE WHEN k = 0 THEN NULL ELSE decode(substr(md5('s' || t.i || '-0'), 1, 16), 'hex') END,
+       t.service,
+       CASE k WHEN 0 THEN 'agent run' WHEN 1 THEN 'chat ' || mo.model WHEN 2 THEN 'tool search'
+              WHEN 3 THEN 'retrieve' ELSE 'GET /inventory' END,
+       CASE WHEN k IN (1, 4) THEN 3 ELSE 1 END,
+       t.start_time + k * interval '1 millisecond',
+       (CASE WHEN k = 0 THEN t.llm_ms + 500 WHEN k = 1 THEN t.llm_ms ELSE 40 + 10 * k END) * 1000000,
+       CASE WHEN k = 1 AND t.error THEN 2 ELSE 0 END, '', 'bench',
+       CASE WHEN k = 1 THEN jsonb_build_object('gen_ai.operation.name', 'chat', 'gen_ai.provider.name', mo.provider,
+                                               'gen_ai.request.model', mo.model, 'gen_ai.usage.input_tokens', t.input,
+                                               'gen_ai.usage.output_tokens', t.output, 'user.id', 'user-' || (t.i % 1000))
+            ELSE jsonb_build_object('tier', CASE WHEN t.i % 3 = 0 THEN 'gold' ELSE 'free' END, 'retries', t.i % 4) END,
+       jsonb_build_object('service.name', t.service, 'deployment.environment.name', t.environment),
+       '[]'::jsonb, '[]'::jsonb, now()
+FROM t JOIN models mo ON mo.m = t.m CROSS JOIN generate_series(0, 4) k;
+
+INSERT INTO llm_calls
+SELECT 'bench', t.trace_id, decode(substr(md5('s' || t.i || '-1'), 1, 16), 'hex'),
+       t.start_time + interval '1 millisecond', t.service, t.environment, mo.provider, mo.model, mo.model, 'chat',
+       t.llm_ms, t.error, t.input, t.output, 0, 0, 0,
+       (t.input * mo.input + t.output * mo.output) / 1e6, (t.input * mo.input + t.output * mo.output) / 1e6, NULL,
+       CASE WHEN t.i % 2 = 0 THEN t.llm_ms * 0.2 END, ARRAY['stop'], 'user-' || (t.i % 1000), 's-' || (t.i % 50000),
+       NULL, NULL, NULL, NULL,
+       least(64, greatest(0, ceil(log(2, t.llm_ms::numeric) * 4)))::int2,
+       CASE WHEN t.i % 2 = 0 THEN least(64, greatest(0, ceil(log(2, (t.llm_ms * 0.2)::numeric) * 4)))::int2 END
+FROM t JOIN models mo ON mo.m = t.m;
+
+CREATE INDEX IF NOT EXISTS spans_tenant_time ON spans (tenant, start_time DESC);
+CREATE INDEX IF NOT EXISTS spans_tenant_service_time ON spans (tenant, service, start_time DESC);
+CREATE INDEX IF NOT EXISTS llm_calls_tenant_time ON llm_calls (tenant, start_time DESC);
+CREATE INDEX IF NOT EXISTS llm_calls_tenant_model_time ON llm_calls (tenant, model, start_time DESC);
+
+-- Rollups, per minute and per hour.
+INSERT INTO llm_rollup_1m
+SELECT date_trunc('minute', start_time), tenant, service, provider, model, environment, count(*),
+       count(*) FILTER (WHERE is_error), sum(input_tokens), sum(output_tokens), 0, 0, 0, sum(cost_usd), 0, sum(duration_ms)
+FROM llm_calls GROUP BY 1, 2, 3, 4, 5, 6;
+INSERT INTO llm_rollup_1h
+SELECT date_trunc('hour', bucket), tenant, service, provider, model, environment, sum(calls), sum(errors),
+       sum(input_tokens), sum(output_tokens), 0, 0, 0, sum(cost_usd), 0, sum(duration_ms_sum)
+FROM llm_rollup_1m GROUP BY 1, 2, 3, 4, 5, 6;
+INSERT INTO llm_latency_1m
+SELECT date_trunc('minute', start_time), tenant, service, provider, model, environment, 0, latency_bucket, count(*)
+FROM llm_calls GROUP BY 1, 2, 3, 4, 5, 6, 8
+UNION ALL
+SELECT date_trunc('minute', start_time), tenant, service, provider, model, environment, 1, ttft_bucket, count(*)
+FROM llm_calls WHERE ttft_bucket IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6, 8;
+INSERT INTO llm_latency_1h
+SELECT date_trunc('hour', bucket), tenant, service, provider, model, environment, metric, le, sum(count)
+FROM llm_latency_1m GROUP BY 1, 2, 3, 4, 5, 6, 7, 8;
+
+VACUUM ANALYZE;
+SELECT (SELECT count(*) FROM spans) AS spans, (SELECT count(*) FROM llm_calls) AS llm_calls,
+       (SELECT count(*) FROM llm_rollup_1m) AS rollup_1m_rows, (SELECT count(*) FROM llm_latency_1m) AS latency_1m_rows,
+       (SELECT count(*) FROM llm_latency_1h) AS latency_1h_rows;
