@@ -223,9 +223,15 @@ async fn main() -> anyhow::Result<()> {
             tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
                     match client.get(&path).await {
-                        Ok((_, cache)) if cache == "hit" => done.fetch_add(1, Ordering::Relaxed),
-                        _ => failed.fetch_add(1, Ordering::Relaxed),
-                    };
+                        Ok((_, cache)) if cache == "hit" => {
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                        other => {
+                            if failed.fetch_add(1, Ordering::Relaxed) == 0 {
+                                eprintln!("first failure: {other:?}");
+                            }
+                        }
+                    }
                 }
             })
         })
