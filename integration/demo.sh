@@ -7,8 +7,9 @@
 # binaries, starts observatory-collector on its default ports (4317 gRPC,
 # 4318 HTTP, 8888 admin), the PostgreSQL sink (observatory-consumer
 # timescale, admin 8889) and the Tempo sink (observatory-consumer tempo,
-# admin 8890, blocks in the stack's S3 server) unless they are already
-# running, sends
+# admin 8890, blocks in the stack's S3 server) and the query API
+# (observatory-api on 8080, Redis cache, blocks as fallback) unless they
+# are already running, sends
 # LLM-application traces with the load generator, and prints where to look.
 # The pipeline keeps running afterwards; `integration/demo.sh stop` stops it.
 set -euo pipefail
@@ -23,7 +24,7 @@ ready() { # GET /readyz on the admin port with bash alone (no curl on a fresh ma
 }
 
 if [ "${1:-}" = "stop" ]; then
-  for p in collector consumer tempo; do
+  for p in collector consumer tempo api; do
     if [ -f "$STATE/$p.pid" ]; then kill "$(cat "$STATE/$p.pid")" 2>/dev/null || true; rm -f "$STATE/$p.pid"; fi
   done
   echo "pipeline stopped; the stack keeps running (integration/stack.sh down stops it)"
@@ -62,6 +63,17 @@ else
     nohup target/release/observatory-consumer tempo >"$STATE/tempo.log" 2>&1 &
   echo $! >"$STATE/tempo.pid"
 fi
+export JWT_SECRET="${JWT_SECRET:-demo-secret-change-me-in-production}"
+if listening 8080; then
+  echo "[demo] something already answers on :8080; using it as the API" >&2
+else
+  echo "[demo] starting observatory-api on :8080 (log: $STATE/api.log)" >&2
+  AWS_ENDPOINT="$S3_ENDPOINT" AWS_ALLOW_HTTP=true AWS_REGION=us-east-1 \
+    AWS_ACCESS_KEY_ID="$S3_ACCESS_KEY" AWS_SECRET_ACCESS_KEY="$S3_SECRET_KEY" \
+    OBJECT_STORE_URL="s3://$S3_BUCKET/demo" \
+    nohup target/release/observatory-api >"$STATE/api.log" 2>&1 &
+  echo $! >"$STATE/api.pid"
+fi
 for _ in $(seq 1 300); do
   if ready; then break; fi
   sleep 0.2
@@ -72,6 +84,7 @@ echo "[demo] sending LLM traces for ${SECONDS_TO_RUN}s at 5000 spans/s over OTLP
 target/release/loadgen --endpoint 127.0.0.1:4317 --protocol grpc --rate 5000 --concurrency 4 \
   --spans-per-request 100 --content-bytes 300 --duration "${SECONDS_TO_RUN}s" --unique-ids
 sleep 12 # the Tempo sink cuts its blocks every 10 s here
+TOKEN=$(target/release/observatory-api token --tenant default --role viewer --ttl 24h)
 
 cat <<EOT
 
@@ -89,5 +102,11 @@ The pipeline is running:
   Tempo blocks   s3://$S3_BUCKET/demo/single-tenant/<block id>/ on $S3_ENDPOINT
                  (files under $STATE/s3/$S3_BUCKET/demo/single-tenant/), vParquet4
   Tempo sink     http://127.0.0.1:8890/metrics, log $STATE/tempo.log
+  query API      http://127.0.0.1:8080 (docs/api.md; OpenAPI at /api/v1/openapi.json), log $STATE/api.log
+                 a viewer token for tenant default (24 h): TOKEN=$TOKEN
+                 curl -H "Authorization: Bearer \$TOKEN" 'http://127.0.0.1:8080/api/v1/llm/costs?group_by=model'
+                 curl -H "Authorization: Bearer \$TOKEN" 'http://127.0.0.1:8080/api/v1/traces?sort=cost&limit=5'
+                 curl -H "Authorization: Bearer \$TOKEN" 'http://127.0.0.1:8080/api/v1/llm/metrics?from=...&bucket=1m&group_by=model'
+                 Grafana: a Tempo data source at http://127.0.0.1:8080 with header Authorization: Bearer <token>
 Stop it with: integration/demo.sh stop
 EOT
