@@ -683,6 +683,18 @@ async fn search_metrics_costs_budgets_and_models_on_known_fixtures() {
         .await;
     assert_eq!(status, 404);
 
+    for (path, parameter) in [
+        ("/api/v1/llm/costs?top=0", "top"),
+        ("/api/v1/llm/costs?top=1%20OR%201=1", "top"),
+        ("/api/v1/llm/costs?group_by=cost", "group_by"),
+        ("/api/v1/llm/costs?service=a&service=b", "service"),
+        ("/api/v1/models?to=now", "to"),
+        ("/api/v1/models?group_by=model", "group_by"),
+        ("/api/v1/budgets?tenant=beta", "tenant"),
+    ] {
+        assert_eq!(c.bad(path, &viewer).await, parameter, "{path}");
+    }
+
     // --- Models with their prices.
     let models = c.get(&format!("/api/v1/models?{window}"), &viewer).await;
     let list = models["models"].as_array().unwrap();
