@@ -99,7 +99,10 @@ mod tests {
         let versions: Vec<i32> = POSTGRES.iter().map(|m| m.version).collect();
         assert_eq!(versions, (1..=POSTGRES.len() as i32).collect::<Vec<_>>());
         let named: Vec<&str> = POSTGRES.iter().map(|m| m.name).collect();
-        assert_eq!(named, ["spans_llm_calls_rollups", "budgets", "hourly_rollups"]);
+        assert_eq!(
+            named,
+            ["spans_llm_calls_rollups", "budgets", "hourly_rollups"]
+        );
     }
 
     /// Every partitioned table is made a hypertable, on the same column, in
@@ -133,7 +136,9 @@ mod tests {
                 .find(&format!("CREATE TABLE IF NOT EXISTS {table} ("))
                 .unwrap_or_else(|| panic!("{table} is created"));
             let body = &sql[start..];
-            let end = body.find(") PARTITION BY RANGE (bucket);").expect("partitioned");
+            let end = body
+                .find(") PARTITION BY RANGE (bucket);")
+                .expect("partitioned");
             body[..end].replacen(table, "t", 1)
         };
         for (minute, hour) in [
