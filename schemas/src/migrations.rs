@@ -28,12 +28,25 @@ pub const POSTGRES: &[Migration] = &[
         name: "budgets",
         sql: include_str!("../migrations/0002_budgets.sql"),
     },
+    Migration {
+        version: 3,
+        name: "hourly_rollups",
+        sql: include_str!("../migrations/0003_hourly_rollups.sql"),
+    },
 ];
 
-/// The tables of migration 1 and the TimescaleDB statements that turn them
-/// into hypertables.
-const TIMESCALEDB_HYPERTABLES: &str =
-    include_str!("../migrations/0001_timescaledb_hypertables.sql");
+/// The TimescaleDB statements that turn the tables of a migration into
+/// hypertables, by migration version; appended to that migration's SQL.
+const TIMESCALEDB_HYPERTABLES: &[(i32, &str)] = &[
+    (
+        1,
+        include_str!("../migrations/0001_timescaledb_hypertables.sql"),
+    ),
+    (
+        3,
+        include_str!("../migrations/0003_timescaledb_hypertables.sql"),
+    ),
+];
 
 /// The SQL of each migration for TimescaleDB: the same tables and keys as
 /// [`POSTGRES`], created without declarative partitioning, then made
@@ -43,6 +56,8 @@ const TIMESCALEDB_HYPERTABLES: &str =
 /// let sql = observatory_schemas::migrations::timescaledb_sql();
 /// assert!(!sql[0].1.contains("PARTITION BY"));
 /// assert!(sql[0].1.contains("create_hypertable('spans'"));
+/// let hourly = sql.iter().find(|(m, _)| m.version == 3).unwrap();
+/// assert!(hourly.1.contains("create_hypertable('llm_rollup_1h'"));
 /// ```
 pub fn timescaledb_sql() -> Vec<(Migration, String)> {
     POSTGRES
@@ -52,9 +67,12 @@ pub fn timescaledb_sql() -> Vec<(Migration, String)> {
                 .sql
                 .replace(") PARTITION BY RANGE (start_time);", ");")
                 .replace(") PARTITION BY RANGE (bucket);", ");");
-            if m.version == 1 {
+            for (_, hypertables) in TIMESCALEDB_HYPERTABLES
+                .iter()
+                .filter(|(version, _)| *version == m.version)
+            {
                 sql.push('\n');
-                sql.push_str(TIMESCALEDB_HYPERTABLES);
+                sql.push_str(hypertables);
             }
             (*m, sql)
         })
@@ -68,4 +86,73 @@ pub const PARTITIONED_TABLES: &[(&str, bool)] = &[
     ("llm_calls", true),
     ("llm_rollup_1m", false),
     ("llm_latency_1m", false),
+    ("llm_rollup_1h", false),
+    ("llm_latency_1h", false),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_increase_from_one() {
+        let versions: Vec<i32> = POSTGRES.iter().map(|m| m.version).collect();
+        assert_eq!(versions, (1..=POSTGRES.len() as i32).collect::<Vec<_>>());
+        let named: Vec<&str> = POSTGRES.iter().map(|m| m.name).collect();
+        assert_eq!(
+            named,
+            ["spans_llm_calls_rollups", "budgets", "hourly_rollups"]
+        );
+    }
+
+    /// Every partitioned table is made a hypertable, on the same column, in
+    /// the migration that creates it, and nothing is left partitioned.
+    #[test]
+    fn timescaledb_makes_every_partitioned_table_a_hypertable() {
+        let sql = timescaledb_sql();
+        for (table, _) in PARTITIONED_TABLES {
+            let created = format!("CREATE TABLE IF NOT EXISTS {table} (");
+            let (m, text) = sql
+                .iter()
+                .find(|(_, text)| text.contains(&created))
+                .unwrap_or_else(|| panic!("{table} is created"));
+            assert!(
+                text.contains(&format!("create_hypertable('{table}'")),
+                "{table} becomes a hypertable in migration {}",
+                m.version
+            );
+        }
+        for (m, text) in &sql {
+            assert!(!text.contains(") PARTITION BY"), "migration {}", m.version);
+        }
+        assert_eq!(sql.len(), POSTGRES.len());
+    }
+
+    /// The hourly tables are the per-minute ones with another name.
+    #[test]
+    fn hourly_tables_have_the_minute_tables_columns_and_keys() {
+        let definition = |sql: &str, table: &str| -> String {
+            let start = sql
+                .find(&format!("CREATE TABLE IF NOT EXISTS {table} ("))
+                .unwrap_or_else(|| panic!("{table} is created"));
+            let body = &sql[start..];
+            let end = body
+                .find(") PARTITION BY RANGE (bucket);")
+                .expect("partitioned");
+            body[..end].replacen(table, "t", 1)
+        };
+        for (minute, hour) in [
+            ("llm_rollup_1m", "llm_rollup_1h"),
+            ("llm_latency_1m", "llm_latency_1h"),
+        ] {
+            assert_eq!(
+                definition(POSTGRES[0].sql, minute),
+                definition(POSTGRES[2].sql, hour),
+                "{hour} is {minute} by the hour"
+            );
+        }
+        for table in ["llm_rollup_1h", "llm_latency_1h"] {
+            assert!(PARTITIONED_TABLES.contains(&(table, false)), "{table}");
+        }
+    }
+}

@@ -8,7 +8,7 @@
 //! retention). The choice is recorded, so later runs and every replica use
 //! the same one.
 
-use observatory_schemas::migrations::{timescaledb_sql, POSTGRES};
+use observatory_schemas::migrations::{timescaledb_sql, PARTITIONED_TABLES, POSTGRES};
 use tokio_postgres::Client;
 use tracing::info;
 
@@ -103,12 +103,8 @@ pub async fn set_retention_policies(
     traces_days: u32,
     metrics_days: u32,
 ) -> Result<(), tokio_postgres::Error> {
-    for (table, days) in [
-        ("spans", traces_days),
-        ("llm_calls", traces_days),
-        ("llm_rollup_1m", metrics_days),
-        ("llm_latency_1m", metrics_days),
-    ] {
+    for (table, is_trace) in PARTITIONED_TABLES {
+        let days = if *is_trace { traces_days } else { metrics_days };
         client
             .batch_execute(&format!(
                 "SELECT remove_retention_policy('{table}', if_exists => TRUE);

@@ -1,9 +1,9 @@
 //! The PostgreSQL/TimescaleDB sink: `observatory-consumer timescale`.
 //!
 //! Reads `otlp_spans` in its own consumer group (`observatory-timescale`)
-//! and writes `spans`, `llm_calls` and the per-minute rollups. Delivery:
-//! offsets are committed only after the PostgreSQL transaction of their
-//! batch committed (see [`crate::source`]); writes are idempotent on
+//! and writes `spans`, `llm_calls` and the per-minute and hourly rollups.
+//! Delivery: offsets are committed only after the PostgreSQL transaction of
+//! their batch committed (see [`crate::source`]); writes are idempotent on
 //! (tenant, trace id, span id), and rollups are fed only by rows actually
 //! inserted, so a crash, a re-delivery or a replay writes nothing twice.
 //!

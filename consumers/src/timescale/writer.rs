@@ -11,12 +11,13 @@
 //!   the calls it added. The writer stays staged while batches keep holding
 //!   known rows and goes back to direct after a batch that held none.
 //!
-//! Either way the rollups get exactly the calls inserted (`rollups.rs`), so
-//! re-delivery and replays count nothing twice. The transaction commits
-//! before the consumer commits any offset (`source.rs`).
+//! Either way the rollups, per minute and per hour, get exactly the calls
+//! inserted (`rollups.rs`), so re-delivery and replays count nothing twice.
+//! The transaction commits before the consumer commits any offset
+//! (`source.rs`).
 
 use super::partitions::Partitions;
-use super::rollups::{Rollups, UPSERT_LATENCY, UPSERT_ROLLUP};
+use super::rollups::{Resolution, Rollups};
 use super::rows::{CallRecord, Prepared, SpanRecord};
 use crate::source::WriteError;
 use bytes::{BufMut, BytesMut};
@@ -317,55 +318,72 @@ impl Writer {
         };
         written.calls_inserted = inserted.len() as u64;
 
-        let rollups = Rollups::of(inserted);
-        if !rollups.is_empty() {
-            let r = rollups.rollup_columns();
-            let g = &r.group;
-            let [calls, errors, input, output, cache_read, cache_write, reasoning, unpriced] =
-                &r.counts;
-            tx.execute(
-                UPSERT_ROLLUP,
-                &[
-                    &g.tenant,
-                    &g.bucket,
-                    &g.service,
-                    &g.provider,
-                    &g.model,
-                    &g.environment,
-                    calls,
-                    errors,
-                    input,
-                    output,
-                    cache_read,
-                    cache_write,
-                    reasoning,
-                    unpriced,
-                    &r.cost_usd,
-                    &r.duration_ms_sum,
-                ],
-            )
-            .await?;
-            let l = rollups.latency_columns();
-            let g = &l.group;
-            tx.execute(
-                UPSERT_LATENCY,
-                &[
-                    &g.tenant,
-                    &g.bucket,
-                    &g.service,
-                    &g.provider,
-                    &g.model,
-                    &g.environment,
-                    &l.metric,
-                    &l.le,
-                    &l.count,
-                ],
+        // Minutes then hours, every writer in this order (see `rollups.rs`).
+        for resolution in Resolution::ALL {
+            add_rollups(
+                &tx,
+                &Rollups::of(inserted.iter().copied(), resolution),
+                resolution,
             )
             .await?;
         }
         tx.commit().await?;
         Ok(written)
     }
+}
+
+/// Adds the increments of `rollups` to the two tables of `resolution`.
+async fn add_rollups(
+    tx: &Transaction<'_>,
+    rollups: &Rollups<'_>,
+    resolution: Resolution,
+) -> Result<(), tokio_postgres::Error> {
+    if rollups.is_empty() {
+        return Ok(());
+    }
+    let r = rollups.rollup_columns();
+    let g = &r.group;
+    let [calls, errors, input, output, cache_read, cache_write, reasoning, unpriced] = &r.counts;
+    tx.execute(
+        resolution.upsert_rollup(),
+        &[
+            &g.tenant,
+            &g.bucket,
+            &g.service,
+            &g.provider,
+            &g.model,
+            &g.environment,
+            calls,
+            errors,
+            input,
+            output,
+            cache_read,
+            cache_write,
+            reasoning,
+            unpriced,
+            &r.cost_usd,
+            &r.duration_ms_sum,
+        ],
+    )
+    .await?;
+    let l = rollups.latency_columns();
+    let g = &l.group;
+    tx.execute(
+        resolution.upsert_latency(),
+        &[
+            &g.tenant,
+            &g.bucket,
+            &g.service,
+            &g.provider,
+            &g.model,
+            &g.environment,
+            &l.metric,
+            &l.le,
+            &l.count,
+        ],
+    )
+    .await?;
+    Ok(())
 }
 
 /// COPYs the spans and calls of `batch` into the two tables named.
