@@ -22,7 +22,6 @@ use observatory_schemas::otlp::trace::{span, ResourceSpans, ScopeSpans, Span, St
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio_postgres::types::ToSql;
 
 /// Longest search or tag range.
 pub const MAX_RANGE: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -190,29 +189,7 @@ fn links(v: &Value) -> Vec<span::Link> {
 
 // ---- SQL building ----
 
-type Param = Box<dyn ToSql + Sync + Send>;
-
-/// SQL text with its bound parameters.
-#[derive(Default)]
-pub struct Sql {
-    /// Parameters, `$1` first.
-    pub params: Vec<Param>,
-}
-
-impl Sql {
-    /// Binds a value; returns its placeholder.
-    pub fn bind(&mut self, value: impl ToSql + Sync + Send + 'static) -> String {
-        self.params.push(Box::new(value));
-        format!("${}", self.params.len())
-    }
-
-    fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
-        self.params
-            .iter()
-            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-            .collect()
-    }
-}
+pub use crate::sql::Sql;
 
 fn text_column(field: &Field) -> Option<&'static str> {
     match field {
