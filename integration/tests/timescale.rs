@@ -307,8 +307,8 @@ fn dialect_fixtures() -> (ExportTraceServiceRequest, Vec<ExpectedCall>) {
 }
 
 /// Asserts that the hourly rollups are the per-minute ones summed by UTC
-/// hour, row for row (sums of floats to 1e-9 relative); returns how many
-/// hours they cover.
+/// hour, row for row (sums of floats to 1e-9 relative: the two tables add
+/// them in different orders); returns how many hours they cover.
 async fn assert_hourly_is_minutely_by_hour(db: &TestDb) -> i64 {
     let client = db.client().await;
     let mismatches = |sql: &'static str| {
@@ -325,13 +325,13 @@ async fn assert_hourly_is_minutely_by_hour(db: &TestDb) -> i64 {
     };
     let rollup = mismatches(
         "WITH m AS (
-             SELECT tenant, date_trunc('hour', bucket, 'UTC') AS bucket, service, provider, model, environment,
+             SELECT date_trunc('hour', bucket, 'UTC') AS bucket, tenant, service, provider, model, environment,
                     sum(calls)::int8 AS calls, sum(errors)::int8 AS errors,
                     sum(input_tokens)::int8 AS input_tokens, sum(output_tokens)::int8 AS output_tokens,
                     sum(cache_read_tokens)::int8 AS cache_read_tokens,
                     sum(cache_write_tokens)::int8 AS cache_write_tokens,
-                    sum(reasoning_tokens)::int8 AS reasoning_tokens, sum(unpriced_calls)::int8 AS unpriced_calls,
-                    sum(cost_usd) AS cost_usd, sum(duration_ms_sum) AS duration_ms_sum
+                    sum(reasoning_tokens)::int8 AS reasoning_tokens, sum(cost_usd) AS cost_usd,
+                    sum(unpriced_calls)::int8 AS unpriced_calls, sum(duration_ms_sum) AS duration_ms_sum
                FROM llm_rollup_1m GROUP BY 1, 2, 3, 4, 5, 6)
          SELECT format('1m by hour %s, 1h %s', row(m.*), row(h.*))
            FROM m FULL JOIN llm_rollup_1h h USING (tenant, bucket, service, provider, model, environment)
@@ -347,7 +347,7 @@ async fn assert_hourly_is_minutely_by_hour(db: &TestDb) -> i64 {
     assert!(rollup.is_empty(), "llm_rollup_1h differs: {rollup:#?}");
     let latency = mismatches(
         "WITH m AS (
-             SELECT tenant, date_trunc('hour', bucket, 'UTC') AS bucket, service, provider, model, environment,
+             SELECT date_trunc('hour', bucket, 'UTC') AS bucket, tenant, service, provider, model, environment,
                     metric, le, sum(count)::int8 AS count
                FROM llm_latency_1m GROUP BY 1, 2, 3, 4, 5, 6, 7, 8)
          SELECT format('1m by hour %s, 1h %s', row(m.*), row(h.*))
