@@ -306,6 +306,61 @@ fn dialect_fixtures() -> (ExportTraceServiceRequest, Vec<ExpectedCall>) {
     (request, expected)
 }
 
+/// Asserts that the hourly rollups are the per-minute ones summed by UTC
+/// hour, row for row (sums of floats to 1e-9 relative: the two tables add
+/// them in different orders); returns how many hours they cover.
+async fn assert_hourly_is_minutely_by_hour(db: &TestDb) -> i64 {
+    let client = db.client().await;
+    let mismatches = |sql: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .query(sql, &[])
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<_, String>(0))
+                .collect::<Vec<_>>()
+        }
+    };
+    let rollup = mismatches(
+        "WITH m AS (
+             SELECT date_trunc('hour', bucket, 'UTC') AS bucket, tenant, service, provider, model, environment,
+                    sum(calls)::int8 AS calls, sum(errors)::int8 AS errors,
+                    sum(input_tokens)::int8 AS input_tokens, sum(output_tokens)::int8 AS output_tokens,
+                    sum(cache_read_tokens)::int8 AS cache_read_tokens,
+                    sum(cache_write_tokens)::int8 AS cache_write_tokens,
+                    sum(reasoning_tokens)::int8 AS reasoning_tokens, sum(cost_usd) AS cost_usd,
+                    sum(unpriced_calls)::int8 AS unpriced_calls, sum(duration_ms_sum) AS duration_ms_sum
+               FROM llm_rollup_1m GROUP BY 1, 2, 3, 4, 5, 6)
+         SELECT format('1m by hour %s, 1h %s', row(m.*), row(h.*))
+           FROM m FULL JOIN llm_rollup_1h h USING (tenant, bucket, service, provider, model, environment)
+          WHERE (m.calls, m.errors, m.input_tokens, m.output_tokens, m.cache_read_tokens,
+                 m.cache_write_tokens, m.reasoning_tokens, m.unpriced_calls)
+                IS DISTINCT FROM
+                (h.calls, h.errors, h.input_tokens, h.output_tokens, h.cache_read_tokens,
+                 h.cache_write_tokens, h.reasoning_tokens, h.unpriced_calls)
+             OR NOT abs(m.cost_usd - h.cost_usd) <= 1e-9 * greatest(1, abs(m.cost_usd))
+             OR NOT abs(m.duration_ms_sum - h.duration_ms_sum) <= 1e-9 * greatest(1, abs(m.duration_ms_sum))",
+    )
+    .await;
+    assert!(rollup.is_empty(), "llm_rollup_1h differs: {rollup:#?}");
+    let latency = mismatches(
+        "WITH m AS (
+             SELECT date_trunc('hour', bucket, 'UTC') AS bucket, tenant, service, provider, model, environment,
+                    metric, le, sum(count)::int8 AS count
+               FROM llm_latency_1m GROUP BY 1, 2, 3, 4, 5, 6, 7, 8)
+         SELECT format('1m by hour %s, 1h %s', row(m.*), row(h.*))
+           FROM m FULL JOIN llm_latency_1h h
+                USING (tenant, bucket, service, provider, model, environment, metric, le)
+          WHERE m.count IS DISTINCT FROM h.count",
+    )
+    .await;
+    assert!(latency.is_empty(), "llm_latency_1h differs: {latency:#?}");
+    db.count("SELECT count(DISTINCT bucket) FROM llm_rollup_1h")
+        .await
+}
+
 fn close(a: Option<f64>, b: Option<f64>) -> bool {
     match (a, b) {
         (Some(a), Some(b)) => (a - b).abs() < 1e-12,
@@ -391,6 +446,7 @@ async fn every_dialect_becomes_exact_rows_with_hand_computed_costs() {
             .await
             >= 1.0
     );
+    assert!(assert_hourly_is_minutely_by_hour(&db).await >= 1);
     // Content is not stored by default.
     assert_eq!(
         db.count(
@@ -402,14 +458,22 @@ async fn every_dialect_becomes_exact_rows_with_hand_computed_costs() {
     let _ = p.topic;
 }
 
+/// How far apart, going back from now, the requests of a [`stream`] are
+/// placed (cycling over 8 places, about two hours): its calls fall in many
+/// minutes and in two or three hours, so the hourly rollups are really
+/// regroupings of the per-minute ones.
+const STREAM_STEP_NS: u64 = 17 * 60 * 1_000_000_000;
+
 /// Sends `requests` distinct requests of 50 GenAI spans; returns how many spans.
 async fn stream(collector: &Collector, seed: u64, requests: usize) -> i64 {
-    let mut generator = TraceGenerator::new(seed).with_now_ns(now_ns());
+    let now = now_ns();
+    let mut generator = TraceGenerator::new(seed);
     let mut client = TraceServiceClient::connect(format!("http://{}", collector.grpc))
         .await
         .unwrap();
     let mut spans = 0;
-    for _ in 0..requests {
+    for i in 0..requests {
+        generator = generator.with_now_ns(now - (i as u64 % 8) * STREAM_STEP_NS);
         let request = generator.request(50);
         spans += spans_of(&request).count() as i64;
         client.export(request).await.expect("acknowledged");
@@ -469,6 +533,10 @@ async fn sigkill_mid_stream_then_replay_with_a_fresh_group_stores_exactly_n() {
         "rollups count every call exactly once after a SIGKILL"
     );
     assert_eq!(latency, calls);
+    assert!(
+        assert_hourly_is_minutely_by_hour(&db).await >= 2,
+        "the stream spans hours"
+    );
 
     // A replay of the whole topic by a new group changes nothing.
     let before = rollup_snapshot(&db).await;
@@ -490,6 +558,7 @@ async fn sigkill_mid_stream_then_replay_with_a_fresh_group_stores_exactly_n() {
         before,
         "a replay does not double count"
     );
+    assert!(assert_hourly_is_minutely_by_hour(&db).await >= 2);
     assert_eq!(
         replay
             .metric("observatory_consumer_rows_written_total{sink=\"timescale\",table=\"spans\"}")
@@ -521,6 +590,7 @@ async fn postgres_down_for_a_while_loses_nothing() {
     wait_count(&db, "SELECT count(*) FROM spans", total).await;
     let (calls, rolled, _, latency) = rollup_snapshot(&db).await;
     assert_eq!((rolled, latency), (calls, calls));
+    assert!(assert_hourly_is_minutely_by_hour(&db).await >= 2);
     assert!(p.sink.metric("observatory_consumer_batches_total{sink=\"timescale\",outcome=\"transient_error\"}").await >= 1.0);
 }
 
@@ -544,6 +614,7 @@ async fn a_poison_message_goes_to_the_dlq_and_the_stream_behind_it_is_written() 
         .expect("the poison is produced");
     let total = stream(&p.collector, 5, 5).await;
     wait_count(&db, "SELECT count(*) FROM spans", total).await;
+    assert!(assert_hourly_is_minutely_by_hour(&db).await >= 1);
 
     let brokers = kafka_brokers();
     let dlq = format!("{}.dlq", p.topic);
@@ -591,6 +662,9 @@ async fn a_backlog_is_written_completely_across_many_small_batches() {
         .await,
         0.0
     );
+    let (calls, rolled, _, latency) = rollup_snapshot(&db).await;
+    assert_eq!((rolled, latency), (calls, calls));
+    assert!(assert_hourly_is_minutely_by_hour(&db).await >= 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -679,25 +753,38 @@ async fn captured_content_is_redacted_and_old_data_follows_retention() {
         1,
         "a span older than the retention is not stored"
     );
+    assert_eq!(assert_hourly_is_minutely_by_hour(&db).await, 1);
 
-    // Retention drops whole partitions past RETENTION_TRACES_DAYS when the sink's maintenance runs.
-    db.client()
-        .await
-        .batch_execute("CREATE TABLE spans_p20200101 PARTITION OF spans FOR VALUES FROM ('2020-01-01 00:00:00+00') TO ('2020-01-02 00:00:00+00')")
-        .await
-        .unwrap();
+    // Retention drops whole partitions past RETENTION_TRACES_DAYS (spans)
+    // and RETENTION_METRICS_DAYS (rollups, per minute and per hour) when the
+    // sink's maintenance runs.
+    let old_partitions = ["spans", "llm_rollup_1m", "llm_rollup_1h", "llm_latency_1h"];
+    for table in old_partitions {
+        db.client()
+            .await
+            .batch_execute(&format!(
+                "CREATE TABLE {table}_p20200101 PARTITION OF {table} \
+                 FOR VALUES FROM ('2020-01-01 00:00:00+00') TO ('2020-01-02 00:00:00+00')"
+            ))
+            .await
+            .unwrap();
+    }
     sink.kill();
     sink.start();
     wait_count(
         &db,
-        "SELECT count(*) FROM pg_class WHERE relname = 'spans_p20200101'",
+        "SELECT count(*) FROM pg_class WHERE relname LIKE '%_p20200101'",
         0,
     )
     .await;
-    assert!(
-        db.count("SELECT count(*) FROM pg_class WHERE relname LIKE 'spans_p%'")
+    for table in old_partitions {
+        assert!(
+            db.count(&format!(
+                "SELECT count(*) FROM pg_class WHERE relname LIKE '{table}_p%'"
+            ))
             .await
-            >= 3,
-        "current partitions stay"
-    );
+                >= 3,
+            "current partitions of {table} stay"
+        );
+    }
 }
