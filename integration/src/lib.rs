@@ -7,6 +7,7 @@
 //! are started as real processes from the workspace's target folder, so a
 //! test can SIGTERM or SIGKILL them.
 
+pub mod api;
 pub mod broker;
 pub mod collector;
 pub mod grpc;

@@ -2,18 +2,14 @@
 //! (collector, broker, PostgreSQL sink) for two tenants, `observatory-api`
 //! as a process, real HTTP.
 
-use observatory_integration::collector::Collector;
-use observatory_integration::postgres::TestDb;
+use observatory_integration::api::{export, token, Pipeline, SECRET};
 use observatory_integration::process::Service;
-use observatory_integration::{kafka_brokers, unique, wait_for};
 use observatory_schemas::otlp::trace::{ResourceSpans, ScopeSpans, Span};
-use observatory_schemas::otlp::trace_service::trace_service_client::TraceServiceClient;
 use observatory_schemas::otlp::trace_service::ExportTraceServiceRequest;
 use observatory_schemas::testing::{kv_int, kv_str};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const WAIT: Duration = Duration::from_secs(90);
-const SECRET: &str = "integration-test-secret";
 
 fn now_ns() -> u64 {
     SystemTime::now()
@@ -65,31 +61,6 @@ fn trace(id: u8) -> ExportTraceServiceRequest {
     }
 }
 
-async fn send(collector: &Collector, key: &str, request: ExportTraceServiceRequest) {
-    let mut client = TraceServiceClient::connect(format!("http://{}", collector.grpc))
-        .await
-        .unwrap();
-    let mut request = tonic::Request::new(request);
-    request
-        .metadata_mut()
-        .insert("x-api-key", key.parse().unwrap());
-    client.export(request).await.expect("acknowledged");
-}
-
-fn token(tenant: &str, role: &str, ttl: &str) -> String {
-    let out = std::process::Command::new(observatory_integration::workspace_bin("observatory-api"))
-        .args(["token", "--tenant", tenant, "--role", role, "--ttl", ttl])
-        .env("JWT_SECRET", SECRET)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
 async fn get(api: &Service, path: &str, token: Option<&str>) -> (u16, serde_json::Value) {
     let client = reqwest::Client::new();
     let mut request = client.get(format!("http://{}{path}", api.admin));
@@ -107,34 +78,11 @@ async fn get(api: &Service, path: &str, token: Option<&str>) -> (u16, serde_json
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trace_by_id_the_auth_matrix_and_tenant_isolation() {
-    let db = TestDb::create().await;
-    let topic = unique("spans");
-    let collector = Collector::spawn(&[
-        ("KAFKA_BROKERS", kafka_brokers()),
-        ("KAFKA_TRACES_TOPIC", topic.clone()),
-        ("KAFKA_METRICS_TOPIC", unique("metrics")),
-        ("KAFKA_LOGS_TOPIC", unique("logs")),
-        ("KAFKA_TRACES_PARTITIONS", "4".into()),
-        ("INGEST_API_KEYS", "key-acme=acme,key-beta=beta".into()),
-    ]);
-    collector.wait_ready(WAIT).await;
-    let sink = Service::consumer(
-        "timescale",
-        &[
-            ("KAFKA_BROKERS", kafka_brokers()),
-            ("KAFKA_TRACES_TOPIC", topic.clone()),
-            ("KAFKA_GROUP_ID", unique("group")),
-            ("DATABASE_URL", db.url.clone()),
-            ("COPY_FLUSH_INTERVAL", "200ms".into()),
-        ],
-    );
-    sink.wait_ready(WAIT).await;
-    send(&collector, "key-acme", trace(0xa1)).await;
-    send(&collector, "key-beta", trace(0xb2)).await;
-    wait_for("both traces stored", WAIT, || async {
-        (db.count("SELECT count(*) FROM spans").await == 4).then_some(())
-    })
-    .await;
+    let pipeline = Pipeline::start("key-acme=acme,key-beta=beta", &[], WAIT).await;
+    let (db, collector) = (&pipeline.db, &pipeline.collector);
+    export(collector, "key-acme", trace(0xa1)).await;
+    export(collector, "key-beta", trace(0xb2)).await;
+    pipeline.wait_for_spans(4, WAIT).await;
 
     let api = Service::api(&[
         ("DATABASE_URL", db.url.clone()),

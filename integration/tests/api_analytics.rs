@@ -2,15 +2,13 @@
 //! query API, on fixtures with known answers loaded through the pipeline
 //! (collector, broker, PostgreSQL sink) for two tenants.
 
-use observatory_integration::collector::Collector;
-use observatory_integration::postgres::TestDb;
+use observatory_integration::api::{export, token, Pipeline, SECRET};
 use observatory_integration::process::Service;
-use observatory_integration::{kafka_brokers, unique, wait_for};
+use observatory_integration::{unique, wait_for};
 use observatory_schemas::histogram::{bucket, upper_bound_ms};
 use observatory_schemas::otlp::common::KeyValue;
 use observatory_schemas::otlp::resource::Resource;
 use observatory_schemas::otlp::trace::{status, ResourceSpans, ScopeSpans, Span, Status};
-use observatory_schemas::otlp::trace_service::trace_service_client::TraceServiceClient;
 use observatory_schemas::otlp::trace_service::ExportTraceServiceRequest;
 use observatory_schemas::testing::{kv_int, kv_str};
 use serde_json::Value;
@@ -18,7 +16,6 @@ use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const WAIT: Duration = Duration::from_secs(90);
-const SECRET: &str = "integration-test-secret";
 const MS: u64 = 1_000_000;
 
 /// One LLM call of a fixture.
@@ -201,27 +198,6 @@ fn beta() -> Vec<Fixture> {
     }]
 }
 
-async fn send(collector: &Collector, key: &str, request: ExportTraceServiceRequest) {
-    let mut client = TraceServiceClient::connect(format!("http://{}", collector.grpc))
-        .await
-        .unwrap();
-    let mut request = tonic::Request::new(request);
-    request
-        .metadata_mut()
-        .insert("x-api-key", key.parse().unwrap());
-    client.export(request).await.expect("acknowledged");
-}
-
-fn token(tenant: &str, role: &str) -> String {
-    let out = std::process::Command::new(observatory_integration::workspace_bin("observatory-api"))
-        .args(["token", "--tenant", tenant, "--role", role, "--ttl", "1h"])
-        .env("JWT_SECRET", SECRET)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
 struct Client {
     http: reqwest::Client,
     api: String,
@@ -293,29 +269,13 @@ fn rfc3339(t: SystemTime) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn search_metrics_costs_budgets_and_models_on_known_fixtures() {
-    let db = TestDb::create().await;
-    let topic = unique("spans");
-    let collector = Collector::spawn(&[
-        ("KAFKA_BROKERS", kafka_brokers()),
-        ("KAFKA_TRACES_TOPIC", topic.clone()),
-        ("KAFKA_METRICS_TOPIC", unique("metrics")),
-        ("KAFKA_LOGS_TOPIC", unique("logs")),
-        ("KAFKA_TRACES_PARTITIONS", "2".into()),
-        ("INGEST_API_KEYS", "key-acme=acme,key-beta=beta".into()),
-    ]);
-    collector.wait_ready(WAIT).await;
-    let sink = Service::consumer(
-        "timescale",
-        &[
-            ("KAFKA_BROKERS", kafka_brokers()),
-            ("KAFKA_TRACES_TOPIC", topic.clone()),
-            ("KAFKA_GROUP_ID", unique("group")),
-            ("DATABASE_URL", db.url.clone()),
-            ("COPY_FLUSH_INTERVAL", "200ms".into()),
-            ("CAPTURE_CONTENT", "true".into()),
-        ],
-    );
-    sink.wait_ready(WAIT).await;
+    let pipeline = Pipeline::start(
+        "key-acme=acme,key-beta=beta",
+        &[("CAPTURE_CONTENT", "true".into())],
+        WAIT,
+    )
+    .await;
+    let (db, collector) = (&pipeline.db, &pipeline.collector);
 
     // Every fixture starts in one minute, 20 minutes ago.
     let now_s = SystemTime::now()
@@ -327,15 +287,12 @@ async fn search_metrics_costs_budgets_and_models_on_known_fixtures() {
     let (acme, beta) = (acme(), beta());
     let spans: usize = acme.iter().chain(&beta).map(|f| 1 + f.calls.len()).sum();
     for f in &acme {
-        send(&collector, "key-acme", request(f, base_ns)).await;
+        export(collector, "key-acme", request(f, base_ns)).await;
     }
     for f in &beta {
-        send(&collector, "key-beta", request(f, base_ns)).await;
+        export(collector, "key-beta", request(f, base_ns)).await;
     }
-    wait_for("every span stored", WAIT, || async {
-        (db.count("SELECT count(*) FROM spans").await == spans as i64).then_some(())
-    })
-    .await;
+    pipeline.wait_for_spans(spans as i64, WAIT).await;
 
     let api = Service::api(&[
         ("DATABASE_URL", db.url.clone()),
@@ -346,9 +303,9 @@ async fn search_metrics_costs_budgets_and_models_on_known_fixtures() {
         http: reqwest::Client::new(),
         api: format!("http://{}", api.admin),
     };
-    let viewer = token("acme", "viewer");
-    let admin = token("acme", "admin");
-    let other = token("beta", "viewer");
+    let viewer = token("acme", "viewer", "1h");
+    let admin = token("acme", "admin", "1h");
+    let other = token("beta", "viewer", "1h");
     let from = rfc3339(UNIX_EPOCH + Duration::from_secs(minute - 3600));
     let to = rfc3339(UNIX_EPOCH + Duration::from_secs(minute + 600));
     let window = format!("from={from}&to={to}");
@@ -729,46 +686,23 @@ async fn get_with_cache(c: &Client, path: &str, token: &str) -> (Value, String) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cache_serves_repeats_sees_new_spans_and_survives_redis_going_away() {
-    let db = TestDb::create().await;
-    let topic = unique("spans");
     // A tenant of this run only: Redis outlives test runs and is shared by
     // tests running in parallel.
     let tenant = unique("t").replace('_', "-");
-    let collector = Collector::spawn(&[
-        ("KAFKA_BROKERS", kafka_brokers()),
-        ("KAFKA_TRACES_TOPIC", topic.clone()),
-        ("KAFKA_METRICS_TOPIC", unique("metrics")),
-        ("KAFKA_LOGS_TOPIC", unique("logs")),
-        ("KAFKA_TRACES_PARTITIONS", "2".into()),
-        ("INGEST_API_KEYS", format!("key-run={tenant}")),
-    ]);
-    collector.wait_ready(WAIT).await;
-    let sink = Service::consumer(
-        "timescale",
-        &[
-            ("KAFKA_BROKERS", kafka_brokers()),
-            ("KAFKA_TRACES_TOPIC", topic.clone()),
-            ("KAFKA_GROUP_ID", unique("group")),
-            ("DATABASE_URL", db.url.clone()),
-            ("COPY_FLUSH_INTERVAL", "200ms".into()),
-        ],
-    );
-    sink.wait_ready(WAIT).await;
+    let pipeline = Pipeline::start(&format!("key-run={tenant}"), &[], WAIT).await;
+    let (db, collector) = (&pipeline.db, &pipeline.collector);
     let now_ns = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64;
     let fixtures = acme();
-    send(
-        &collector,
+    export(
+        collector,
         "key-run",
         request(&fixtures[0], now_ns - 60_000 * MS),
     )
     .await;
-    wait_for("the first trace stored", WAIT, || async {
-        (db.count("SELECT count(*) FROM spans").await == 2).then_some(())
-    })
-    .await;
+    pipeline.wait_for_spans(2, WAIT).await;
 
     let redis: std::net::SocketAddr = std::env::var("REDIS_URL")
         .unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
@@ -788,7 +722,7 @@ async fn the_cache_serves_repeats_sees_new_spans_and_survives_redis_going_away()
         http: reqwest::Client::new(),
         api: format!("http://{}", api.admin),
     };
-    let viewer = token(&tenant, "viewer");
+    let viewer = token(&tenant, "viewer", "1h");
 
     // A repeat comes from Redis, with the same body.
     let path = format!(
@@ -811,16 +745,13 @@ async fn the_cache_serves_repeats_sees_new_spans_and_survives_redis_going_away()
     let search = "/api/v1/traces?limit=10";
     let (before, _) = get_with_cache(&c, search, &viewer).await;
     assert_eq!(before["traces"].as_array().unwrap().len(), 1);
-    send(
-        &collector,
+    export(
+        collector,
         "key-run",
         request(&fixtures[1], now_ns - 30_000 * MS),
     )
     .await;
-    wait_for("the second trace stored", WAIT, || async {
-        (db.count("SELECT count(*) FROM spans").await == 4).then_some(())
-    })
-    .await;
+    pipeline.wait_for_spans(4, WAIT).await;
     let stored = std::time::Instant::now();
     wait_for("the new trace in the search", WAIT, || async {
         let (page, _) = get_with_cache(&c, search, &viewer).await;

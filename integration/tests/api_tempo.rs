@@ -7,13 +7,11 @@
 //! search, tags, tenant isolation, auth and hostile input.
 
 use observatory_consumer::tempo::store::BlockStore;
-use observatory_integration::collector::Collector;
-use observatory_integration::postgres::TestDb;
+use observatory_integration::api::{export, token, Pipeline, SECRET};
 use observatory_integration::process::Service;
 use observatory_integration::{kafka_brokers, unique, wait_for};
 use observatory_schemas::otlp::resource::Resource;
 use observatory_schemas::otlp::trace::{ResourceSpans, ScopeSpans, Span, Status};
-use observatory_schemas::otlp::trace_service::trace_service_client::TraceServiceClient;
 use observatory_schemas::otlp::trace_service::ExportTraceServiceRequest;
 use observatory_schemas::tempo::read::DataFile;
 use observatory_schemas::testing::{kv_int, kv_str};
@@ -22,7 +20,6 @@ use serde_json::Value;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const WAIT: Duration = Duration::from_secs(120);
-const SECRET: &str = "integration-test-secret";
 
 /// `tempopb.Trace`, decoded independently of the API's own types.
 #[derive(Clone, PartialEq, Message)]
@@ -125,33 +122,6 @@ fn health_trace(id: u8, end: u64) -> ExportTraceServiceRequest {
     )
 }
 
-async fn send(collector: &Collector, key: &str, request: ExportTraceServiceRequest) {
-    let mut client = TraceServiceClient::connect(format!("http://{}", collector.grpc))
-        .await
-        .unwrap();
-    let mut request = tonic::Request::new(request);
-    request
-        .metadata_mut()
-        .insert("x-api-key", key.parse().unwrap());
-    client.export(request).await.expect("acknowledged");
-}
-
-fn token(tenant: &str) -> String {
-    let out = std::process::Command::new(observatory_integration::workspace_bin("observatory-api"))
-        .args([
-            "token", "--tenant", tenant, "--role", "viewer", "--ttl", "1h",
-        ])
-        .env("JWT_SECRET", SECRET)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
 struct Answer {
     status: u16,
     content_type: String,
@@ -244,31 +214,12 @@ fn s3_env() -> Vec<(&'static str, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tempo_api_postgres_then_blocks_search_tags_isolation() {
     // The pipeline: collector → broker → PostgreSQL sink and Tempo sink (S3).
-    let db = TestDb::create().await;
-    let topic = unique("spans");
+    let pipeline = Pipeline::start("key-acme=acme,key-beta=beta", &[], WAIT).await;
+    let (db, collector, topic) = (&pipeline.db, &pipeline.collector, &pipeline.topic);
     let bucket_url = format!(
         "s3://{}/{}",
         std::env::var("S3_BUCKET").unwrap_or_else(|_| "observatory".into()),
         unique("api")
-    );
-    let collector = Collector::spawn(&[
-        ("KAFKA_BROKERS", kafka_brokers()),
-        ("KAFKA_TRACES_TOPIC", topic.clone()),
-        ("KAFKA_METRICS_TOPIC", unique("metrics")),
-        ("KAFKA_LOGS_TOPIC", unique("logs")),
-        ("KAFKA_TRACES_PARTITIONS", "2".into()),
-        ("INGEST_API_KEYS", "key-acme=acme,key-beta=beta".into()),
-    ]);
-    collector.wait_ready(WAIT).await;
-    let pg_sink = Service::consumer(
-        "timescale",
-        &[
-            ("KAFKA_BROKERS", kafka_brokers()),
-            ("KAFKA_TRACES_TOPIC", topic.clone()),
-            ("KAFKA_GROUP_ID", unique("group")),
-            ("DATABASE_URL", db.url.clone()),
-            ("COPY_FLUSH_INTERVAL", "200ms".into()),
-        ],
     );
     let mut tempo_env = vec![
         ("KAFKA_BROKERS", kafka_brokers()),
@@ -280,22 +231,13 @@ async fn tempo_api_postgres_then_blocks_search_tags_isolation() {
     ];
     tempo_env.extend(s3_env());
     let tempo_sink = Service::consumer("tempo", &tempo_env);
-    pg_sink.wait_ready(WAIT).await;
     tempo_sink.wait_ready(WAIT).await;
 
     let end = now_ns() - 5_000_000_000;
-    send(
-        &collector,
-        "key-acme",
-        agent_trace(0xa1, "support-bot", end),
-    )
-    .await;
-    send(&collector, "key-acme", health_trace(0xa2, end)).await;
-    send(&collector, "key-beta", agent_trace(0xb2, "beta-bot", end)).await;
-    wait_for("every span in PostgreSQL", WAIT, || async {
-        (db.count("SELECT count(*) FROM spans").await == 5).then_some(())
-    })
-    .await;
+    export(collector, "key-acme", agent_trace(0xa1, "support-bot", end)).await;
+    export(collector, "key-acme", health_trace(0xa2, end)).await;
+    export(collector, "key-beta", agent_trace(0xb2, "beta-bot", end)).await;
+    pipeline.wait_for_spans(5, WAIT).await;
     wait_for("every span in a block", WAIT, || async {
         let written = tempo_sink
             .metric("observatory_consumer_block_spans_written_total{sink=\"tempo\"}")
@@ -313,8 +255,8 @@ async fn tempo_api_postgres_then_blocks_search_tags_isolation() {
     api_env.extend(s3_env());
     let api = Service::api(&api_env);
     api.wait_ready(WAIT).await;
-    let acme = token("acme");
-    let beta = token("beta");
+    let acme = token("acme", "viewer", "1h");
+    let beta = token("beta", "viewer", "1h");
     let a1 = "a1".repeat(16);
     let a2 = "a2".repeat(16);
     let b2 = "b2".repeat(16);
