@@ -67,6 +67,10 @@ pub struct ServeArgs {
     /// Most PostgreSQL connections held.
     #[arg(long, env = "DB_POOL_SIZE", default_value_t = 16)]
     pub db_pool_size: usize,
+    /// The longest one PostgreSQL statement may run (a hostile regular
+    /// expression or a huge range is cancelled, not left to hold a connection).
+    #[arg(long, env = "DB_STATEMENT_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub db_statement_timeout: Duration,
     /// JWT.
     #[command(flatten)]
     pub jwt: JwtArgs,

@@ -27,11 +27,15 @@ async fn main() -> anyhow::Result<()> {
         println!("{}", keys.mint(&t.sub, &t.tenant, t.role()?, t.ttl)?);
         return Ok(());
     }
-    let pg: tokio_postgres::Config = cli
+    let mut pg: tokio_postgres::Config = cli
         .serve
         .database_url
         .parse()
         .map_err(|e| anyhow::anyhow!("invalid DATABASE_URL: {e}"))?;
+    pg.options(format!(
+        "-c statement_timeout={}",
+        cli.serve.db_statement_timeout.as_millis().max(1)
+    ));
     let manager = deadpool_postgres::Manager::new(pg, tokio_postgres::NoTls);
     let db = deadpool_postgres::Pool::builder(manager)
         .max_size(cli.serve.db_pool_size.max(1))

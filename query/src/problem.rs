@@ -98,6 +98,23 @@ impl Problem {
         }
     }
 
+    /// A PostgreSQL error: one the request caused (a regular expression
+    /// PostgreSQL refuses) as a 400, any other as unavailable (503; a query
+    /// past `DB_STATEMENT_TIMEOUT` says so).
+    pub fn postgres(e: tokio_postgres::Error) -> Problem {
+        use tokio_postgres::error::SqlState;
+        match e.code() {
+            Some(c) if *c == SqlState::INVALID_REGULAR_EXPRESSION => {
+                Problem::bad_parameter("attr", "PostgreSQL refused the regular expression")
+            }
+            Some(c) if *c == SqlState::QUERY_CANCELED => Problem::unavailable(
+                "PostgreSQL (the query ran past its time limit; narrow it)",
+                e,
+            ),
+            _ => Problem::unavailable("PostgreSQL", e),
+        }
+    }
+
     /// The reply.
     pub fn reply(&self) -> warp::reply::Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

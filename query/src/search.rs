@@ -482,23 +482,6 @@ pub async fn run(
     })
 }
 
-/// A PostgreSQL error that the request caused (a regular expression
-/// PostgreSQL refuses, a full-text query it cannot parse) as a 400; any
-/// other as unavailable.
-pub fn problem(e: tokio_postgres::Error) -> Problem {
-    use tokio_postgres::error::SqlState;
-    match e.code() {
-        Some(c) if *c == SqlState::INVALID_REGULAR_EXPRESSION => {
-            Problem::bad_parameter("attr", "PostgreSQL refused the regular expression")
-        }
-        Some(c) if *c == SqlState::QUERY_CANCELED => Problem::unavailable(
-            "PostgreSQL (the query ran past its time limit; narrow it)",
-            e,
-        ),
-        _ => Problem::unavailable("PostgreSQL", e),
-    }
-}
-
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 fn base64url(data: &[u8]) -> String {

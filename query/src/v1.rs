@@ -53,7 +53,7 @@ pub async fn search(
             let client = db(&state).await?;
             search::run(&client, &claims.tenant, &q)
                 .await
-                .map_err(search::problem)
+                .map_err(Problem::postgres)
         })
         .await
         .map_err(reject)
@@ -75,7 +75,7 @@ pub async fn metrics(
             let client = db(&state).await?;
             analytics::metrics(&client, &claims.tenant, &q)
                 .await
-                .map_err(search::problem)
+                .map_err(Problem::postgres)
         })
         .await
         .map_err(reject)
@@ -96,7 +96,7 @@ pub async fn costs(
             let client = db(&state).await?;
             analytics::costs(&client, &claims.tenant, &q, now)
                 .await
-                .map_err(search::problem)
+                .map_err(Problem::postgres)
         })
         .await
         .map_err(reject)
@@ -122,7 +122,7 @@ pub async fn models(
                 let client = db(&state).await?;
                 analytics::models(&client, &claims.tenant, range, now)
                     .await
-                    .map_err(search::problem)
+                    .map_err(Problem::postgres)
             },
         )
         .await
@@ -141,7 +141,7 @@ pub async fn list_budgets(
     let client = db(&state).await.map_err(reject)?;
     let budgets = budgets::usage(&client, &claims.tenant, SystemTime::now())
         .await
-        .map_err(|e| reject(search::problem(e)))?;
+        .map_err(|e| reject(Problem::postgres(e)))?;
     Ok(warp::reply::json(&serde_json::json!({ "budgets": budgets })).into_response())
 }
 
@@ -156,11 +156,11 @@ pub async fn put_budget(
     let client = db(&state).await.map_err(reject)?;
     budgets::set(&client, &claims.tenant, &scope, &body, &claims.sub)
         .await
-        .map_err(|e| reject(search::problem(e)))?;
+        .map_err(|e| reject(Problem::postgres(e)))?;
     let now = SystemTime::now();
     let all = budgets::usage(&client, &claims.tenant, now)
         .await
-        .map_err(|e| reject(search::problem(e)))?;
+        .map_err(|e| reject(Problem::postgres(e)))?;
     let this = all.into_iter().find(|b| b.scope == scope);
     Ok(warp::reply::json(&this).into_response())
 }
@@ -174,7 +174,7 @@ pub async fn delete_budget(
     let client = db(&state).await.map_err(reject)?;
     if budgets::remove(&client, &claims.tenant, &scope)
         .await
-        .map_err(|e| reject(search::problem(e)))?
+        .map_err(|e| reject(Problem::postgres(e)))?
     {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
