@@ -483,3 +483,101 @@ async fn a_fixed_dead_letter_is_written_once_by_dlq_replay() {
     assert_eq!(db.count(model_rollup).await, 1);
     assert_eq!(db.count(poison_spans).await, 1);
 }
+
+/// A call span of `replay-llm` at `start_ns`, a million tokens each way.
+fn priced_span(trace: u8, start_ns: u64) -> Span {
+    Span {
+        trace_id: vec![trace; 16],
+        span_id: vec![trace; 8],
+        name: "chat replay-llm".into(),
+        kind: 3,
+        start_time_unix_nano: start_ns,
+        end_time_unix_nano: start_ns + 2_000_000_000,
+        attributes: vec![
+            kv_str("gen_ai.operation.name", "chat"),
+            kv_str("gen_ai.provider.name", "openai"),
+            kv_str("gen_ai.request.model", "replay-llm"),
+            kv_int("gen_ai.usage.input_tokens", 1_000_000),
+            kv_int("gen_ai.usage.output_tokens", 1_000_000),
+        ],
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_prices_each_call_at_the_price_of_its_day() {
+    const DAY_NS: u64 = 86_400 * 1_000_000_000;
+    let db = TestDb::create().await;
+    let topic = unique("spans");
+    let collector = Collector::for_topic(&kafka_brokers(), &topic, WAIT).await;
+    // The price went up five days ago: 1 $/M in, 2 $/M out before; 10 and 20 since.
+    let changed = humantime::format_rfc3339(SystemTime::now() - Duration::from_secs(5 * 86_400))
+        .to_string()[..10]
+        .to_owned();
+    let prices = std::env::temp_dir().join(format!("{}.json", unique("prices")));
+    std::fs::write(
+        &prices,
+        format!(
+            r#"{{"models":[
+                {{"model":"replay-llm","effective_from":"2020-01-01","input":1.0,"output":2.0}},
+                {{"model":"replay-llm","effective_from":"{changed}","input":10.0,"output":20.0}}]}}"#
+        ),
+    )
+    .unwrap();
+    let mut env = sink_env(&topic, &db.url);
+    env.push(("PRICING_FILE", prices.display().to_string()));
+
+    let now = now_ns();
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv_str("service.name", "pricing-test")],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: vec![priced_span(1, now - 10 * DAY_NS), priced_span(2, now)],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let mut otlp = TraceServiceClient::connect(format!("http://{}", collector.grpc))
+        .await
+        .unwrap();
+    otlp.export(request).await.expect("acknowledged");
+    topic_records(&topic, 2).await;
+
+    let all = ["replay", "--sink", "timescale", "--from", "earliest"];
+    let ran = consumer(&all, &env).await;
+    assert!(ran.ok, "{}", ran.stdout);
+    assert_eq!(ran.summary("spans"), 2);
+    let cost = |trace: u8| {
+        let db = &db;
+        async move {
+            db.client()
+                .await
+                .query_one(
+                    "SELECT computed_cost_usd FROM llm_calls WHERE trace_id = $1",
+                    &[&vec![trace; 16]],
+                )
+                .await
+                .unwrap()
+                .get::<_, f64>(0)
+        }
+    };
+    assert!(
+        (cost(1).await - 3.0).abs() < 1e-9,
+        "the old call at the old price"
+    );
+    assert!(
+        (cost(2).await - 30.0).abs() < 1e-9,
+        "today's call at today's price"
+    );
+    let total = "SELECT (sum(cost_usd) * 1000)::bigint FROM llm_rollup_1m";
+    assert_eq!(db.count(total).await, 33_000);
+    let before = snapshot(&db).await;
+    let again = consumer(&all, &env).await;
+    assert!(again.ok);
+    assert_eq!(snapshot(&db).await, before);
+    let _ = std::fs::remove_file(prices);
+}
