@@ -304,7 +304,17 @@ async fn go<S: Sink>(
     kafka.topic = kafka.dlq_topic.clone();
     kafka.group_id = group;
     let client = lookup_client(&kafka, &kafka.group_id)?;
-    let partitions = super::range::partitions_of(&client, &kafka.topic)?;
+    let partitions = match super::range::partitions_of(&client, &kafka.topic) {
+        Ok(p) => p,
+        Err(super::range::RangeError::Missing(_)) => {
+            println!(
+                "dlq replay topic={} letters=0 (the topic does not exist)",
+                kafka.topic
+            );
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
     let done = committed(&kafka, &kafka.group_id, &kafka.topic, &partitions)?;
     let mut ranges = BTreeMap::new();
     for p in &partitions {
