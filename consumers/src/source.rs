@@ -555,7 +555,7 @@ pub fn run_range<S: Sink>(
         )
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")
-        // A bounded read learns at the log's end that nothing is left.
+        // A bounded read reports a log that ends before its range does.
         .set("enable.partition.eof", range.is_some().to_string());
     for (k, v) in &config.extra {
         client.set(k, v);
@@ -726,16 +726,24 @@ fn past_end<M: rdkafka::message::Message>(range: &Range, m: &M) -> bool {
     }
 }
 
-/// Marks `partition` done: it reached the end of its log, so whatever of
-/// its range is left holds no message.
+/// Says so when `partition` reached the end of its log before the end of
+/// its range. It is not marked done: a broker that serves nothing to a
+/// fetch starting inside a record batch (tansu 0.6) says "end of log" there
+/// too, and taking its word would skip messages silently.
 fn reached_eof(range: &Range, partition: i32) {
     if let Some(r) = range
         .partitions
         .lock()
         .expect("no poisoned lock")
-        .get_mut(&partition)
+        .get(&partition)
+        .filter(|r| !r.done())
     {
-        r.next = r.next.max(r.end);
+        warn!(
+            partition,
+            next = r.next,
+            end = r.end,
+            "the broker reports the end of the log before the end of the range; waiting for the rest"
+        );
     }
 }
 

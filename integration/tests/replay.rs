@@ -581,3 +581,57 @@ async fn a_replay_prices_each_call_at_the_price_of_its_day() {
     assert_eq!(snapshot(&db).await, before);
     let _ = std::fs::remove_file(prices);
 }
+
+/// The blocks of the default tenant: (meta.json path, traces in it).
+async fn tempo_blocks(
+    store: &observatory_consumer::tempo::store::BlockStore,
+) -> Vec<(String, u64)> {
+    use observatory_schemas::tempo::meta::{tenant_folder, BlockMeta};
+    let mut out = Vec::new();
+    let folder = tenant_folder(observatory_schemas::tenant::DEFAULT_TENANT);
+    for name in store.list(folder).await.unwrap() {
+        if name.ends_with("/meta.json") {
+            let meta: BlockMeta = serde_json::from_slice(&store.get(&name).await.unwrap()).unwrap();
+            out.push((name, meta.total_objects as u64));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tempo_replay_of_the_same_range_rewrites_the_same_blocks() {
+    let topic = unique("spans");
+    let collector = Collector::for_topic(&kafka_brokers(), &topic, WAIT).await;
+    let dir = std::env::temp_dir().join(unique("blocks"));
+    let url = dir.display().to_string();
+    let store = observatory_consumer::tempo::store::BlockStore::open(&url, false).unwrap();
+    let mut env = sink_env(&topic, "postgres://unused@127.0.0.1:1/none");
+    env.push(("OBJECT_STORE_URL", url));
+    let (spans, traces) = stream(&collector, 31, 3).await;
+    let records = topic_records(&topic, spans).await;
+
+    let all = ["replay", "--sink", "tempo", "--from", "earliest"];
+    let first = consumer(&all, &env).await;
+    assert!(first.ok, "{}", first.stdout);
+    assert_eq!(first.summary("spans"), spans);
+    assert_eq!(first.summary("messages"), records.len() as i64);
+    let blocks = tempo_blocks(&store).await;
+    let partitions: BTreeSet<i32> = records.iter().map(|r| r.partition).collect();
+    assert_eq!(
+        blocks.len(),
+        partitions.len(),
+        "one block per partition: {blocks:?}"
+    );
+    assert_eq!(
+        blocks.iter().map(|(_, n)| n).sum::<u64>(),
+        traces.len() as u64,
+        "every trace in one block"
+    );
+
+    // The same range again: the same cuts, so the same block ids, rewritten.
+    let second = consumer(&all, &env).await;
+    assert!(second.ok);
+    assert_eq!(tempo_blocks(&store).await, blocks, "no block is copied");
+    let _ = std::fs::remove_dir_all(dir);
+}

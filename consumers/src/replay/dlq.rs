@@ -128,11 +128,10 @@ pub async fn list(args: DlqListArgs) -> Result<(), ReplayError> {
     };
     let mut ends = BTreeMap::new();
     let mut tpl = TopicPartitionList::new();
-    for p in &partitions {
-        let (low, high) = client.fetch_watermarks(&topic, *p, REQUEST_TIMEOUT)?;
+    for (p, (low, high)) in super::range::watermarks(&client, &topic, &partitions)? {
         if high > low {
-            ends.insert(*p, high);
-            tpl.add_partition_offset(&topic, *p, Offset::Offset(low))?;
+            ends.insert(p, high);
+            tpl.add_partition_offset(&topic, p, Offset::Offset(low))?;
         }
     }
     let mut sent_back: BTreeMap<String, BTreeMap<i32, i64>> = BTreeMap::new();
@@ -206,6 +205,7 @@ fn read_letters(
                     .unwrap_or_default();
                 letters.push(Letter::from_headers(m.partition(), m.offset(), &h));
             }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => {}
             Some(Err(e)) => return Err(e.into()),
             None => {}
         }
@@ -317,10 +317,9 @@ async fn go<S: Sink>(
     };
     let done = committed(&kafka, &kafka.group_id, &kafka.topic, &partitions)?;
     let mut ranges = BTreeMap::new();
-    for p in &partitions {
-        let (low, high) = client.fetch_watermarks(&kafka.topic, *p, REQUEST_TIMEOUT)?;
-        let first = done.get(p).copied().unwrap_or(low).clamp(low, high);
-        ranges.insert(*p, (first, high));
+    for (p, (low, high)) in super::range::watermarks(&client, &kafka.topic, &partitions)? {
+        let first = done.get(&p).copied().unwrap_or(low).clamp(low, high);
+        ranges.insert(p, (first, high));
     }
     drop(client);
     println!(

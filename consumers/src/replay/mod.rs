@@ -114,7 +114,9 @@ pub fn lookup_client(kafka: &KafkaConfig, group: &str) -> Result<BaseConsumer, R
         .set("bootstrap.servers", &kafka.brokers)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false");
+        .set("enable.auto.offset.store", "false")
+        // Reads to the end of a log say so (`range::watermarks`, `dlq list`).
+        .set("enable.partition.eof", "true");
     for (k, v) in &kafka.extra {
         config.set(k, v);
     }

@@ -10,9 +10,11 @@
 //! while the collector keeps producing.
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message as _;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 
 /// How long one broker request of the resolution may take.
@@ -206,6 +208,51 @@ fn offsets_of(
     }
 }
 
+/// `(low, end)` of each partition: the oldest offset kept and one past the
+/// last message.
+///
+/// The end is the broker's high watermark, checked by reading from the
+/// message before it to the end of the log: tansu 0.6 answers ListOffsets
+/// (latest) with one past the *first* offset of the partition's last record
+/// batch, so when that batch holds several messages (one request of the
+/// collector, several traces on one partition) the others would be left
+/// out; and it serves nothing to a fetch that starts inside a batch, hence
+/// the read starts at that first offset (the watermark minus one). On Apache
+/// Kafka the check reads the last message (and what was produced meanwhile)
+/// and costs one fetch per partition. `consumer` must have
+/// `enable.partition.eof` on.
+pub fn watermarks(
+    consumer: &BaseConsumer,
+    topic: &str,
+    partitions: &[i32],
+) -> Result<BTreeMap<i32, (i64, i64)>, RangeError> {
+    let mut out = BTreeMap::new();
+    let mut tpl = TopicPartitionList::new();
+    for p in partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, *p, REQUEST_TIMEOUT)?;
+        out.insert(*p, (low, high));
+        tpl.add_partition_offset(topic, *p, Offset::Offset((high - 1).max(low)))?;
+    }
+    consumer.assign(&tpl)?;
+    let mut open: Vec<i32> = partitions.to_vec();
+    let deadline = Instant::now() + REQUEST_TIMEOUT;
+    // Bounded: on a busy topic the end moves; what was found by then is the end.
+    while !open.is_empty() && Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                if let Some((_, end)) = out.get_mut(&m.partition()) {
+                    *end = (*end).max(m.offset() + 1);
+                }
+            }
+            Some(Err(KafkaError::PartitionEOF(p))) => open.retain(|o| *o != p),
+            Some(Err(e)) => return Err(e.into()),
+            None => {}
+        }
+    }
+    consumer.unassign()?;
+    Ok(out)
+}
+
 /// Resolves `[from, to)` for `partitions` of `topic`: `(first, end)` per
 /// partition, with `to` defaulting to the end offsets now.
 pub fn resolve(
@@ -215,10 +262,7 @@ pub fn resolve(
     from: Position,
     to: Option<Position>,
 ) -> Result<BTreeMap<i32, (i64, i64)>, RangeError> {
-    let mut watermarks = BTreeMap::new();
-    for p in partitions {
-        watermarks.insert(*p, consumer.fetch_watermarks(topic, *p, REQUEST_TIMEOUT)?);
-    }
+    let watermarks = watermarks(consumer, topic, partitions)?;
     let first = offsets_of(consumer, topic, partitions, from, &watermarks)?;
     let end = offsets_of(
         consumer,
