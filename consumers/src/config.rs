@@ -30,6 +30,109 @@ pub enum Command {
     Tempo(Box<TempoArgs>),
     /// Apply the PostgreSQL migrations and exit.
     Migrate(DbArgs),
+    /// Read a range of the topic again through a sink (backfill), then exit.
+    Replay(Box<ReplayArgs>),
+    /// Show the dead letters, or send them back through a sink.
+    Dlq(Box<DlqArgs>),
+}
+
+/// A sink a replay writes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SinkName {
+    /// `observatory-consumer timescale`.
+    Timescale,
+    /// `observatory-consumer tempo`.
+    Tempo,
+}
+
+impl SinkName {
+    /// Its subcommand name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SinkName::Timescale => "timescale",
+            SinkName::Tempo => "tempo",
+        }
+    }
+}
+
+/// `observatory-consumer replay`. The sink is configured exactly as
+/// `observatory-consumer <sink>` is: by its environment variables, and by
+/// its flags given after `--`.
+#[derive(Debug, Clone, Args)]
+pub struct ReplayArgs {
+    /// The sink written through: timescale or tempo.
+    #[arg(long, env = "REPLAY_SINK", value_enum)]
+    pub sink: SinkName,
+    /// First message: an RFC 3339 time (Kafka message timestamp) or an offset.
+    #[arg(long, env = "REPLAY_FROM")]
+    pub from: String,
+    /// End, exclusive: an RFC 3339 time or an offset (default: the end offsets at start).
+    #[arg(long, env = "REPLAY_TO")]
+    pub to: Option<String>,
+    /// Partitions read, comma-separated (default: all).
+    #[arg(long, env = "REPLAY_PARTITIONS", default_value = "")]
+    pub partitions: String,
+    /// Consumer group the replay commits its progress in (default: observatory-<sink>-replay).
+    #[arg(long, env = "REPLAY_GROUP_ID")]
+    pub group: Option<String>,
+    /// How often progress is printed.
+    #[arg(long, env = "REPLAY_PROGRESS_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub progress_interval: Duration,
+    /// The sink's own flags (as for `observatory-consumer <sink>`).
+    #[arg(last = true)]
+    pub sink_args: Vec<String>,
+}
+
+/// `observatory-consumer dlq`.
+#[derive(Debug, Clone, Args)]
+pub struct DlqArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: DlqAction,
+}
+
+/// `dlq list` or `dlq replay`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum DlqAction {
+    /// Print the dead letters with their reasons.
+    List(DlqListArgs),
+    /// Send the dead letters of a sink back through it; those that fail
+    /// again go back to the dead-letter topic with their new reason.
+    Replay(DlqReplayArgs),
+}
+
+/// `observatory-consumer dlq list`.
+#[derive(Debug, Clone, Args)]
+pub struct DlqListArgs {
+    /// Kafka.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    /// Only the dead letters of this sink.
+    #[arg(long, env = "DLQ_SINK", value_enum)]
+    pub sink: Option<SinkName>,
+    /// The DLQ group whose progress marks letters as sent back (default:
+    /// observatory-<sink>-dlq of each letter's sink).
+    #[arg(long, env = "DLQ_GROUP_ID")]
+    pub group: Option<String>,
+}
+
+/// `observatory-consumer dlq replay`. The sink is configured as for
+/// `observatory-consumer <sink>` (environment, and flags after `--`).
+#[derive(Debug, Clone, Args)]
+pub struct DlqReplayArgs {
+    /// The sink whose dead letters are sent back through it.
+    #[arg(long, env = "DLQ_SINK", value_enum)]
+    pub sink: SinkName,
+    /// Consumer group that remembers which dead letters were sent back
+    /// (default: observatory-<sink>-dlq).
+    #[arg(long, env = "DLQ_GROUP_ID")]
+    pub group: Option<String>,
+    /// How often progress is printed.
+    #[arg(long, env = "REPLAY_PROGRESS_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub progress_interval: Duration,
+    /// The sink's own flags (as for `observatory-consumer <sink>`).
+    #[arg(last = true)]
+    pub sink_args: Vec<String>,
 }
 
 /// Kafka settings of a sink.
@@ -379,6 +482,38 @@ mod tests {
         assert_eq!(args.store_url(), "./data/blocks");
         let kafka = args.kafka.into_config("tempo").unwrap();
         assert_eq!(kafka.group_id, "observatory-tempo");
+    }
+
+    #[test]
+    fn replay_and_dlq_parse() {
+        let cli = Cli::try_parse_from([
+            "observatory-consumer",
+            "replay",
+            "--sink",
+            "timescale",
+            "--from",
+            "2026-01-01T00:00:00Z",
+            "--partitions",
+            "0,3",
+            "--",
+            "--copy-batch-size",
+            "500",
+        ])
+        .expect("flags parse");
+        let Command::Replay(args) = cli.command else {
+            unreachable!()
+        };
+        assert_eq!(args.sink, SinkName::Timescale);
+        assert_eq!(args.to, None);
+        assert_eq!(args.progress_interval, Duration::from_secs(5));
+        assert_eq!(args.sink_args, ["--copy-batch-size", "500"]);
+        let cli = Cli::try_parse_from(["observatory-consumer", "dlq", "replay", "--sink", "tempo"])
+            .expect("flags parse");
+        let Command::Dlq(args) = cli.command else {
+            unreachable!()
+        };
+        assert!(matches!(args.action, DlqAction::Replay(ref r) if r.sink == SinkName::Tempo));
+        assert!(Cli::try_parse_from(["observatory-consumer", "dlq", "list"]).is_ok());
     }
 
     #[test]

@@ -8,12 +8,13 @@
 //! rebalance or a replay stores nothing twice.
 //!
 //! Where to start reading: [`source`], then a sink: [`timescale`] or
-//! [`tempo`].
+//! [`tempo`]; replays and dead letters: [`replay`].
 
 pub mod admin;
 pub mod config;
 pub mod metrics;
 pub mod redact;
+pub mod replay;
 pub mod source;
 pub mod tempo;
 pub mod timescale;

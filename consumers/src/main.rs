@@ -1,8 +1,8 @@
 //! `observatory-consumer`: wires subcommands, logging and signals.
 
 use clap::Parser;
-use observatory_consumer::config::{Cli, Command};
-use observatory_consumer::{tempo, timescale};
+use observatory_consumer::config::{Cli, Command, DlqAction};
+use observatory_consumer::{replay, tempo, timescale};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
@@ -46,6 +46,11 @@ async fn main() -> anyhow::Result<()> {
             let flavor = timescale::migrate::migrate(client).await?;
             println!("migrations applied ({flavor:?})");
         }
+        Command::Replay(args) => replay::replay::run(*args, stop).await?,
+        Command::Dlq(args) => match args.action {
+            DlqAction::List(list) => replay::dlq::list(list).await?,
+            DlqAction::Replay(again) => replay::dlq::replay(again, stop).await?,
+        },
     }
     Ok(())
 }

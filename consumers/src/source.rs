@@ -312,8 +312,14 @@ impl<S: Sink> Batcher<S> {
         let offset = message.offset.to_string();
         let mut backoff = Duration::from_millis(100);
         loop {
+            // A dead letter sent back through a sink (`dlq replay`) that
+            // fails again keeps its original source and gets a new reason.
+            let redelivered = message.header(dlq_headers::SOURCE_TOPIC).is_some();
             let mut h = OwnedHeaders::new_with_capacity(message.headers.len() + 5);
             for (k, v) in &message.headers {
+                if k == dlq_headers::REASON || k == dlq_headers::SINK {
+                    continue;
+                }
                 h = h.insert(Header {
                     key: k,
                     value: Some(v),
@@ -327,19 +333,22 @@ impl<S: Sink> Batcher<S> {
                 .insert(Header {
                     key: dlq_headers::SINK,
                     value: Some(S::NAME),
-                })
-                .insert(Header {
-                    key: dlq_headers::SOURCE_TOPIC,
-                    value: Some(&message.topic),
-                })
-                .insert(Header {
-                    key: dlq_headers::SOURCE_PARTITION,
-                    value: Some(&partition),
-                })
-                .insert(Header {
-                    key: dlq_headers::SOURCE_OFFSET,
-                    value: Some(&offset),
                 });
+            if !redelivered {
+                h = h
+                    .insert(Header {
+                        key: dlq_headers::SOURCE_TOPIC,
+                        value: Some(&message.topic),
+                    })
+                    .insert(Header {
+                        key: dlq_headers::SOURCE_PARTITION,
+                        value: Some(&partition),
+                    })
+                    .insert(Header {
+                        key: dlq_headers::SOURCE_OFFSET,
+                        value: Some(&offset),
+                    });
+            }
             let mut record = FutureRecord::to(&self.config.dlq_topic)
                 .payload(&message.payload[..])
                 .headers(h);
@@ -465,6 +474,39 @@ pub struct Shared {
     pub stop: Arc<AtomicBool>,
 }
 
+/// A bounded read, for replays: the given partitions are assigned by hand
+/// (no group membership, no rebalances), each read from its first offset up
+/// to its end offset (exclusive), and [`run_range`] returns once every
+/// partition reached its end and the last batch is written and committed.
+#[derive(Debug, Clone, Default)]
+pub struct Range {
+    /// Per partition: what to read and what was read (shared with whoever
+    /// reports progress).
+    pub partitions: Arc<Mutex<BTreeMap<i32, RangeProgress>>>,
+}
+
+/// One partition of a [`Range`].
+#[derive(Debug, Clone, Default)]
+pub struct RangeProgress {
+    /// First offset read.
+    pub first: i64,
+    /// Offset at which reading stops (exclusive).
+    pub end: i64,
+    /// Next offset to read.
+    pub next: i64,
+    /// Messages read (each written or dead-lettered before the run returns).
+    pub messages: u64,
+    /// Spans in them (the `span-count` header).
+    pub spans: u64,
+}
+
+impl RangeProgress {
+    /// Nothing left to read.
+    pub fn done(&self) -> bool {
+        self.next >= self.end
+    }
+}
+
 /// Runs a sink until `stop` is set: polls, batches, flushes at the batch
 /// size or interval, commits, and on stop flushes once more.
 /// Blocking: run it on its own thread.
@@ -473,6 +515,19 @@ pub fn run<S: Sink>(
     config: KafkaConfig,
     batching: Batching,
     shared: Shared,
+) -> Result<(), rdkafka::error::KafkaError> {
+    run_range(sink, config, batching, shared, None)
+}
+
+/// [`run`], or with a `range` a bounded read of it (a replay) through the
+/// very same batching, write, dead-letter and commit steps, which returns
+/// by itself at the range's end.
+pub fn run_range<S: Sink>(
+    sink: S,
+    config: KafkaConfig,
+    batching: Batching,
+    shared: Shared,
+    range: Option<Range>,
 ) -> Result<(), rdkafka::error::KafkaError> {
     let Batching {
         batch_size,
@@ -500,7 +555,8 @@ pub fn run<S: Sink>(
         )
         .set("session.timeout.ms", "10000")
         .set("heartbeat.interval.ms", "1000")
-        .set("enable.partition.eof", "false");
+        // A bounded read reports a log that ends before its range does.
+        .set("enable.partition.eof", range.is_some().to_string());
     for (k, v) in &config.extra {
         client.set(k, v);
     }
@@ -527,8 +583,19 @@ pub fn run<S: Sink>(
     let consumer: BaseConsumer<SourceContext<S>> = client.create_with_context(SourceContext {
         batcher: batcher.clone(),
     })?;
-    consumer.subscribe(&[&config.topic])?;
-    info!(topic = %config.topic, group = %config.group_id, sink = S::NAME, "consuming");
+    match &range {
+        None => consumer.subscribe(&[&config.topic])?,
+        Some(range) => {
+            let mut tpl = TopicPartitionList::new();
+            for (p, r) in range.partitions.lock().expect("no poisoned lock").iter() {
+                if !r.done() {
+                    tpl.add_partition_offset(&config.topic, *p, Offset::Offset(r.next))?;
+                }
+            }
+            consumer.assign(&tpl)?;
+        }
+    }
+    info!(topic = %config.topic, group = %config.group_id, sink = S::NAME, bounded = range.is_some(), "consuming");
 
     let labels = SinkLabels { sink: S::NAME };
     let mut items = 0usize;
@@ -541,6 +608,12 @@ pub fn run<S: Sink>(
             .saturating_duration_since(Instant::now())
             .min(Duration::from_millis(100));
         match consumer.poll(wait) {
+            Some(Ok(m)) if range.as_ref().is_some_and(|r| past_end(r, &m)) => {
+                // Beyond the range: not read. The partition is done.
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition(m.topic(), m.partition());
+                let _ = consumer.pause(&tpl);
+            }
             Some(Ok(m)) => {
                 metrics.messages.get_or_create(&labels).inc();
                 let message = InMessage {
@@ -569,11 +642,25 @@ pub fn run<S: Sink>(
                 }
                 bytes += message.payload.len();
                 bytes_limit = batch_bytes.min(b.sink.batch_bytes_limit());
-                items += message
+                let spans = message
                     .header(headers::SPAN_COUNT)
                     .and_then(|c| c.parse().ok())
                     .unwrap_or(1);
+                items += spans;
+                if let Some(range) = &range {
+                    let mut partitions = range.partitions.lock().expect("no poisoned lock");
+                    if let Some(r) = partitions.get_mut(&message.partition) {
+                        r.next = message.offset + 1;
+                        r.messages += 1;
+                        r.spans += spans as u64;
+                    }
+                }
                 b.pending.push(Pending { message, item });
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                if let Some(range) = &range {
+                    reached_eof(range, p);
+                }
             }
             Some(Err(e)) => warn!(error = %e, "kafka consumer error"),
             None => {}
@@ -605,14 +692,69 @@ pub fn run<S: Sink>(
             report_lag(&consumer, &config, &metrics);
             lag_due = Instant::now() + Duration::from_secs(15);
         }
+        if range.as_ref().is_some_and(range_done) {
+            info!("the range is read: flushing and committing");
+            break;
+        }
     }
     info!("stopping: flushing and committing");
     if let Some(mut b) = batcher.lock().expect("no poisoned lock").take() {
         b.count_flush("shutdown");
         b.flush(&consumer, None);
     }
-    consumer.unsubscribe();
+    match range {
+        None => consumer.unsubscribe(),
+        Some(_) => {
+            let _ = consumer.unassign();
+        }
+    }
     Ok(())
+}
+
+/// Is `m` at or past the end of its partition's range? Then the partition
+/// is done (offsets up to its end that hold no message, after compaction
+/// or transaction markers, have been passed).
+fn past_end<M: rdkafka::message::Message>(range: &Range, m: &M) -> bool {
+    let mut partitions = range.partitions.lock().expect("no poisoned lock");
+    match partitions.get_mut(&m.partition()) {
+        Some(r) if m.offset() < r.end => false,
+        Some(r) => {
+            r.next = r.next.max(r.end);
+            true
+        }
+        None => true,
+    }
+}
+
+/// Says so when `partition` reached the end of its log before the end of
+/// its range. It is not marked done: a broker that serves nothing to a
+/// fetch starting inside a record batch (tansu 0.6) says "end of log" there
+/// too, and taking its word would skip messages silently.
+fn reached_eof(range: &Range, partition: i32) {
+    if let Some(r) = range
+        .partitions
+        .lock()
+        .expect("no poisoned lock")
+        .get(&partition)
+        .filter(|r| !r.done())
+    {
+        warn!(
+            partition,
+            next = r.next,
+            end = r.end,
+            "the broker reports the end of the log before the end of the range; waiting for the rest"
+        );
+    }
+}
+
+/// Has every partition of `range` been read to its end?
+fn range_done(range: &Range) -> bool {
+    range
+        .partitions
+        .lock()
+        .expect("no poisoned lock")
+        .values()
+        .all(RangeProgress::done)
 }
 
 /// Runs [`run`] on a thread of its own (`<sink>-consumer`) until `stop`,

@@ -53,6 +53,11 @@ pub const NAME: &str = "tempo";
 /// has measured it (a conservative guess: parquet is usually far smaller).
 const INITIAL_RATIO: f64 = 0.25;
 
+/// The `seq` of the ids of blocks written from the dead-letter topic: their
+/// partition and offsets are the dead-letter topic's, so the ids must differ
+/// from those of blocks cut from the traces topic.
+pub const REDELIVERY_BLOCK_SEQ: u64 = 1 << 32;
+
 /// Why the sink could not start.
 #[derive(Debug, Error)]
 pub enum StartError {
@@ -122,6 +127,10 @@ pub struct TempoSink {
     row_group_bytes: usize,
     block_max_bytes: usize,
     write_timeout: std::time::Duration,
+    /// The `seq` of the block ids it writes: 1, or [`REDELIVERY_BLOCK_SEQ`]
+    /// for dead letters sent back (`dlq replay`), whose offsets are the
+    /// dead-letter topic's and must not name a block of the traces topic.
+    block_seq: u64,
     /// Parquet bytes per OTLP protobuf byte of the last block of 1 MiB or
     /// more of OTLP, for the size estimate of the next cut.
     ratio: f64,
@@ -141,6 +150,7 @@ impl TempoSink {
             store,
             policy,
             write_timeout: crate::source::WRITE_TIMEOUT,
+            block_seq: 1,
             row_group_bytes,
             block_max_bytes,
             ratio: INITIAL_RATIO,
@@ -178,7 +188,12 @@ impl Sink for TempoSink {
             }
             let first_offset = members.iter().map(|&i| items[i].offset).min().unwrap_or(0);
             let folder = tenant_folder(tenant);
-            let id = block_id(folder, partition as u64, first_offset as u64, 1);
+            let id = block_id(
+                folder,
+                partition as u64,
+                first_offset as u64,
+                self.block_seq,
+            );
             let block = build_block(
                 &self.policy,
                 items,
@@ -217,6 +232,13 @@ impl Sink for TempoSink {
 }
 
 impl TempoSink {
+    /// Names its blocks for dead letters sent back from the dead-letter
+    /// topic (see `block_seq`).
+    pub fn for_redelivery(mut self) -> TempoSink {
+        self.block_seq = REDELIVERY_BLOCK_SEQ;
+        self
+    }
+
     /// Sets how long one cut may take (build and upload).
     pub fn with_write_timeout(mut self, timeout: std::time::Duration) -> TempoSink {
         self.write_timeout = timeout;
@@ -287,26 +309,24 @@ pub fn build_block(
     writer.finish(id, folder).map(Some)
 }
 
-/// Runs the sink until `stop` is set (SIGTERM): then cuts, writes, commits.
-pub async fn run(args: TempoArgs, stop: Arc<AtomicBool>) -> Result<(), StartError> {
+/// Checks the settings, opens the object store and builds the sink, its
+/// Kafka settings and batching: the same for the consumer group and for a
+/// replay (`crate::replay`).
+pub fn build(
+    args: &TempoArgs,
+    metrics: Arc<Metrics>,
+) -> Result<(TempoSink, crate::config::KafkaConfig, source::Batching), StartError> {
     args.check()?;
     let kafka = args.kafka.clone().into_config(NAME)?;
     let url = args.store_url();
     let store = BlockStore::open(&url, args.s3_virtual_hosted_style)?;
     info!(store = %store.description, "blocks go to object storage");
-    let metrics = Arc::new(Metrics::new());
-    let health = Health::default();
-    health.store_ok.store(true, Ordering::Relaxed);
-    crate::admin::serve(args.admin_addr, metrics.clone(), health.clone())
-        .await
-        .map_err(StartError::Admin)?;
-
     let sink = TempoSink::new(
         store,
         args.content.policy(),
         args.tempo_block_max_bytes,
         args.tempo_row_group_bytes,
-        metrics.clone(),
+        metrics,
     )
     .with_write_timeout(args.tempo_write_timeout);
     let batching = source::Batching {
@@ -314,6 +334,18 @@ pub async fn run(args: TempoArgs, stop: Arc<AtomicBool>) -> Result<(), StartErro
         batch_bytes: args.tempo_max_buffer_bytes,
         flush_interval: args.tempo_block_max_age,
     };
+    Ok((sink, kafka, batching))
+}
+
+/// Runs the sink until `stop` is set (SIGTERM): then cuts, writes, commits.
+pub async fn run(args: TempoArgs, stop: Arc<AtomicBool>) -> Result<(), StartError> {
+    let metrics = Arc::new(Metrics::new());
+    let (sink, kafka, batching) = build(&args, metrics.clone())?;
+    let health = Health::default();
+    health.store_ok.store(true, Ordering::Relaxed);
+    crate::admin::serve(args.admin_addr, metrics.clone(), health.clone())
+        .await
+        .map_err(StartError::Admin)?;
     let shared = source::Shared {
         metrics,
         health: health.clone(),

@@ -242,8 +242,28 @@ async fn maintain_partitions(args: TimescaleArgs, stop: Arc<AtomicBool>) {
     }
 }
 
-/// Runs the sink until `stop` is set (SIGTERM): then drains, writes, commits.
-pub async fn run(args: TimescaleArgs, stop: Arc<AtomicBool>) -> Result<(), StartError> {
+/// What a run of the sink needs, built from its settings: the same for the
+/// consumer group and for a replay (`crate::replay`).
+pub struct Built {
+    /// The sink.
+    pub sink: TimescaleSink,
+    /// Checked Kafka settings.
+    pub kafka: crate::config::KafkaConfig,
+    /// How it batches.
+    pub batching: source::Batching,
+    /// The database's flavor.
+    pub flavor: Flavor,
+}
+
+/// Checks the settings, loads the prices, connects and migrates (retrying
+/// until PostgreSQL answers; `None` when `stop` came first) and builds the
+/// sink.
+pub async fn build(
+    args: &TimescaleArgs,
+    metrics: Arc<Metrics>,
+    health: &Health,
+    stop: &AtomicBool,
+) -> Result<Option<Built>, StartError> {
     args.db.check()?;
     let kafka = args.kafka.clone().into_config(NAME)?;
     if args.copy_batch_size == 0 {
@@ -263,18 +283,9 @@ pub async fn run(args: TimescaleArgs, stop: Arc<AtomicBool>) -> Result<(), Start
         prices.add_json(&text).map_err(|e| fail(e.to_string()))?;
     }
     let policy = args.content.policy();
-    let metrics = Arc::new(Metrics::new());
-    let health = Health::default();
-    crate::admin::serve(args.admin_addr, metrics.clone(), health.clone())
-        .await
-        .map_err(StartError::Admin)?;
-
-    let Some(flavor) = prepare_database(&args, &health, &stop).await else {
-        return Ok(());
+    let Some(flavor) = prepare_database(args, health, stop).await else {
+        return Ok(None);
     };
-    if flavor == Flavor::Postgres {
-        tokio::spawn(maintain_partitions(args.clone(), stop.clone()));
-    }
     let sink = TimescaleSink {
         preparer: Preparer {
             policy,
@@ -284,20 +295,41 @@ pub async fn run(args: TimescaleArgs, stop: Arc<AtomicBool>) -> Result<(), Start
         writers: (0..args.db_write_connections.max(1))
             .map(|_| Writer::new(args.db.database_url.clone(), flavor == Flavor::Postgres))
             .collect(),
-        metrics: metrics.clone(),
+        metrics,
     };
     let batching = source::Batching {
         batch_size: args.copy_batch_size,
         batch_bytes: BATCH_BYTES,
         flush_interval: args.copy_flush_interval,
     };
+    Ok(Some(Built {
+        sink,
+        kafka,
+        batching,
+        flavor,
+    }))
+}
+
+/// Runs the sink until `stop` is set (SIGTERM): then drains, writes, commits.
+pub async fn run(args: TimescaleArgs, stop: Arc<AtomicBool>) -> Result<(), StartError> {
+    let metrics = Arc::new(Metrics::new());
+    let health = Health::default();
+    crate::admin::serve(args.admin_addr, metrics.clone(), health.clone())
+        .await
+        .map_err(StartError::Admin)?;
+    let Some(built) = build(&args, metrics.clone(), &health, &stop).await? else {
+        return Ok(());
+    };
+    if built.flavor == Flavor::Postgres {
+        tokio::spawn(maintain_partitions(args.clone(), stop.clone()));
+    }
     let shared = source::Shared {
         metrics,
         health: health.clone(),
         runtime: tokio::runtime::Handle::current(),
         stop: stop.clone(),
     };
-    source::run_on_thread(sink, kafka, batching, shared)
+    source::run_on_thread(built.sink, built.kafka, built.batching, shared)
         .await
         .map_err(StartError::Kafka)
 }

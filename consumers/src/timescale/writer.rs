@@ -162,9 +162,24 @@ pub fn classify(error: tokio_postgres::Error) -> WriteError {
                 .iter()
                 .any(|class| code.starts_with(class)) =>
         {
-            WriteError::Permanent(error.to_string())
+            WriteError::Permanent(describe(&error))
         }
-        _ => WriteError::Transient(error.to_string()),
+        _ => WriteError::Transient(describe(&error)),
+    }
+}
+
+/// The error as the DLQ's `dlq-reason` and the logs show it: for a server
+/// error its severity, message and SQLSTATE (tokio-postgres alone says only
+/// "db error"). Not its detail, which can quote the row (prompts, users).
+fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!(
+            "db error: {}: {} (SQLSTATE {})",
+            db.severity(),
+            db.message(),
+            db.code().code()
+        ),
+        None => error.to_string(),
     }
 }
 
