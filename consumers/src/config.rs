@@ -30,6 +30,10 @@ pub enum Command {
     Tempo(Box<TempoArgs>),
     /// Apply the PostgreSQL migrations and exit.
     Migrate(DbArgs),
+    /// Show or move a consumer group's committed offsets (like kafka-consumer-groups).
+    Offsets(crate::ops::args::OffsetsArgs),
+    /// Print a consumer group's lag per partition (committed offset vs log end).
+    Lag(crate::ops::args::LagArgs),
 }
 
 /// Kafka settings of a sink.

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use observatory_consumer::config::{Cli, Command};
-use observatory_consumer::{tempo, timescale};
+use observatory_consumer::{ops, tempo, timescale};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
@@ -45,6 +45,14 @@ async fn main() -> anyhow::Result<()> {
             let client = writer.client().await?;
             let flavor = timescale::migrate::migrate(client).await?;
             println!("migrations applied ({flavor:?})");
+        }
+        Command::Offsets(args) => {
+            let out = tokio::task::spawn_blocking(move || ops::offsets::run(&args)).await??;
+            print!("{out}");
+        }
+        Command::Lag(args) => {
+            let out = tokio::task::spawn_blocking(move || ops::lag::run(&args)).await??;
+            print!("{out}");
         }
     }
     Ok(())
