@@ -325,16 +325,18 @@ mod tests {
     #[test]
     fn the_oldest_unwritten_age_is_computed_when_scraped_and_zero_when_idle() {
         let m = Metrics::new();
-        let labels = GroupLabels {
-            group: "g".into(),
-        };
+        let labels = GroupLabels { group: "g".into() };
         let gauge = m.oldest_unwritten.get_or_create(&labels).clone();
         assert!(m
             .encode()
             .contains("observatory_consumer_oldest_unwritten_age_seconds{group=\"g\"} 0.0"));
         gauge.set(Some(1_000));
         assert_eq!(gauge.age_seconds(3_500), 2.5);
-        assert_eq!(gauge.age_seconds(500), 0.0, "a clock behind is not negative");
+        assert_eq!(
+            gauge.age_seconds(500),
+            0.0,
+            "a clock behind is not negative"
+        );
         let text = m.encode();
         let line = text
             .lines()

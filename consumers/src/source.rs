@@ -161,12 +161,14 @@ pub struct Batcher<S: Sink> {
     lag_due: Instant,
     /// The partitions the lag gauge holds a value for.
     lag_reported: BTreeSet<(String, i32)>,
+    /// The offsets this replica committed, per partition it owns.
+    committed: BTreeMap<(String, i32), i64>,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
-/// The longest the poll loop spends asking for committed offsets and
-/// watermarks for the lag gauge.
-const LAG_REPORT_BUDGET: Duration = Duration::from_millis(500);
+/// The longest the poll loop spends asking for the log ends for the lag
+/// gauge (a small share of any sane max.poll.interval).
+const LAG_REPORT_BUDGET: Duration = Duration::from_secs(2);
 /// How often the lag gauge is refreshed: often enough for an alert on a
 /// minute's lag, rare enough to cost the broker nothing.
 const LAG_REPORT_INTERVAL: Duration = Duration::from_secs(10);
@@ -187,7 +189,13 @@ impl<S: Sink> Batcher<S> {
     /// behind the sink falls.
     fn report_lag_if_due<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) {
         if Instant::now() >= self.lag_due {
-            report_lag(consumer, &self.config, &self.metrics, &mut self.lag_reported);
+            report_lag(
+                consumer,
+                &self.config,
+                &self.metrics,
+                &mut self.lag_reported,
+                &mut self.committed,
+            );
             self.lag_due = Instant::now() + LAG_REPORT_INTERVAL;
         }
     }
@@ -409,7 +417,7 @@ impl<S: Sink> Batcher<S> {
     }
 
     /// Commits one past the last offset of each partition in `messages`.
-    fn commit(&self, consumer: &BaseConsumer<SourceContext<S>>, messages: &[&InMessage]) {
+    fn commit(&mut self, consumer: &BaseConsumer<SourceContext<S>>, messages: &[&InMessage]) {
         let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
         for m in messages {
             let e = next.entry((m.topic.clone(), m.partition)).or_insert(0);
@@ -431,6 +439,7 @@ impl<S: Sink> Batcher<S> {
                     }
                 }
                 debug!(?next, "offsets committed");
+                self.committed.extend(next);
             }
             // The data is stored; at worst it is read and deduplicated again.
             Err(e) => warn!(error = %e, "committing offsets failed; the batch may be read again"),
@@ -448,6 +457,15 @@ impl<S: Sink> ClientContext for SourceContext<S> {}
 impl<S: Sink> ConsumerContext for SourceContext<S> {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(partitions) = rebalance {
+            if let Ok(mut guard) = self.batcher.try_lock() {
+                if let Some(batcher) = guard.as_mut() {
+                    for e in partitions.elements() {
+                        batcher
+                            .committed
+                            .remove(&(e.topic().to_owned(), e.partition()));
+                    }
+                }
+            }
             info!(
                 partitions = partitions.count(),
                 "partitions revoked: flushing before letting go"
@@ -573,6 +591,7 @@ pub fn run<S: Sink>(
         oldest,
         lag_due: Instant::now(),
         lag_reported: BTreeSet::new(),
+        committed: BTreeMap::new(),
     })));
     let consumer: BaseConsumer<SourceContext<S>> = client.create_with_context(SourceContext {
         batcher: batcher.clone(),
@@ -746,7 +765,10 @@ fn ensure_dlq_topic(
 
 /// Sets the lag gauge of each partition this member owns: the log end minus
 /// the group's committed offset (what `observatory-consumer lag` prints), so
-/// messages read but not yet durable count as lag. A partition this member
+/// messages read but not yet durable count as lag. The committed offset is
+/// the one this replica last committed, or, before it committed any for the
+/// partition, its fetch position (where it resumed: the group's committed
+/// offset); only the log end is asked of the broker. A partition this member
 /// no longer owns is dropped from the gauge, so that after a rebalance only
 /// its new owner reports it (summing the gauge over replicas stays right).
 fn report_lag<C: ConsumerContext>(
@@ -754,11 +776,12 @@ fn report_lag<C: ConsumerContext>(
     config: &KafkaConfig,
     metrics: &Metrics,
     reported: &mut BTreeSet<(String, i32)>,
+    committed: &mut BTreeMap<(String, i32), i64>,
 ) {
-    let Ok(assignment) = consumer.assignment() else {
+    let Ok(positions) = consumer.position() else {
         return;
     };
-    let owned: BTreeSet<(String, i32)> = assignment
+    let owned: BTreeSet<(String, i32)> = positions
         .elements()
         .iter()
         .map(|e| (e.topic().to_owned(), e.partition()))
@@ -772,16 +795,11 @@ fn report_lag<C: ConsumerContext>(
         metrics.lag.remove(&labels(gone));
     }
     reported.retain(|k| owned.contains(k));
-    if owned.is_empty() {
-        return;
-    }
+    committed.retain(|k, _| owned.contains(k));
     // Bounded: a slow broker must not hold up polling for a metric, so the
     // whole report gets LAG_REPORT_BUDGET and stops when it is spent.
     let deadline = Instant::now() + LAG_REPORT_BUDGET;
-    let Ok(committed) = consumer.committed_offsets(assignment, LAG_REPORT_BUDGET) else {
-        return;
-    };
-    for elem in committed.elements() {
+    for elem in positions.elements() {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             break;
@@ -790,14 +808,18 @@ fn report_lag<C: ConsumerContext>(
         else {
             break;
         };
-        let lag = match elem.offset() {
-            Offset::Offset(o) => (high - o).max(0),
-            // Nothing committed yet: the group starts where
-            // KAFKA_AUTO_OFFSET_RESET says.
-            _ if config.auto_offset_reset == "earliest" => (high - low).max(0),
-            _ => 0,
-        };
         let key = (elem.topic().to_owned(), elem.partition());
+        let done = committed.get(&key).copied().or(match elem.offset() {
+            Offset::Offset(o) => Some(o),
+            _ => None,
+        });
+        let lag = match done {
+            Some(o) => (high - o).max(0),
+            // Nothing read yet: the group starts where
+            // KAFKA_AUTO_OFFSET_RESET says.
+            None if config.auto_offset_reset == "earliest" => (high - low).max(0),
+            None => 0,
+        };
         metrics.lag.get_or_create(&labels(&key)).set(lag);
         reported.insert(key);
     }

@@ -21,6 +21,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Now, in nanoseconds since the epoch (the generator's default time is
+/// older than the traces retention).
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
 const WAIT: Duration = Duration::from_secs(120);
 
 fn sink_env(brokers: &str, topic: &str, group: &str, db: &str) -> Vec<(&'static str, String)> {
@@ -46,7 +55,7 @@ struct Sent {
 
 /// Sends requests of 40 GenAI spans, one every 100 ms, until `stop`.
 async fn stream(collector_grpc: String, stop: Arc<AtomicBool>) -> Sent {
-    let mut generator = TraceGenerator::new(31);
+    let mut generator = TraceGenerator::new(31).with_now_ns(now_ns());
     let mut client = TraceServiceClient::connect(format!("http://{collector_grpc}"))
         .await
         .unwrap();
@@ -69,13 +78,11 @@ async fn stream(collector_grpc: String, stop: Arc<AtomicBool>) -> Sent {
 
 /// The partitions a replica reports lag for: those it owns.
 async fn owned(sink: &Service) -> usize {
-    sink.admin_get("/metrics")
-        .await
-        .map_or(0, |(_, text)| {
-            text.lines()
-                .filter(|l| l.starts_with("observatory_consumer_lag_messages{"))
-                .count()
-        })
+    sink.admin_get("/metrics").await.map_or(0, |(_, text)| {
+        text.lines()
+            .filter(|l| l.starts_with("observatory_consumer_lag_messages{"))
+            .count()
+    })
 }
 
 async fn spans_stored(db: &TestDb) -> i64 {
@@ -111,8 +118,10 @@ async fn a_replica_killed_and_one_added_mid_stream_store_everything_once() {
         (a.metric("observatory_consumer_rows_written_total{sink=\"timescale\",table=\"spans\"}")
             .await
             > 0.0
-            && b.metric("observatory_consumer_rows_written_total{sink=\"timescale\",table=\"spans\"}")
-                .await
+            && b.metric(
+                "observatory_consumer_rows_written_total{sink=\"timescale\",table=\"spans\"}",
+            )
+            .await
                 > 0.0)
             .then_some(())
     })
@@ -169,7 +178,11 @@ async fn a_replica_killed_and_one_added_mid_stream_store_everything_once() {
         (idle(&b).await && idle(&c).await).then_some(())
     })
     .await;
-    assert_eq!(spans_stored(&db).await, sent.spans, "every span exactly once");
+    assert_eq!(
+        spans_stored(&db).await,
+        sent.spans,
+        "every span exactly once"
+    );
     assert_eq!(
         db.count("SELECT count(*) FROM llm_calls").await,
         sent.calls,
@@ -181,7 +194,8 @@ async fn a_replica_killed_and_one_added_mid_stream_store_everything_once() {
         sent.spans
     );
     assert_eq!(
-        db.count("SELECT sum(calls)::bigint FROM llm_rollup_1m").await,
+        db.count("SELECT sum(calls)::bigint FROM llm_rollup_1m")
+            .await,
         sent.calls,
         "rollups count every call once"
     );
@@ -196,7 +210,8 @@ async fn a_replica_killed_and_one_added_mid_stream_store_everything_once() {
         sent.input_tokens
     );
     assert_eq!(
-        db.count("SELECT sum(calls)::bigint FROM llm_rollup_1h").await,
+        db.count("SELECT sum(calls)::bigint FROM llm_rollup_1h")
+            .await,
         sent.calls,
         "hourly rollups too"
     );

@@ -36,12 +36,11 @@ pub struct GroupArgs {
 impl GroupArgs {
     /// The extra librdkafka settings, checked.
     pub fn extra(&self) -> Result<Vec<(String, String)>, OpsError> {
-        let extra = parse_pairs(&self.kafka_consumer_config).map_err(|reason| {
-            OpsError::Config {
+        let extra =
+            parse_pairs(&self.kafka_consumer_config).map_err(|reason| OpsError::Config {
                 setting: "KAFKA_CONSUMER_CONFIG",
                 reason,
-            }
-        })?;
+            })?;
         match extra.iter().find(|(k, _)| k == "group.id") {
             Some(_) => Err(OpsError::Config {
                 setting: "KAFKA_CONSUMER_CONFIG",
@@ -109,7 +108,12 @@ pub enum Target {
 impl ResetArgs {
     /// The target the flags name (clap makes exactly one present).
     pub fn target(&self) -> Target {
-        match (self.to_datetime, self.to_earliest, self.to_latest, self.shift_by) {
+        match (
+            self.to_datetime,
+            self.to_earliest,
+            self.to_latest,
+            self.shift_by,
+        ) {
             (Some(t), ..) => Target::Datetime(t),
             (_, true, ..) => Target::Earliest,
             (_, _, true, _) => Target::Latest,
@@ -192,7 +196,15 @@ mod tests {
             "--to-latest"
         ])
         .is_err());
-        assert!(parse(&["offsets", "reset", "--group", "g", "--to-datetime", "yesterday"]).is_err());
+        assert!(parse(&[
+            "offsets",
+            "reset",
+            "--group",
+            "g",
+            "--to-datetime",
+            "yesterday"
+        ])
+        .is_err());
     }
 
     #[test]

@@ -51,7 +51,7 @@ impl GroupClient {
     /// Creates the clients (no request is sent yet).
     pub fn new(args: &GroupArgs) -> Result<GroupClient, OpsError> {
         let extra = args.extra()?;
-        let base = |group: Option<&str>| {
+        let base = |group: &str| {
             let mut config = ClientConfig::new();
             config
                 .set("bootstrap.servers", &args.kafka_brokers)
@@ -59,18 +59,22 @@ impl GroupClient {
                 .set("enable.auto.commit", "false")
                 .set("enable.auto.offset.store", "false")
                 .set("enable.partition.eof", "false");
-            if let Some(group) = group {
-                config.set("group.id", group);
-            }
+            config.set("group.id", group);
             for (k, v) in &extra {
                 config.set(k, v);
             }
             config
         };
         Ok(GroupClient {
-            consumer: base(Some(&args.group)).create()?,
-            // Reads single messages by offset, outside any group.
-            reader: base(None).create()?,
+            consumer: base(&args.group).create()?,
+            // Reads single messages by offset (assign, never subscribe or
+            // commit: it joins no group). librdkafka wants a group id for
+            // assign; this one is never seen by the broker.
+            reader: base(&format!(
+                "observatory-offsets-reader-{}",
+                std::process::id()
+            ))
+            .create()?,
             group: args.group.clone(),
             timeout: args.timeout,
         })
@@ -98,6 +102,15 @@ impl GroupClient {
                 )
             })
             .unwrap_or_else(|| (Vec::new(), "Dead".to_owned())))
+    }
+
+    /// The membership line `show` and `lag` print: "N live member(s), state
+    /// S", or why the broker could not tell (reading offsets does not need it).
+    pub fn describe(&self) -> String {
+        match self.members() {
+            Ok((members, state)) => format!("{} live member(s), state {state}", members.len()),
+            Err(e) => format!("live members unknown (DescribeGroups failed: {e})"),
+        }
     }
 
     /// The partitions of `topic`, in order.

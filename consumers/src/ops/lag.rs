@@ -16,18 +16,11 @@ pub fn run(args: &LagArgs) -> Result<String, OpsError> {
     let g = &args.group;
     let client = GroupClient::new(g)?;
     let rows = client.offsets(&g.topic)?;
-    let (members, state) = client.members()?;
-    Ok(format_lag(&g.group, &g.topic, &rows, members.len(), &state))
+    Ok(format_lag(&g.group, &g.topic, &rows, &client.describe()))
 }
 
 /// One line per partition, then the total.
-pub fn format_lag(
-    group: &str,
-    topic: &str,
-    rows: &[PartitionOffsets],
-    members: usize,
-    state: &str,
-) -> String {
+pub fn format_lag(group: &str, topic: &str, rows: &[PartitionOffsets], membership: &str) -> String {
     let mut out = format!(
         "{:<30} {:<30} {:>9} {:>16} {:>16} {:>12}\n",
         "GROUP", "TOPIC", "PARTITION", "COMMITTED", "LOG-END", "LAG"
@@ -53,10 +46,7 @@ pub fn format_lag(
             " ({uncommitted} partition(s) with no committed offset, not counted)"
         );
     }
-    let _ = writeln!(
-        out,
-        "; group {group}: {members} live member(s), state {state}"
-    );
+    let _ = writeln!(out, "; group {group}: {membership}");
     out
 }
 
@@ -86,7 +76,7 @@ mod tests {
                 log_end: 7,
             },
         ];
-        let text = format_lag("g", "t", &rows, 2, "Stable");
+        let text = format_lag("g", "t", &rows, "2 live member(s), state Stable");
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[1].split_whitespace().collect::<Vec<_>>(),
@@ -96,7 +86,11 @@ mod tests {
             lines[3].split_whitespace().collect::<Vec<_>>(),
             ["g", "t", "2", "-", "7", "-"]
         );
-        assert!(lines[4].starts_with("total lag 3 (1 partition(s)"), "{}", lines[4]);
+        assert!(
+            lines[4].starts_with("total lag 3 (1 partition(s)"),
+            "{}",
+            lines[4]
+        );
         assert!(lines[4].ends_with("2 live member(s), state Stable"));
     }
 }

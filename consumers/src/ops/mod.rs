@@ -45,6 +45,14 @@ pub enum OpsError {
         /// How many members it has.
         members: usize,
     },
+    /// The broker could not say whether the group has live members.
+    #[error("cannot tell whether group {group} has live members, so its offsets are not moved: {reason}")]
+    CannotDescribe {
+        /// The group.
+        group: String,
+        /// The broker's error.
+        reason: String,
+    },
     /// `--shift-by` on a partition the group never committed.
     #[error("partition {0} has no committed offset to shift from (use --to-earliest, --to-latest or --to-datetime)")]
     NothingToShift(i32),

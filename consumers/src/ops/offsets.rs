@@ -38,20 +38,23 @@ pub fn run(args: &OffsetsArgs) -> Result<String, OpsError> {
 fn show(args: &GroupArgs) -> Result<String, OpsError> {
     let client = GroupClient::new(args)?;
     let rows = client.offsets(&args.topic)?;
-    let (members, state) = client.members()?;
     Ok(format_show(
         &args.group,
         &args.topic,
         &rows,
-        members.len(),
-        &state,
+        &client.describe(),
     ))
 }
 
 fn reset(args: &ResetArgs) -> Result<String, OpsError> {
     let g = &args.group;
     let client = GroupClient::new(g)?;
-    let (members, _) = client.members()?;
+    // Not knowing is a refusal too: a reset under a running group is never
+    // a guess.
+    let (members, _) = client.members().map_err(|e| OpsError::CannotDescribe {
+        group: g.group.clone(),
+        reason: e.to_string(),
+    })?;
     if !members.is_empty() && !args.dry_run {
         return Err(OpsError::GroupActive {
             group: g.group.clone(),
@@ -119,8 +122,7 @@ pub fn format_show(
     group: &str,
     topic: &str,
     rows: &[PartitionOffsets],
-    members: usize,
-    state: &str,
+    membership: &str,
 ) -> String {
     let mut out = format!(
         "{:<30} {:<30} {:>9} {:>16} {:>16} {:>16} {:>12}\n",
@@ -139,7 +141,7 @@ pub fn format_show(
             offset_text(r.lag()),
         );
     }
-    let _ = writeln!(out, "group {group}: {members} live member(s), state {state}");
+    let _ = writeln!(out, "group {group}: {membership}");
     out
 }
 
@@ -216,7 +218,12 @@ mod tests {
 
     #[test]
     fn tables_have_one_line_per_partition() {
-        let text = format_show("g", "t", &[row(Some(4), 0, 9), row(None, 0, 2)], 0, "Empty");
+        let text = format_show(
+            "g",
+            "t",
+            &[row(Some(4), 0, 9), row(None, 0, 2)],
+            "0 live member(s), state Empty",
+        );
         let lines: Vec<Vec<&str>> = text
             .lines()
             .map(|l| l.split_whitespace().collect())
@@ -233,7 +240,11 @@ mod tests {
             }],
         );
         assert_eq!(
-            plan.lines().nth(1).unwrap().split_whitespace().collect::<Vec<_>>(),
+            plan.lines()
+                .nth(1)
+                .unwrap()
+                .split_whitespace()
+                .collect::<Vec<_>>(),
             ["g", "t", "3", "4", "0", "0", "9"]
         );
     }
