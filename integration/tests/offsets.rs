@@ -122,11 +122,10 @@ fn show(brokers: &str, group: &str, topic: &str) -> (Shown, String) {
 }
 
 /// Per partition: (committed, log end, lag), from `lag`.
-fn lag(
-    brokers: &str,
-    group: &str,
-    topic: &str,
-) -> (BTreeMap<i32, (Option<i64>, i64, Option<i64>)>, String) {
+type Lagged = BTreeMap<i32, (Option<i64>, i64, Option<i64>)>;
+
+/// Runs `lag` and parses its table.
+fn lag(brokers: &str, group: &str, topic: &str) -> (Lagged, String) {
     let run = cli(brokers, &["lag", "--group", group, "--topic", topic]);
     assert!(run.ok, "lag failed: {}", run.stderr);
     let rows = table(&run.stdout)

@@ -131,7 +131,9 @@ async fn a_replica_killed_and_one_added_mid_stream_store_everything_once() {
     // the survivor once the group evicts it (session timeout 10 s).
     a.kill();
     wait_for("the survivor to own every partition", WAIT, || async {
-        (owned(&b).await == 4).then_some(())
+        let n = owned(&b).await;
+        eprintln!("survivor owns {n}");
+        (n == 4).then_some(())
     })
     .await;
     let after_failover = spans_stored(&db).await;
