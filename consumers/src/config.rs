@@ -34,6 +34,10 @@ pub enum Command {
     Replay(Box<ReplayArgs>),
     /// Show the dead letters, or send them back through a sink.
     Dlq(Box<DlqArgs>),
+    /// Show or move a consumer group's committed offsets (like kafka-consumer-groups).
+    Offsets(crate::ops::args::OffsetsArgs),
+    /// Print a consumer group's lag per partition (committed offset vs log end).
+    Lag(crate::ops::args::LagArgs),
 }
 
 /// A sink a replay writes through.

@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod config;
 pub mod metrics;
+pub mod ops;
 pub mod redact;
 pub mod replay;
 pub mod source;

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use observatory_consumer::config::{Cli, Command, DlqAction};
-use observatory_consumer::{replay, tempo, timescale};
+use observatory_consumer::{ops, replay, tempo, timescale};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
@@ -51,6 +51,14 @@ async fn main() -> anyhow::Result<()> {
             DlqAction::List(list) => replay::dlq::list(list).await?,
             DlqAction::Replay(again) => replay::dlq::replay(again, stop).await?,
         },
+        Command::Offsets(args) => {
+            let out = tokio::task::spawn_blocking(move || ops::offsets::run(&args)).await??;
+            print!("{out}");
+        }
+        Command::Lag(args) => {
+            let out = tokio::task::spawn_blocking(move || ops::lag::run(&args)).await??;
+            print!("{out}");
+        }
     }
     Ok(())
 }

@@ -4,12 +4,16 @@
 //! the sink and table are fixed names, the partition is bounded by the
 //! topic's partition count, the group and topic come from configuration.
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Labels naming the sink.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -56,6 +60,64 @@ pub struct LagLabels {
     pub partition: i32,
 }
 
+/// Labels naming the consumer group.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct GroupLabels {
+    /// Consumer group.
+    pub group: String,
+}
+
+/// A gauge of the age, by Kafka timestamp, of the oldest message read but
+/// not yet durable in the store; 0 when nothing is pending.
+///
+/// The sink records only the oldest pending timestamp; the age is computed
+/// when `/metrics` is scraped, so it keeps growing while a write is stuck
+/// (the store down), which is exactly when it matters.
+#[derive(Debug, Clone, Default)]
+pub struct OldestUnwritten {
+    /// Kafka timestamp (ms since the epoch) of the oldest pending message;
+    /// 0 when none is pending.
+    oldest_ms: Arc<AtomicI64>,
+}
+
+impl OldestUnwritten {
+    /// Records the oldest pending message's timestamp (`None`: nothing pending).
+    pub fn set(&self, oldest_ms: Option<i64>) {
+        self.oldest_ms
+            .store(oldest_ms.unwrap_or(0).max(0), Ordering::Relaxed);
+    }
+
+    /// The recorded timestamp; `None` when nothing is pending.
+    pub fn get(&self) -> Option<i64> {
+        Some(self.oldest_ms.load(Ordering::Relaxed)).filter(|ms| *ms > 0)
+    }
+
+    /// The age in seconds at `now_ms`; 0 when nothing is pending.
+    pub fn age_seconds(&self, now_ms: i64) -> f64 {
+        match self.oldest_ms.load(Ordering::Relaxed) {
+            0 => 0.0,
+            oldest => (now_ms - oldest).max(0) as f64 / 1000.0,
+        }
+    }
+}
+
+impl TypedMetric for OldestUnwritten {
+    const TYPE: MetricType = MetricType::Gauge;
+}
+
+impl EncodeMetric for OldestUnwritten {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        encoder.encode_gauge(&self.age_seconds(now_ms))
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn seconds_histogram() -> Histogram {
@@ -93,6 +155,8 @@ pub struct Metrics {
     pub expired_spans: Family<SinkLabels, Counter>,
     /// Messages behind the end of each partition.
     pub lag: Family<LagLabels, Gauge>,
+    /// Age of the oldest message read but not yet durable in the store.
+    pub oldest_unwritten: Family<GroupLabels, OldestUnwritten>,
     /// From the collector's receipt (`received-at-ms`) to the offset commit.
     pub commit_delay: HistogramFamily<SinkLabels>,
     /// Batches flushed, by trigger (for the Tempo sink: block cuts).
@@ -130,6 +194,7 @@ impl Metrics {
             unpriced_llm_calls: Family::default(),
             expired_spans: Family::default(),
             lag: Family::default(),
+            oldest_unwritten: Family::default(),
             commit_delay: Family::new_with_constructor(delay_histogram),
             flushes: Family::default(),
             blocks: Family::default(),
@@ -183,6 +248,11 @@ impl Metrics {
             format!("{p}lag_messages"),
             "Messages behind the end of the partition",
             m.lag.clone(),
+        );
+        registry.register(
+            format!("{p}oldest_unwritten_age_seconds"),
+            "Age, by Kafka timestamp, of the oldest message read but not yet durable in the store (0 when none is pending)",
+            m.oldest_unwritten.clone(),
         );
         registry.register(
             format!("{p}commit_delay_seconds"),
@@ -255,5 +325,31 @@ mod tests {
                 "{name} missing:\n{text}"
             );
         }
+    }
+
+    #[test]
+    fn the_oldest_unwritten_age_is_computed_when_scraped_and_zero_when_idle() {
+        let m = Metrics::new();
+        let labels = GroupLabels { group: "g".into() };
+        let gauge = m.oldest_unwritten.get_or_create(&labels).clone();
+        assert!(m
+            .encode()
+            .contains("observatory_consumer_oldest_unwritten_age_seconds{group=\"g\"} 0.0"));
+        gauge.set(Some(1_000));
+        assert_eq!(gauge.age_seconds(3_500), 2.5);
+        assert_eq!(
+            gauge.age_seconds(500),
+            0.0,
+            "a clock behind is not negative"
+        );
+        let text = m.encode();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("observatory_consumer_oldest_unwritten_age_seconds{"))
+            .expect("exported");
+        let age: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(age > 1e9, "an age since 1970: {line}");
+        gauge.set(None);
+        assert_eq!(gauge.age_seconds(3_500), 0.0);
     }
 }

@@ -19,17 +19,24 @@
 //! On partition revocation the pending batch is flushed and committed before
 //! the partitions are let go (or, if the store is down, left uncommitted for
 //! the next owner to write again).
+//!
+//! Two gauges show how far behind a sink is: the lag of each partition it
+//! owns (log end minus the group's committed offset, the number that
+//! `observatory-consumer lag` and Kafka's own tools print), and the age of
+//! the oldest message read but not yet durable.
 
 use crate::admin::Health;
 use crate::config::KafkaConfig;
-use crate::metrics::{BatchLabels, FlushLabels, LagLabels, Metrics, SinkLabels};
+use crate::metrics::{
+    BatchLabels, FlushLabels, GroupLabels, LagLabels, Metrics, OldestUnwritten, SinkLabels,
+};
 use observatory_schemas::kafka::headers;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::{Header, Headers, Message as _, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -135,6 +142,8 @@ pub trait Sink: Send + 'static {
 struct Pending<I> {
     message: InMessage,
     item: Result<I, String>,
+    /// Kafka timestamp, ms (the time it was read when the message has none).
+    timestamp_ms: i64,
 }
 
 /// The batch and everything needed to flush it.
@@ -146,11 +155,23 @@ pub struct Batcher<S: Sink> {
     metrics: Arc<Metrics>,
     health: Health,
     runtime: Handle,
+    /// The age gauge of the oldest pending message.
+    oldest: OldestUnwritten,
+    /// When the lag gauge is next refreshed.
+    lag_due: Instant,
+    /// The partitions the lag gauge holds a value for.
+    lag_reported: BTreeSet<(String, i32)>,
+    /// The offsets this replica committed, per partition it owns.
+    committed: BTreeMap<(String, i32), i64>,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
-/// The longest the poll loop spends asking for watermarks for the lag gauge.
-const LAG_REPORT_BUDGET: Duration = Duration::from_millis(500);
+/// The longest the poll loop spends asking for the log ends for the lag
+/// gauge (a small share of any sane max.poll.interval).
+const LAG_REPORT_BUDGET: Duration = Duration::from_secs(2);
+/// How often the lag gauge is refreshed: often enough for an alert on a
+/// minute's lag, rare enough to cost the broker nothing.
+const LAG_REPORT_INTERVAL: Duration = Duration::from_secs(10);
 /// A write that has not answered in this long is abandoned and retried
 /// (unless the sink says otherwise, [`Sink::write_timeout`]).
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -161,6 +182,28 @@ const REBALANCE_FLUSH_BUDGET: Duration = Duration::from_secs(15);
 impl<S: Sink> Batcher<S> {
     fn labels(&self) -> SinkLabels {
         SinkLabels { sink: S::NAME }
+    }
+
+    /// Refreshes the lag gauge when it is due: from the poll loop, and while
+    /// a write retries (the store down), so the gauge keeps telling how far
+    /// behind the sink falls.
+    fn report_lag_if_due<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) {
+        if Instant::now() >= self.lag_due {
+            report_lag(
+                consumer,
+                &self.config,
+                &self.metrics,
+                &mut self.lag_reported,
+                &mut self.committed,
+            );
+            self.lag_due = Instant::now() + LAG_REPORT_INTERVAL;
+        }
+    }
+
+    /// Sets the oldest-unwritten gauge from what is pending now.
+    fn note_pending(&self) {
+        self.oldest
+            .set(self.pending.iter().map(|p| p.timestamp_ms).min());
     }
 
     /// Counts a flush of a non-empty batch by what triggered it.
@@ -179,6 +222,7 @@ impl<S: Sink> Batcher<S> {
     /// Writes `items`, retrying transient failures until `deadline` (forever with `None`).
     fn write_retrying(
         &mut self,
+        consumer: &BaseConsumer<SourceContext<S>>,
         items: &[&S::Item],
         deadline: Option<Instant>,
     ) -> Result<Rejected, WriteError> {
@@ -222,6 +266,7 @@ impl<S: Sink> Batcher<S> {
                         return Err(WriteError::Transient(reason));
                     }
                     warn!(%reason, retry_in = ?backoff, "the store is unavailable; retrying");
+                    self.report_lag_if_due(consumer);
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
@@ -252,7 +297,7 @@ impl<S: Sink> Batcher<S> {
             .collect();
         let items: Vec<&S::Item> = good.iter().map(|(_, i)| *i).collect();
         let mut gave_up = false;
-        match self.write_retrying(&items, deadline) {
+        match self.write_retrying(consumer, &items, deadline) {
             Ok(rejected) => {
                 for (i, reason) in rejected {
                     dead.push((good[i].0, reason));
@@ -265,7 +310,7 @@ impl<S: Sink> Batcher<S> {
             Err(WriteError::Permanent(reason)) => {
                 warn!(%reason, messages = good.len(), "a batch failed for good; writing its messages one by one");
                 for (message, item) in &good {
-                    match self.write_retrying(&[*item], deadline) {
+                    match self.write_retrying(consumer, &[*item], deadline) {
                         Ok(rejected) => {
                             if let Some((_, reason)) = rejected.into_iter().next() {
                                 dead.push((message, reason));
@@ -292,6 +337,8 @@ impl<S: Sink> Batcher<S> {
             self.pending = pending;
             return false;
         }
+        // Everything read is durable now (written or dead-lettered).
+        self.oldest.set(None);
         self.commit(
             consumer,
             &pending.iter().map(|p| &p.message).collect::<Vec<_>>(),
@@ -379,7 +426,7 @@ impl<S: Sink> Batcher<S> {
     }
 
     /// Commits one past the last offset of each partition in `messages`.
-    fn commit(&self, consumer: &BaseConsumer<SourceContext<S>>, messages: &[&InMessage]) {
+    fn commit(&mut self, consumer: &BaseConsumer<SourceContext<S>>, messages: &[&InMessage]) {
         let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
         for m in messages {
             let e = next.entry((m.topic.clone(), m.partition)).or_insert(0);
@@ -401,6 +448,7 @@ impl<S: Sink> Batcher<S> {
                     }
                 }
                 debug!(?next, "offsets committed");
+                self.committed.extend(next);
             }
             // The data is stored; at worst it is read and deduplicated again.
             Err(e) => warn!(error = %e, "committing offsets failed; the batch may be read again"),
@@ -418,6 +466,15 @@ impl<S: Sink> ClientContext for SourceContext<S> {}
 impl<S: Sink> ConsumerContext for SourceContext<S> {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(partitions) = rebalance {
+            if let Ok(mut guard) = self.batcher.try_lock() {
+                if let Some(batcher) = guard.as_mut() {
+                    for e in partitions.elements() {
+                        batcher
+                            .committed
+                            .remove(&(e.topic().to_owned(), e.partition()));
+                    }
+                }
+            }
             info!(
                 partitions = partitions.count(),
                 "partitions revoked: flushing before letting go"
@@ -443,6 +500,7 @@ impl<S: Sink> ConsumerContext for SourceContext<S> {
                                 .iter()
                                 .any(|(t, n)| *t == p.message.topic && *n == p.message.partition)
                         });
+                        batcher.note_pending();
                     }
                 }
             }
@@ -571,6 +629,13 @@ pub fn run_range<S: Sink>(
     }
     let dlq: FutureProducer = producer_config.create()?;
     ensure_dlq_topic(&producer_config, &config, &runtime, &stop);
+    let oldest = metrics
+        .oldest_unwritten
+        .get_or_create(&GroupLabels {
+            group: config.group_id.clone(),
+        })
+        .clone();
+    oldest.set(None);
     let batcher = Arc::new(Mutex::new(Some(Batcher {
         sink,
         pending: Vec::with_capacity(batch_size.min(100_000)),
@@ -579,6 +644,10 @@ pub fn run_range<S: Sink>(
         metrics: metrics.clone(),
         health,
         runtime,
+        oldest,
+        lag_due: Instant::now(),
+        lag_reported: BTreeSet::new(),
+        committed: BTreeMap::new(),
     })));
     let consumer: BaseConsumer<SourceContext<S>> = client.create_with_context(SourceContext {
         batcher: batcher.clone(),
@@ -602,7 +671,6 @@ pub fn run_range<S: Sink>(
     let mut bytes = 0usize;
     let mut bytes_limit = batch_bytes;
     let mut flush_due = Instant::now() + flush_interval;
-    let mut lag_due = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let wait = flush_due
             .saturating_duration_since(Instant::now())
@@ -616,6 +684,11 @@ pub fn run_range<S: Sink>(
             }
             Some(Ok(m)) => {
                 metrics.messages.get_or_create(&labels).inc();
+                let timestamp_ms = m.timestamp().to_millis().unwrap_or_else(|| {
+                    SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as i64)
+                });
                 let message = InMessage {
                     topic: m.topic().to_owned(),
                     partition: m.partition(),
@@ -655,7 +728,15 @@ pub fn run_range<S: Sink>(
                         r.spans += spans as u64;
                     }
                 }
-                b.pending.push(Pending { message, item });
+                // O(1) per message: the oldest only moves back.
+                if b.pending.is_empty() || b.oldest.get().is_none_or(|o| o > timestamp_ms) {
+                    b.oldest.set(Some(timestamp_ms));
+                }
+                b.pending.push(Pending {
+                    message,
+                    item,
+                    timestamp_ms,
+                });
             }
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
                 if let Some(range) = &range {
@@ -688,9 +769,8 @@ pub fn run_range<S: Sink>(
             bytes = 0;
             flush_due = Instant::now() + flush_interval;
         }
-        if Instant::now() >= lag_due {
-            report_lag(&consumer, &config, &metrics);
-            lag_due = Instant::now() + Duration::from_secs(15);
+        if let Some(b) = batcher.lock().expect("no poisoned lock").as_mut() {
+            b.report_lag_if_due(&consumer);
         }
         if range.as_ref().is_some_and(range_done) {
             info!("the range is read: flushing and committing");
@@ -826,15 +906,39 @@ fn ensure_dlq_topic(
     }
 }
 
-/// Sets the lag gauge of each assigned partition: high watermark minus position.
+/// Sets the lag gauge of each partition this member owns: the log end minus
+/// the group's committed offset (what `observatory-consumer lag` prints), so
+/// messages read but not yet durable count as lag. The committed offset is
+/// the one this replica last committed, or, before it committed any for the
+/// partition, its fetch position (where it resumed: the group's committed
+/// offset); only the log end is asked of the broker. A partition this member
+/// no longer owns is dropped from the gauge, so that after a rebalance only
+/// its new owner reports it (summing the gauge over replicas stays right).
 fn report_lag<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     config: &KafkaConfig,
     metrics: &Metrics,
+    reported: &mut BTreeSet<(String, i32)>,
+    committed: &mut BTreeMap<(String, i32), i64>,
 ) {
     let Ok(positions) = consumer.position() else {
         return;
     };
+    let owned: BTreeSet<(String, i32)> = positions
+        .elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect();
+    let labels = |(topic, partition): &(String, i32)| LagLabels {
+        group: config.group_id.clone(),
+        topic: topic.clone(),
+        partition: *partition,
+    };
+    for gone in reported.difference(&owned) {
+        metrics.lag.remove(&labels(gone));
+    }
+    reported.retain(|k| owned.contains(k));
+    committed.retain(|k, _| owned.contains(k));
     // Bounded: a slow broker must not hold up polling for a metric, so the
     // whole report gets LAG_REPORT_BUDGET and stops when it is spent.
     let deadline = Instant::now() + LAG_REPORT_BUDGET;
@@ -843,20 +947,23 @@ fn report_lag<C: ConsumerContext>(
         if left.is_zero() {
             break;
         }
-        let Ok((_, high)) = consumer.fetch_watermarks(elem.topic(), elem.partition(), left) else {
+        let Ok((low, high)) = consumer.fetch_watermarks(elem.topic(), elem.partition(), left)
+        else {
             break;
         };
-        let lag = match elem.offset() {
-            Offset::Offset(o) => (high - o).max(0),
-            _ => high,
+        let key = (elem.topic().to_owned(), elem.partition());
+        let done = committed.get(&key).copied().or(match elem.offset() {
+            Offset::Offset(o) => Some(o),
+            _ => None,
+        });
+        let lag = match done {
+            Some(o) => (high - o).max(0),
+            // Nothing read yet: the group starts where
+            // KAFKA_AUTO_OFFSET_RESET says.
+            None if config.auto_offset_reset == "earliest" => (high - low).max(0),
+            None => 0,
         };
-        metrics
-            .lag
-            .get_or_create(&LagLabels {
-                group: config.group_id.clone(),
-                topic: elem.topic().to_owned(),
-                partition: elem.partition(),
-            })
-            .set(lag);
+        metrics.lag.get_or_create(&labels(&key)).set(lag);
+        reported.insert(key);
     }
 }
