@@ -131,7 +131,7 @@ async fn a_replica_killed_and_one_added_mid_stream_store_everything_once() {
     // the survivor once the group evicts it (session timeout 10 s).
     a.kill();
     // What the survivor owns, printed as it changes (tansu was seen to
-    // leave it with none: see docs/operations-offsets.md).
+    // leave it with none: see docs/operations.md).
     let last = std::sync::atomic::AtomicUsize::new(usize::MAX);
     wait_for("the survivor to own every partition", WAIT, || async {
         let n = owned(&b).await;
