@@ -33,7 +33,7 @@ use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use warp::http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use warp::reply::Reply;
 
@@ -245,17 +245,6 @@ impl Cache {
     /// A cache that always misses.
     pub fn disabled() -> Cache {
         Cache { inner: None }
-    }
-
-    /// Whether a range ending at `end` touches the present for the cache,
-    /// that is ends within `CACHE_TTL_OPEN` of now, or later: pass the
-    /// answer to [`Cache::json`] as `open`.
-    pub fn is_open(&self, end: SystemTime) -> bool {
-        let ttl_open = self
-            .inner
-            .as_ref()
-            .map_or(Duration::ZERO, |i| i.settings.ttl_open);
-        touches_present(end, SystemTime::now(), ttl_open)
     }
 
     /// Answers `(tenant, endpoint, query)` from Redis, or with `compute`,
@@ -495,13 +484,6 @@ fn reply(body: Bytes, cache: &'static str) -> warp::reply::Response {
     response
 }
 
-/// Whether a range ending at `end` is still open at `now`: it ends within
-/// `ttl_open` of `now`, or after it. An open range's answer may still
-/// change as late spans arrive, hence the short TTL.
-pub fn touches_present(end: SystemTime, now: SystemTime, ttl_open: Duration) -> bool {
-    end + ttl_open >= now
-}
-
 /// The Redis key of an answer: the prefix, then the tenant, the endpoint
 /// and the query's pairs, each part as `<byte length>:<bytes>,` (a
 /// netstring), which no content can imitate. The query is normalized:
@@ -539,6 +521,7 @@ pub fn rate_key(token: &str) -> String {
 mod tests {
     use super::*;
     use clap::Parser;
+    use std::time::SystemTime;
 
     fn q(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
@@ -631,16 +614,36 @@ mod tests {
     fn ttl_follows_the_range() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let ten = Duration::from_secs(10);
-        assert!(touches_present(now, now, ten));
-        assert!(touches_present(now + ten, now, ten));
-        assert!(touches_present(now - Duration::from_secs(9), now, ten));
-        assert!(touches_present(now - ten, now, ten));
-        assert!(!touches_present(now - Duration::from_secs(11), now, ten));
-        assert!(!touches_present(
-            now - Duration::from_secs(86_400),
-            now,
-            ten
-        ));
+        assert!(crate::filters::Range {
+            from: SystemTime::UNIX_EPOCH,
+            to: now
+        }
+        .is_open(now, ten));
+        assert!(crate::filters::Range {
+            from: SystemTime::UNIX_EPOCH,
+            to: now + ten
+        }
+        .is_open(now, ten));
+        assert!(crate::filters::Range {
+            from: SystemTime::UNIX_EPOCH,
+            to: now - Duration::from_secs(9)
+        }
+        .is_open(now, ten));
+        assert!(crate::filters::Range {
+            from: SystemTime::UNIX_EPOCH,
+            to: now - ten
+        }
+        .is_open(now, ten));
+        assert!(!crate::filters::Range {
+            from: SystemTime::UNIX_EPOCH,
+            to: now - Duration::from_secs(11)
+        }
+        .is_open(now, ten));
+        assert!(!crate::filters::Range {
+            from: SystemTime::UNIX_EPOCH,
+            to: now - Duration::from_secs(86_400)
+        }
+        .is_open(now, ten));
         let settings = Settings::new(&args(&[]));
         assert_eq!(settings.ttl(true), ten);
         assert_eq!(settings.ttl(false), Duration::from_secs(3600));
