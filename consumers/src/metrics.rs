@@ -163,6 +163,8 @@ pub struct Metrics {
     pub flushes: Family<FlushLabels, Counter>,
     /// Tempo blocks written completely (`meta.json` included).
     pub blocks: Family<SinkLabels, Counter>,
+    /// Messages a replay skipped because a complete block holds them.
+    pub already_stored: Family<SinkLabels, Counter>,
     /// Bytes of block objects written.
     pub block_bytes: Family<SinkLabels, Counter>,
     /// Traces (rows) in the blocks written.
@@ -198,6 +200,7 @@ impl Metrics {
             commit_delay: Family::new_with_constructor(delay_histogram),
             flushes: Family::default(),
             blocks: Family::default(),
+            already_stored: Family::default(),
             block_bytes: Family::default(),
             block_traces: Family::default(),
             block_spans: Family::default(),
@@ -268,6 +271,11 @@ impl Metrics {
             format!("{p}blocks_written"),
             "Tempo blocks written completely, meta.json included",
             m.blocks.clone(),
+        );
+        registry.register(
+            format!("{p}already_stored_messages"),
+            "Messages a replay skipped because a complete block already holds them",
+            m.already_stored.clone(),
         );
         registry.register(
             format!("{p}block_bytes_written"),

@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod broker;
+pub mod bucket;
 pub mod collector;
 pub mod grpc;
 pub mod kafka;

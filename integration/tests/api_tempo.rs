@@ -8,6 +8,7 @@
 
 use observatory_consumer::tempo::store::BlockStore;
 use observatory_integration::api::{export, token, Pipeline, SECRET};
+use observatory_integration::bucket::{s3_endpoint, s3_env};
 use observatory_integration::process::Service;
 use observatory_integration::{kafka_brokers, unique, wait_for};
 use observatory_schemas::otlp::resource::Resource;
@@ -197,20 +198,6 @@ fn spans_of(batches: &[ResourceSpans]) -> Vec<&Span> {
         .collect()
 }
 
-fn s3_env() -> Vec<(&'static str, String)> {
-    let var = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_owned());
-    vec![
-        ("AWS_ENDPOINT", var("S3_ENDPOINT", "http://127.0.0.1:9000")),
-        ("AWS_ALLOW_HTTP", "true".into()),
-        ("AWS_REGION", "us-east-1".into()),
-        ("AWS_ACCESS_KEY_ID", var("S3_ACCESS_KEY", "observatory")),
-        (
-            "AWS_SECRET_ACCESS_KEY",
-            var("S3_SECRET_KEY", "observatory-secret"),
-        ),
-    ]
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tempo_api_postgres_then_blocks_search_tags_isolation() {
     // The pipeline: collector → broker → PostgreSQL sink and Tempo sink (S3).
@@ -229,7 +216,7 @@ async fn tempo_api_postgres_then_blocks_search_tags_isolation() {
         ("KAFKA_MAX_POLL_INTERVAL", "20s".into()),
         ("OBJECT_STORE_URL", bucket_url.clone()),
     ];
-    tempo_env.extend(s3_env());
+    tempo_env.extend(s3_env(&s3_endpoint()));
     let tempo_sink = Service::consumer("tempo", &tempo_env);
     tempo_sink.wait_ready(WAIT).await;
 
@@ -252,7 +239,7 @@ async fn tempo_api_postgres_then_blocks_search_tags_isolation() {
         ("OBJECT_STORE_URL", bucket_url.clone()),
         ("BLOCKS_LIST_REFRESH", "1s".into()),
     ];
-    api_env.extend(s3_env());
+    api_env.extend(s3_env(&s3_endpoint()));
     let api = Service::api(&api_env);
     api.wait_ready(WAIT).await;
     let acme = token("acme", "viewer", "1h");
@@ -645,7 +632,7 @@ async fn tempo_api_postgres_then_blocks_search_tags_isolation() {
             .status,
         404
     );
-    let direct: Vec<(String, String)> = s3_env()
+    let direct: Vec<(String, String)> = s3_env(&s3_endpoint())
         .into_iter()
         .map(|(k, v)| (k.to_lowercase(), v))
         .collect();

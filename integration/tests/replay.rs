@@ -3,8 +3,12 @@
 //! changes nothing, stops by itself at `--to` with the right counts,
 //! `--partitions` limits it, and a dead letter whose cause is fixed is
 //! written exactly once by `dlq replay` (and kept, with its new reason, while
-//! the cause is not fixed).
+//! the cause is not fixed); a Tempo replay writes only what no block holds
+//! (nothing when everything is stored, a lost block's traces when it is
+//! lost), in a local folder and in S3.
 
+use observatory_consumer::tempo::store::BlockStore;
+use observatory_integration::bucket::{local_bucket, s3_bucket, s3_endpoint, Bucket};
 use observatory_integration::collector::Collector;
 use observatory_integration::kafka::{read_topic, Record};
 use observatory_integration::postgres::TestDb;
@@ -15,8 +19,9 @@ use observatory_schemas::otlp::resource::Resource;
 use observatory_schemas::otlp::trace::{ResourceSpans, ScopeSpans, Span};
 use observatory_schemas::otlp::trace_service::trace_service_client::TraceServiceClient;
 use observatory_schemas::otlp::trace_service::ExportTraceServiceRequest;
+use observatory_schemas::tempo::read::DataFile;
 use observatory_schemas::testing::{kv_int, kv_str, spans_of, TraceGenerator};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -583,9 +588,7 @@ async fn a_replay_prices_each_call_at_the_price_of_its_day() {
 }
 
 /// The blocks of the default tenant: (meta.json path, traces in it).
-async fn tempo_blocks(
-    store: &observatory_consumer::tempo::store::BlockStore,
-) -> Vec<(String, u64)> {
+async fn tempo_blocks(store: &BlockStore) -> Vec<(String, u64)> {
     use observatory_schemas::tempo::meta::{tenant_folder, BlockMeta};
     let mut out = Vec::new();
     let folder = tenant_folder(observatory_schemas::tenant::DEFAULT_TENANT);
@@ -599,39 +602,126 @@ async fn tempo_blocks(
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tempo_replay_of_the_same_range_rewrites_the_same_blocks() {
+/// Every object of the store, with its bytes.
+async fn objects(store: &BlockStore) -> BTreeMap<String, bytes::Bytes> {
+    let mut out = BTreeMap::new();
+    for name in store.list("").await.unwrap() {
+        let data = store.get(&name).await.unwrap();
+        out.insert(name, data);
+    }
+    out
+}
+
+/// The trace ids of each complete block of the default tenant, by block
+/// folder.
+async fn block_traces(store: &BlockStore) -> BTreeMap<String, BTreeSet<[u8; 16]>> {
+    let mut out = BTreeMap::new();
+    for (meta, _) in tempo_blocks(store).await {
+        let folder = meta.trim_end_matches("/meta.json").to_owned();
+        let data = store.get(&format!("{folder}/data.parquet")).await.unwrap();
+        let ids = DataFile::open(data).unwrap().trace_ids().unwrap();
+        out.insert(folder, ids.into_iter().collect());
+    }
+    out
+}
+
+/// The running Tempo sink writes blocks; a replay of the whole topic then
+/// writes nothing; after one block is lost, a replay writes exactly its
+/// traces again, in new blocks, and a further replay writes nothing.
+async fn tempo_replay_writes_only_what_is_missing(bucket: Bucket) {
     let topic = unique("spans");
     let collector = Collector::for_topic(&kafka_brokers(), &topic, WAIT).await;
-    let dir = std::env::temp_dir().join(unique("blocks"));
-    let url = dir.display().to_string();
-    let store = observatory_consumer::tempo::store::BlockStore::open(&url, false).unwrap();
     let mut env = sink_env(&topic, "postgres://unused@127.0.0.1:1/none");
-    env.push(("OBJECT_STORE_URL", url));
-    let (spans, traces) = stream(&collector, 31, 3).await;
+    env.extend(bucket.env.iter().cloned());
+    let store = &bucket.store;
+
+    // The running sink, cutting at least once per burst.
+    let mut live_env = env.clone();
+    live_env.push(("KAFKA_GROUP_ID", unique("tempo")));
+    live_env.push(("TEMPO_BLOCK_MAX_AGE", "1s".to_owned()));
+    let mut live = Service::consumer("tempo", &live_env);
+    live.wait_ready(WAIT).await;
+    let spans_written = "observatory_consumer_block_spans_written_total{sink=\"tempo\"}";
+    let mut spans = 0;
+    let mut traces = BTreeSet::new();
+    for seed in [41, 42] {
+        let (s, t) = stream(&collector, seed, 3).await;
+        spans += s;
+        traces.extend(t);
+        wait_for("the running sink to write every span", WAIT, || async {
+            (live.metric(spans_written).await == spans as f64).then_some(())
+        })
+        .await;
+    }
+    live.terminate();
     let records = topic_records(&topic, spans).await;
+    let stored = block_traces(store).await;
+    assert!(stored.len() >= 2, "several cuts: {stored:?}");
+    let ids: Vec<&[u8; 16]> = stored.values().flatten().collect();
+    assert_eq!(ids.len(), traces.len(), "each trace in one block");
 
+    // Everything is stored: a replay of the whole topic writes nothing.
+    let before = objects(store).await;
     let all = ["replay", "--sink", "tempo", "--from", "earliest"];
-    let first = consumer(&all, &env).await;
-    assert!(first.ok, "{}", first.stdout);
-    assert_eq!(first.summary("spans"), spans);
-    assert_eq!(first.summary("messages"), records.len() as i64);
-    let blocks = tempo_blocks(&store).await;
-    let partitions: BTreeSet<i32> = records.iter().map(|r| r.partition).collect();
-    assert_eq!(
-        blocks.len(),
-        partitions.len(),
-        "one block per partition: {blocks:?}"
-    );
-    assert_eq!(
-        blocks.iter().map(|(_, n)| n).sum::<u64>(),
-        traces.len() as u64,
-        "every trace in one block"
-    );
+    let again = consumer(&all, &env).await;
+    assert!(again.ok, "{}", again.stdout);
+    assert_eq!(again.summary("messages"), records.len() as i64);
+    assert_eq!(again.summary("already_stored"), records.len() as i64);
+    assert!(objects(store).await == before, "the store is unchanged");
 
-    // The same range again: the same cuts, so the same block ids, rewritten.
-    let second = consumer(&all, &env).await;
-    assert!(second.ok);
-    assert_eq!(tempo_blocks(&store).await, blocks, "no block is copied");
-    let _ = std::fs::remove_dir_all(dir);
+    // One block is lost: the replay writes its traces, and only those.
+    let (lost, lost_traces) = stored.iter().next().unwrap();
+    let lost_objects: Vec<&String> = before
+        .keys()
+        .filter(|k| k.starts_with(&format!("{lost}/")))
+        .collect();
+    let lost_messages: i64 = lost_objects
+        .iter()
+        .filter(|k| k.contains("/observatory-source/"))
+        .map(|k| {
+            let body: serde_json::Value = serde_json::from_slice(&before[*k]).unwrap();
+            body["messages"].as_i64().unwrap()
+        })
+        .sum();
+    assert!(lost_messages > 0);
+    for name in &lost_objects {
+        store.delete(name).await.unwrap();
+    }
+    let refill = consumer(&all, &env).await;
+    assert!(refill.ok, "{}", refill.stdout);
+    assert_eq!(
+        refill.summary("already_stored"),
+        records.len() as i64 - lost_messages
+    );
+    let after = objects(store).await;
+    for (name, data) in &before {
+        if !name.starts_with(&format!("{lost}/")) {
+            assert!(after.get(name) == Some(data), "{name} is unchanged");
+        }
+    }
+    let now = block_traces(store).await;
+    let new: BTreeSet<[u8; 16]> = now
+        .iter()
+        .filter(|(folder, _)| !stored.contains_key(*folder))
+        .flat_map(|(_, ids)| ids.iter().copied())
+        .collect();
+    assert_eq!(&new, lost_traces, "exactly the lost block's traces");
+    let ids: Vec<&[u8; 16]> = now.values().flatten().collect();
+    assert_eq!(ids.len(), traces.len(), "each trace in one block");
+
+    // The replay's own blocks count as stored too.
+    let third = consumer(&all, &env).await;
+    assert!(third.ok, "{}", third.stdout);
+    assert_eq!(third.summary("already_stored"), records.len() as i64);
+    assert!(objects(store).await == after, "the store is unchanged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tempo_replay_writes_only_what_is_missing_in_a_local_folder() {
+    tempo_replay_writes_only_what_is_missing(local_bucket()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tempo_replay_writes_only_what_is_missing_in_s3() {
+    tempo_replay_writes_only_what_is_missing(s3_bucket(&s3_endpoint())).await;
 }

@@ -6,6 +6,7 @@
 use observatory_consumer::redact::{is_content_key, Policy};
 use observatory_consumer::tempo::store::BlockStore;
 use observatory_integration::broker::Broker;
+use observatory_integration::bucket::{local_bucket, s3_bucket, s3_endpoint, Bucket};
 use observatory_integration::collector::Collector;
 use observatory_integration::process::Service;
 use observatory_integration::proxy::Proxy;
@@ -25,67 +26,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const WAIT: Duration = Duration::from_secs(90);
-
-/// Where blocks go in a test, and how the test reads them back.
-struct Bucket {
-    /// OBJECT_STORE_URL and backend settings for the sink.
-    env: Vec<(&'static str, String)>,
-    store: BlockStore,
-}
-
-fn local_bucket() -> Bucket {
-    let dir = std::env::temp_dir().join(unique("blocks"));
-    let url = dir.display().to_string();
-    Bucket {
-        env: vec![("OBJECT_STORE_URL", url.clone())],
-        store: BlockStore::open(&url, false).unwrap(),
-    }
-}
-
-/// A fresh prefix in the stack's S3-compatible server: the sink reaches it
-/// through `endpoint`, the test reads it directly.
-fn s3_bucket(endpoint: &str) -> Bucket {
-    let url = format!("s3://{}/{}", s3_bucket_name(), unique("t"));
-    let direct = s3_env(&s3_endpoint());
-    let options: Vec<(String, String)> = direct
-        .iter()
-        .map(|(k, v)| (k.to_lowercase(), v.clone()))
-        .collect();
-    let options: Vec<(&str, &str)> = options
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let mut env = s3_env(endpoint);
-    env.push(("OBJECT_STORE_URL", url.clone()));
-    Bucket {
-        store: BlockStore::open_with(&url, false, &options).unwrap(),
-        env,
-    }
-}
-
-fn s3_bucket_name() -> String {
-    std::env::var("S3_BUCKET").unwrap_or_else(|_| "observatory".into())
-}
-
-fn s3_env(endpoint: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("AWS_ENDPOINT", endpoint.to_owned()),
-        ("AWS_ALLOW_HTTP", "true".into()),
-        ("AWS_REGION", "us-east-1".into()),
-        (
-            "AWS_ACCESS_KEY_ID",
-            std::env::var("S3_ACCESS_KEY").unwrap_or_else(|_| "observatory".into()),
-        ),
-        (
-            "AWS_SECRET_ACCESS_KEY",
-            std::env::var("S3_SECRET_KEY").unwrap_or_else(|_| "observatory-secret".into()),
-        ),
-    ]
-}
-
-fn s3_endpoint() -> String {
-    std::env::var("S3_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:9000".into())
-}
 
 async fn collector_on(brokers: &str, topic: &str) -> Collector {
     Collector::for_topic(brokers, topic, WAIT).await

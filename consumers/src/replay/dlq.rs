@@ -284,7 +284,7 @@ pub async fn replay(args: DlqReplayArgs, stop: Arc<AtomicBool>) -> Result<(), Re
         SinkSettings::Tempo(settings) => {
             let (sink, kafka, batching) = tempo::build(&settings, metrics.clone())?;
             let sink = OnlyOwnLetters {
-                inner: sink.for_redelivery(),
+                inner: sink.for_redelivery(&kafka.dlq_topic),
             };
             go(sink, kafka, batching, &args, group, metrics, stop).await
         }

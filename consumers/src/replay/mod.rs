@@ -68,6 +68,9 @@ pub enum ReplayError {
     /// A Kafka client failed.
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    /// The object store could not be listed (what its blocks hold).
+    #[error("cannot list the object store: {0}")]
+    Listing(object_store::Error),
     /// SIGTERM or SIGINT came before the end (what was read is written and
     /// committed).
     #[error("interrupted before the end of the range")]
@@ -130,6 +133,8 @@ pub struct Outcome {
     pub partitions: BTreeMap<i32, RangeProgress>,
     /// Messages sent to the dead-letter topic during the run.
     pub dead_letters: u64,
+    /// Messages skipped because the store already held them (Tempo).
+    pub already_stored: u64,
     /// How long it took.
     pub elapsed: Duration,
     /// Every partition reached its end.
@@ -197,6 +202,10 @@ pub async fn drive<S: Sink>(
         .dlq_messages
         .get_or_create(&SinkLabels { sink: S::NAME })
         .get();
+    let already_stored = metrics
+        .already_stored
+        .get_or_create(&SinkLabels { sink: S::NAME })
+        .get();
     if !complete && !stop.load(Ordering::Relaxed) {
         // run_range only returns early on stop.
         tracing::warn!("the replay ended before its range did");
@@ -204,6 +213,7 @@ pub async fn drive<S: Sink>(
     Ok(Outcome {
         partitions,
         dead_letters,
+        already_stored,
         elapsed: started.elapsed(),
         complete,
     })

@@ -2,8 +2,9 @@
 //! rate, ETA) while it runs, and its summary at the end. Pure formatting.
 //!
 //! The summary's last line is `summary messages=<n> spans=<n>
-//! dead_letters=<n> partitions=<n> seconds=<s> complete=<bool>`: stable
-//! `key=value` pairs for scripts.
+//! dead_letters=<n> already_stored=<n> partitions=<n> seconds=<s>
+//! complete=<bool>`: stable `key=value` pairs for scripts (`already_stored`:
+//! messages a Tempo replay skipped because a block holds them).
 
 use super::Outcome;
 use crate::source::RangeProgress;
@@ -57,8 +58,9 @@ pub fn summary_lines(title: &str, outcome: &Outcome) -> Vec<String> {
     let messages: u64 = outcome.partitions.values().map(|r| r.messages).sum();
     let spans: u64 = outcome.partitions.values().map(|r| r.spans).sum();
     lines.push(format!(
-        "summary messages={messages} spans={spans} dead_letters={} partitions={} seconds={:.1} complete={}",
+        "summary messages={messages} spans={spans} dead_letters={} already_stored={} partitions={} seconds={:.1} complete={}",
         outcome.dead_letters,
+        outcome.already_stored,
         outcome.partitions.len(),
         outcome.elapsed.as_secs_f64(),
         outcome.complete
@@ -104,6 +106,7 @@ mod tests {
         let outcome = Outcome {
             partitions,
             dead_letters: 1,
+            already_stored: 0,
             elapsed: Duration::from_millis(2500),
             complete: true,
         };
@@ -111,7 +114,7 @@ mod tests {
         assert_eq!(lines[1], "partition=1 from=0 to=4 messages=4 spans=12");
         assert_eq!(
             lines.last().unwrap(),
-            "summary messages=6 spans=18 dead_letters=1 partitions=2 seconds=2.5 complete=true"
+            "summary messages=6 spans=18 dead_letters=1 already_stored=0 partitions=2 seconds=2.5 complete=true"
         );
     }
 }

@@ -71,6 +71,12 @@ pub async fn run(args: ReplayArgs, stop: Arc<AtomicBool>) -> Result<(), ReplayEr
         }
         SinkSettings::Tempo(settings) => {
             let (sink, kafka, batching) = tempo::build(&settings, metrics.clone())?;
+            let stored = sink.stored().await.map_err(ReplayError::Listing)?;
+            println!(
+                "stored blocks={} (the messages they hold are skipped)",
+                stored.blocks()
+            );
+            let sink = sink.for_replay(stored);
             go(sink, kafka, batching, &args, &wanted, group, metrics, stop).await
         }
     }

@@ -17,11 +17,17 @@
 //! - block ids are UUIDv5 of (tenant, partition, first offset, 1), as Tempo's
 //!   own Kafka block builder makes them: after a crash the batch is read
 //!   again from the committed offset, which is the first offset of the same
-//!   blocks, so they are rewritten under the same ids instead of copied.
+//!   blocks, so they are rewritten under the same ids instead of copied;
+//! - every block carries a source record (its partition and offsets,
+//!   [`observatory_schemas::tempo::meta::Source`]), written before
+//!   `meta.json`; a replay ([`TempoSink::for_replay`]) skips the messages
+//!   that complete blocks already hold ([`coverage`]) and names its blocks
+//!   apart, so it writes only what is missing and never replaces a block.
 //!
 //! Object storage down or slow: the write fails as transient and the source
 //! retries it with backoff, committing nothing meanwhile.
 
+pub mod coverage;
 pub mod store;
 
 use crate::admin::Health;
@@ -30,10 +36,11 @@ use crate::metrics::{Metrics, SinkLabels};
 use crate::redact::Policy;
 use crate::source::{self, InMessage, Sink, WriteError};
 use bytes::Bytes;
+use coverage::Coverage;
 use observatory_schemas::kafka::headers;
 use observatory_schemas::otlp::trace::ResourceSpans;
 use observatory_schemas::otlp::trace_service::ExportTraceServiceRequest;
-use observatory_schemas::tempo::meta::{block_id, tenant_folder};
+use observatory_schemas::tempo::meta::{block_id, tenant_folder, Source};
 use observatory_schemas::tempo::skim::skim;
 use observatory_schemas::tempo::trace::TraceRow;
 use observatory_schemas::tempo::write::{BlockError, BlockWriter};
@@ -57,6 +64,11 @@ const INITIAL_RATIO: f64 = 0.25;
 /// partition and offsets are the dead-letter topic's, so the ids must differ
 /// from those of blocks cut from the traces topic.
 pub const REDELIVERY_BLOCK_SEQ: u64 = 1 << 32;
+
+/// The `seq` of the ids of blocks a replay writes: it writes only messages
+/// no complete block holds, but a block written before source records
+/// existed has none, and a replay block under its id would replace it.
+pub const REPLAY_BLOCK_SEQ: u64 = 2;
 
 /// Why the sink could not start.
 #[derive(Debug, Error)]
@@ -127,10 +139,16 @@ pub struct TempoSink {
     row_group_bytes: usize,
     block_max_bytes: usize,
     write_timeout: std::time::Duration,
-    /// The `seq` of the block ids it writes: 1, or [`REDELIVERY_BLOCK_SEQ`]
-    /// for dead letters sent back (`dlq replay`), whose offsets are the
-    /// dead-letter topic's and must not name a block of the traces topic.
+    /// The `seq` of the block ids it writes: 1, [`REPLAY_BLOCK_SEQ`], or
+    /// [`REDELIVERY_BLOCK_SEQ`] for dead letters sent back (`dlq replay`),
+    /// whose offsets are the dead-letter topic's and must not name a block
+    /// of the traces topic.
     block_seq: u64,
+    /// The topic it reads, named in the blocks' source records.
+    topic: String,
+    /// For a replay: what the store held when it started; those messages
+    /// are skipped.
+    stored: Option<Coverage>,
     /// Parquet bytes per OTLP protobuf byte of the last block of 1 MiB or
     /// more of OTLP, for the size estimate of the next cut.
     ratio: f64,
@@ -141,6 +159,7 @@ impl TempoSink {
     /// A sink writing to `store`.
     pub fn new(
         store: BlockStore,
+        topic: &str,
         policy: Policy,
         block_max_bytes: usize,
         row_group_bytes: usize,
@@ -151,6 +170,8 @@ impl TempoSink {
             policy,
             write_timeout: crate::source::WRITE_TIMEOUT,
             block_seq: 1,
+            topic: topic.to_owned(),
+            stored: None,
             row_group_bytes,
             block_max_bytes,
             ratio: INITIAL_RATIO,
@@ -169,14 +190,28 @@ impl Sink for TempoSink {
 
     /// One block per (tenant, partition), built and uploaded one at a time.
     /// A message that frames well but does not decode is left out and
-    /// returned for the DLQ.
+    /// returned for the DLQ. A replay leaves out what the store holds.
     async fn write(&mut self, items: &[&TraceMessage]) -> Result<source::Rejected, WriteError> {
         let mut groups: BTreeMap<(&str, i32), Vec<usize>> = BTreeMap::new();
+        let mut already_stored = 0;
         for (i, item) in items.iter().enumerate() {
+            let stored = self.stored.as_ref().is_some_and(|c| {
+                c.covers(tenant_folder(&item.tenant), item.partition, item.offset)
+            });
+            if stored {
+                already_stored += 1;
+                continue;
+            }
             groups
                 .entry((item.tenant.as_str(), item.partition))
                 .or_default()
                 .push(i);
+        }
+        if already_stored > 0 {
+            self.metrics
+                .already_stored
+                .get_or_create(&SinkLabels { sink: NAME })
+                .inc_by(already_stored);
         }
         let mut rejected = Vec::new();
         for ((tenant, partition), members) in groups {
@@ -187,6 +222,7 @@ impl Sink for TempoSink {
                 }
             }
             let first_offset = members.iter().map(|&i| items[i].offset).min().unwrap_or(0);
+            let last_offset = members.iter().map(|&i| items[i].offset).max().unwrap_or(0);
             let folder = tenant_folder(tenant);
             let id = block_id(
                 folder,
@@ -204,7 +240,20 @@ impl Sink for TempoSink {
                 &mut rejected,
             )
             .map_err(|e| WriteError::Permanent(format!("block {id}: {e}")))?;
-            let Some(block) = block else { continue };
+            let Some(mut block) = block else { continue };
+            let source = Source {
+                topic: self.topic.clone(),
+                partition,
+                first: first_offset,
+                last: last_offset,
+            };
+            // Before `meta.json`, the last object: a complete block always
+            // has its record.
+            let at = block.objects.len().saturating_sub(1);
+            block.objects.insert(
+                at,
+                (source.object_name(), source_record(&source, members.len())),
+            );
             let started = Instant::now();
             let bytes = self
                 .store
@@ -232,11 +281,26 @@ impl Sink for TempoSink {
 }
 
 impl TempoSink {
-    /// Names its blocks for dead letters sent back from the dead-letter
-    /// topic (see `block_seq`).
-    pub fn for_redelivery(mut self) -> TempoSink {
+    /// Names its blocks for dead letters sent back from `dlq_topic` (see
+    /// `block_seq`).
+    pub fn for_redelivery(mut self, dlq_topic: &str) -> TempoSink {
         self.block_seq = REDELIVERY_BLOCK_SEQ;
+        self.topic = dlq_topic.to_owned();
         self
+    }
+
+    /// For a replay: skips the messages `stored` covers and names its blocks
+    /// apart from the running sink's (see [`REPLAY_BLOCK_SEQ`]).
+    pub fn for_replay(mut self, stored: Coverage) -> TempoSink {
+        self.block_seq = REPLAY_BLOCK_SEQ;
+        self.stored = Some(stored);
+        self
+    }
+
+    /// Lists what the store holds of the topic it reads (for
+    /// [`TempoSink::for_replay`]).
+    pub async fn stored(&self) -> Result<Coverage, object_store::Error> {
+        Coverage::load(&self.store, &self.topic).await
     }
 
     /// Sets how long one cut may take (build and upload).
@@ -264,6 +328,15 @@ impl TempoSink {
             .inc_by(block.meta.total_objects as u64);
         m.block_spans.get_or_create(&labels).inc_by(spans);
     }
+}
+
+/// The body of a block's source record, for people reading the bucket (the
+/// object's name already says everything [`coverage`] needs).
+fn source_record(source: &Source, messages: usize) -> Bytes {
+    Bytes::from(format!(
+        "{{\"topic\":{:?},\"partition\":{},\"first_offset\":{},\"last_offset\":{},\"messages\":{messages}}}\n",
+        source.topic, source.partition, source.first, source.last
+    ))
 }
 
 /// Builds the block of `traces` (trace id -> indexes in `items` of the
@@ -323,6 +396,7 @@ pub fn build(
     info!(store = %store.description, "blocks go to object storage");
     let sink = TempoSink::new(
         store,
+        &kafka.topic,
         args.content.policy(),
         args.tempo_block_max_bytes,
         args.tempo_row_group_bytes,

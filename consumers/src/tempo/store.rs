@@ -197,6 +197,11 @@ impl BlockStore {
         self.store.get(&Path::from(path)).await?.bytes().await
     }
 
+    /// Deletes one object (tools and tests; the sink never deletes a block).
+    pub async fn delete(&self, path: &str) -> Result<(), object_store::Error> {
+        self.store.delete(&Path::from(path)).await
+    }
+
     /// Lists the object names under `prefix`.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, object_store::Error> {
         use futures::TryStreamExt;

@@ -26,6 +26,65 @@ pub const INDEX: &str = "index";
 /// The block's metadata.
 pub const META: &str = "meta.json";
 
+/// The folder, inside a block folder, of the block's source records: which
+/// offsets of which topic partition the block holds. Tempo ignores it (it
+/// reads `meta.json`, the blooms, the index and the data) and deletes it
+/// with the block, as it deletes every object under a block's folder.
+pub const SOURCE_FOLDER: &str = "observatory-source";
+
+/// Where a block came from: the offsets `first..=last` of one partition of
+/// one topic, for one tenant (the block's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// The Kafka topic.
+    pub topic: String,
+    /// Its partition.
+    pub partition: i32,
+    /// The first offset in the block.
+    pub first: i64,
+    /// The last offset in the block.
+    pub last: i64,
+}
+
+impl Source {
+    /// The record's object name inside the block folder: everything is in
+    /// the name, so one listing of the bucket tells what it holds.
+    ///
+    /// ```
+    /// use observatory_schemas::tempo::meta::Source;
+    /// let s = Source { topic: "otlp_spans".into(), partition: 3, first: 10, last: 42 };
+    /// assert_eq!(s.object_name(), "observatory-source/otlp_spans/3/10-42");
+    /// assert_eq!(Source::parse(&s.object_name()), Some(s));
+    /// assert_eq!(Source::parse("data.parquet"), None);
+    /// ```
+    pub fn object_name(&self) -> String {
+        format!(
+            "{SOURCE_FOLDER}/{}/{}/{}-{}",
+            self.topic, self.partition, self.first, self.last
+        )
+    }
+
+    /// Reads a record's object name (relative to the block folder); `None`
+    /// for any other object.
+    pub fn parse(name: &str) -> Option<Source> {
+        let rest = name.strip_prefix(SOURCE_FOLDER)?.strip_prefix('/')?;
+        let mut parts = rest.split('/');
+        let (topic, partition, range) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || topic.is_empty() {
+            return None;
+        }
+        let (first, last) = range.split_once('-')?;
+        let (first, last) = (first.parse().ok()?, last.parse().ok()?);
+        let partition = partition.parse().ok()?;
+        (first <= last).then(|| Source {
+            topic: topic.to_owned(),
+            partition,
+            first,
+            last,
+        })
+    }
+}
+
 /// The name of bloom shard `i`.
 pub fn bloom_name(i: u64) -> String {
     format!("bloom-{i}")
