@@ -4,6 +4,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use observatory_schemas::kafka;
+use observatory_schemas::postgres_tls::{self, MakeRustlsConnect, SslMode};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -182,9 +183,29 @@ pub struct DbArgs {
         hide_env_values = true
     )]
     pub database_url: String,
-    /// TLS to PostgreSQL: disable or prefer (plain connection); require is not supported yet.
-    #[arg(long, env = "DB_SSL_MODE", default_value = "disable")]
-    pub db_ssl_mode: String,
+    /// TLS to PostgreSQL: disable, prefer, require, verify-ca or verify-full (libpq's meanings).
+    #[arg(long, env = "DB_SSL_MODE", default_value = "prefer")]
+    pub db_ssl_mode: SslMode,
+    /// PEM file of the CA certificates that verify-ca and verify-full trust (default: Mozilla's roots).
+    #[arg(long, env = "DB_SSL_ROOT_CERT")]
+    pub db_ssl_root_cert: Option<PathBuf>,
+}
+
+/// How to reach PostgreSQL: the parsed URL and the TLS connector of
+/// `DB_SSL_MODE`.
+#[derive(Clone)]
+pub struct Db {
+    /// The connection settings, TLS mode included.
+    pub config: tokio_postgres::Config,
+    /// The TLS connector.
+    pub tls: MakeRustlsConnect,
+}
+
+impl std::fmt::Debug for Db {
+    /// The settings without the password (`tokio_postgres::Config` hides it).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("config", &self.config).finish()
+    }
 }
 
 /// What is stored of message content and sensitive attributes (every sink).
@@ -406,18 +427,22 @@ impl KafkaArgs {
 }
 
 impl DbArgs {
-    /// Checks the settings.
-    pub fn check(&self) -> Result<(), ConfigError> {
-        if !matches!(self.db_ssl_mode.as_str(), "disable" | "prefer") {
-            return Err(invalid(
-                "DB_SSL_MODE",
-                "only disable and prefer are supported by this build (TLS to PostgreSQL is not implemented yet)",
-            ));
-        }
-        self.database_url
+    /// Checks the settings and reads the root certificates.
+    pub fn check(&self) -> Result<Db, ConfigError> {
+        let mut config = self
+            .database_url
             .parse::<tokio_postgres::Config>()
             .map_err(|e| invalid("DATABASE_URL", e.to_string()))?;
-        Ok(())
+        let pem = match &self.db_ssl_root_cert {
+            Some(path) => Some(
+                std::fs::read(path)
+                    .map_err(|e| invalid("DB_SSL_ROOT_CERT", format!("{}: {e}", path.display())))?,
+            ),
+            None => None,
+        };
+        let tls = postgres_tls::configure(&mut config, self.db_ssl_mode, pem.as_deref())
+            .map_err(|e| invalid("DB_SSL_MODE", e.to_string()))?;
+        Ok(Db { config, tls })
     }
 }
 
@@ -532,11 +557,12 @@ mod tests {
             .into_config("t")
             .unwrap_err();
         assert_eq!(err.setting, "KAFKA_CONSUMER_CONFIG");
-        let err = timescale(&["--db-ssl-mode", "verify-full"])
+        let err = timescale(&["--db-ssl-root-cert", "/no/such/ca.pem"])
             .db
             .check()
             .unwrap_err();
-        assert_eq!(err.setting, "DB_SSL_MODE");
+        assert_eq!(err.setting, "DB_SSL_ROOT_CERT");
+        assert!(Cli::try_parse_from(["c", "timescale", "--db-ssl-mode", "allow"]).is_err());
         let err = timescale(&["--database-url", "not a url at all ::"])
             .db
             .check()

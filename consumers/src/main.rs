@@ -40,8 +40,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Timescale(args) => timescale::run(*args, stop).await?,
         Command::Tempo(args) => tempo::run(*args, stop).await?,
         Command::Migrate(db) => {
-            db.check()?;
-            let mut writer = timescale::writer::Writer::new(db.database_url.clone(), true);
+            let mut writer = timescale::writer::Writer::new(db.check()?, true);
             let client = writer.client().await?;
             let flavor = timescale::migrate::migrate(client).await?;
             println!("migrations applied ({flavor:?})");

@@ -64,6 +64,12 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub database_url: String,
+    /// TLS to PostgreSQL: disable, prefer, require, verify-ca or verify-full (libpq's meanings).
+    #[arg(long, env = "DB_SSL_MODE", default_value = "prefer")]
+    pub db_ssl_mode: observatory_schemas::postgres_tls::SslMode,
+    /// PEM file of the CA certificates that verify-ca and verify-full trust (default: Mozilla's roots).
+    #[arg(long, env = "DB_SSL_ROOT_CERT")]
+    pub db_ssl_root_cert: Option<std::path::PathBuf>,
     /// Most PostgreSQL connections held.
     #[arg(long, env = "DB_POOL_SIZE", default_value_t = 16)]
     pub db_pool_size: usize,

@@ -36,7 +36,19 @@ async fn main() -> anyhow::Result<()> {
         "-c statement_timeout={}",
         cli.serve.db_statement_timeout.as_millis().max(1)
     ));
-    let manager = deadpool_postgres::Manager::new(pg, tokio_postgres::NoTls);
+    let root_pem = match &cli.serve.db_ssl_root_cert {
+        Some(path) => Some(
+            std::fs::read(path)
+                .map_err(|e| anyhow::anyhow!("DB_SSL_ROOT_CERT {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    let tls = observatory_schemas::postgres_tls::configure(
+        &mut pg,
+        cli.serve.db_ssl_mode,
+        root_pem.as_deref(),
+    )?;
+    let manager = deadpool_postgres::Manager::new(pg, tls);
     let db = deadpool_postgres::Pool::builder(manager)
         .max_size(cli.serve.db_pool_size.max(1))
         .build()?;

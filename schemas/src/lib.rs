@@ -18,6 +18,9 @@
 //! - [`tempo`]: Grafana Tempo's vParquet4 block format (parquet, bloom
 //!   filters, `meta.json`), written and read in memory;
 //! - [`civil`]: UTC calendar arithmetic;
+//! - `postgres_tls` (feature `postgres-tls`): what `DB_SSL_MODE` means,
+//!   as one rustls connector for every component that connects to
+//!   PostgreSQL;
 //! - `testing` (feature `testing`): builders of realistic GenAI traces for
 //!   tests, benches and the load generator.
 //!
@@ -32,6 +35,8 @@ pub mod kafka;
 pub mod migrations;
 pub mod murmur2;
 pub mod otlp;
+#[cfg(feature = "postgres-tls")]
+pub mod postgres_tls;
 pub mod pricing;
 pub mod resource_key;
 pub mod span;

@@ -20,7 +20,7 @@ pub mod rows;
 pub mod writer;
 
 use crate::admin::Health;
-use crate::config::TimescaleArgs;
+use crate::config::{Db, TimescaleArgs};
 use crate::metrics::{Metrics, SinkLabels, TableLabels};
 use crate::source::{self, InMessage, Sink, WriteError};
 use migrate::Flavor;
@@ -161,13 +161,14 @@ impl Sink for TimescaleSink {
 /// Connects and migrates, retrying until PostgreSQL answers or `stop` is set.
 async fn prepare_database(
     args: &TimescaleArgs,
+    db: &Db,
     health: &Health,
     stop: &AtomicBool,
 ) -> Option<Flavor> {
     let mut backoff = Duration::from_millis(200);
     while !stop.load(Ordering::Relaxed) {
         let attempt = async {
-            let mut writer = Writer::new(args.db.database_url.clone(), true);
+            let mut writer = Writer::new(db.clone(), true);
             let client = writer.client().await.map_err(|e| e.to_string())?;
             let flavor = if args.migrate_on_start {
                 migrate::migrate(client).await.map_err(|e| e.to_string())?
@@ -213,9 +214,9 @@ async fn prepare_database(
 }
 
 /// Hourly: create tomorrow's partitions and drop expired ones (plain PostgreSQL).
-async fn maintain_partitions(args: TimescaleArgs, stop: Arc<AtomicBool>) {
+async fn maintain_partitions(args: TimescaleArgs, db: Db, stop: Arc<AtomicBool>) {
     while !stop.load(Ordering::Relaxed) {
-        let mut writer = Writer::new(args.db.database_url.clone(), true);
+        let mut writer = Writer::new(db.clone(), true);
         let today = Partitions::today();
         let result = async {
             writer
@@ -264,7 +265,7 @@ pub async fn build(
     health: &Health,
     stop: &AtomicBool,
 ) -> Result<Option<Built>, StartError> {
-    args.db.check()?;
+    let db = args.db.check()?;
     let kafka = args.kafka.clone().into_config(NAME)?;
     if args.copy_batch_size == 0 {
         return Err(crate::config::ConfigError {
@@ -283,7 +284,7 @@ pub async fn build(
         prices.add_json(&text).map_err(|e| fail(e.to_string()))?;
     }
     let policy = args.content.policy();
-    let Some(flavor) = prepare_database(args, health, stop).await else {
+    let Some(flavor) = prepare_database(args, &db, health, stop).await else {
         return Ok(None);
     };
     let sink = TimescaleSink {
@@ -293,7 +294,7 @@ pub async fn build(
             retention: Duration::from_secs(86_400 * args.retention_traces_days as u64),
         },
         writers: (0..args.db_write_connections.max(1))
-            .map(|_| Writer::new(args.db.database_url.clone(), flavor == Flavor::Postgres))
+            .map(|_| Writer::new(db.clone(), flavor == Flavor::Postgres))
             .collect(),
         metrics,
     };
@@ -321,7 +322,8 @@ pub async fn run(args: TimescaleArgs, stop: Arc<AtomicBool>) -> Result<(), Start
         return Ok(());
     };
     if built.flavor == Flavor::Postgres {
-        tokio::spawn(maintain_partitions(args.clone(), stop.clone()));
+        let db = args.db.check()?;
+        tokio::spawn(maintain_partitions(args.clone(), db, stop.clone()));
     }
     let shared = source::Shared {
         metrics,

@@ -19,6 +19,7 @@
 use super::partitions::Partitions;
 use super::rollups::{Resolution, Rollups};
 use super::rows::{CallRecord, Prepared, SpanRecord};
+use crate::config::Db;
 use crate::source::WriteError;
 use bytes::{BufMut, BytesMut};
 use futures::pin_mut;
@@ -29,7 +30,7 @@ use std::pin::Pin;
 use std::time::Duration;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls, Transaction};
+use tokio_postgres::{Client, Transaction};
 use tracing::warn;
 
 /// JSON text already rendered, sent as `jsonb` without parsing it again.
@@ -185,7 +186,7 @@ fn describe(error: &tokio_postgres::Error) -> String {
 
 /// One connection and what it knows.
 pub struct Writer {
-    url: String,
+    db: Db,
     client: Option<Client>,
     partitions: Partitions,
     native_partitions: bool,
@@ -199,9 +200,9 @@ impl Writer {
     /// A writer that connects on first use. With `native_partitions` it
     /// creates the daily partitions its rows need (plain PostgreSQL);
     /// TimescaleDB makes its chunks itself.
-    pub fn new(url: String, native_partitions: bool) -> Writer {
+    pub fn new(db: Db, native_partitions: bool) -> Writer {
         Writer {
-            url,
+            db,
             client: None,
             partitions: Partitions::default(),
             native_partitions,
@@ -213,14 +214,14 @@ impl Writer {
     /// Connects (once) with the session settings the writer relies on.
     pub async fn client(&mut self) -> Result<&mut Client, tokio_postgres::Error> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
-            let mut config: tokio_postgres::Config = self.url.parse()?;
+            let mut config = self.db.config.clone();
             // A dead server or a half-open connection must fail, not hang.
             config
                 .connect_timeout(Duration::from_secs(10))
                 .keepalives(true)
                 .keepalives_idle(Duration::from_secs(30))
                 .tcp_user_timeout(Duration::from_secs(60));
-            let (client, connection) = config.connect(NoTls).await?;
+            let (client, connection) = config.connect(self.db.tls.clone()).await?;
             tokio::spawn(async move {
                 if let Err(e) = connection.await {
                     warn!(error = %e, "postgres connection closed");
