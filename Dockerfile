@@ -58,7 +58,7 @@ RUN apt-get update \
  && groupadd --system --gid 10001 observatory \
  && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/observatory \
       --shell /usr/sbin/nologin observatory \
- && install -d -o 10001 -g 10001 -m 0750 /var/lib/observatory
+ && install -d -o 10001 -g 10001 -m 0755 /var/lib/observatory
 WORKDIR /var/lib/observatory
 # Numeric, so that Kubernetes' runAsNonRoot can check it without /etc/passwd.
 USER 10001:10001
