@@ -346,7 +346,7 @@ def cmd_compose(path):
     with open(path) as f:
         doc = yaml.safe_load(f)
     schema = get_builtin_schema("vendor.compose-spec")
-    validator = jsonschema.Draft7Validator(schema)
+    validator = jsonschema.validators.validator_for(schema)(schema)
     for err in sorted(validator.iter_errors(doc), key=lambda e: list(e.path)):
         problems.add(path, f"{'.'.join(str(p) for p in err.path)}: {err.message}")
     services = doc.get("services", {})
