@@ -143,7 +143,11 @@ fn kubernetes_check_catches_broken_manifests() {
     let k8s = dir.join("k8s");
     // An unknown field, a writable root filesystem, a probe on the wrong
     // path, a KEDA field of the wrong type and one KEDA does not have.
-    edit(&k8s.join("base/collector.yaml"), "  replicas: 3\n", "  replica: 3\n");
+    edit(
+        &k8s.join("base/collector.yaml"),
+        "  replicas: 3\n",
+        "  replica: 3\n",
+    );
     edit(
         &k8s.join("base/api.yaml"),
         "readOnlyRootFilesystem: true",
@@ -180,7 +184,11 @@ fn kubernetes_check_catches_broken_manifests() {
         "    name: observatory-consumer-tempo\n",
         "    name: observatory-consumer-nothing\n",
     );
-    edit(&k8s.join("base/collector.yaml"), "  maxReplicas: 10\n", "  maxReplicas: 20\n");
+    edit(
+        &k8s.join("base/collector.yaml"),
+        "  maxReplicas: 10\n",
+        "  maxReplicas: 20\n",
+    );
     let overlay = k8s.join("overlays/gcp").display().to_string();
     let (ok, text) = check(&["k8s", &overlay]);
     assert!(!ok, "the unscaled overlay passed:\n{text}");
@@ -200,8 +208,13 @@ fn kubernetes_check_catches_broken_manifests() {
     )
     .unwrap();
     let (ok, text) = check(&["k8s-files", &secret.display().to_string()]);
-    assert!(!ok && text.contains("jwt-secret must be the placeholder CHANGE-ME"), "{text}");
-    let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("deploy-check-broken-{}", std::process::id())));
+    assert!(
+        !ok && text.contains("jwt-secret must be the placeholder CHANGE-ME"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(
+        std::env::temp_dir().join(format!("deploy-check-broken-{}", std::process::id())),
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -233,7 +246,8 @@ fn compose_check_catches_a_broken_file() {
             "KAFKA_TRACES_PARTITIONS: [16]",
             1,
         );
-    let path = std::env::temp_dir().join(format!("deploy-check-compose-{}.yml", std::process::id()));
+    let path =
+        std::env::temp_dir().join(format!("deploy-check-compose-{}.yml", std::process::id()));
     std::fs::write(&path, broken).unwrap();
     let (ok, out) = check(&["compose", &path.display().to_string()]);
     let _ = std::fs::remove_file(&path);
@@ -252,8 +266,16 @@ fn ecs_task_definition_validates() {
         std::fs::read_to_string(root().join("deploy/ecs/collector-task-definition.json")).unwrap();
     let broken = text
         .replacen("\"cpu\": \"2048\"", "\"cpu\": 2048", 1)
-        .replacen("\"essential\": true", "\"essential\": true, \"cpuShares\": 3", 1)
-        .replacen("\"readonlyRootFilesystem\": true", "\"readonlyRootFilesystem\": false", 1);
+        .replacen(
+            "\"essential\": true",
+            "\"essential\": true, \"cpuShares\": 3",
+            1,
+        )
+        .replacen(
+            "\"readonlyRootFilesystem\": true",
+            "\"readonlyRootFilesystem\": false",
+            1,
+        );
     let path = std::env::temp_dir().join(format!("deploy-check-ecs-{}.json", std::process::id()));
     std::fs::write(&path, broken).unwrap();
     let (ok, out) = check(&["ecs", &path.display().to_string()]);
@@ -308,7 +330,10 @@ fn dockerfile_has_a_non_root_target_with_a_health_check_per_binary() {
     // Every COPY --from names an earlier stage.
     for (i, (name, _, instructions)) in stages.iter().enumerate() {
         for ins in instructions {
-            if let Some(rest) = ins.split_whitespace().find_map(|w| w.strip_prefix("--from=")) {
+            if let Some(rest) = ins
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("--from="))
+            {
                 assert!(
                     stages[..i].iter().any(|s| s.0 == rest),
                     "stage {name}: COPY --from={rest} names no earlier stage"
@@ -343,13 +368,19 @@ fn dockerfile_has_a_non_root_target_with_a_health_check_per_binary() {
         ("api", "observatory-api"),
     ] {
         let stage = find(target).unwrap_or_else(|| panic!("no target {target}"));
-        assert_eq!(stage.1, "runtime", "target {target} builds on the runtime stage");
+        assert_eq!(
+            stage.1, "runtime",
+            "target {target} builds on the runtime stage"
+        );
         assert!(
             stage.2.iter().all(|i| !i.starts_with("USER")),
             "target {target} must not change the user"
         );
         assert!(
-            stage.2.iter().any(|i| i.starts_with("HEALTHCHECK") && i.contains("/healthz")),
+            stage
+                .2
+                .iter()
+                .any(|i| i.starts_with("HEALTHCHECK") && i.contains("/healthz")),
             "target {target} has no HEALTHCHECK on /healthz"
         );
         assert!(
@@ -362,7 +393,10 @@ fn dockerfile_has_a_non_root_target_with_a_health_check_per_binary() {
     }
     let ignore = std::fs::read_to_string(root().join(".dockerignore")).unwrap();
     for path in ["target/", ".stack/", ".git/"] {
-        assert!(ignore.lines().any(|l| l == path), ".dockerignore must exclude {path}");
+        assert!(
+            ignore.lines().any(|l| l == path),
+            ".dockerignore must exclude {path}"
+        );
     }
 }
 
@@ -409,11 +443,17 @@ fn binary_settings() -> BTreeMap<String, BTreeSet<String>> {
     fn walk(bin: &Path, path: &mut Vec<String>, out: &mut BTreeMap<String, BTreeSet<String>>) {
         let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
         args.push("--help");
-        let o = Command::new(bin).args(&args).output().expect("the binary runs");
+        let o = Command::new(bin)
+            .args(&args)
+            .output()
+            .expect("the binary runs");
         assert!(o.status.success(), "{} {args:?} failed", bin.display());
         let help = String::from_utf8_lossy(&o.stdout).into_owned();
         let name = bin.file_name().unwrap().to_string_lossy().into_owned();
-        let key = std::iter::once(name).chain(path.iter().cloned()).collect::<Vec<_>>().join(" ");
+        let key = std::iter::once(name)
+            .chain(path.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(" ");
         out.insert(key, help_envs(&help));
         for sub in help_commands(&help) {
             path.push(sub);
@@ -422,7 +462,11 @@ fn binary_settings() -> BTreeMap<String, BTreeSet<String>> {
         }
     }
     let mut out = BTreeMap::new();
-    for bin in ["observatory-collector", "observatory-consumer", "observatory-api"] {
+    for bin in [
+        "observatory-collector",
+        "observatory-consumer",
+        "observatory-api",
+    ] {
         walk(&workspace_bin(bin), &mut Vec::new(), &mut out);
     }
     out
@@ -496,12 +540,17 @@ fn docs_problems(
     for (command, names) in settings {
         for name in names {
             if !documented.contains(name) {
-                problems.push(format!("{name} (read by {command}) is not in docs/deployment.md"));
+                problems.push(format!(
+                    "{name} (read by {command}) is not in docs/deployment.md"
+                ));
             }
         }
     }
     for name in documented {
-        if !all.contains(name) && !READ_OUTSIDE_FLAGS.contains(&name.as_str()) && !object_store_reads(name) {
+        if !all.contains(name)
+            && !READ_OUTSIDE_FLAGS.contains(&name.as_str())
+            && !object_store_reads(name)
+        {
             problems.push(format!("{name} is documented, but no binary reads it"));
         }
     }
@@ -528,20 +577,30 @@ fn deployment_problems(
 ) -> Vec<String> {
     let essential: [(&str, &[&str]); 5] = [
         ("observatory-collector", &["KAFKA_BROKERS"]),
-        ("observatory-consumer timescale", &["KAFKA_BROKERS", "KAFKA_GROUP_ID", "DATABASE_URL"]),
-        ("observatory-consumer tempo", &["KAFKA_BROKERS", "KAFKA_GROUP_ID", "OBJECT_STORE_URL"]),
+        (
+            "observatory-consumer timescale",
+            &["KAFKA_BROKERS", "KAFKA_GROUP_ID", "DATABASE_URL"],
+        ),
+        (
+            "observatory-consumer tempo",
+            &["KAFKA_BROKERS", "KAFKA_GROUP_ID", "OBJECT_STORE_URL"],
+        ),
         ("observatory-consumer migrate", &["DATABASE_URL"]),
         ("observatory-api", &["DATABASE_URL", "JWT_SECRET"]),
     ];
     let mut problems = Vec::new();
     for (where_, (command, names)) in containers {
         if !settings.contains_key(command) {
-            problems.push(format!("{where_}: runs {command:?}, which is no command of our binaries"));
+            problems.push(format!(
+                "{where_}: runs {command:?}, which is no command of our binaries"
+            ));
             continue;
         }
         for name in names {
             if !reads(settings, command, name) {
-                problems.push(format!("{where_}: sets {name}, which {command} does not read"));
+                problems.push(format!(
+                    "{where_}: sets {name}, which {command} does not read"
+                ));
             }
         }
         for (cmd, needed) in essential {
@@ -592,29 +651,47 @@ fn every_setting_is_documented_and_every_deployed_setting_is_read() {
         "--help lists no settings: {settings:?}"
     );
     let docs = std::fs::read_to_string(root().join("docs/deployment.md")).unwrap();
-    let documented = documented(&docs);
-    let problems = docs_problems(&settings, &documented);
-    assert!(problems.is_empty(), "docs/deployment.md:\n{}", problems.join("\n"));
+    let table = documented(&docs);
+    let problems = docs_problems(&settings, &table);
+    assert!(
+        problems.is_empty(),
+        "docs/deployment.md:\n{}",
+        problems.join("\n")
+    );
 
     let containers = deployed_containers();
     assert!(
-        containers.keys().any(|w| w.starts_with("docker-compose.yml"))
-            && containers.keys().any(|w| w.starts_with("k8s/overlays/azure"))
+        containers
+            .keys()
+            .any(|w| w.starts_with("docker-compose.yml"))
+            && containers
+                .keys()
+                .any(|w| w.starts_with("k8s/overlays/azure"))
             && containers.keys().any(|w| w.starts_with("deploy/ecs")),
         "envs found no containers: {containers:?}"
     );
     let problems = deployment_problems(&settings, &containers);
-    assert!(problems.is_empty(), "deployment files:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "deployment files:\n{}",
+        problems.join("\n")
+    );
 }
 
 #[test]
 fn settings_checks_catch_unknown_misspelled_and_undocumented_names() {
     let settings: BTreeMap<String, BTreeSet<String>> = [
-        ("observatory-api", vec!["DATABASE_URL", "JWT_SECRET", "LOG_FORMAT"]),
+        (
+            "observatory-api",
+            vec!["DATABASE_URL", "JWT_SECRET", "LOG_FORMAT"],
+        ),
         ("observatory-api token", vec![]),
         ("observatory-collector", vec!["KAFKA_BROKERS"]),
         ("observatory-consumer", vec!["LOG_FORMAT"]),
-        ("observatory-consumer timescale", vec!["DATABASE_URL", "KAFKA_BROKERS", "KAFKA_GROUP_ID"]),
+        (
+            "observatory-consumer timescale",
+            vec!["DATABASE_URL", "KAFKA_BROKERS", "KAFKA_GROUP_ID"],
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.into_iter().map(str::to_owned).collect()))
@@ -622,7 +699,7 @@ fn settings_checks_catch_unknown_misspelled_and_undocumented_names() {
     let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
 
     // Documentation: one missing, one documented that nothing reads.
-    let documented = names(&[
+    let table = names(&[
         "DATABASE_URL",
         "JWT_SECRET",
         "LOG_FORMAT",
@@ -631,7 +708,7 @@ fn settings_checks_catch_unknown_misspelled_and_undocumented_names() {
         "RUST_LOG",
         "AWS_ENDPOINT",
     ]);
-    let problems = docs_problems(&settings, &documented);
+    let problems = docs_problems(&settings, &table);
     assert_eq!(
         problems,
         [
@@ -644,8 +721,27 @@ fn settings_checks_catch_unknown_misspelled_and_undocumented_names() {
     // (object_store ignores it), a cloud variable on a binary without object
     // storage, a missing essential one, an unknown command.
     let containers: BTreeMap<String, (String, BTreeSet<String>)> = [
-        ("api", ("observatory-api", names(&["DATABASE_URL", "JWT_SECRET", "AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "KAFKA_BROKERS", "RUST_LOG"]))),
-        ("sink", ("observatory-consumer timescale", names(&["DATABASE_URL", "KAFKA_BROKERS", "AWS_REGION"]))),
+        (
+            "api",
+            (
+                "observatory-api",
+                names(&[
+                    "DATABASE_URL",
+                    "JWT_SECRET",
+                    "AWS_ACCESS_KEY",
+                    "AWS_ACCESS_KEY_ID",
+                    "KAFKA_BROKERS",
+                    "RUST_LOG",
+                ]),
+            ),
+        ),
+        (
+            "sink",
+            (
+                "observatory-consumer timescale",
+                names(&["DATABASE_URL", "KAFKA_BROKERS", "AWS_REGION"]),
+            ),
+        ),
         ("tool", ("observatory-consumer compact", names(&[]))),
     ]
     .into_iter()
@@ -669,11 +765,15 @@ fn settings_checks_catch_unknown_misspelled_and_undocumented_names() {
         names(&["DATABASE_URL", "KAFKA_BROKERS"])
     );
     assert_eq!(
-        help_commands("Usage: x\n\nCommands:\n  timescale  Consume\n  help       Print\n\nOptions:\n  -h\n"),
+        help_commands(
+            "Usage: x\n\nCommands:\n  timescale  Consume\n  help       Print\n\nOptions:\n  -h\n"
+        ),
         ["timescale"]
     );
     assert_eq!(
-        documented("## Environment variables\n\n| `A_B` | x |\n| `C` | y |\n\n## Other\n\n| `D` | z |\n"),
+        documented(
+            "## Environment variables\n\n| `A_B` | x |\n| `C` | y |\n\n## Other\n\n| `D` | z |\n"
+        ),
         names(&["A_B", "C"])
     );
 }
