@@ -5,7 +5,8 @@
 #
 # Starts whatever of the stack is missing (integration/stack.sh up), builds
 # the binaries the end-to-end tests start as processes, then runs every unit,
-# integration and doc test. Installs cargo-nextest when it is missing.
+# integration and doc test. Installs cargo-nextest when it is missing, and
+# the deployment checks' tools (integration/deploy-check/install.sh).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -25,6 +26,10 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   echo "[test] installing cargo-nextest" >&2
   cargo install cargo-nextest --locked >&2
 fi
+
+# The deployment checks' tools (a Python virtualenv, Debian's docker-compose).
+eval "$(integration/deploy-check/install.sh)"
+export DEPLOY_CHECK_PYTHON
 
 cargo build --workspace --bins
 cargo nextest run --workspace --no-fail-fast "$@"
