@@ -168,7 +168,12 @@ pub struct KafkaArgs {
     #[arg(long, env = "KAFKA_MAX_POLL_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
     pub kafka_max_poll_interval: Duration,
     /// Extra librdkafka consumer settings, comma-separated key=value (TLS, SASL).
-    #[arg(long, env = "KAFKA_CONSUMER_CONFIG", default_value = "")]
+    #[arg(
+        long,
+        env = "KAFKA_CONSUMER_CONFIG",
+        default_value = "",
+        hide_env_values = true
+    )]
     pub kafka_consumer_config: String,
 }
 

@@ -58,7 +58,12 @@ pub struct Args {
     pub kafka_message_timeout: Duration,
 
     /// Extra librdkafka producer settings, comma-separated key=value (for TLS and SASL, say).
-    #[arg(long, env = "KAFKA_PRODUCER_CONFIG", default_value = "")]
+    #[arg(
+        long,
+        env = "KAFKA_PRODUCER_CONFIG",
+        default_value = "",
+        hide_env_values = true
+    )]
     pub kafka_producer_config: String,
 
     /// Address of the OTLP/gRPC receiver.
@@ -178,7 +183,7 @@ impl fmt::Debug for Config {
 }
 
 /// What the producer needs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct KafkaConfig {
     /// Bootstrap servers.
     pub brokers: String,
@@ -200,6 +205,48 @@ pub struct KafkaConfig {
     pub batch_size: usize,
     /// Extra librdkafka settings.
     pub extra: Vec<(String, String)>,
+}
+
+/// librdkafka settings whose values are secrets: never printed.
+const SECRET_SETTING_WORDS: [&str; 6] = [
+    "password",
+    "secret",
+    "jaas",
+    "token",
+    "ssl.key",
+    "credentials",
+];
+
+/// `KAFKA_PRODUCER_CONFIG` for logs: secret values (SASL passwords, key
+/// material, OAuth secrets) replaced by `<redacted>`.
+struct Redacted<'a>(&'a [(String, String)]);
+
+impl fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| {
+                let secret = SECRET_SETTING_WORDS.iter().any(|w| k.contains(w));
+                (k, if secret { "<redacted>" } else { v.as_str() })
+            }))
+            .finish()
+    }
+}
+
+impl fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("topics", &self.topics)
+            .field("partitions", &self.partitions)
+            .field("replication_factor", &self.replication_factor)
+            .field("message_max_bytes", &self.message_max_bytes)
+            .field("compression", &self.compression)
+            .field("linger", &self.linger)
+            .field("message_timeout", &self.message_timeout)
+            .field("batch_size", &self.batch_size)
+            .field("extra", &Redacted(&self.extra))
+            .finish()
+    }
 }
 
 impl KafkaConfig {
@@ -444,6 +491,28 @@ mod tests {
         assert_eq!(err.setting, "KAFKA_TRACES_TOPIC");
         let err = parse(&["--kafka-producer-config", "security.protocol=ssl,acks=1"]).unwrap_err();
         assert_eq!(err.setting, "KAFKA_PRODUCER_CONFIG");
+        let config = KafkaConfig {
+            brokers: "b:9092".into(),
+            topics: ["t".into(), "m".into(), "l".into()],
+            partitions: 1,
+            replication_factor: 1,
+            message_max_bytes: 1 << 20,
+            compression: "zstd".into(),
+            linger: Duration::from_millis(5),
+            message_timeout: Duration::from_secs(30),
+            batch_size: 10_000,
+            extra: vec![
+                ("security.protocol".into(), "SASL_SSL".into()),
+                ("sasl.password".into(), "hunter2".into()),
+                ("ssl.key.pem".into(), "-----BEGIN".into()),
+            ],
+        };
+        let logged = format!("{config:?}");
+        assert!(logged.contains("SASL_SSL"), "{logged}");
+        assert!(
+            !logged.contains("hunter2") && !logged.contains("BEGIN"),
+            "{logged}"
+        );
         assert!(err.reason.contains("acks"));
         assert!(parse(&["--kafka-producer-config", "security.protocol=ssl"]).is_ok());
     }

@@ -26,7 +26,12 @@ pub struct GroupArgs {
     #[arg(long, env = "KAFKA_TRACES_TOPIC", default_value = kafka::TRACES_TOPIC)]
     pub topic: String,
     /// Extra librdkafka settings, comma-separated key=value (TLS, SASL).
-    #[arg(long, env = "KAFKA_CONSUMER_CONFIG", default_value = "")]
+    #[arg(
+        long,
+        env = "KAFKA_CONSUMER_CONFIG",
+        default_value = "",
+        hide_env_values = true
+    )]
     pub kafka_consumer_config: String,
     /// How long each request to the broker may take.
     #[arg(long, env = "KAFKA_ADMIN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
