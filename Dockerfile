@@ -15,8 +15,9 @@
 #            Redis, PostgreSQL), curl for the health check, user 10001;
 #   collector / consumer / api: the runtime with one binary, its ports, its
 #            health check.
-# The binaries link glibc and zlib dynamically (librdkafka, zstd and aws-lc
-# are built in statically); bookworm-slim has both.
+# The binaries link glibc, zlib and OpenSSL (librdkafka's TLS and SASL)
+# dynamically (librdkafka, zstd and aws-lc are built in statically); the
+# builder image has their headers, the runtime installs libssl3.
 
 ARG RUST_VERSION=1.95.0
 
@@ -53,7 +54,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
 
 FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates curl \
+ && apt-get install -y --no-install-recommends ca-certificates curl libssl3 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 observatory \
  && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/observatory \

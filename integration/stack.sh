@@ -3,6 +3,7 @@
 #
 #   integration/stack.sh up       start whatever is missing (idempotent), print endpoints
 #   integration/stack.sh down     stop what this script started
+#   integration/stack.sh build-tools  install what compiling the workspace needs (.ci/run)
 #   integration/stack.sh status   say what is running
 #
 # - Kafka protocol: tansu 0.6 (crates.io) on 127.0.0.1:9092. It is installed
@@ -65,6 +66,8 @@ build_tools() {
   command -v make >/dev/null 2>&1 || missing+=(make)
   command -v perl >/dev/null 2>&1 || missing+=(perl)
   command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+  # librdkafka's TLS and SASL/SCRAM link the system OpenSSL.
+  { command -v pkg-config >/dev/null 2>&1 && pkg-config --exists openssl; } || missing+=(libssl-dev)
   if ((${#missing[@]})); then
     log "installing build tools for librdkafka and friends: ${missing[*]}"
     apt_install "${missing[@]}"
@@ -169,6 +172,10 @@ status_line() { # name port
 }
 
 case "${1:-up}" in
+  build-tools)
+    # What compiling the workspace needs (C toolchain, OpenSSL headers).
+    build_tools
+    ;;
   up)
     build_tools
     kafka_up
