@@ -40,12 +40,27 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-/// A loopback address with a free port.
+/// Where [`free_addr`] looks: below Linux's ephemeral range (32768 and up),
+/// so that no outgoing connection takes the port between the pick and the
+/// bind, or while a killed service is restarted on it.
+const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A loopback address with a port free now, outside the ephemeral range.
 pub fn free_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener
-        .local_addr()
-        .expect("a bound listener has an address")
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let span = u32::from(TEST_PORTS.end - TEST_PORTS.start);
+    // Test processes run in parallel: each starts at its own place.
+    let start = std::process::id().wrapping_mul(7919) % span;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = TEST_PORTS.start + ((start + n.wrapping_mul(13)) % span) as u16;
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)) {
+            return listener
+                .local_addr()
+                .expect("a bound listener has an address");
+        }
+    }
+    panic!("no free port in {TEST_PORTS:?}")
 }
 
 /// Path of a binary of this workspace, built by `cargo build` into the same

@@ -22,7 +22,7 @@ use observatory_schemas::tempo::bloom::{shard_of, Bloom};
 use observatory_schemas::tempo::meta::BlockMeta;
 use observatory_schemas::tempo::read::DataFile;
 use observatory_schemas::testing::{kv, kv_bool, kv_f64, kv_int, kv_str, TraceGenerator};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -245,35 +245,42 @@ async fn blocks(store: &BlockStore, tenant: &str) -> Vec<(BlockMeta, bytes::Byte
     out
 }
 
-/// Reads back every sent span from the blocks, looking each trace up as
-/// Tempo does (bloom, then the file), and checks that no span is in two
-/// blocks.
-async fn assert_all_found(store: &BlockStore, tenant: &str, sent: &Sent) {
+/// Every sent span found in the blocks of `tenant`, looking each trace up as
+/// Tempo does (bloom, then the file): span key -> the copies found.
+async fn find_all(store: &BlockStore, tenant: &str, sent: &Sent) -> Sent {
     let blocks = blocks(store, tenant).await;
-    assert!(!blocks.is_empty());
     let trace_ids: std::collections::BTreeSet<[u8; 16]> = sent
         .keys()
         .map(|(t, _)| t.clone().try_into().unwrap())
         .collect();
     let mut found: Sent = BTreeMap::new();
-    let mut rows: HashMap<[u8; 16], usize> = HashMap::new();
     for (meta, data, blooms) in &blocks {
         let file = DataFile::open(data.clone()).unwrap();
         assert_eq!(file.traces(), meta.total_objects);
         for id in &trace_ids {
             let shard = shard_of(id, blooms.len() as u64) as usize;
-            let hit = file.find(id).unwrap();
-            if let Some(rs) = hit {
+            if let Some(rs) = file.find(id).unwrap() {
                 assert!(
                     blooms[shard].may_contain(id),
                     "bloom says no for a trace block {} holds",
                     meta.block_id
                 );
                 placed(&rs, &mut found);
-                *rows.entry(*id).or_default() += 1;
             }
         }
     }
+    found
+}
+
+/// Waits until every sent span is in a complete block (the sink's counters
+/// also count blocks rewritten after a failed cut, so they can run ahead of
+/// the store), then checks that each is there exactly once, as sent.
+async fn assert_all_found(store: &BlockStore, tenant: &str, sent: &Sent) {
+    let found = wait_for("every span in a complete block", WAIT, || async {
+        let found = find_all(store, tenant, sent).await;
+        (found.len() == sent.len()).then_some(found)
+    })
+    .await;
     for (key, spans) in &found {
         assert_eq!(
             spans.len(),
@@ -282,7 +289,6 @@ async fn assert_all_found(store: &BlockStore, tenant: &str, sent: &Sent) {
             spans.len()
         );
     }
-    assert_eq!(found.len(), sent.len(), "spans found");
     for (key, expected) in sent {
         assert_eq!(found.get(key), Some(expected), "span {key:02x?}");
     }
