@@ -44,6 +44,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::runtime::Handle;
 use tracing::{debug, error, info, warn};
 
+/// The longest one poll waits: how often an idle loop checks for SIGTERM
+/// and refreshes the lag gauge.
+const IDLE_POLL: Duration = Duration::from_millis(100);
+
 /// Headers a dead letter carries besides the original ones.
 pub mod dlq_headers {
     /// Why the message could not be written.
@@ -672,9 +676,16 @@ pub fn run_range<S: Sink>(
     let mut bytes_limit = batch_bytes;
     let mut flush_due = Instant::now() + flush_interval;
     while !stop.load(Ordering::Relaxed) {
-        let wait = flush_due
-            .saturating_duration_since(Instant::now())
-            .min(Duration::from_millis(100));
+        // Until the batch's flush is due, at most 100 ms (stop and lag are
+        // checked between polls). With nothing pending no flush is due: a
+        // past `flush_due` must not turn the poll into a busy loop.
+        let wait = if items == 0 {
+            IDLE_POLL
+        } else {
+            flush_due
+                .saturating_duration_since(Instant::now())
+                .min(IDLE_POLL)
+        };
         match consumer.poll(wait) {
             Some(Ok(m)) if range.as_ref().is_some_and(|r| past_end(r, &m)) => {
                 // Beyond the range: not read. The partition is done.

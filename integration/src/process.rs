@@ -75,6 +75,23 @@ impl Service {
         );
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// CPU seconds (user and system) the process has used so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        let pid = self.pid().expect("the process runs");
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc stat");
+        // Fields after the parenthesized name: state is field 3, utime 14, stime 15.
+        let after = &stat[stat.rfind(')').expect("a stat line") + 2..];
+        let fields: Vec<&str> = after.split(' ').collect();
+        let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+        // USER_HZ is 100 on Linux.
+        ticks / 100.0
+    }
+
     /// SIGKILLs the process.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
