@@ -29,8 +29,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 /// one topic.
 #[derive(Debug, Default, Clone)]
 pub struct Coverage {
-    /// Sorted, merged, inclusive ranges.
-    ranges: HashMap<(String, i32), Vec<(i64, i64)>>,
+    /// Tenant folder -> partition -> sorted, merged, inclusive ranges.
+    ranges: HashMap<String, HashMap<i32, Vec<(i64, i64)>>>,
     blocks: usize,
 }
 
@@ -71,20 +71,18 @@ impl Coverage {
                     .push((source.first, source.last));
             }
         }
-        let ranges = per_key
-            .into_iter()
-            .map(|(key, mut ranges)| {
-                ranges.sort_unstable();
-                let mut merged: Vec<(i64, i64)> = Vec::with_capacity(ranges.len());
-                for (first, last) in ranges {
-                    match merged.last_mut() {
-                        Some((_, end)) if first <= end.saturating_add(1) => *end = (*end).max(last),
-                        _ => merged.push((first, last)),
-                    }
+        let mut ranges: HashMap<String, HashMap<i32, Vec<(i64, i64)>>> = HashMap::new();
+        for ((tenant, partition), mut found) in per_key {
+            found.sort_unstable();
+            let mut merged: Vec<(i64, i64)> = Vec::with_capacity(found.len());
+            for (first, last) in found {
+                match merged.last_mut() {
+                    Some((_, end)) if first <= end.saturating_add(1) => *end = (*end).max(last),
+                    _ => merged.push((first, last)),
                 }
-                (key, merged)
-            })
-            .collect();
+            }
+            ranges.entry(tenant).or_default().insert(partition, merged);
+        }
         Coverage {
             ranges,
             blocks: blocks.len(),
@@ -94,9 +92,11 @@ impl Coverage {
     /// Whether a complete block of `tenant_folder` holds `offset` of
     /// `partition`.
     pub fn covers(&self, tenant_folder: &str, partition: i32, offset: i64) -> bool {
-        // A borrowed lookup would need a key type of its own; the tenant
-        // folder is short and this runs once per replayed message.
-        let Some(ranges) = self.ranges.get(&(tenant_folder.to_owned(), partition)) else {
+        let Some(ranges) = self
+            .ranges
+            .get(tenant_folder)
+            .and_then(|partitions| partitions.get(&partition))
+        else {
             return false;
         };
         let i = ranges.partition_point(|(first, _)| *first <= offset);
