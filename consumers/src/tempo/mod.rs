@@ -207,12 +207,6 @@ impl Sink for TempoSink {
                 .or_default()
                 .push(i);
         }
-        if already_stored > 0 {
-            self.metrics
-                .already_stored
-                .get_or_create(&SinkLabels { sink: NAME })
-                .inc_by(already_stored);
-        }
         let mut rejected = Vec::new();
         for ((tenant, partition), members) in groups {
             let mut traces: BTreeMap<[u8; 16], Vec<usize>> = BTreeMap::new();
@@ -267,6 +261,13 @@ impl Sink for TempoSink {
             if payload > 1 << 20 {
                 self.ratio = (block.meta.size as f64 / payload as f64).clamp(0.05, 1.0);
             }
+        }
+        // Counted once the write succeeded: a failed one is retried whole.
+        if already_stored > 0 {
+            self.metrics
+                .already_stored
+                .get_or_create(&SinkLabels { sink: NAME })
+                .inc_by(already_stored);
         }
         Ok(rejected)
     }
