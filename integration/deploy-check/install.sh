@@ -11,7 +11,8 @@
 #   re-installed only when requirements.txt changes;
 # - Debian's docker-compose (v1, Python), whose `config` validates a compose
 #   file without a Docker engine;
-# - kubectl is expected on the machine (it renders the kustomize overlays).
+# - kubectl (renders the kustomize overlays): installed from apt when a
+#   current one is offered there, else the checks fail saying so.
 # Fast when everything is there: no network access at all.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -40,6 +41,13 @@ if ! command -v docker-compose >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >&2
 fi
-command -v kubectl >/dev/null 2>&1 || log "kubectl is missing: the kustomize checks will fail (install kubectl)"
+if ! command -v kubectl >/dev/null 2>&1; then
+  # Debian's own kubernetes-client is kubectl 1.20, whose kustomize predates
+  # the components our overlays use: only a current kubectl will do (the
+  # `kubectl` package of Google's Cloud SDK apt source, where configured).
+  log "installing kubectl (apt package kubectl)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kubectl >&2 ||
+    log "kubectl is missing and apt has no current one: the kustomize checks will fail (install kubectl 1.21 or newer)"
+fi
 
 echo "DEPLOY_CHECK_PYTHON=$VENV/bin/python"
