@@ -407,6 +407,27 @@ async fn tempo_api_postgres_then_blocks_search_tags_isolation() {
             vec![a2.clone()],
         ),
         (r#"{traceDuration>1s}"#, vec![a1.clone()]),
+        // Several values of a trace-level field, as Grafana's builder writes them.
+        (
+            r#"{(rootServiceName="support-bot" || rootServiceName="other-svc")}"#,
+            vec![a1.clone(), a2.clone()],
+        ),
+        (
+            r#"{(rootServiceName="nope" || rootServiceName="other-svc") && name="health"}"#,
+            vec![a2.clone()],
+        ),
+        (
+            r#"{(rootServiceName="support-bot" || rootServiceName="nope") && name="health"}"#,
+            vec![],
+        ),
+        // Grafana's id intrinsics (hex, any case).
+        (r#"{span:id="0202020202020202"}"#, vec![a1.clone()]),
+        (r#"{span:parentID="0101010101010101"}"#, vec![a1.clone()]),
+        (
+            r#"{trace:id="A2A2A2A2A2A2A2A2A2A2A2A2A2A2A2A2"}"#,
+            vec![a2.clone()],
+        ),
+        (r#"{trace:id="b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2b2"}"#, vec![]),
         (r#"{name="x' OR '1'='1"}"#, vec![]),
         (r#"{resource.service.name="beta-bot"}"#, vec![]),
     ] {
@@ -591,6 +612,18 @@ async fn tempo_api_postgres_then_blocks_search_tags_isolation() {
     assert!(spans
         .iter()
         .any(|s| s.name == "chat gpt-4o" && s.status.as_ref().map(|st| st.code) == Some(2)));
+    // What Grafana's Tempo data source reads without checking (it
+    // dereferences each span's status and each batch's scope, and drops the
+    // spans of a resource without attributes) is there, as Tempo writes it,
+    // also for spans sent without a status.
+    assert!(spans.iter().all(|s| s.status.is_some()), "{spans:?}");
+    for batch in &spans_from_blocks.batches {
+        assert!(batch
+            .resource
+            .as_ref()
+            .is_some_and(|r| !r.attributes.is_empty()));
+        assert!(batch.scope_spans.iter().all(|ss| ss.scope.is_some()));
+    }
     let v2 = get(&api, &format!("/api/v2/traces/{a1}"), Some(&acme), None).await;
     assert_eq!(
         v2.json()["trace"]["resourceSpans"][0]["scopeSpans"][0]["spans"]

@@ -235,8 +235,8 @@ pub const ROUTES: [&str; 22] = [
     "/api/search",
     "/api/search/tags",
     "/api/v2/search/tags",
-    "/api/search/tag/{name}/values",
-    "/api/v2/search/tag/{name}/values",
+    "/api/search/tag/{tag}/values",
+    "/api/v2/search/tag/{tag}/values",
     "other",
 ];
 
@@ -276,8 +276,8 @@ pub fn route(path: &str) -> &'static str {
         ["api", "search"] => "/api/search",
         ["api", "search", "tags"] => "/api/search/tags",
         ["api", "v2", "search", "tags"] => "/api/v2/search/tags",
-        ["api", "search", "tag", _, "values"] => "/api/search/tag/{name}/values",
-        ["api", "v2", "search", "tag", _, "values"] => "/api/v2/search/tag/{name}/values",
+        ["api", "search", "tag", _, "values"] => "/api/search/tag/{tag}/values",
+        ["api", "v2", "search", "tag", _, "values"] => "/api/v2/search/tag/{tag}/values",
         _ => "other",
     }
 }
@@ -316,11 +316,11 @@ mod tests {
             ("/api/v2/search/tags", "/api/v2/search/tags"),
             (
                 "/api/search/tag/service.name/values",
-                "/api/search/tag/{name}/values",
+                "/api/search/tag/{tag}/values",
             ),
             (
                 "/api/v2/search/tag/.service.name/values",
-                "/api/v2/search/tag/{name}/values",
+                "/api/v2/search/tag/{tag}/values",
             ),
         ] {
             assert_eq!(route(path), want, "{path}");

@@ -97,7 +97,7 @@ mod tests {
             let concrete = path
                 .replace("{trace_id}", "0af7651916cd43dd8448eb211c80319c")
                 .replace("{service}", "support-bot")
-                .replace("{name}", "service.name");
+                .replace("{tag}", "service.name");
             assert_eq!(crate::metrics::route(&concrete), path);
         }
     }
@@ -145,6 +145,58 @@ mod tests {
         }
     }
 
+    /// The query parameters of each Grafana Tempo route are exactly those
+    /// it reads (Tempo routes ignore names they do not read, as Tempo does,
+    /// so only this test keeps the document true).
+    #[test]
+    fn the_tempo_parameters_are_the_read_ones() {
+        use crate::tempo_api::{self, Query};
+        let doc = doc();
+        let asked = |parse: &dyn Fn(&mut Query)| -> BTreeSet<String> {
+            let mut q = Query::default();
+            parse(&mut q);
+            q.asked().iter().map(|name| (*name).to_owned()).collect()
+        };
+        let trace = asked(&|q| {
+            tempo_api::parse_trace_range(q).unwrap();
+        });
+        let search = asked(&|q| {
+            tempo_api::parse_search(q).unwrap();
+        });
+        let names = asked(&|q| {
+            tempo_api::parse_tag_names(q).unwrap();
+        });
+        let values = asked(&|q| {
+            tempo_api::parse_tag_values(q).unwrap();
+        });
+        let cases = [
+            ("/api/echo", BTreeSet::new()),
+            ("/api/status/buildinfo", BTreeSet::new()),
+            ("/api/traces/{trace_id}", trace.clone()),
+            ("/api/v2/traces/{trace_id}", trace),
+            ("/api/search", search),
+            ("/api/search/tags", names.clone()),
+            ("/api/v2/search/tags", names),
+            ("/api/search/tag/{tag}/values", values.clone()),
+            ("/api/v2/search/tag/{tag}/values", values),
+        ];
+        let tempo_paths: BTreeSet<&str> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .filter(|p| p.starts_with("/api/") && !p.starts_with("/api/v1/"))
+            .collect();
+        assert_eq!(
+            tempo_paths,
+            cases.iter().map(|(p, _)| *p).collect::<BTreeSet<&str>>(),
+            "every Tempo route has a case here"
+        );
+        for (path, read) in cases {
+            assert_eq!(query_parameters(&doc, path), read, "{path}");
+        }
+    }
+
     /// Every documented operation is served: without a token it is refused
     /// (401) or answered, never "no such endpoint" or "method not allowed".
     #[tokio::test]
@@ -165,7 +217,7 @@ mod tests {
             let concrete = path
                 .replace("{trace_id}", "0af7651916cd43dd8448eb211c80319c")
                 .replace("{service}", "support-bot")
-                .replace("{name}", "service.name");
+                .replace("{tag}", "service.name");
             let response = warp::test::request()
                 .method(&method.to_uppercase())
                 .path(&concrete)

@@ -49,13 +49,42 @@ const MAX_SPSS: usize = 100;
 /// one whose HTTP API this module implements (v2 trace by id and tags).
 const TEMPO_VERSION: &str = "2.6.0";
 
-type Query = Vec<(String, String)>;
+/// The query string of a Tempo route, read as Tempo reads it: the first
+/// value of a repeated name counts and unknown names are ignored (Grafana
+/// sends parameters a route may not use). Every name a route reads is
+/// recorded, so the OpenAPI test compares them with the document.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(from = "Vec<(String, String)>")]
+pub struct Query {
+    pairs: Vec<(String, String)>,
+    asked: Vec<&'static str>,
+}
 
-fn param<'a>(query: &'a Query, name: &str) -> Option<&'a str> {
-    query
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
+impl From<Vec<(String, String)>> for Query {
+    fn from(pairs: Vec<(String, String)>) -> Query {
+        Query {
+            pairs,
+            asked: Vec::new(),
+        }
+    }
+}
+
+impl Query {
+    /// The first value of `name`.
+    fn get(&mut self, name: &'static str) -> Option<String> {
+        if !self.asked.contains(&name) {
+            self.asked.push(name);
+        }
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// Every name the route read, in order.
+    pub fn asked(&self) -> &[&'static str] {
+        &self.asked
+    }
 }
 
 fn reject(p: Problem) -> Rejection {
@@ -78,8 +107,8 @@ fn wants_protobuf(accept: &Option<String>) -> bool {
 }
 
 /// `start`/`end` in unix seconds, optional.
-fn seconds(query: &Query, name: &str) -> Result<Option<i64>, Problem> {
-    match param(query, name) {
+fn seconds(query: &mut Query, name: &'static str) -> Result<Option<i64>, Problem> {
+    match query.get(name).as_deref() {
         None | Some("") => Ok(None),
         Some(text) => text
             .parse::<i64>()
@@ -95,7 +124,7 @@ fn at(seconds: i64) -> SystemTime {
 }
 
 /// The range of a search or tag lookup: `start`/`end` or the last `default`.
-fn range(query: &Query, default: Duration) -> Result<(SystemTime, SystemTime), Problem> {
+fn range(query: &mut Query, default: Duration) -> Result<(SystemTime, SystemTime), Problem> {
     let (start, end) = (seconds(query, "start")?, seconds(query, "end")?);
     let end = end.map_or_else(SystemTime::now, at);
     let start = start.map_or_else(|| end - default, at);
@@ -114,8 +143,13 @@ fn range(query: &Query, default: Duration) -> Result<(SystemTime, SystemTime), P
     Ok((start, end))
 }
 
-fn count(query: &Query, name: &str, default: usize, max: usize) -> Result<usize, Problem> {
-    match param(query, name) {
+fn count(
+    query: &mut Query,
+    name: &'static str,
+    default: usize,
+    max: usize,
+) -> Result<usize, Problem> {
+    match query.get(name).as_deref() {
         None | Some("") => Ok(default),
         Some(text) => match text.parse::<u32>() {
             Ok(0) if name == "limit" => Err(Problem::bad_parameter(name, "must be positive")),
@@ -126,8 +160,8 @@ fn count(query: &Query, name: &str, default: usize, max: usize) -> Result<usize,
     }
 }
 
-fn duration(query: &Query, name: &str) -> Result<Option<i64>, Problem> {
-    match param(query, name) {
+fn duration(query: &mut Query, name: &'static str) -> Result<Option<i64>, Problem> {
+    match query.get(name).as_deref() {
         None | Some("") => Ok(None),
         Some(text) => traceql::parse_go_duration(text)
             .filter(|ns| *ns >= 0)
@@ -183,42 +217,48 @@ async fn find_trace(
     }
 }
 
-async fn trace_by_id(
-    version: Version,
-    id: String,
-    query: Query,
-    accept: Option<String>,
-    claims: Claims,
-    state: State,
-) -> Result<warp::reply::Response, Rejection> {
-    let id = crate::traces::parse_trace_id(&id).map_err(reject)?;
-    match param(&query, "mode") {
+/// `mode`, `start` and `end` of a trace by id: the range in unix
+/// nanoseconds that blocks are pruned by, when either bound is given.
+pub(crate) fn parse_trace_range(query: &mut Query) -> Result<Option<(i64, i64)>, Problem> {
+    match query.get("mode").as_deref() {
         None | Some("" | "all" | "blocks" | "ingesters" | "external") => {}
         Some(_) => {
-            return Err(reject(Problem::bad_parameter(
+            return Err(Problem::bad_parameter(
                 "mode",
-                "all, blocks or ingesters",
-            )))
+                "all, blocks, ingesters or external",
+            ))
         }
     }
-    let start = seconds(&query, "start").map_err(reject)?;
-    let end = seconds(&query, "end").map_err(reject)?;
+    let start = seconds(query, "start")?;
+    let end = seconds(query, "end")?;
     if let (Some(s), Some(e)) = (start, end) {
         if e <= s {
-            return Err(reject(Problem::bad_parameter(
-                "start",
-                "start must be before end",
-            )));
+            return Err(Problem::bad_parameter("start", "start must be before end"));
         }
     }
-    let range = match (start, end) {
+    Ok(match (start, end) {
         (None, None) => None,
         (s, e) => Some((
             s.map_or(i64::MIN, |s| s * 1_000_000_000),
             e.map_or(i64::MAX, |e| e * 1_000_000_000),
         )),
-    };
-    let found = find_trace(&state, &claims.tenant, &id, range).await?;
+    })
+}
+
+async fn trace_by_id(
+    version: Version,
+    id: String,
+    mut query: Query,
+    accept: Option<String>,
+    claims: Claims,
+    state: State,
+) -> Result<warp::reply::Response, Rejection> {
+    let id = crate::traces::parse_trace_id(&id).map_err(reject)?;
+    let range = parse_trace_range(&mut query).map_err(reject)?;
+    let mut found = find_trace(&state, &claims.tenant, &id, range).await?;
+    if let Some(spans) = &mut found {
+        shapes::complete(spans);
+    }
     let protobuf = wants_protobuf(&accept);
     match (version, found) {
         (Version::V1, None) => Err(reject(Problem::not_found(
@@ -241,10 +281,10 @@ async fn trace_by_id(
 
 // ---- search ----
 
-fn parse_search(query: &Query) -> Result<store::Search, Problem> {
-    let q = param(query, "q").filter(|q| !q.trim().is_empty());
-    let tags = param(query, "tags").filter(|t| !t.trim().is_empty());
-    let parsed = match (q, tags) {
+pub(crate) fn parse_search(query: &mut Query) -> Result<store::Search, Problem> {
+    let q = query.get("q").filter(|q| !q.trim().is_empty());
+    let tags = query.get("tags").filter(|t| !t.trim().is_empty());
+    let parsed = match (q.as_deref(), tags.as_deref()) {
         (Some(_), Some(_)) => {
             return Err(Problem::bad_parameter(
                 "tags",
@@ -278,11 +318,11 @@ fn parse_search(query: &Query) -> Result<store::Search, Problem> {
 }
 
 async fn search(
-    query: Query,
+    mut query: Query,
     claims: Claims,
     state: State,
 ) -> Result<warp::reply::Response, Rejection> {
-    let search = parse_search(&query).map_err(reject)?;
+    let search = parse_search(&mut query).map_err(reject)?;
     let mut client = db(&state).await?;
     let answer = store::search(&mut client, &claims.tenant, &search)
         .await
@@ -292,24 +332,43 @@ async fn search(
 
 // ---- tags ----
 
+/// Which scopes of tag names to answer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
+    All,
+    Span,
+    Resource,
+    Intrinsic,
+}
+
+/// `scope`, `start` and `end` of a tag-names lookup.
+pub(crate) fn parse_tag_names(
+    query: &mut Query,
+) -> Result<(Scope, SystemTime, SystemTime), Problem> {
+    let scope = match query.get("scope").as_deref() {
+        None | Some("" | "all" | "none") => Scope::All,
+        Some("span") => Scope::Span,
+        Some("resource") => Scope::Resource,
+        Some("intrinsic") => Scope::Intrinsic,
+        Some(_) => {
+            return Err(Problem::bad_parameter(
+                "scope",
+                "span, resource, intrinsic or all",
+            ))
+        }
+    };
+    let (start, end) = range(query, DEFAULT_TAGS_RANGE)?;
+    Ok((scope, start, end))
+}
+
 async fn tag_names(
     version: Version,
-    query: Query,
+    mut query: Query,
     claims: Claims,
     state: State,
 ) -> Result<warp::reply::Response, Rejection> {
-    let scope = param(&query, "scope").unwrap_or_default();
-    if !matches!(
-        scope,
-        "" | "all" | "none" | "span" | "resource" | "intrinsic"
-    ) {
-        return Err(reject(Problem::bad_parameter(
-            "scope",
-            "span, resource, intrinsic or all",
-        )));
-    }
-    let (start, end) = range(&query, DEFAULT_TAGS_RANGE).map_err(reject)?;
-    let (span, resource) = if scope == "intrinsic" {
+    let (scope, start, end) = parse_tag_names(&mut query).map_err(reject)?;
+    let (span, resource) = if scope == Scope::Intrinsic {
         (Vec::new(), Vec::new())
     } else {
         let mut client = db(&state).await?;
@@ -325,20 +384,20 @@ async fn tag_names(
         return Ok(warp::reply::json(&shapes::TagNames { tag_names: names }).into_response());
     }
     let mut scopes = Vec::new();
-    let all = matches!(scope, "" | "all" | "none");
-    if all || scope == "span" {
+    let all = scope == Scope::All;
+    if all || scope == Scope::Span {
         scopes.push(shapes::TagScope {
             name: "span".into(),
             tags: span,
         });
     }
-    if all || scope == "resource" {
+    if all || scope == Scope::Resource {
         scopes.push(shapes::TagScope {
             name: "resource".into(),
             tags: resource,
         });
     }
-    if all || scope == "intrinsic" {
+    if all || scope == Scope::Intrinsic {
         scopes.push(shapes::TagScope {
             name: "intrinsic".into(),
             tags: store::INTRINSICS.iter().map(|s| (*s).to_owned()).collect(),
@@ -365,10 +424,29 @@ fn percent_decode(segment: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// `q`, `start` and `end` of a tag-values lookup. Tempo narrows the values
+/// by `q` when it can and ignores it otherwise.
+pub(crate) fn parse_tag_values(
+    query: &mut Query,
+) -> Result<(Option<traceql::Expr>, SystemTime, SystemTime), Problem> {
+    let filter = match query.get("q") {
+        Some(q) if q.len() > traceql::MAX_QUERY_BYTES => {
+            return Err(Problem::bad_parameter(
+                "q",
+                format!("a query is at most {} bytes", traceql::MAX_QUERY_BYTES),
+            ))
+        }
+        Some(q) => traceql::parse(&q).ok().and_then(|q| q.spans),
+        None => None,
+    };
+    let (start, end) = range(query, DEFAULT_TAGS_RANGE)?;
+    Ok((filter, start, end))
+}
+
 async fn tag_values(
     version: Version,
     tag: String,
-    query: Query,
+    mut query: Query,
     claims: Claims,
     state: State,
 ) -> Result<warp::reply::Response, Rejection> {
@@ -386,18 +464,7 @@ async fn tag_values(
             _ => Field::Any(name.clone()),
         },
     };
-    // Tempo narrows the values by `q` when it can and ignores it otherwise.
-    let filter = match param(&query, "q") {
-        Some(q) if q.len() > traceql::MAX_QUERY_BYTES => {
-            return Err(reject(Problem::bad_parameter(
-                "q",
-                format!("a query is at most {} bytes", traceql::MAX_QUERY_BYTES),
-            )))
-        }
-        Some(q) => traceql::parse(q).ok().and_then(|q| q.spans),
-        None => None,
-    };
-    let (start, end) = range(&query, DEFAULT_TAGS_RANGE).map_err(reject)?;
+    let (filter, start, end) = parse_tag_values(&mut query).map_err(reject)?;
     let mut client = db(&state).await?;
     let values = store::tag_values(
         &mut client,

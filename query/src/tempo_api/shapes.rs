@@ -57,6 +57,35 @@ pub struct TraceByIdResponse {
     pub message: String,
 }
 
+/// Fills in what Tempo always writes and Grafana's Tempo data source reads
+/// without checking (its `trace_transform.go` dereferences a span's
+/// `status` and a batch's `scope`, and drops the spans of a resource
+/// without attributes): a status on every span (unset when none was sent),
+/// a scope on every batch, and `service.name` (`unknown_service`, as the
+/// OpenTelemetry SDKs default it) on a resource that has no attributes.
+pub fn complete(resource_spans: &mut [ResourceSpans]) {
+    for rs in resource_spans {
+        let resource = rs.resource.get_or_insert_with(Default::default);
+        if resource.attributes.is_empty() {
+            resource.attributes.push(KeyValue {
+                key: "service.name".into(),
+                value: Some(AnyValue {
+                    value: Some(Any::StringValue(
+                        observatory_schemas::span::UNKNOWN_SERVICE.into(),
+                    )),
+                }),
+                ..Default::default()
+            });
+        }
+        for ss in &mut rs.scope_spans {
+            ss.scope.get_or_insert_with(Default::default);
+            for span in &mut ss.spans {
+                span.status.get_or_insert_with(Default::default);
+            }
+        }
+    }
+}
+
 /// v1 protobuf: `tempopb.Trace`.
 pub fn trace_v1_protobuf(resource_spans: Vec<ResourceSpans>) -> Vec<u8> {
     TempoTrace { resource_spans }.encode_to_vec()
@@ -538,6 +567,32 @@ pub struct TypedValue {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn complete_fills_what_grafana_dereferences() {
+        use observatory_schemas::otlp::trace::ScopeSpans;
+        let mut batches = vec![ResourceSpans {
+            resource: None,
+            scope_spans: vec![ScopeSpans {
+                scope: None,
+                spans: vec![Span::default()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }];
+        complete(&mut batches);
+        let rs = &batches[0];
+        assert_eq!(
+            rs.resource.as_ref().unwrap().attributes[0].key,
+            "service.name"
+        );
+        assert!(rs.scope_spans[0].scope.is_some());
+        assert_eq!(rs.scope_spans[0].spans[0].status, Some(Default::default()));
+        // A resource with attributes keeps exactly its own.
+        let mut again = batches.clone();
+        complete(&mut again);
+        assert_eq!(again, batches);
+    }
+
     use super::*;
     use observatory_schemas::otlp::common::{ArrayValue, KeyValueList};
     use observatory_schemas::otlp::resource::Resource;

@@ -196,6 +196,10 @@ fn text_column(field: &Field) -> Option<&'static str> {
         Field::Name => Some("s.name"),
         Field::StatusMessage => Some("s.status_message"),
         Field::Service => Some("s.service"),
+        Field::ScopeName => Some("s.scope_name"),
+        Field::SpanId => Some("encode(s.span_id, 'hex')"),
+        Field::ParentSpanId => Some("encode(s.parent_span_id, 'hex')"),
+        Field::TraceId => Some("encode(s.trace_id, 'hex')"),
         _ => None,
     }
 }
@@ -537,7 +541,11 @@ pub async fn search(
         let duration = s.end_ns.saturating_sub(s.start_ns) as i64;
         if search.min_duration_ns.is_some_and(|min| duration < min)
             || search.max_duration_ns.is_some_and(|max| duration > max)
-            || !search.query.traces.iter().all(|c| trace_level_holds(c, s))
+            || !search
+                .query
+                .traces
+                .iter()
+                .all(|any| any.iter().any(|c| trace_level_holds(c, s)))
         {
             continue;
         }
@@ -575,14 +583,18 @@ pub async fn search(
 // ---- tags ----
 
 /// The intrinsics the search understands, for `/api/v2/search/tags`.
-pub const INTRINSICS: [&str; 8] = [
+pub const INTRINSICS: [&str; 12] = [
     "duration",
+    "instrumentation:name",
     "kind",
     "name",
     "rootName",
     "rootServiceName",
+    "span:id",
+    "span:parentID",
     "status",
     "statusMessage",
+    "trace:id",
     "traceDuration",
 ];
 
@@ -700,6 +712,9 @@ pub async fn tag_values(
         Field::Name | Field::RootName => ("s.name".to_owned(), false),
         Field::Service | Field::RootServiceName => ("s.service".to_owned(), false),
         Field::StatusMessage => ("s.status_message".to_owned(), false),
+        Field::ScopeName | Field::SpanId | Field::ParentSpanId | Field::TraceId => {
+            (text_column(field).unwrap_or("NULL::text").to_owned(), false)
+        }
         Field::Span(k) => {
             let k = sql.bind(k.clone());
             (format!("(s.attributes -> {k}::text)::text"), true)
@@ -834,8 +849,8 @@ mod tests {
             root_name: None,
         };
         let q = parse(r#"{ traceDuration > 2s && rootServiceName =~ "b.t" && rootName = "<root span not yet received>" }"#).unwrap();
-        assert!(q.traces.iter().all(|c| trace_level_holds(c, &s)));
+        assert!(q.traces.iter().flatten().all(|c| trace_level_holds(c, &s)));
         let q = parse("{ traceDuration < 2s }").unwrap();
-        assert!(!trace_level_holds(&q.traces[0], &s));
+        assert!(!trace_level_holds(&q.traces[0][0], &s));
     }
 }

@@ -61,6 +61,14 @@ pub enum Field {
     RootName,
     /// The root span's service (trace level).
     RootServiceName,
+    /// `span:id`, as hex.
+    SpanId,
+    /// `span:parentID`, as hex (roots have none).
+    ParentSpanId,
+    /// `trace:id`, as hex.
+    TraceId,
+    /// `instrumentation:name`: the instrumentation scope's name.
+    ScopeName,
 }
 
 impl Field {
@@ -175,8 +183,9 @@ impl Expr {
 pub struct Query {
     /// Which spans match.
     pub spans: Option<Expr>,
-    /// Conditions on the whole trace.
-    pub traces: Vec<Cond>,
+    /// Conditions on the whole trace: each group is an `||` of conditions,
+    /// and every group must hold.
+    pub traces: Vec<Vec<Cond>>,
 }
 
 // ---- lexer ----
@@ -418,6 +427,10 @@ pub fn field(name: &str) -> Result<Field, SyntaxError> {
         "traceDuration" | "trace:duration" => Field::TraceDuration,
         "rootName" | "trace:rootName" => Field::RootName,
         "rootServiceName" | "trace:rootService" => Field::RootServiceName,
+        "span:id" => Field::SpanId,
+        "span:parentID" => Field::ParentSpanId,
+        "trace:id" => Field::TraceId,
+        "instrumentation:name" => Field::ScopeName,
         "resource.service.name" => Field::Service,
         _ => {
             if let Some(key) = name.strip_prefix("span.") {
@@ -465,13 +478,22 @@ fn number(text: &str) -> Result<Literal, SyntaxError> {
 }
 
 /// Checks that a condition's value fits its field and operator.
-fn check(c: Cond) -> Result<Cond, SyntaxError> {
+fn check(mut c: Cond) -> Result<Cond, SyntaxError> {
     use Field as F;
     use Literal as L;
     let ok = match (&c.field, &c.value) {
-        (F::Name | F::StatusMessage | F::Service | F::RootName | F::RootServiceName, L::Str(_)) => {
-            !c.op.is_order()
-        }
+        (
+            F::Name
+            | F::StatusMessage
+            | F::Service
+            | F::RootName
+            | F::RootServiceName
+            | F::ScopeName
+            | F::SpanId
+            | F::ParentSpanId
+            | F::TraceId,
+            L::Str(_),
+        ) => !c.op.is_order(),
         (F::Status, L::Status(_)) | (F::Kind, L::Kind(_)) => matches!(c.op, Op::Eq | Op::Ne),
         (F::Duration | F::TraceDuration, L::Duration(_)) => !matches!(c.op, Op::Re | Op::NotRe),
         (F::Span(_) | F::Resource(_) | F::Any(_), L::Str(_)) => !c.op.is_order(),
@@ -486,6 +508,12 @@ fn check(c: Cond) -> Result<Cond, SyntaxError> {
             "unsupported comparison {:?} {:?} {:?}",
             c.field, c.op, c.value
         ));
+    }
+    // Ids are stored as bytes and compared as lowercase hex.
+    if let (F::SpanId | F::ParentSpanId | F::TraceId, Op::Eq | Op::Ne, L::Str(id)) =
+        (&c.field, c.op, &mut c.value)
+    {
+        id.make_ascii_lowercase();
     }
     if let (Op::Re | Op::NotRe, L::Str(re)) = (c.op, &c.value) {
         if let Err(e) = regex::Regex::new(&anchored(re)) {
@@ -540,9 +568,26 @@ fn split_trace_level(spans: Option<Expr>) -> Result<Query, SyntaxError> {
     let mut rest = Vec::new();
     for t in terms {
         match t {
-            Expr::Cond(c) if c.field.is_trace_level() => query.traces.push(c),
+            Expr::Cond(c) if c.field.is_trace_level() => query.traces.push(vec![c]),
+            // `(rootServiceName = "a" || rootServiceName = "b")`, as Grafana's
+            // search builder writes several values of one field.
+            Expr::Or(items)
+                if items
+                    .iter()
+                    .all(|i| matches!(i, Expr::Cond(c) if c.field.is_trace_level())) =>
+            {
+                query.traces.push(
+                    items
+                        .into_iter()
+                        .filter_map(|i| match i {
+                            Expr::Cond(c) => Some(c),
+                            _ => None,
+                        })
+                        .collect(),
+                )
+            }
             e if e.conds().iter().any(|c| c.field.is_trace_level()) => {
-                return err("trace-level fields (traceDuration, rootName, rootServiceName) may only be combined with &&");
+                return err("trace-level fields (traceDuration, rootName, rootServiceName) may only be combined with && or in an || of trace-level conditions only");
             }
             e => rest.push(e),
         }
@@ -577,16 +622,16 @@ pub fn tags(text: &str) -> Result<Query, SyntaxError> {
         match key.as_str() {
             "name" => span.push(cond(Field::Name, Op::Contains, Literal::Str(value))),
             "service.name" => span.push(cond(Field::Service, Op::Contains, Literal::Str(value))),
-            "root.name" => {
-                query
-                    .traces
-                    .push(cond(Field::RootName, Op::Contains, Literal::Str(value)))
-            }
-            "root.service.name" => query.traces.push(cond(
+            "root.name" => query.traces.push(vec![cond(
+                Field::RootName,
+                Op::Contains,
+                Literal::Str(value),
+            )]),
+            "root.service.name" => query.traces.push(vec![cond(
                 Field::RootServiceName,
                 Op::Contains,
                 Literal::Str(value),
-            )),
+            )]),
             "status.code" => match keyword(&value) {
                 Ok(status @ Literal::Status(_)) => span.push(cond(Field::Status, Op::Eq, status)),
                 _ => return err(format!("status.code is error, ok or unset, not {value:?}")),
@@ -782,12 +827,39 @@ mod tests {
         let q =
             parse(r#"{ traceDuration > 2s && name = "a" && rootServiceName = "svc" }"#).unwrap();
         assert_eq!(q.traces.len(), 2);
-        assert_eq!(q.traces[0].field, Field::TraceDuration);
+        assert_eq!(q.traces[0][0].field, Field::TraceDuration);
         assert_eq!(
             q.spans,
             Some(cond(Field::Name, Op::Eq, Literal::Str("a".into())))
         );
         assert!(parse(r#"{ traceDuration > 2s || name = "a" }"#).is_err());
+        // Several values of a trace-level field, as Grafana's builder writes them.
+        let q =
+            parse(r#"{ (rootServiceName = "a" || rootServiceName = "b") && name = "x" }"#).unwrap();
+        assert_eq!(q.traces.len(), 1);
+        assert_eq!(q.traces[0].len(), 2);
+        assert!(q.spans.is_some());
+        assert!(parse(r#"{ (rootServiceName = "a" || name = "b") }"#).is_err());
+    }
+
+    #[test]
+    fn grafana_id_and_scope_intrinsics() {
+        let q = parse(r#"{ span:id = "00F067AA0BA902B7" && instrumentation:name = "openai" }"#)
+            .unwrap();
+        assert_eq!(
+            q.spans,
+            Some(Expr::And(vec![
+                cond(
+                    Field::SpanId,
+                    Op::Eq,
+                    Literal::Str("00f067aa0ba902b7".into())
+                ),
+                cond(Field::ScopeName, Op::Eq, Literal::Str("openai".into())),
+            ]))
+        );
+        assert!(parse(r#"{ trace:id != "ab" || span:parentID =~ "00.*" }"#).is_ok());
+        assert!(parse(r#"{ span:id > "ab" }"#).is_err());
+        assert!(parse(r#"{ event:name = "x" }"#).is_err());
     }
 
     #[test]
