@@ -10,7 +10,7 @@ use observatory_schemas::otlp::common::KeyValue;
 use observatory_schemas::otlp::resource::Resource;
 use observatory_schemas::otlp::trace::{status, ResourceSpans, ScopeSpans, Span, Status};
 use observatory_schemas::otlp::trace_service::ExportTraceServiceRequest;
-use observatory_schemas::testing::{kv_int, kv_str};
+use observatory_schemas::testing::{kv_f64, kv_int, kv_str};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -27,6 +27,10 @@ struct Call {
     duration_ms: u64,
     user: &'static str,
     prompt: Option<&'static str>,
+    /// The call itself failed (its span's status is an error).
+    error: bool,
+    /// Time to first token, reported in seconds as the SDKs do.
+    ttft_ms: Option<u64>,
 }
 
 /// A fixture trace: a root span with attributes, and its model calls.
@@ -70,6 +74,12 @@ fn request(f: &Fixture, base_ns: u64) -> ExportTraceServiceRequest {
         if let Some(p) = c.prompt {
             attributes.push(kv_str("gen_ai.input.messages", p));
         }
+        if let Some(ttft) = c.ttft_ms {
+            attributes.push(kv_f64(
+                "gen_ai.response.time_to_first_chunk",
+                ttft as f64 / 1000.0,
+            ));
+        }
         spans.push(Span {
             span_id: vec![2, i as u8 + 1, 0, 0, 0, 0, 0, 0],
             parent_span_id: vec![1; 8],
@@ -78,7 +88,10 @@ fn request(f: &Fixture, base_ns: u64) -> ExportTraceServiceRequest {
             start_time_unix_nano: start,
             end_time_unix_nano: start + c.duration_ms * MS,
             attributes,
-            status: None,
+            status: c.error.then(|| Status {
+                code: status::StatusCode::Error as i32,
+                message: "rate limited".into(),
+            }),
             ..root.clone()
         });
     }
@@ -116,6 +129,8 @@ fn call(
         duration_ms,
         user,
         prompt: None,
+        error: false,
+        ttft_ms: None,
     }
 }
 
@@ -198,6 +213,48 @@ fn beta() -> Vec<Fixture> {
     }]
 }
 
+/// Gamma's traces, for error rates and time to first token: G1 (four
+/// gpt-4o-mini calls of 100..400 ms, TTFT 50..80 ms, the 300 ms one failed)
+/// and G2 (two claude-3-5-sonnet calls of 1 s and 3 s, TTFT 0.5 s and 0.9 s,
+/// the 3 s one failed), one minute apart.
+fn gamma() -> Vec<Fixture> {
+    let mini = |ms: u64, ttft: u64, error: bool| Call {
+        error,
+        ttft_ms: Some(ttft),
+        ..call("openai", "gpt-4o-mini", 100, 10, ms, "g-1")
+    };
+    let sonnet = |ms: u64, ttft: u64, error: bool| Call {
+        error,
+        ttft_ms: Some(ttft),
+        ..call("anthropic", "claude-3-5-sonnet", 1000, 100, ms, "g-2")
+    };
+    vec![
+        Fixture {
+            id: 0xc1,
+            service: "chat-api",
+            environment: "prod",
+            root_ms: 2000,
+            error: false,
+            attrs: vec![],
+            calls: vec![
+                mini(100, 50, false),
+                mini(200, 60, false),
+                mini(300, 70, true),
+                mini(400, 80, false),
+            ],
+        },
+        Fixture {
+            id: 0xc2,
+            service: "rag",
+            environment: "dev",
+            root_ms: 4000,
+            error: false,
+            attrs: vec![],
+            calls: vec![sonnet(1000, 500, false), sonnet(3000, 900, true)],
+        },
+    ]
+}
+
 struct Client {
     http: reqwest::Client,
     api: String,
@@ -270,27 +327,43 @@ fn rfc3339(t: SystemTime) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn search_metrics_costs_budgets_and_models_on_known_fixtures() {
     let pipeline = Pipeline::start(
-        "key-acme=acme,key-beta=beta",
+        "key-acme=acme,key-beta=beta,key-gamma=gamma",
         &[("CAPTURE_CONTENT", "true".into())],
         WAIT,
     )
     .await;
     let (db, collector) = (&pipeline.db, &pipeline.collector);
 
-    // Every fixture starts in one minute, 20 minutes ago.
+    // Every fixture starts in one minute, 20 minutes ago (gamma's second
+    // one minute apart).
     let now_s = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs();
     let minute = (now_s - 20 * 60) / 60 * 60;
     let base_ns = minute * 1_000_000_000 + 5_000_000_000;
-    let (acme, beta) = (acme(), beta());
-    let spans: usize = acme.iter().chain(&beta).map(|f| 1 + f.calls.len()).sum();
+    let (acme, beta, gamma) = (acme(), beta(), gamma());
+    let spans: usize = acme
+        .iter()
+        .chain(&beta)
+        .chain(&gamma)
+        .map(|f| 1 + f.calls.len())
+        .sum();
     for f in &acme {
         export(collector, "key-acme", request(f, base_ns)).await;
     }
     for f in &beta {
         export(collector, "key-beta", request(f, base_ns)).await;
+    }
+    // Gamma's second trace one minute after the first, or before it when
+    // that would cross an hour: both stay in one hour (and day).
+    let next_minute = if minute % 3600 == 3540 { -60 } else { 60 };
+    let gamma_at = [
+        base_ns,
+        base_ns.wrapping_add_signed(next_minute * 1_000_000_000),
+    ];
+    for (f, at) in gamma.iter().zip(gamma_at) {
+        export(collector, "key-gamma", request(f, at)).await;
     }
     pipeline.wait_for_spans(spans as i64, WAIT).await;
 
@@ -662,6 +735,174 @@ async fn search_metrics_costs_budgets_and_models_on_known_fixtures() {
     assert_eq!(list[0]["price"]["output_per_million"], 10.0);
     let beta_models = c.get(&format!("/api/v1/models?{window}"), &other).await;
     assert_eq!(beta_models["models"].as_array().unwrap().len(), 1);
+
+    errors_and_time_to_first_token(&c, &window, &token("gamma", "viewer", "1h")).await;
+}
+
+/// Gamma's calls: error counts and rates, latency and TTFT percentiles per
+/// provider and overall, at every bucket size from 1m to 1d, by service and
+/// environment, and the costs split by provider; against hand-computed values.
+async fn errors_and_time_to_first_token(c: &Client, window: &str, gamma: &str) {
+    let ub = |ms: f64| upper_bound_ms(bucket(ms));
+    let mini_cost = 4.0 * (100.0 * 0.15e-6 + 10.0 * 0.6e-6);
+    let sonnet_cost = 2.0 * (1000.0 * 3e-6 + 100.0 * 15e-6);
+    let num = |v: &Value, path: &str| -> f64 {
+        v.pointer(path)
+            .and_then(Value::as_f64)
+            .unwrap_or_else(|| panic!("{path} in {v}"))
+    };
+    // Per provider: each provider's calls are in one minute, so one point.
+    let m = c
+        .get(
+            &format!("/api/v1/llm/metrics?{window}&bucket=1h&group_by=provider"),
+            gamma,
+        )
+        .await;
+    let point = |provider: &str| -> Value {
+        let series: Vec<&Value> = m["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["group"]["provider"] == provider)
+            .collect();
+        assert_eq!(series.len(), 1, "{provider}: {m}");
+        assert_eq!(series[0]["points"].as_array().unwrap().len(), 1, "{m}");
+        series[0]["points"][0].clone()
+    };
+    let openai = point("openai");
+    assert_eq!(openai["calls"], 4, "{openai}");
+    assert_eq!(openai["errors"], 1, "{openai}");
+    assert!(close(num(&openai, "/error_rate"), 0.25), "{openai}");
+    assert_eq!(openai["input_tokens"], 400);
+    assert_eq!(openai["output_tokens"], 40);
+    assert!(close(num(&openai, "/cost_usd"), mini_cost), "{openai}");
+    // Latencies 100, 200, 300, 400: p50 is rank 2, p95 and p99 rank 4.
+    assert!(
+        close(num(&openai, "/latency_ms/p50"), ub(200.0)),
+        "{openai}"
+    );
+    assert!(
+        close(num(&openai, "/latency_ms/p95"), ub(400.0)),
+        "{openai}"
+    );
+    assert!(
+        close(num(&openai, "/latency_ms/p99"), ub(400.0)),
+        "{openai}"
+    );
+    // TTFT 50, 60, 70, 80.
+    assert!(close(num(&openai, "/ttft_ms/p50"), ub(60.0)), "{openai}");
+    assert!(close(num(&openai, "/ttft_ms/p95"), ub(80.0)), "{openai}");
+    let anthropic = point("anthropic");
+    assert_eq!(anthropic["calls"], 2);
+    assert_eq!(anthropic["errors"], 1);
+    assert!(close(num(&anthropic, "/error_rate"), 0.5), "{anthropic}");
+    assert!(close(num(&anthropic, "/cost_usd"), sonnet_cost));
+    assert!(close(num(&anthropic, "/latency_ms/p50"), ub(1000.0)));
+    assert!(close(num(&anthropic, "/latency_ms/p99"), ub(3000.0)));
+    assert!(close(num(&anthropic, "/ttft_ms/p50"), ub(500.0)));
+    assert!(close(num(&anthropic, "/ttft_ms/p95"), ub(900.0)));
+
+    // Every bucket size sums to the same totals; from the hour up the two
+    // minutes share one bucket, whose percentiles are over all six calls:
+    // latencies 100..400, 1000, 3000 (p50 rank 3), TTFT 50..80, 500, 900.
+    for (size, source) in [
+        ("1m", "rollups_1m"),
+        ("5m", "rollups_1m"),
+        ("15m", "rollups_1m"),
+        ("1h", "rollups_1h"),
+        ("6h", "rollups_1h"),
+        ("1d", "rollups_1h"),
+    ] {
+        let m = c
+            .get(
+                &format!("/api/v1/llm/metrics?{window}&bucket={size}"),
+                gamma,
+            )
+            .await;
+        assert_eq!(m["source"], source, "{size}: {m}");
+        assert_eq!(m["series"].as_array().unwrap().len(), 1, "{size}: {m}");
+        let points = m["series"][0]["points"].as_array().unwrap();
+        let sum = |key: &str| -> f64 { points.iter().map(|p| p[key].as_f64().unwrap()).sum() };
+        assert_eq!(sum("calls"), 6.0, "{size}: {m}");
+        assert_eq!(sum("errors"), 2.0, "{size}: {m}");
+        assert!(close(sum("cost_usd"), mini_cost + sonnet_cost), "{size}");
+        if size == "1m" {
+            let calls: Vec<i64> = points
+                .iter()
+                .map(|p| p["calls"].as_i64().unwrap())
+                .collect();
+            assert!(calls == [4, 2] || calls == [2, 4], "{m}");
+        }
+        if matches!(size, "1h" | "6h" | "1d") {
+            assert_eq!(points.len(), 1, "{size}: {m}");
+            let p = &points[0];
+            assert!(close(num(p, "/error_rate"), 2.0 / 6.0), "{size}: {p}");
+            assert!(close(num(p, "/latency_ms/p50"), ub(300.0)), "{size}: {p}");
+            assert!(close(num(p, "/latency_ms/p95"), ub(3000.0)), "{size}: {p}");
+            assert!(close(num(p, "/latency_ms/p99"), ub(3000.0)), "{size}: {p}");
+            assert!(close(num(p, "/ttft_ms/p50"), ub(70.0)), "{size}: {p}");
+            assert!(close(num(p, "/ttft_ms/p95"), ub(900.0)), "{size}: {p}");
+        }
+    }
+
+    // By service and environment together.
+    let m = c
+        .get(
+            &format!("/api/v1/llm/metrics?{window}&bucket=1d&group_by=service,environment"),
+            gamma,
+        )
+        .await;
+    let mut groups: Vec<(String, String, i64)> = m["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["group"]["service"].as_str().unwrap().to_owned(),
+                s["group"]["environment"].as_str().unwrap().to_owned(),
+                s["points"][0]["calls"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    groups.sort();
+    assert_eq!(
+        groups,
+        [
+            ("chat-api".to_owned(), "prod".to_owned(), 4),
+            ("rag".to_owned(), "dev".to_owned(), 2)
+        ],
+        "{m}"
+    );
+    // By user, read from llm_calls: the same errors and TTFT as the rollups.
+    let m = c
+        .get(
+            &format!("/api/v1/llm/metrics?{window}&bucket=1h&group_by=user&provider=openai"),
+            gamma,
+        )
+        .await;
+    assert_eq!(m["source"], "llm_calls");
+    let p = &m["series"][0]["points"][0];
+    assert_eq!(m["series"][0]["group"]["user"], "g-1", "{m}");
+    assert_eq!(
+        (p["calls"].as_i64(), p["errors"].as_i64()),
+        (Some(4), Some(1))
+    );
+    assert!(close(num(p, "/ttft_ms/p50"), ub(60.0)), "{p}");
+    assert!(close(num(p, "/ttft_ms/p95"), ub(80.0)), "{p}");
+
+    // Costs by provider: the top one, its share, and the rest.
+    let costs = c
+        .get(
+            &format!("/api/v1/llm/costs?{window}&group_by=provider&top=1"),
+            gamma,
+        )
+        .await;
+    let total = mini_cost + sonnet_cost;
+    assert!(close(num(&costs, "/total/cost_usd"), total), "{costs}");
+    assert_eq!(costs["total"]["calls"], 6);
+    assert_eq!(costs["top"][0]["group"]["provider"], "anthropic");
+    assert!(close(num(&costs, "/top/0/share"), sonnet_cost / total));
+    assert!(close(num(&costs, "/other/cost_usd"), mini_cost), "{costs}");
 }
 
 async fn get_with_cache(c: &Client, path: &str, token: &str) -> (Value, String) {
