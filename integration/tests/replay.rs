@@ -5,7 +5,8 @@
 //! written exactly once by `dlq replay` (and kept, with its new reason, while
 //! the cause is not fixed); a Tempo replay writes only what no block holds
 //! (nothing when everything is stored, a lost block's traces when it is
-//! lost), in a local folder and in S3.
+//! lost), in a local folder and in S3; and a Tempo dead letter sent back
+//! twice lands in one block.
 
 use observatory_consumer::tempo::store::BlockStore;
 use observatory_integration::bucket::{local_bucket, s3_bucket, s3_endpoint, Bucket};
@@ -724,4 +725,125 @@ async fn a_tempo_replay_writes_only_what_is_missing_in_a_local_folder() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tempo_replay_writes_only_what_is_missing_in_s3() {
     tempo_replay_writes_only_what_is_missing(s3_bucket(&s3_endpoint())).await;
+}
+
+/// A dead letter of the Tempo sink that it can write now goes back into a
+/// block once: sent back twice (a fresh DLQ group), it lands in the same
+/// block, not a copy. A letter that still cannot be decoded fails again and
+/// is kept; the other sink's letters are read past, not written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tempo_dead_letters_go_back_into_one_block() {
+    use prost::Message;
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let bucket = local_bucket();
+    let store = &bucket.store;
+    let topic = unique("spans");
+    let dlq = format!("{topic}.dlq");
+    let _collector = Collector::for_topic(&kafka_brokers(), &topic, WAIT).await;
+    let mut env = sink_env(&topic, "postgres://unused@127.0.0.1:1/none");
+    env.extend(bucket.env.iter().cloned());
+    env.push(("DLQ_GROUP_ID", unique("dlq")));
+    let mut live_env = env.clone();
+    live_env.push(("KAFKA_GROUP_ID", unique("tempo")));
+    let mut live = Service::consumer("tempo", &live_env);
+    live.wait_ready(WAIT).await;
+
+    // The live sink gives up on a message with broken framing.
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka_brokers())
+        .create()
+        .unwrap();
+    producer
+        .send(
+            FutureRecord::to(&topic)
+                .key("framing")
+                .payload(&b"\x0a\xff\xff\xff\x0fnot protobuf"[..]),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("the poison is produced");
+    wait_for("the dead letter", WAIT, || async {
+        (live.metric("observatory_consumer_dlq_messages_total").await == 1.0).then_some(())
+    })
+    .await;
+    live.terminate();
+    // Two more letters, as the sinks write them: one of the Tempo sink that
+    // it can write now, one of the PostgreSQL sink.
+    for (trace, sink, offset) in [(0x6b_u8, "tempo", "1000"), (0x6c, "timescale", "1001")] {
+        let headers = [
+            ("dlq-sink", sink),
+            ("dlq-reason", "object storage: timed out"),
+            ("dlq-source-topic", topic.as_str()),
+            ("dlq-source-partition", "0"),
+            ("dlq-source-offset", offset),
+            ("span-count", "1"),
+        ]
+        .into_iter()
+        .fold(OwnedHeaders::new(), |h, (key, value)| {
+            h.insert(Header {
+                key,
+                value: Some(value),
+            })
+        });
+        let key = trace_key(&[trace; 16]);
+        producer
+            .send(
+                FutureRecord::to(&dlq)
+                    .key(&key[..])
+                    .payload(&poison_request(trace).encode_to_vec())
+                    .headers(headers),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("the letter is produced");
+    }
+    let in_blocks = |stored: &BTreeMap<String, BTreeSet<[u8; 16]>>, trace: u8| {
+        stored
+            .values()
+            .filter(|ids| ids.contains(&[trace; 16]))
+            .count()
+    };
+    assert_eq!(in_blocks(&block_traces(store).await, 0x6b), 0);
+
+    // Sent back: the writable letter lands in a block; the broken one fails
+    // again (a new letter keeps it); the PostgreSQL sink's is read past.
+    let replay = ["dlq", "replay", "--sink", "tempo"];
+    let first = consumer(&replay, &env).await;
+    assert!(!first.ok, "a letter that fails again is reported");
+    assert_eq!(first.summary("messages"), 3, "{}", first.stdout);
+    assert_eq!(first.summary("dead_letters"), 1, "{}", first.stdout);
+    let stored = block_traces(store).await;
+    assert_eq!(in_blocks(&stored, 0x6b), 1, "{stored:?}");
+    assert_eq!(in_blocks(&stored, 0x6c), 0, "not this sink's letter");
+    let names: BTreeSet<String> = objects(store).await.into_keys().collect();
+    let (brokers, dlq_topic) = (kafka_brokers(), dlq.clone());
+    let letters = tokio::task::spawn_blocking(move || {
+        read_topic(&brokers, &dlq_topic, WAIT, |r| r.len() >= 4)
+    })
+    .await
+    .unwrap();
+    assert_eq!(letters.len(), 4, "the broken letter is kept, once more");
+    assert_eq!(letters[3].headers["dlq-sink"], "tempo");
+    assert_eq!(letters[3].key.as_deref(), Some("framing"));
+
+    // Sent back again by a fresh group: the same block, not a copy.
+    let fresh = consumer(
+        &[
+            "dlq",
+            "replay",
+            "--sink",
+            "tempo",
+            "--group",
+            &unique("dlq"),
+        ],
+        &env,
+    )
+    .await;
+    assert_eq!(fresh.summary("messages"), 4, "{}", fresh.stdout);
+    assert_eq!(fresh.summary("dead_letters"), 2, "{}", fresh.stdout);
+    let again = block_traces(store).await;
+    assert_eq!(in_blocks(&again, 0x6b), 1, "{again:?}");
+    let names_again: BTreeSet<String> = objects(store).await.into_keys().collect();
+    assert_eq!(names_again, names, "no new object");
 }
