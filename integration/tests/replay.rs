@@ -746,6 +746,7 @@ async fn tempo_dead_letters_go_back_into_one_block() {
     env.push(("DLQ_GROUP_ID", unique("dlq")));
     let mut live_env = env.clone();
     live_env.push(("KAFKA_GROUP_ID", unique("tempo")));
+    live_env.push(("TEMPO_BLOCK_MAX_AGE", "1s".to_owned()));
     let mut live = Service::consumer("tempo", &live_env);
     live.wait_ready(WAIT).await;
 
