@@ -245,28 +245,23 @@ async fn blocks(store: &BlockStore, tenant: &str) -> Vec<(BlockMeta, bytes::Byte
     out
 }
 
-/// Every sent span found in the blocks of `tenant`, looking each trace up as
-/// Tempo does (bloom, then the file): span key -> the copies found.
-async fn find_all(store: &BlockStore, tenant: &str, sent: &Sent) -> Sent {
+/// Every span found in the complete blocks of `tenant` (each block read in
+/// one pass; the bloom filter must say maybe for every trace a block holds,
+/// as Tempo looks traces up by it): span key -> the copies found.
+async fn find_all(store: &BlockStore, tenant: &str) -> Sent {
     let blocks = blocks(store, tenant).await;
-    let trace_ids: std::collections::BTreeSet<[u8; 16]> = sent
-        .keys()
-        .map(|(t, _)| t.clone().try_into().unwrap())
-        .collect();
     let mut found: Sent = BTreeMap::new();
     for (meta, data, blooms) in &blocks {
         let file = DataFile::open(data.clone()).unwrap();
         assert_eq!(file.traces(), meta.total_objects);
-        for id in &trace_ids {
-            let shard = shard_of(id, blooms.len() as u64) as usize;
-            if let Some(rs) = file.find(id).unwrap() {
-                assert!(
-                    blooms[shard].may_contain(id),
-                    "bloom says no for a trace block {} holds",
-                    meta.block_id
-                );
-                placed(&rs, &mut found);
-            }
+        for (id, rs) in file.all().unwrap() {
+            let shard = shard_of(&id, blooms.len() as u64) as usize;
+            assert!(
+                blooms[shard].may_contain(&id),
+                "bloom says no for a trace block {} holds",
+                meta.block_id
+            );
+            placed(&rs, &mut found);
         }
     }
     found
@@ -277,8 +272,10 @@ async fn find_all(store: &BlockStore, tenant: &str, sent: &Sent) -> Sent {
 /// the store), then checks that each is there exactly once, as sent.
 async fn assert_all_found(store: &BlockStore, tenant: &str, sent: &Sent) {
     let found = wait_for("every span in a complete block", WAIT, || async {
-        let found = find_all(store, tenant, sent).await;
-        (found.len() == sent.len()).then_some(found)
+        let found = find_all(store, tenant).await;
+        sent.keys()
+            .all(|key| found.contains_key(key))
+            .then_some(found)
     })
     .await;
     for (key, spans) in &found {
@@ -289,6 +286,7 @@ async fn assert_all_found(store: &BlockStore, tenant: &str, sent: &Sent) {
             spans.len()
         );
     }
+    assert_eq!(found.len(), sent.len(), "only the spans sent are stored");
     for (key, expected) in sent {
         assert_eq!(found.get(key), Some(expected), "span {key:02x?}");
     }
@@ -377,17 +375,7 @@ async fn sigkill_mid_block_then_restart_loses_no_trace_and_copies_no_block() {
     sink.start();
     let total = sent.len();
     wait_for("every span in a block after the restart", WAIT, || async {
-        let blocks = blocks(&bucket.store, "single-tenant").await;
-        let mut found = BTreeMap::new();
-        for (_, data, _) in &blocks {
-            let file = DataFile::open(data.clone()).unwrap();
-            for id in file.trace_ids().unwrap() {
-                if let Some(rs) = file.find(&id).unwrap() {
-                    placed(&rs, &mut found);
-                }
-            }
-        }
-        (found.len() >= total).then_some(())
+        (find_all(&bucket.store, "single-tenant").await.len() >= total).then_some(())
     })
     .await;
     assert_all_found(&bucket.store, "single-tenant", &sent).await;

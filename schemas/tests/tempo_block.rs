@@ -241,6 +241,13 @@ fn every_trace_reads_back_span_for_span() {
         assert_eq!(normalized(&read), normalized(sent), "trace {id:02x?}");
     }
     assert!(data.find(&[0xee; 16]).unwrap().is_none());
+    // One pass over every row reads the same traces, in id order.
+    let all = data.all().unwrap();
+    assert_eq!(all.len(), traces.len());
+    for ((id, read), (sent_id, sent)) in all.iter().zip(&traces) {
+        assert_eq!(id, sent_id);
+        assert_eq!(normalized(read), normalized(sent), "trace {id:02x?}");
+    }
 }
 
 #[test]

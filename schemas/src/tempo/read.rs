@@ -27,6 +27,9 @@ pub enum ReadError {
     Shape(&'static str),
 }
 
+/// A trace read back: its id and its spans as OTLP.
+pub type Trace = ([u8; 16], Vec<ResourceSpans>);
+
 /// An opened `data.parquet`.
 pub struct DataFile {
     reader: SerializedFileReader<Bytes>,
@@ -68,6 +71,21 @@ impl DataFile {
             return Err(ReadError::Shape("TraceID is not a byte array"));
         }
         Ok(values)
+    }
+
+    /// Every trace in file order, with its id: one pass over the rows (where
+    /// [`DataFile::find`] of each id would decode a row group's rows up to
+    /// that id, every time).
+    pub fn all(&self) -> Result<Vec<Trace>, ReadError> {
+        let mut out = Vec::new();
+        for group in 0..self.row_groups() {
+            let ids = self.row_group_ids(group)?;
+            let row_group = self.reader.get_row_group(group)?;
+            for (id, row) in ids.iter().zip(row_group.get_row_iter(None)?) {
+                out.push((id16(id), trace_from_row(&row?)?));
+            }
+        }
+        Ok(out)
     }
 
     /// The trace with this id, as OTLP resource spans; `None` when the file
