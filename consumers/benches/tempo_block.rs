@@ -1,7 +1,7 @@
 //! The Tempo sink's CPU hot path: skim the Kafka messages of a cut at poll
 //! time (one trace each, as the collector writes them), then decode them
 //! and encode them into a vParquet4 block (parquet, blooms, index, meta),
-//! on one thread.
+//! on one thread. And the read side: one trace found by id in such a block.
 //!
 //! `cargo bench -p observatory-consumer --bench tempo_block`
 //!
@@ -16,6 +16,7 @@ use observatory_consumer::tempo::{build_block, decode, TraceMessage};
 use observatory_schemas::otlp::trace::{ResourceSpans, ScopeSpans};
 use observatory_schemas::otlp::trace_service::ExportTraceServiceRequest;
 use observatory_schemas::tempo::meta::{block_id, SINGLE_TENANT};
+use observatory_schemas::tempo::read::DataFile;
 use observatory_schemas::tempo::write::DEFAULT_ROW_GROUP_BYTES;
 use observatory_schemas::testing::TraceGenerator;
 use prost::Message;
@@ -99,8 +100,8 @@ fn bench(c: &mut Criterion) {
     let spans = 50_000;
     let mut group = c.benchmark_group("tempo_block");
     group.sample_size(10);
-    group.throughput(Throughput::Elements(spans as u64));
     for (name, content) in [("no_content", 0), ("2kb_content", 2048)] {
+        group.throughput(Throughput::Elements(spans as u64));
         let messages = messages(spans, content);
         let otlp: usize = messages.iter().map(|m| m.payload.len()).sum();
         let block = encode(&messages);
@@ -122,6 +123,30 @@ fn bench(c: &mut Criterion) {
         group.bench_function(format!("decode_and_encode_{name}"), |b| {
             b.iter(|| encode(&messages))
         });
+        if content == 0 {
+            // Trace by id from a block, as the query API's fallback reads it:
+            // the first and the last trace of the file (the reader decodes
+            // a row group's rows up to the one it wants).
+            let data = block.objects[0].1.clone();
+            let ids = DataFile::open(data.clone()).unwrap().trace_ids().unwrap();
+            eprintln!(
+                "{name}: {} row groups, {} traces",
+                DataFile::open(data.clone()).unwrap().row_groups(),
+                ids.len()
+            );
+            group.throughput(Throughput::Elements(1));
+            for (which, id) in [("first", ids[0]), ("last", ids[ids.len() - 1])] {
+                group.bench_function(format!("find_{which}_trace_{name}"), |b| {
+                    b.iter(|| {
+                        DataFile::open(data.clone())
+                            .unwrap()
+                            .find(&id)
+                            .unwrap()
+                            .unwrap()
+                    })
+                });
+            }
+        }
     }
     group.finish();
 }

@@ -250,6 +250,37 @@ fn every_trace_reads_back_span_for_span() {
     }
 }
 
+/// A lookup skips the rows before its own, whole pages at a time: what it
+/// reads deep in a row group of many pages is the row read in order.
+#[test]
+fn a_trace_deep_in_a_row_group_of_many_pages_is_found_whole() {
+    // A 4 KiB attribute on every span: that column spans many pages.
+    let mut traces = traces();
+    for (n, rs) in traces.values_mut().flatten().enumerate() {
+        for span in rs.scope_spans.iter_mut().flat_map(|ss| &mut ss.spans) {
+            span.attributes
+                .push(kv_str("payload", format!("{n:08}{}", "x".repeat(4096))));
+        }
+    }
+    let block = write_block(&traces, 64 << 20);
+    let bytes = block.objects[0].1.clone();
+    let data = DataFile::open(bytes.clone()).unwrap();
+    assert_eq!(data.row_groups(), 1);
+    let file = parquet::file::reader::SerializedFileReader::new(bytes).unwrap();
+    let biggest = (0..file.metadata().row_group(0).num_columns())
+        .map(|c| file.metadata().row_group(0).column(c).uncompressed_size())
+        .max()
+        .unwrap();
+    assert!(
+        biggest > 3 << 20,
+        "a column of several 1 MiB pages: {biggest} B"
+    );
+    let all = data.all().unwrap();
+    for (id, trace) in all.iter().step_by(53).chain(all.last()) {
+        assert_eq!(data.find(id).unwrap().as_ref(), Some(trace), "{id:02x?}");
+    }
+}
+
 #[test]
 fn rows_are_sorted_and_unique_and_the_index_names_each_row_groups_last_id() {
     let traces = traces();

@@ -4,17 +4,24 @@
 //! Used by the query API for traces older than the PostgreSQL retention and
 //! by the tests. Lookup follows Tempo (tempo-blocks.md §5): the bloom filter
 //! first (the caller's job, with [`super::bloom`]), then the row groups whose
-//! TraceID min/max statistics hold the id, then a scan of that column.
+//! TraceID min/max statistics hold the id, then a scan of that column, then
+//! that one row, every column skipping the rows before it (whole pages by
+//! their headers' row counts) rather than assembling them.
 
 use super::schema::RESOURCE_WELL_KNOWN;
 use crate::otlp::common::{any_value::Value, AnyValue, ArrayValue, InstrumentationScope, KeyValue};
 use crate::otlp::resource::Resource;
 use crate::otlp::trace::{span, ResourceSpans, ScopeSpans, Span, Status};
 use bytes::Bytes;
+use parquet::bloom_filter::Sbbf;
+use parquet::column::page::PageReader;
 use parquet::column::reader::ColumnReader;
 use parquet::data_type::ByteArray;
-use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::file::metadata::RowGroupMetaData;
+use parquet::file::reader::{FileReader, RowGroupReader, SerializedFileReader};
+use parquet::record::reader::{RowIter, TreeBuilder};
 use parquet::record::{Field, Row};
+use parquet::schema::types::Type as SchemaType;
 
 /// Why a block could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -109,15 +116,70 @@ impl DataFile {
             let Ok(row) = ids.binary_search_by(|id| id.data().cmp(&trace_id[..])) else {
                 continue;
             };
-            let row = self
-                .reader
-                .get_row_group(group)?
-                .get_row_iter(None)?
-                .nth(row)
+            // Every column skips to the row first: whole pages by their
+            // headers' row counts (data page v2), without decoding them.
+            let skipping = SkippingRowGroup {
+                inner: self.reader.get_row_group(group)?,
+                skip: row,
+            };
+            let schema = self.reader.metadata().file_metadata().schema_descr_ptr();
+            let row = TreeBuilder::new()
+                .as_iter(schema, &skipping)?
+                .next()
                 .ok_or(ReadError::Shape("row missing"))??;
             return Ok(Some(trace_from_row(&row)?));
         }
         Ok(None)
+    }
+}
+
+/// A row group whose column readers start `skip` records in, so the record
+/// reader assembles the row wanted without materialising the rows before it.
+struct SkippingRowGroup<'a> {
+    inner: Box<dyn RowGroupReader + 'a>,
+    skip: usize,
+}
+
+impl RowGroupReader for SkippingRowGroup<'_> {
+    fn metadata(&self) -> &RowGroupMetaData {
+        self.inner.metadata()
+    }
+
+    fn num_columns(&self) -> usize {
+        self.inner.num_columns()
+    }
+
+    fn get_column_page_reader(&self, i: usize) -> parquet::errors::Result<Box<dyn PageReader>> {
+        self.inner.get_column_page_reader(i)
+    }
+
+    fn get_column_reader(&self, i: usize) -> parquet::errors::Result<ColumnReader> {
+        let mut reader = self.inner.get_column_reader(i)?;
+        let skipped = match &mut reader {
+            ColumnReader::BoolColumnReader(r) => r.skip_records(self.skip)?,
+            ColumnReader::Int32ColumnReader(r) => r.skip_records(self.skip)?,
+            ColumnReader::Int64ColumnReader(r) => r.skip_records(self.skip)?,
+            ColumnReader::Int96ColumnReader(r) => r.skip_records(self.skip)?,
+            ColumnReader::FloatColumnReader(r) => r.skip_records(self.skip)?,
+            ColumnReader::DoubleColumnReader(r) => r.skip_records(self.skip)?,
+            ColumnReader::ByteArrayColumnReader(r) => r.skip_records(self.skip)?,
+            ColumnReader::FixedLenByteArrayColumnReader(r) => r.skip_records(self.skip)?,
+        };
+        if skipped != self.skip {
+            return Err(parquet::errors::ParquetError::General(format!(
+                "column {i} holds {skipped} rows before the one wanted, not {}",
+                self.skip
+            )));
+        }
+        Ok(reader)
+    }
+
+    fn get_column_bloom_filter(&self, i: usize) -> Option<&Sbbf> {
+        self.inner.get_column_bloom_filter(i)
+    }
+
+    fn get_row_iter(&self, projection: Option<SchemaType>) -> parquet::errors::Result<RowIter<'_>> {
+        RowIter::from_row_group(projection, self)
     }
 }
 
