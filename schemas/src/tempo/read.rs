@@ -123,7 +123,9 @@ impl DataFile {
                 skip: row,
             };
             let schema = self.reader.metadata().file_metadata().schema_descr_ptr();
+            // Small batches: one row is wanted, not the 1 024 after it.
             let row = TreeBuilder::new()
+                .with_batch_size(16)
                 .as_iter(schema, &skipping)?
                 .next()
                 .ok_or(ReadError::Shape("row missing"))??;
