@@ -18,7 +18,8 @@ fn bench(c: &mut Criterion) {
     let preparer = Preparer {
         policy: Policy::new(false, 16 * 1024, vec![], vec![]),
         prices: PriceBook::builtin(),
-        retention: std::time::Duration::from_secs(86_400 * 36_500),
+        max_age: std::time::Duration::from_secs(86_400 * 36_500),
+        max_future: std::time::Duration::from_secs(86_400 * 36_500),
     };
     let request = TraceGenerator::new(1).with_max_spans(20).request(512);
     let spans = spans_of(&request).count() as u64;

@@ -167,6 +167,12 @@ pub struct KafkaArgs {
     /// Longest pause between polls before the group evicts this member.
     #[arg(long, env = "KAFKA_MAX_POLL_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
     pub kafka_max_poll_interval: Duration,
+    /// The collector's KAFKA_MESSAGE_MAX_BYTES: the dead-letter topic and producer take any record the topic can hold.
+    #[arg(long, env = "KAFKA_MESSAGE_MAX_BYTES", default_value_t = 1_000_000)]
+    pub kafka_message_max_bytes: usize,
+    /// How long a dead letter may go unacknowledged before the sink stops with an error naming its message.
+    #[arg(long, env = "KAFKA_DLQ_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub kafka_dlq_timeout: Duration,
     /// Extra librdkafka consumer settings, comma-separated key=value (TLS, SASL).
     #[arg(
         long,
@@ -269,6 +275,12 @@ pub struct TimescaleArgs {
     /// Days of rollups kept.
     #[arg(long, env = "RETENTION_METRICS_DAYS", default_value_t = 400)]
     pub retention_metrics_days: u32,
+    /// Spans that started longer ago are not stored (counted as expired; default and most: RETENTION_TRACES_DAYS).
+    #[arg(long, env = "ACCEPT_SPANS_MAX_AGE", value_parser = humantime::parse_duration)]
+    pub accept_spans_max_age: Option<Duration>,
+    /// A message with a span starting further ahead of now goes to the dead-letter topic (a client's clock is wrong).
+    #[arg(long, env = "ACCEPT_SPANS_MAX_FUTURE", default_value = "1d", value_parser = humantime::parse_duration)]
+    pub accept_spans_max_future: Duration,
     /// Content policy.
     #[command(flatten)]
     pub content: ContentArgs,
@@ -278,6 +290,22 @@ pub struct TimescaleArgs {
     /// Apply the migrations at start-up.
     #[arg(long, env = "MIGRATE_ON_START", default_value_t = true, action = clap::ArgAction::Set)]
     pub migrate_on_start: bool,
+}
+
+impl TimescaleArgs {
+    /// How long spans are kept.
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs(86_400 * u64::from(self.retention_traces_days))
+    }
+
+    /// The oldest a span may be to be stored: `ACCEPT_SPANS_MAX_AGE`, never
+    /// more than the retention (retention would drop it within the hour, and
+    /// storing it again later would count its call in the longer-kept
+    /// rollups twice).
+    pub fn max_span_age(&self) -> Duration {
+        self.accept_spans_max_age
+            .map_or(self.retention(), |age| age.min(self.retention()))
+    }
 }
 
 /// `observatory-consumer tempo`.
@@ -381,6 +409,11 @@ pub struct KafkaConfig {
     pub replication_factor: i32,
     /// max.poll.interval.ms.
     pub max_poll_interval: Duration,
+    /// The largest record of the topic read (`KAFKA_MESSAGE_MAX_BYTES` plus
+    /// the batch overhead), which the dead-letter topic must take.
+    pub message_max_bytes: usize,
+    /// How long one dead letter may be retried.
+    pub dlq_timeout: Duration,
     /// Extra librdkafka settings.
     pub extra: Vec<(String, String)>,
 }
@@ -412,6 +445,12 @@ impl KafkaArgs {
                 format!("{k} is fixed by the consumer's acknowledgement flow"),
             ));
         }
+        if self.kafka_message_max_bytes < 1024 {
+            return Err(invalid("KAFKA_MESSAGE_MAX_BYTES", "must be at least 1024"));
+        }
+        if self.kafka_dlq_timeout.is_zero() {
+            return Err(invalid("KAFKA_DLQ_TIMEOUT", "must be more than 0"));
+        }
         let dlq_topic = self
             .kafka_dlq_topic
             .unwrap_or_else(|| kafka::dlq_topic(&self.kafka_traces_topic));
@@ -426,6 +465,8 @@ impl KafkaArgs {
             dlq_partitions: self.kafka_dlq_partitions,
             replication_factor: self.kafka_replication_factor,
             max_poll_interval: self.kafka_max_poll_interval,
+            message_max_bytes: self.kafka_message_max_bytes,
+            dlq_timeout: self.kafka_dlq_timeout,
             extra,
         })
     }

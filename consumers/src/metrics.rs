@@ -153,6 +153,8 @@ pub struct Metrics {
     pub unpriced_llm_calls: Family<SinkLabels, Counter>,
     /// Spans not stored because they are older than the retention.
     pub expired_spans: Family<SinkLabels, Counter>,
+    /// Spans of messages dead-lettered because a span starts too far ahead.
+    pub future_spans: Family<SinkLabels, Counter>,
     /// Messages behind the end of each partition.
     pub lag: Family<LagLabels, Gauge>,
     /// Age of the oldest message read but not yet durable in the store.
@@ -195,6 +197,7 @@ impl Metrics {
             dlq_messages: Family::default(),
             unpriced_llm_calls: Family::default(),
             expired_spans: Family::default(),
+            future_spans: Family::default(),
             lag: Family::default(),
             oldest_unwritten: Family::default(),
             commit_delay: Family::new_with_constructor(delay_histogram),
@@ -244,8 +247,13 @@ impl Metrics {
         );
         registry.register(
             format!("{p}expired_spans"),
-            "Spans not stored because they are older than RETENTION_TRACES_DAYS",
+            "Spans not stored because they are older than ACCEPT_SPANS_MAX_AGE (at most RETENTION_TRACES_DAYS)",
             m.expired_spans.clone(),
+        );
+        registry.register(
+            format!("{p}future_spans"),
+            "Spans of messages dead-lettered because a span starts more than ACCEPT_SPANS_MAX_FUTURE ahead",
+            m.future_spans.clone(),
         );
         registry.register(
             format!("{p}lag_messages"),
@@ -321,12 +329,14 @@ mod tests {
         m.dlq_messages.get_or_create(&labels).inc();
         m.unpriced_llm_calls.get_or_create(&labels).inc();
         m.expired_spans.get_or_create(&labels).inc();
+        m.future_spans.get_or_create(&labels).inc();
         let text = m.encode();
         for name in [
             "observatory_consumer_messages_total",
             "observatory_consumer_dlq_messages_total",
             "observatory_consumer_unpriced_llm_calls_total",
             "observatory_consumer_expired_spans_total",
+            "observatory_consumer_future_spans_total",
         ] {
             assert!(
                 text.contains(&format!("{name}{{sink=\"timescale\"}} 1")),

@@ -71,7 +71,7 @@ impl Acks {
 
 /// Room for record-batch framing on top of the message limit: the topic's
 /// `max.message.bytes` is `KAFKA_MESSAGE_MAX_BYTES + BATCH_OVERHEAD`.
-pub const BATCH_OVERHEAD: usize = 1024;
+pub const BATCH_OVERHEAD: usize = observatory_schemas::kafka::TOPIC_BATCH_OVERHEAD;
 
 /// librdkafka context: counts deliveries per request and logs client errors.
 pub struct Context {

@@ -32,6 +32,59 @@ pub fn dlq_topic(topic: &str) -> String {
     format!("{topic}{DLQ_SUFFIX}")
 }
 
+/// Room for record-batch framing on top of `KAFKA_MESSAGE_MAX_BYTES`: a
+/// topic's `max.message.bytes` is the limit plus this, so the largest
+/// record a topic can hold is `KAFKA_MESSAGE_MAX_BYTES + TOPIC_BATCH_OVERHEAD`.
+pub const TOPIC_BATCH_OVERHEAD: usize = 1024;
+
+/// Bytes a dead letter may add to its message: the `dlq-*` headers, with the
+/// reason cut to [`DLQ_REASON_MAX_BYTES`] and a topic name of at most 249
+/// bytes (Kafka's own limit).
+pub const DLQ_HEADERS_RESERVE: usize = 4096;
+
+/// The longest `dlq-reason` header, bytes.
+pub const DLQ_REASON_MAX_BYTES: usize = 1024;
+
+/// The largest record of a topic created for `message_max_bytes`
+/// (`KAFKA_MESSAGE_MAX_BYTES`), and so the largest message a sink may read.
+///
+/// ```
+/// assert_eq!(observatory_schemas::kafka::topic_record_limit(1_000_000), 1_001_024);
+/// ```
+pub const fn topic_record_limit(message_max_bytes: usize) -> usize {
+    message_max_bytes + TOPIC_BATCH_OVERHEAD
+}
+
+/// The `max.message.bytes` of the dead-letter topic of a topic created for
+/// `message_max_bytes`: any record of the source topic fits, with the
+/// dead-letter headers added.
+///
+/// ```
+/// use observatory_schemas::kafka::{dlq_topic_max_bytes, topic_record_limit};
+/// assert!(dlq_topic_max_bytes(1_000_000) > topic_record_limit(1_000_000) + 4000);
+/// ```
+pub const fn dlq_topic_max_bytes(message_max_bytes: usize) -> usize {
+    topic_record_limit(message_max_bytes) + DLQ_HEADERS_RESERVE + TOPIC_BATCH_OVERHEAD
+}
+
+/// The `min.insync.replicas` of a topic we create with `replication`
+/// replicas: 2 when it has 2 or more, so that `acks=all` means "on two
+/// brokers" and one broker's loss loses nothing acknowledged; 1 otherwise.
+///
+/// ```
+/// use observatory_schemas::kafka::min_insync_replicas;
+/// assert_eq!(min_insync_replicas(1), 1);
+/// assert_eq!(min_insync_replicas(2), 2);
+/// assert_eq!(min_insync_replicas(3), 2);
+/// ```
+pub const fn min_insync_replicas(replication: i32) -> i32 {
+    if replication >= 2 {
+        2
+    } else {
+        1
+    }
+}
+
 /// Names of the headers every message carries.
 pub mod headers {
     /// Media type of the value: always [`super::CONTENT_TYPE_PROTOBUF`].

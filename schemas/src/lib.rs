@@ -27,6 +27,7 @@
 //! Start reading at [`kafka`].
 
 pub mod civil;
+pub mod decoded_size;
 pub mod error_code;
 pub mod genai;
 pub mod histogram;

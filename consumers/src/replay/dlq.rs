@@ -21,7 +21,7 @@
 use super::{drive, finish, lookup_client, ReplayError, SinkSettings};
 use crate::config::{DlqListArgs, DlqReplayArgs, KafkaConfig, SinkName};
 use crate::metrics::Metrics;
-use crate::source::{dlq_headers, Batching, InMessage, Rejected, Sink, WriteError};
+use crate::source::{dlq_headers, Assignment, Batching, InMessage, Rejected, Sink, WriteError};
 use crate::{tempo, timescale};
 use observatory_schemas::kafka::headers;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -233,7 +233,11 @@ where
         self.inner.decode(message).map(Some)
     }
 
-    async fn write(&mut self, items: &[&Option<S::Item>]) -> Result<Rejected, WriteError> {
+    async fn write(
+        &mut self,
+        items: &[&Option<S::Item>],
+        owned: &Assignment,
+    ) -> Result<Rejected, WriteError> {
         let (index, own): (Vec<usize>, Vec<&S::Item>) = items
             .iter()
             .enumerate()
@@ -242,7 +246,7 @@ where
         if own.is_empty() {
             return Ok(Vec::new());
         }
-        let rejected = self.inner.write(&own).await?;
+        let rejected = self.inner.write(&own, owned).await?;
         Ok(rejected.into_iter().map(|(i, r)| (index[i], r)).collect())
     }
 

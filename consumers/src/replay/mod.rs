@@ -68,6 +68,9 @@ pub enum ReplayError {
     /// A Kafka client failed.
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    /// The read stopped with an error.
+    #[error(transparent)]
+    Run(#[from] source::RunError),
     /// The object store could not be listed (what its blocks hold).
     #[error("cannot list the object store: {0}")]
     Listing(object_store::Error),

@@ -14,15 +14,22 @@
 //!   holding one row per trace, all of that trace's spans merged;
 //! - offsets are committed only after every block of the batch was written
 //!   completely, `meta.json` last;
-//! - block ids are UUIDv5 of (tenant, partition, first offset, 1), as Tempo's
-//!   own Kafka block builder makes them: after a crash the batch is read
-//!   again from the committed offset, which is the first offset of the same
-//!   blocks, so they are rewritten under the same ids instead of copied;
+//! - block ids are UUIDv5 of (tenant, partition, first offset, seq), as
+//!   Tempo's own Kafka block builder makes them, and each is taken by a
+//!   create-only claim before anything is written under it
+//!   ([`store::BlockStore::claim`]): one id, one writer, ever. After a
+//!   crash, a failed commit or a rebalance, the batch is read again from
+//!   the committed offset, which is the first offset of the same blocks: a
+//!   complete block there holds those messages (its source record says up
+//!   to which offset), so they are skipped, not written a second time; an
+//!   incomplete one is left alone and the next seq is taken;
 //! - every block carries a source record (its partition and offsets,
 //!   [`observatory_schemas::tempo::meta::Source`]), written before
 //!   `meta.json`; a replay ([`TempoSink::for_replay`]) skips the messages
-//!   that complete blocks already hold ([`coverage`]) and names its blocks
-//!   apart, so it writes only what is missing and never replaces a block.
+//!   that complete blocks already hold ([`coverage`]), so it writes only
+//!   what is missing and never replaces a block;
+//! - a partition revoked during an upload gets no `meta.json` (checked just
+//!   before it): its next owner writes it.
 //!
 //! Object storage down or slow: the write fails as transient and the source
 //! retries it with backoff, committing nothing meanwhile.
@@ -34,7 +41,7 @@ use crate::admin::Health;
 use crate::config::TempoArgs;
 use crate::metrics::{Metrics, SinkLabels};
 use crate::redact::Policy;
-use crate::source::{self, InMessage, Sink, WriteError};
+use crate::source::{self, Assignment, InMessage, Sink, WriteError};
 use bytes::Bytes;
 use coverage::Coverage;
 use observatory_schemas::kafka::headers;
@@ -45,13 +52,13 @@ use observatory_schemas::tempo::skim::skim;
 use observatory_schemas::tempo::trace::TraceRow;
 use observatory_schemas::tempo::write::{BlockError, BlockWriter};
 use prost::Message;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
-use store::BlockStore;
+use store::{BlockStore, Claim};
 use thiserror::Error;
-use tracing::info;
+use tracing::{info, warn};
 
 /// The sink's name in metrics and dead letters.
 pub const NAME: &str = "tempo";
@@ -82,6 +89,9 @@ pub enum StartError {
     /// Kafka client creation failed.
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    /// The consumer loop stopped with an error.
+    #[error(transparent)]
+    Run(#[from] source::RunError),
     /// The admin port could not be bound.
     #[error("cannot listen on the admin address: {0}")]
     Admin(std::io::Error),
@@ -123,7 +133,7 @@ pub fn decode(message: &InMessage) -> Result<TraceMessage, String> {
     }
     let skimmed = skim(&message.payload).map_err(|e| e.to_string())?;
     Ok(TraceMessage {
-        tenant: message.tenant().to_owned(),
+        tenant: message.tenant()?.to_owned(),
         partition: message.partition,
         offset: message.offset,
         spans: skimmed.spans,
@@ -153,6 +163,11 @@ pub struct TempoSink {
     /// more of OTLP, for the size estimate of the next cut.
     ratio: f64,
     metrics: Arc<Metrics>,
+    /// Who writes, in the claims it makes (host, process, start time).
+    writer: String,
+    /// Block ids this sink claimed and has not completed yet, with the
+    /// fingerprint of the offsets they were claimed for.
+    own_claims: HashMap<uuid::Uuid, u64>,
 }
 
 impl TempoSink {
@@ -176,8 +191,24 @@ impl TempoSink {
             block_max_bytes,
             ratio: INITIAL_RATIO,
             metrics,
+            writer: writer_identity(),
+            own_claims: HashMap::new(),
         }
     }
+}
+
+/// This process, as its claims name it.
+fn writer_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "{{\"writer\":\"{host}\",\"pid\":{},\"started_ns\":{started}}}",
+        std::process::id()
+    )
 }
 
 impl Sink for TempoSink {
@@ -190,8 +221,14 @@ impl Sink for TempoSink {
 
     /// One block per (tenant, partition), built and uploaded one at a time.
     /// A message that frames well but does not decode is left out and
-    /// returned for the DLQ. A replay leaves out what the store holds.
-    async fn write(&mut self, items: &[&TraceMessage]) -> Result<source::Rejected, WriteError> {
+    /// returned for the DLQ. A replay leaves out what the store holds; any
+    /// write leaves out what a complete block at its block id holds
+    /// ([`TempoSink::claim_block`]).
+    async fn write(
+        &mut self,
+        items: &[&TraceMessage],
+        owned: &Assignment,
+    ) -> Result<source::Rejected, WriteError> {
         let mut groups: BTreeMap<(&str, i32), Vec<usize>> = BTreeMap::new();
         let mut already_stored = 0;
         for (i, item) in items.iter().enumerate() {
@@ -208,22 +245,22 @@ impl Sink for TempoSink {
                 .push(i);
         }
         let mut rejected = Vec::new();
-        for ((tenant, partition), members) in groups {
+        for ((tenant, partition), mut members) in groups {
+            let folder = tenant_folder(tenant);
+            members.sort_by_key(|&i| items[i].offset);
+            let (id, skipped) = self
+                .claim_block(folder, partition, items, &mut members)
+                .await?;
+            already_stored += skipped;
+            let Some(id) = id else { continue };
             let mut traces: BTreeMap<[u8; 16], Vec<usize>> = BTreeMap::new();
             for &i in &members {
-                for id in &items[i].trace_ids {
-                    traces.entry(*id).or_default().push(i);
+                for trace in &items[i].trace_ids {
+                    traces.entry(*trace).or_default().push(i);
                 }
             }
-            let first_offset = members.iter().map(|&i| items[i].offset).min().unwrap_or(0);
-            let last_offset = members.iter().map(|&i| items[i].offset).max().unwrap_or(0);
-            let folder = tenant_folder(tenant);
-            let id = block_id(
-                folder,
-                partition as u64,
-                first_offset as u64,
-                self.block_seq,
-            );
+            let first_offset = items[members[0]].offset;
+            let last_offset = items[*members.last().expect("not empty")].offset;
             let block = build_block(
                 &self.policy,
                 items,
@@ -249,11 +286,17 @@ impl Sink for TempoSink {
                 (source.object_name(), source_record(&source, members.len())),
             );
             let started = Instant::now();
-            let bytes = self
+            let topic = self.topic.clone();
+            let written = self
                 .store
-                .put_block(&block)
+                .put_block(&block, || owned.owns(&topic, partition))
                 .await
                 .map_err(|e| WriteError::Transient(format!("object store: {e}")))?;
+            self.own_claims.remove(&id);
+            let Some(bytes) = written else {
+                warn!(block = %id, tenant = folder, partition, "the partition was revoked during the write: the block is left incomplete for its next owner to write");
+                continue;
+            };
             let spans: u64 = members.iter().map(|&i| items[i].spans).sum();
             let payload: usize = members.iter().map(|&i| items[i].payload.len()).sum();
             self.count_block(&block, bytes, spans, started);
@@ -282,6 +325,78 @@ impl Sink for TempoSink {
 }
 
 impl TempoSink {
+    /// Takes a block id for `members` (the offsets of one tenant in one
+    /// partition, ascending) and returns it, with how many messages were
+    /// dropped from `members` because a complete block already holds them.
+    ///
+    /// The id is that of the first member's offset with the first free
+    /// sequence number. When its claim exists:
+    /// - a complete block whose source record covers the first member holds
+    ///   every member up to the record's last offset (the cut of an earlier
+    ///   owner whose commit did not happen, or of this writer before a
+    ///   crash): those members are dropped, and the rest starts over;
+    /// - otherwise (an incomplete block: an attempt that crashed, or
+    ///   another writer still uploading) the next sequence number is tried.
+    ///
+    /// A claim this sink made for exactly these members in an earlier,
+    /// failed attempt is its own to use again.
+    async fn claim_block(
+        &mut self,
+        folder: &str,
+        partition: i32,
+        items: &[&TraceMessage],
+        members: &mut Vec<usize>,
+    ) -> Result<(Option<uuid::Uuid>, u64), WriteError> {
+        let transient =
+            |e: object_store::Error| WriteError::Transient(format!("object store: {e}"));
+        let mut seq = self.block_seq;
+        let mut skipped = 0;
+        loop {
+            let Some(&first) = members.first() else {
+                return Ok((None, skipped));
+            };
+            let first = items[first].offset;
+            let id = block_id(folder, partition as u64, first as u64, seq);
+            let fingerprint = fingerprint(members.iter().map(|&i| items[i].offset));
+            if self.own_claims.get(&id) == Some(&fingerprint) {
+                return Ok((Some(id), skipped));
+            }
+            match self
+                .store
+                .claim(folder, id, &self.writer)
+                .await
+                .map_err(transient)?
+            {
+                Claim::Won => {
+                    self.own_claims.insert(id, fingerprint);
+                    return Ok((Some(id), skipped));
+                }
+                Claim::Taken => {
+                    let state = self
+                        .store
+                        .block_state(folder, id)
+                        .await
+                        .map_err(transient)?;
+                    let held = state.sources.iter().find(|s| {
+                        s.topic == self.topic
+                            && s.partition == partition
+                            && (s.first..=s.last).contains(&first)
+                    });
+                    match held.filter(|_| state.complete) {
+                        Some(source) => {
+                            let before = members.len();
+                            members.retain(|&i| items[i].offset > source.last);
+                            skipped += (before - members.len()) as u64;
+                            info!(block = %id, tenant = folder, partition, first = source.first, last = source.last, "a complete block holds these offsets already; skipping them");
+                            seq = self.block_seq;
+                        }
+                        None => seq += 1,
+                    }
+                }
+            }
+        }
+    }
+
     /// Names its blocks for dead letters sent back from `dlq_topic` (see
     /// `block_seq`).
     pub fn for_redelivery(mut self, dlq_topic: &str) -> TempoSink {
@@ -329,6 +444,16 @@ impl TempoSink {
             .inc_by(block.meta.total_objects as u64);
         m.block_spans.get_or_create(&labels).inc_by(spans);
     }
+}
+
+/// A fingerprint of a set of offsets, to recognise a retry of the same cut.
+fn fingerprint(offsets: impl Iterator<Item = i64>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for o in offsets {
+        o.hash(&mut h);
+    }
+    h.finish()
 }
 
 /// The body of a block's source record, for people reading the bucket (the
@@ -427,7 +552,5 @@ pub async fn run(args: TempoArgs, stop: Arc<AtomicBool>) -> Result<(), StartErro
         runtime: tokio::runtime::Handle::current(),
         stop: stop.clone(),
     };
-    source::run_on_thread(sink, kafka, batching, shared)
-        .await
-        .map_err(StartError::Kafka)
+    Ok(source::run_on_thread(sink, kafka, batching, shared).await?)
 }

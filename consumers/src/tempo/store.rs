@@ -8,11 +8,14 @@
 //! Credentials come from each cloud's standard environment (`AWS_*`,
 //! `GOOGLE_*`, `AZURE_*`), read by the `object_store` builders.
 //!
-//! Writing a block ([`BlockStore::put_block`]): objects in Tempo's order with
-//! `meta.json` last, so a reader that lists the bucket never sees half a
-//! block. When the block id already exists (a crash or a replay rewriting
-//! it), its `meta.json` is deleted first, so that the block disappears while
-//! its objects are replaced rather than showing a mix of old and new.
+//! Writing a block: first [`BlockStore::claim`] its id (a create-only write
+//! of the claim object: `If-None-Match: *` on S3, a hard link on a local
+//! folder, the same on GCS and Azure), so no two writers ever share a block
+//! folder; then [`BlockStore::put_block`] writes the objects in Tempo's
+//! order with `meta.json` last, so a reader that lists the bucket never sees
+//! half a block, and only if the writer still owns the partition just
+//! before `meta.json`. A block is never rewritten: an id whose claim exists
+//! belongs to its first writer, complete or not.
 
 use bytes::Bytes;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
@@ -22,9 +25,10 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{
-    BackoffConfig, ClientConfigKey, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
+    BackoffConfig, ClientConfigKey, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    RetryConfig,
 };
-use observatory_schemas::tempo::meta::META;
+use observatory_schemas::tempo::meta::{Source, CLAIM, META, META_COMPACTED};
 use observatory_schemas::tempo::write::Block;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +56,24 @@ pub enum StoreError {
         /// Why.
         source: std::io::Error,
     },
+}
+
+/// Whether a claim got its block id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The id is this writer's.
+    Won,
+    /// Another writer (or an earlier attempt) has it.
+    Taken,
+}
+
+/// What a block folder holds.
+#[derive(Debug, Clone, Default)]
+pub struct BlockState {
+    /// Readers see the block (it has its meta).
+    pub complete: bool,
+    /// Its source records.
+    pub sources: Vec<Source>,
 }
 
 /// Object storage for blocks.
@@ -172,24 +194,87 @@ impl BlockStore {
         })
     }
 
-    /// Writes every object of `block` under `<tenant folder>/<block id>/`,
-    /// `meta.json` last; returns the bytes written.
-    pub async fn put_block(&self, block: &Block) -> Result<u64, object_store::Error> {
-        let folder = format!("{}/{}", block.meta.tenant_id, block.meta.block_id);
-        let meta = Path::from(format!("{folder}/{META}"));
-        match self.store.delete(&meta).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+    /// Takes the block id `id` of `tenant_folder` for this writer: creates
+    /// its claim object, which succeeds for one writer only. An id whose
+    /// folder already holds a `meta.json` (a block written before claims
+    /// existed) is taken too.
+    pub async fn claim(
+        &self,
+        tenant_folder: &str,
+        id: uuid::Uuid,
+        writer: &str,
+    ) -> Result<Claim, object_store::Error> {
+        let folder = format!("{tenant_folder}/{id}");
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        let body = PutPayload::from(format!("{writer}\n").into_bytes());
+        match self
+            .store
+            .put_opts(&Path::from(format!("{folder}/{CLAIM}")), body, options)
+            .await
+        {
+            Ok(_) => {}
+            Err(object_store::Error::AlreadyExists { .. }) => return Ok(Claim::Taken),
             Err(e) => return Err(e),
         }
+        match self
+            .store
+            .head(&Path::from(format!("{folder}/{META}")))
+            .await
+        {
+            Ok(_) => Ok(Claim::Taken),
+            Err(object_store::Error::NotFound { .. }) => Ok(Claim::Won),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// What the folder of block `id` holds: whether the block is complete
+    /// (a `meta.json`, or Tempo's `meta.compacted.json`) and its source
+    /// records.
+    pub async fn block_state(
+        &self,
+        tenant_folder: &str,
+        id: uuid::Uuid,
+    ) -> Result<BlockState, object_store::Error> {
+        let folder = format!("{tenant_folder}/{id}/");
+        let mut state = BlockState::default();
+        for path in self.list(&folder).await? {
+            let Some(name) = path.strip_prefix(&folder) else {
+                continue;
+            };
+            if name == META || name == META_COMPACTED {
+                state.complete = true;
+            } else if let Some(source) = Source::parse(name) {
+                state.sources.push(source);
+            }
+        }
+        Ok(state)
+    }
+
+    /// Writes every object of `block` under `<tenant folder>/<block id>/`
+    /// (an id this writer claimed), `meta.json` last and only if
+    /// `still_owned()` says so just before it; returns the bytes written,
+    /// or `None` when the block was left incomplete for that reason.
+    pub async fn put_block(
+        &self,
+        block: &Block,
+        still_owned: impl Fn() -> bool,
+    ) -> Result<Option<u64>, object_store::Error> {
+        let folder = format!("{}/{}", block.meta.tenant_id, block.meta.block_id);
         let mut bytes = 0;
         for (name, data) in &block.objects {
+            if name == META && !still_owned() {
+                return Ok(None);
+            }
             let path = Path::from(format!("{folder}/{name}"));
             self.store
                 .put(&path, PutPayload::from_bytes(data.clone()))
                 .await?;
             bytes += data.len() as u64;
         }
-        Ok(bytes)
+        Ok(Some(bytes))
     }
 
     /// Reads one object.

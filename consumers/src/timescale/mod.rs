@@ -22,7 +22,7 @@ pub mod writer;
 use crate::admin::Health;
 use crate::config::{Db, TimescaleArgs};
 use crate::metrics::{Metrics, SinkLabels, TableLabels};
-use crate::source::{self, InMessage, Sink, WriteError};
+use crate::source::{self, Assignment, InMessage, Sink, WriteError};
 use migrate::Flavor;
 use observatory_schemas::pricing::PriceBook;
 use partitions::Partitions;
@@ -55,9 +55,9 @@ pub enum StartError {
         /// What went wrong.
         reason: String,
     },
-    /// Kafka client creation failed.
-    #[error("kafka: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
+    /// The consumer loop stopped with an error.
+    #[error(transparent)]
+    Run(#[from] source::RunError),
     /// The admin port could not be bound.
     #[error("cannot listen on the admin address: {0}")]
     Admin(std::io::Error),
@@ -70,42 +70,39 @@ pub struct TimescaleSink {
     metrics: Arc<Metrics>,
 }
 
-/// Splits `items` into at most `n` runs, in order, of about the same weight.
-fn split_runs<T: Copy>(items: &[T], n: usize, weight: impl Fn(T) -> usize) -> Vec<Vec<T>> {
-    let total: usize = items.iter().map(|i| weight(*i)).sum();
-    let share = total.div_ceil(n.max(1)).max(1);
-    let mut out: Vec<Vec<T>> = vec![Vec::new()];
-    let mut in_last = 0;
-    for item in items {
-        if in_last >= share && out.len() < n {
-            out.push(Vec::new());
-            in_last = 0;
-        }
-        in_last += weight(*item);
-        out.last_mut().expect("one run at least").push(*item);
-    }
-    out
-}
-
 impl Sink for TimescaleSink {
     type Item = Prepared;
     const NAME: &'static str = NAME;
 
     fn decode(&self, message: &InMessage) -> Result<Prepared, String> {
-        self.preparer.prepare(message)
+        self.preparer.prepare(message).map_err(|e| {
+            if let rows::Unstorable::Future { spans, .. } = &e {
+                self.metrics
+                    .future_spans
+                    .get_or_create(&SinkLabels { sink: NAME })
+                    .inc_by(*spans);
+            }
+            e.to_string()
+        })
     }
 
-    /// Each run of the batch is one transaction on its own connection, all
-    /// at once: PostgreSQL parses and indexes on several cores. A failure of
-    /// any fails the batch, which is then written again whole; the runs that
+    /// The batch's rows, each key once ([`writer::Rows::dedup`]), are split
+    /// over the connections, each part one transaction, all at once:
+    /// PostgreSQL parses and indexes on several cores. A failure of any
+    /// fails the batch, which is then written again whole; the parts that
     /// had committed are deduplicated, so partial success is harmless.
-    async fn write(&mut self, items: &[&Prepared]) -> Result<source::Rejected, WriteError> {
-        let runs = split_runs(items, self.writers.len(), |p| p.spans.len());
+    async fn write(
+        &mut self,
+        items: &[&Prepared],
+        _owned: &Assignment,
+    ) -> Result<source::Rejected, WriteError> {
+        let rows = writer::Rows::dedup(items);
+        let parts = rows.split(self.writers.len());
         let results = futures::future::join_all(
             self.writers
                 .iter_mut()
-                .zip(&runs)
-                .map(|(writer, run)| writer.write(run)),
+                .zip(&parts)
+                .map(|(writer, part)| writer.write(part)),
         )
         .await;
         let mut written = writer::Written::default();
@@ -142,8 +139,15 @@ impl Sink for TimescaleSink {
                 .get_or_create(&TableLabels { sink: NAME, table })
                 .inc_by(n);
         };
-        dup("spans", written.spans - written.spans_inserted);
-        dup("llm_calls", written.calls - written.calls_inserted);
+        // Repeated inside the batch, or already stored.
+        dup(
+            "spans",
+            rows.repeated_spans + written.spans - written.spans_inserted,
+        );
+        dup(
+            "llm_calls",
+            rows.repeated_calls + written.calls - written.calls_inserted,
+        );
         let expired: u64 = items.iter().map(|p| p.expired).sum();
         self.metrics
             .expired_spans
@@ -213,6 +217,15 @@ async fn prepare_database(
     None
 }
 
+/// Days after today that hold partitions: those made ahead (2), and those
+/// a span up to `ACCEPT_SPANS_MAX_FUTURE` ahead needs. Partitions past it
+/// hold nothing an accepted span could be in (only what an older version
+/// stored of hostile timestamps) and are dropped.
+fn days_ahead(args: &TimescaleArgs) -> u32 {
+    let future_days = args.accept_spans_max_future.as_secs().div_ceil(86_400);
+    2 + u32::try_from(future_days).unwrap_or(u32::MAX - 2)
+}
+
 /// Hourly: create tomorrow's partitions and drop expired ones (plain PostgreSQL).
 async fn maintain_partitions(args: TimescaleArgs, db: Db, stop: Arc<AtomicBool>) {
     while !stop.load(Ordering::Relaxed) {
@@ -227,6 +240,7 @@ async fn maintain_partitions(args: TimescaleArgs, db: Db, stop: Arc<AtomicBool>)
                 client,
                 args.retention_traces_days,
                 args.retention_metrics_days,
+                days_ahead(&args),
             )
             .await
         }
@@ -291,7 +305,8 @@ pub async fn build(
         preparer: Preparer {
             policy,
             prices,
-            retention: Duration::from_secs(86_400 * args.retention_traces_days as u64),
+            max_age: args.max_span_age(),
+            max_future: args.accept_spans_max_future,
         },
         writers: (0..args.db_write_connections.max(1))
             .map(|_| Writer::new(db.clone(), flavor == Flavor::Postgres))
@@ -331,24 +346,5 @@ pub async fn run(args: TimescaleArgs, stop: Arc<AtomicBool>) -> Result<(), Start
         runtime: tokio::runtime::Handle::current(),
         stop: stop.clone(),
     };
-    source::run_on_thread(built.sink, built.kafka, built.batching, shared)
-        .await
-        .map_err(StartError::Kafka)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::split_runs;
-
-    #[test]
-    fn runs_share_the_weight_in_order() {
-        let runs = split_runs(&[5, 5, 5, 5], 2, |w| w);
-        assert_eq!(runs, vec![vec![5, 5], vec![5, 5]]);
-        assert_eq!(split_runs(&[9, 1, 1], 2, |w| w), vec![vec![9], vec![1, 1]]);
-        assert_eq!(split_runs(&[3], 4, |w| w), vec![vec![3]]);
-        assert_eq!(
-            split_runs::<usize>(&[], 2, |w| w),
-            vec![Vec::<usize>::new()]
-        );
-    }
+    Ok(source::run_on_thread(built.sink, built.kafka, built.batching, shared).await?)
 }

@@ -4,7 +4,9 @@
 //! Creation runs under a transaction-scoped advisory lock so that replicas
 //! of the sink do not race on `CREATE TABLE ... PARTITION OF`. Retention
 //! lists the partitions of each table and drops those whose day is older
-//! than the table's retention: whole partitions, never row by row.
+//! than the table's retention, and those further ahead than any accepted
+//! span can start (`ACCEPT_SPANS_MAX_FUTURE`, plus the days made ahead):
+//! whole partitions, never row by row.
 
 use observatory_schemas::civil::civil_from_days;
 use observatory_schemas::migrations::PARTITIONED_TABLES;
@@ -76,13 +78,16 @@ impl Partitions {
         tx.commit().await
     }
 
-    /// Drops the partitions older than the retention of their table; returns how many.
+    /// Drops the partitions older than the retention of their table, and
+    /// those more than `ahead_days` after today; returns how many.
     pub async fn drop_expired(
         client: &mut Client,
         traces_days: u32,
         metrics_days: u32,
+        ahead_days: u32,
     ) -> Result<usize, tokio_postgres::Error> {
         let today = Self::today();
+        let latest_kept = suffix(today + i64::from(ahead_days));
         let mut dropped = 0;
         for (table, is_trace) in PARTITIONED_TABLES {
             let keep = if *is_trace { traces_days } else { metrics_days } as i64;
@@ -101,8 +106,8 @@ impl Partitions {
                 let Some(day) = name.strip_prefix(&format!("{table}_p")) else {
                     continue;
                 };
-                if day.len() == 8 && day.bytes().all(|b| b.is_ascii_digit()) && *day < *oldest_kept
-                {
+                let dated = day.len() == 8 && day.bytes().all(|b| b.is_ascii_digit());
+                if dated && (*day < *oldest_kept || *day > *latest_kept) {
                     client
                         .batch_execute(&format!("DROP TABLE IF EXISTS {name}"))
                         .await?;

@@ -2,7 +2,12 @@
 //!
 //! Everything that can fail for good happens here, before any I/O, so that a
 //! message that can never be stored is recognised at once and sent to the
-//! DLQ: undecodable protobuf, a message of another signal, invalid ids.
+//! DLQ: undecodable protobuf, a message of another signal, invalid ids, an
+//! invalid tenant header, a span that starts further in the future than
+//! `ACCEPT_SPANS_MAX_FUTURE` (a client's wrong clock; stored, such spans
+//! would create a daily partition each, thousands in one transaction for a
+//! hostile request). Spans older than `ACCEPT_SPANS_MAX_AGE` are left out
+//! and counted.
 //! Content policy, GenAI mapping and pricing (with the price in force on the
 //! day of the call) are applied here too; the writer only copies rows.
 
@@ -111,6 +116,26 @@ pub struct Prepared {
     pub expired: u64,
 }
 
+/// Why a message can never be stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unstorable {
+    /// A span starts too far ahead of now.
+    #[error("span {span} starts {ahead_secs} s ahead of now, more than ACCEPT_SPANS_MAX_FUTURE ({max_secs} s): a client clock is wrong")]
+    Future {
+        /// The span id, hex.
+        span: String,
+        /// How far ahead, s.
+        ahead_secs: u64,
+        /// The bound, s.
+        max_secs: u64,
+        /// Spans in the message.
+        spans: u64,
+    },
+    /// Anything else.
+    #[error("{0}")]
+    Invalid(String),
+}
+
 fn time(ns: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_nanos(ns)
 }
@@ -121,29 +146,35 @@ pub struct Preparer {
     pub policy: Policy,
     /// The prices.
     pub prices: PriceBook,
-    /// Spans older than this are not stored: retention would drop them
-    /// within the hour, and storing them again later would count their
-    /// calls in the (longer-kept) rollups twice.
-    pub retention: Duration,
+    /// Spans older than this are not stored (`ACCEPT_SPANS_MAX_AGE`, at
+    /// most the retention: retention would drop them within the hour, and
+    /// storing them again later would count their calls in the longer-kept
+    /// rollups twice).
+    pub max_age: Duration,
+    /// A message with a span starting further ahead is not stored.
+    pub max_future: Duration,
 }
 
 impl Preparer {
     /// The rows of one message, or why it can never be stored.
-    pub fn prepare(&self, message: &InMessage) -> Result<Prepared, String> {
+    pub fn prepare(&self, message: &InMessage) -> Result<Prepared, Unstorable> {
         if let Some(signal) = message.header(headers::OTLP_SIGNAL) {
             if signal != "traces" {
-                return Err(format!("a {signal} message on a traces topic"));
+                return Err(Unstorable::Invalid(format!(
+                    "a {signal} message on a traces topic"
+                )));
             }
         }
+        let tenant = message.tenant().map_err(Unstorable::Invalid)?.to_owned();
         let mut request = ExportTraceServiceRequest::decode(&message.payload[..])
-            .map_err(|e| format!("undecodable OTLP protobuf: {e}"))?;
+            .map_err(|e| Unstorable::Invalid(format!("undecodable OTLP protobuf: {e}")))?;
         self.policy.apply_to_request(&mut request);
-        let tenant = message.tenant().to_owned();
         let received_at = message
             .received_at_ms()
             .and_then(|ms| ms.checked_mul(1_000_000))
             .map_or_else(SystemTime::now, time);
-        let rows = flatten(&request).map_err(|e| format!("invalid span: {e}"))?;
+        let rows =
+            flatten(&request).map_err(|e| Unstorable::Invalid(format!("invalid span: {e}")))?;
         let mut out = Prepared {
             spans: Vec::with_capacity(rows.len()),
             ..Prepared::default()
@@ -151,7 +182,18 @@ impl Preparer {
         let now_ns = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-        let oldest_ns = now_ns.saturating_sub(self.retention.as_nanos() as u64);
+        let oldest_ns = now_ns.saturating_sub(self.max_age.as_nanos() as u64);
+        let latest_ns = now_ns.saturating_add(self.max_future.as_nanos() as u64);
+        if let Some((row, _, _)) = rows.iter().find(|(r, _, _)| r.start_unix_nano > latest_ns) {
+            let mut span = String::with_capacity(16);
+            observatory_schemas::kafka::push_hex(&mut span, &row.span_id);
+            return Err(Unstorable::Future {
+                span,
+                ahead_secs: (row.start_unix_nano - now_ns) / 1_000_000_000,
+                max_secs: self.max_future.as_secs(),
+                spans: rows.len() as u64,
+            });
+        }
         for (row, span, rs) in rows {
             if row.start_unix_nano < oldest_ns {
                 out.expired += 1;

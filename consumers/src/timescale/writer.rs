@@ -13,6 +13,10 @@
 //!
 //! Either way the rollups, per minute and per hour, get exactly the calls
 //! inserted (`rollups.rs`), so re-delivery and replays count nothing twice.
+//! A row repeated inside one batch (a client's retry of a request whose
+//! first copy was delivered too, both read in one batch) is written once:
+//! [`Rows::dedup`] keeps the first copy of each key before anything is
+//! written, so the rollups see the call once.
 //! The transaction commits before the consumer commits any offset
 //! (`source.rs`).
 
@@ -28,6 +32,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::error::Error;
 use std::pin::Pin;
 use std::time::Duration;
+use std::time::SystemTime;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Transaction};
@@ -135,6 +140,66 @@ fn insert_calls() -> String {
     )
 }
 
+/// The rows of a batch, each key once.
+#[derive(Debug, Default)]
+pub struct Rows<'a> {
+    /// Spans.
+    pub spans: Vec<&'a SpanRecord>,
+    /// LLM calls.
+    pub calls: Vec<&'a CallRecord>,
+    /// Spans left out because the batch held them already.
+    pub repeated_spans: u64,
+    /// Calls left out because the batch held them already.
+    pub repeated_calls: u64,
+}
+
+/// A row's primary key: (tenant, trace id, span id, start).
+type Key<'a> = (&'a str, [u8; 16], [u8; 8], SystemTime);
+
+impl<'a> Rows<'a> {
+    /// The rows of `batch`, the first copy of each key only.
+    pub fn dedup(batch: &[&'a Prepared]) -> Rows<'a> {
+        let spans_n: usize = batch.iter().map(|p| p.spans.len()).sum();
+        let calls_n: usize = batch.iter().map(|p| p.calls.len()).sum();
+        let mut seen: std::collections::HashSet<Key<'a>> =
+            std::collections::HashSet::with_capacity(spans_n);
+        let spans: Vec<&SpanRecord> = batch
+            .iter()
+            .flat_map(|p| &p.spans)
+            .filter(|s| seen.insert((&s.tenant, s.row.trace_id, s.row.span_id, s.start)))
+            .collect();
+        seen.clear();
+        let calls: Vec<&CallRecord> = batch
+            .iter()
+            .flat_map(|p| &p.calls)
+            .filter(|c| seen.insert((&c.tenant, c.trace_id, c.span_id, c.start)))
+            .collect();
+        Rows {
+            repeated_spans: (spans_n - spans.len()) as u64,
+            repeated_calls: (calls_n - calls.len()) as u64,
+            spans,
+            calls,
+        }
+    }
+
+    /// Splits the rows into at most `n` parts of about the same size, for
+    /// `n` connections: every key is in one part only.
+    pub fn split(&self, n: usize) -> Vec<Rows<'a>> {
+        let n = n.max(1);
+        let mut out: Vec<Rows<'a>> = (0..n).map(|_| Rows::default()).collect();
+        let spans_each = self.spans.len().div_ceil(n).max(1);
+        for (i, chunk) in self.spans.chunks(spans_each).enumerate() {
+            out[i].spans.extend_from_slice(chunk);
+        }
+        let calls_each = self.calls.len().div_ceil(n).max(1);
+        for (i, chunk) in self.calls.chunks(calls_each).enumerate() {
+            out[i].calls.extend_from_slice(chunk);
+        }
+        out.retain(|r| !r.spans.is_empty() || !r.calls.is_empty());
+        out
+    }
+}
+
 /// What a committed batch did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Written {
@@ -148,14 +213,20 @@ pub struct Written {
     pub calls_inserted: u64,
 }
 
-/// Sorts PostgreSQL errors into "retry later" and "never".
+/// Sorts PostgreSQL errors into "retry later", "too much at once" and
+/// "never".
 ///
 /// Permanent: what the data itself causes (data exceptions 22, integrity
 /// violations 23, program limits 54, unsupported features 0A such as writing
-/// into a compressed TimescaleDB chunk). Everything else (connection loss,
-/// serialization failures, a missing table after a bad deployment) is retried:
-/// an operator's mistake stalls the sink and shows in its metrics rather than
-/// sending every message to the DLQ.
+/// into a compressed TimescaleDB chunk). Too large: the server ran out of
+/// memory or of lock slots for this transaction (53200 `out_of_memory`,
+/// whose "out of shared memory" means `max_locks_per_transaction`, and 53400
+/// `configuration_limit_exceeded`): the same batch would fail again, so it
+/// is written in halves. Everything else (connection loss, a full disk
+/// 53100, too many connections 53300, serialization failures, a missing
+/// table after a bad deployment) is retried: an operator's mistake stalls
+/// the sink and shows in its metrics rather than sending every message to
+/// the DLQ.
 pub fn classify(error: tokio_postgres::Error) -> WriteError {
     match error.code().map(|c| c.code()) {
         Some(code)
@@ -165,6 +236,7 @@ pub fn classify(error: tokio_postgres::Error) -> WriteError {
         {
             WriteError::Permanent(describe(&error))
         }
+        Some("53200" | "53400") => WriteError::TooLarge(describe(&error)),
         _ => WriteError::Transient(describe(&error)),
     }
 }
@@ -260,9 +332,9 @@ impl Writer {
         Ok(())
     }
 
-    /// Writes the rows of `batch` in one transaction.
-    pub async fn write(&mut self, batch: &[&Prepared]) -> Result<Written, WriteError> {
-        let result = self.write_inner(batch).await;
+    /// Writes `rows` in one transaction.
+    pub async fn write(&mut self, rows: &Rows<'_>) -> Result<Written, WriteError> {
+        let result = self.write_inner(rows).await;
         if result.is_err() {
             // Forget cached state: the next attempt starts from a fresh look.
             self.partitions = Partitions::default();
@@ -273,17 +345,20 @@ impl Writer {
         result.map_err(classify)
     }
 
-    async fn write_inner(&mut self, batch: &[&Prepared]) -> Result<Written, tokio_postgres::Error> {
-        let days: BTreeSet<i64> = batch
+    async fn write_inner(&mut self, rows: &Rows<'_>) -> Result<Written, tokio_postgres::Error> {
+        let days: BTreeSet<i64> = rows
+            .spans
             .iter()
-            .flat_map(|p| p.spans.iter().map(|s| Partitions::day_of(s.start)))
+            .map(|s| Partitions::day_of(s.start))
+            .chain(rows.calls.iter().map(|c| Partitions::day_of(c.start)))
             .collect();
         self.ensure_partitions(&days).await?;
         self.client().await?; // (re)connects, which resets `stage_tables`
         let client = self.client.as_mut().expect("connected above");
-        let calls: Vec<&CallRecord> = batch.iter().flat_map(|p| &p.calls).collect();
+        let calls: Vec<&CallRecord> = rows.calls.clone();
+        let batch = rows;
         let mut written = Written {
-            spans: batch.iter().map(|p| p.spans.len() as u64).sum(),
+            spans: rows.spans.len() as u64,
             calls: calls.len() as u64,
             ..Written::default()
         };
@@ -407,7 +482,7 @@ async fn copy_rows(
     tx: &Transaction<'_>,
     spans_table: &str,
     calls_table: &str,
-    batch: &[&Prepared],
+    batch: &Rows<'_>,
 ) -> Result<(), tokio_postgres::Error> {
     let sink = tx
         .copy_in(&format!(
@@ -416,11 +491,11 @@ async fn copy_rows(
         .await?;
     let copy = BinaryCopyInWriter::new(sink, &SPAN_TYPES);
     pin_mut!(copy);
-    for span in batch.iter().flat_map(|p| &p.spans) {
+    for span in &batch.spans {
         write_span(copy.as_mut(), span).await?;
     }
     copy.finish().await?;
-    if batch.iter().all(|p| p.calls.is_empty()) {
+    if batch.calls.is_empty() {
         return Ok(());
     }
     let sink = tx
@@ -430,7 +505,7 @@ async fn copy_rows(
         .await?;
     let copy = BinaryCopyInWriter::new(sink, &CALL_TYPES);
     pin_mut!(copy);
-    for call in batch.iter().flat_map(|p| &p.calls) {
+    for call in &batch.calls {
         write_call(copy.as_mut(), call).await?;
     }
     copy.finish().await?;
@@ -510,4 +585,59 @@ async fn write_call(
         &c.ttft_bucket,
     ])
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::InMessage;
+    use crate::timescale::rows::Preparer;
+    use observatory_schemas::pricing::PriceBook;
+    use observatory_schemas::testing::TraceGenerator;
+    use prost::Message as _;
+
+    fn prepared(payload: Vec<u8>) -> Prepared {
+        let preparer = Preparer {
+            policy: crate::redact::Policy::new(true, 4096, Vec::new(), Vec::new()),
+            prices: PriceBook::builtin(),
+            max_age: Duration::from_secs(86_400 * 30),
+            max_future: Duration::from_secs(86_400),
+        };
+        preparer
+            .prepare(&InMessage {
+                topic: "t".into(),
+                partition: 0,
+                offset: 0,
+                key: None,
+                payload: payload.into(),
+                headers: Vec::new(),
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn a_message_read_twice_in_one_batch_is_written_once() {
+        let now_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        let request = TraceGenerator::new(7)
+            .with_now_ns(now_ns)
+            .request(200)
+            .encode_to_vec();
+        let (a, b) = (prepared(request.clone()), prepared(request));
+        assert!(!a.calls.is_empty());
+        let rows = Rows::dedup(&[&a, &b]);
+        assert_eq!(rows.spans.len(), a.spans.len());
+        assert_eq!(rows.calls.len(), a.calls.len());
+        assert_eq!(rows.repeated_spans, a.spans.len() as u64);
+        assert_eq!(rows.repeated_calls, a.calls.len() as u64);
+        // Split over connections, each key is in one part only.
+        let parts = rows.split(2);
+        assert_eq!(parts.len(), 2);
+        let spans: usize = parts.iter().map(|p| p.spans.len()).sum();
+        let calls: usize = parts.iter().map(|p| p.calls.len()).sum();
+        assert_eq!((spans, calls), (a.spans.len(), a.calls.len()));
+        assert_eq!(Rows::default().split(3).len(), 0);
+    }
 }

@@ -2,9 +2,14 @@
 //!
 //! Block ids are deterministic, as Tempo's own Kafka block builder makes
 //! them (`modules/blockbuilder/util/id.go`): a UUIDv5 over the tenant, the
-//! source partition, the first offset in the block and a sequence number. A
-//! crash or a replay from the same offset therefore rewrites the same block
-//! instead of adding a copy.
+//! source partition, the first offset in the block and a sequence number.
+//! A writer takes an id by creating its [`CLAIM`] object (a create-only
+//! write, which fails when it exists), so one block id has one writer,
+//! ever: a crash or a second owner of the partition finds the id taken and
+//! either skips what the complete block there holds (its [`Source`]
+//! record) or takes the next sequence number; it never writes into a
+//! folder another writer has, and a reader never sees one writer's
+//! `meta.json` beside another's `data.parquet`.
 
 use super::ENCODING;
 use crate::civil::rfc3339_nanos;
@@ -25,6 +30,11 @@ pub const DATA: &str = "data.parquet";
 pub const INDEX: &str = "index";
 /// The block's metadata.
 pub const META: &str = "meta.json";
+/// `meta.json` of a block Tempo's compactor (or retention) marked compacted.
+pub const META_COMPACTED: &str = "meta.compacted.json";
+/// The object whose create-only write gives a writer its block id. Written
+/// first; Tempo ignores it and deletes it with the block.
+pub const CLAIM: &str = "observatory-claim";
 
 /// The folder, inside a block folder, of the block's source records: which
 /// offsets of which topic partition the block holds. Tempo ignores it (it

@@ -8,7 +8,7 @@ use crate::otlp::common::{InstrumentationScope, KeyValue};
 use crate::otlp::resource::Resource;
 use crate::otlp::trace::{span::Link, ResourceSpans, Span};
 use crate::span::string_attribute;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Status code of an error span.
 const STATUS_ERROR: i32 = 2;
@@ -72,9 +72,11 @@ fn is_child_of_link(trace_id: &[u8], link: &Link) -> bool {
 
 impl<'a> TraceRow<'a> {
     /// Merges every span of `trace_id` found in `batches` (the Kafka messages
-    /// of that trace). `None` when there is none.
+    /// of that trace), each span id once: a span delivered twice (a client
+    /// retry, a replay) is kept as first seen. `None` when there is none.
     pub fn merge(trace_id: [u8; 16], batches: &[&'a [ResourceSpans]]) -> Option<TraceRow<'a>> {
         let mut resources: Vec<ResourceGroup<'a>> = Vec::new();
+        let mut seen: HashSet<&'a [u8]> = HashSet::new();
         for rs in batches.iter().flat_map(|b| b.iter()) {
             let resource = rs.resource.as_ref();
             let at = match resources.iter().position(|g| g.resource == resource) {
@@ -92,7 +94,9 @@ impl<'a> TraceRow<'a> {
             };
             let group = &mut resources[at];
             for ss in &rs.scope_spans {
-                let spans = ss.spans.iter().filter(|s| s.trace_id == trace_id);
+                let spans = ss.spans.iter().filter(|s| {
+                    s.trace_id == trace_id && (s.span_id.is_empty() || seen.insert(&s.span_id))
+                });
                 let scope = ss.scope.as_ref();
                 match group.scopes.iter_mut().find(|g| g.scope == scope) {
                     Some(g) => g.spans.extend(spans),
@@ -322,5 +326,23 @@ mod tests {
         assert_eq!((row.start, row.end), (101, 200));
         assert_eq!(row.service_stats["api"], (2, 0));
         assert!(TraceRow::merge([2; 16], &[&a]).is_none());
+    }
+
+    #[test]
+    fn a_span_delivered_twice_is_merged_once() {
+        let rs = |spans: Vec<Span>| ResourceSpans {
+            scope_spans: vec![crate::otlp::trace::ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let first = [rs(vec![span(1, None), span(2, Some(1))])];
+        let again = [rs(vec![span(2, Some(1)), span(1, None), span(3, Some(2))])];
+        let row = TraceRow::merge([1; 16], &[&first, &again]).unwrap();
+        let ids: Vec<u8> = row.spans().map(|s| s.span_id[0]).collect();
+        assert_eq!(ids, [1, 2, 3]);
+        assert_eq!(row.service_stats[""], (3, 0));
+        assert!(row.nested.iter().all(|n| n.left > 0), "{:?}", row.nested);
     }
 }
