@@ -1,12 +1,16 @@
-//! The in-flight budget: how many bytes of requests may wait for Kafka at once.
+//! The in-flight budget: how much memory requests may hold at once, from
+//! decoding until Kafka has them.
 //!
-//! A request reserves its decoded size before it is split and produced, and
-//! holds the reservation until Kafka has answered for every one of its
+//! A request reserves the estimate of its decoded size
+//! ([`observatory_schemas::decoded_size`]) **before** it is decoded, then,
+//! once split, resizes the reservation to the larger of its body and its
+//! messages, and holds that until Kafka has answered for every one of its
 //! messages, even after a timeout has already answered the client. A request
 //! that finds the budget spent is refused at once with UNAVAILABLE / 503: it
-//! never waits in memory. Together with the per-transport concurrency limit
-//! and the request size cap this bounds the collector's memory whatever the
-//! load.
+//! never waits in memory; one whose estimate alone passes the budget is
+//! refused for good (413 / RESOURCE_EXHAUSTED). Together with the
+//! per-transport concurrency limit and the request size cap this bounds the
+//! collector's memory whatever the load.
 
 use crate::error::IngestError;
 use prometheus_client::metrics::gauge::Gauge;
@@ -26,9 +30,44 @@ pub struct Budget {
 
 /// Bytes held against the budget; released on drop.
 pub struct Reservation {
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
     bytes: i64,
     gauge: Gauge,
+}
+
+impl Reservation {
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes as usize
+    }
+
+    /// Holds `bytes` from now on: gives back what is over, or reserves what
+    /// is missing (refused at once when the budget is spent, keeping what
+    /// it held).
+    pub fn resize(&mut self, budget: &Budget, bytes: usize) -> Result<(), IngestError> {
+        let want = units(bytes);
+        let have = self.permit.num_permits() as u32;
+        if want < have {
+            drop(self.permit.split((have - want) as usize));
+        } else if want > have {
+            let more = budget
+                .semaphore
+                .clone()
+                .try_acquire_many_owned(want - have)
+                .map_err(|_| IngestError::Overloaded {
+                    limit: budget.limit,
+                })?;
+            self.permit.merge(more);
+        }
+        let now = (want as usize * UNIT) as i64;
+        self.gauge.inc_by(now - self.bytes);
+        self.bytes = now;
+        Ok(())
+    }
+}
+
+fn units(bytes: usize) -> u32 {
+    u32::try_from(bytes.div_ceil(UNIT).max(1)).unwrap_or(u32::MAX)
 }
 
 impl Drop for Reservation {
@@ -54,7 +93,7 @@ impl Budget {
 
     /// Reserves `bytes`, or refuses at once when the budget is spent.
     pub fn try_reserve(&self, bytes: usize) -> Result<Reservation, IngestError> {
-        let units = u32::try_from(bytes.div_ceil(UNIT).max(1)).unwrap_or(u32::MAX);
+        let units = units(bytes);
         let permit = self
             .semaphore
             .clone()
@@ -63,7 +102,7 @@ impl Budget {
         let bytes = (units as usize * UNIT) as i64;
         self.gauge.inc_by(bytes);
         Ok(Reservation {
-            _permit: permit,
+            permit,
             bytes,
             gauge: self.gauge.clone(),
         })
@@ -84,6 +123,27 @@ mod tests {
             budget.try_reserve(5 * UNIT),
             Err(IngestError::Overloaded { .. })
         ));
+        drop(a);
+        assert_eq!(gauge.get(), 0);
+        assert!(budget.try_reserve(10 * UNIT).is_ok());
+    }
+
+    #[test]
+    fn a_reservation_shrinks_and_grows_within_the_budget() {
+        let gauge = Gauge::default();
+        let budget = Budget::new(10 * UNIT, gauge.clone());
+        let mut a = budget.try_reserve(8 * UNIT).unwrap();
+        a.resize(&budget, 3 * UNIT).unwrap();
+        assert_eq!(gauge.get(), 3 * UNIT as i64);
+        let b = budget.try_reserve(7 * UNIT).unwrap();
+        assert!(matches!(
+            a.resize(&budget, 4 * UNIT),
+            Err(IngestError::Overloaded { .. })
+        ));
+        assert_eq!(a.bytes(), 3 * UNIT);
+        drop(b);
+        a.resize(&budget, 9 * UNIT).unwrap();
+        assert_eq!(gauge.get(), 9 * UNIT as i64);
         drop(a);
         assert_eq!(gauge.get(), 0);
         assert!(budget.try_reserve(10 * UNIT).is_ok());

@@ -5,6 +5,7 @@
 //! (the ingest API keys) are never printed: [`Config`]'s `Debug` hides them.
 
 use clap::Parser;
+use observatory_schemas::environment::Environment;
 use observatory_schemas::kafka;
 use observatory_schemas::tenant;
 use std::collections::HashMap;
@@ -118,6 +119,14 @@ pub struct Args {
     /// Seconds the `Retry-After` header asks a refused client to wait.
     #[arg(long, env = "COLLECTOR_RETRY_AFTER_SECONDS", default_value_t = 1)]
     pub retry_after_seconds: u32,
+
+    /// Longest a request body may take to arrive (gRPC and HTTP); a slower one is cut off with UNAVAILABLE / 503.
+    #[arg(long, env = "COLLECTOR_BODY_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub body_timeout: Duration,
+
+    /// development or production: production warns about settings that can lose acknowledged data.
+    #[arg(long, env = "ENVIRONMENT", default_value = "development")]
+    pub environment: Environment,
 }
 
 /// A setting with a value that cannot work.
@@ -165,6 +174,8 @@ pub struct Config {
     pub api_keys: HashMap<String, String>,
     /// Log format.
     pub log_format: LogFormat,
+    /// Where it runs.
+    pub environment: Environment,
 }
 
 impl fmt::Debug for Config {
@@ -178,6 +189,7 @@ impl fmt::Debug for Config {
             .field("num_workers", &self.num_workers)
             .field("api_keys", &format_args!("<{} keys>", self.api_keys.len()))
             .field("log_format", &self.log_format)
+            .field("environment", &self.environment)
             .finish()
     }
 }
@@ -273,6 +285,8 @@ pub struct Limits {
     pub produce_timeout: Duration,
     /// `Retry-After` seconds.
     pub retry_after_seconds: u32,
+    /// Longest a body may take to arrive.
+    pub body_timeout: Duration,
 }
 
 /// librdkafka settings the delivery guarantee rests on: acknowledgement by
@@ -359,6 +373,9 @@ impl Args {
                 "must be at least 1",
             ));
         }
+        if self.body_timeout.is_zero() {
+            return Err(invalid("COLLECTOR_BODY_TIMEOUT", "must be more than zero"));
+        }
         if self.produce_timeout.is_zero() {
             return Err(invalid(
                 "COLLECTOR_PRODUCE_TIMEOUT",
@@ -414,10 +431,12 @@ impl Args {
                 max_concurrent_requests: self.max_concurrent_requests,
                 produce_timeout: self.produce_timeout,
                 retry_after_seconds: self.retry_after_seconds,
+                body_timeout: self.body_timeout,
             },
             num_workers,
             api_keys,
             log_format,
+            environment: self.environment,
         })
     }
 }

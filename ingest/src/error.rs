@@ -41,6 +41,14 @@ pub enum IngestError {
         /// Which limit, and at which step.
         after: &'static str,
     },
+    /// Decoded, the request would take more memory than the whole budget.
+    #[error("the request would take about {estimate} bytes of memory decoded, more than the collector's budget of {limit} bytes (COLLECTOR_MAX_INFLIGHT_BYTES); send fewer spans, data points or log records per request")]
+    TooLargeDecoded {
+        /// The estimate.
+        estimate: usize,
+        /// The budget, COLLECTOR_MAX_INFLIGHT_BYTES.
+        limit: usize,
+    },
     /// Neither protobuf nor JSON.
     #[error("unsupported content type {0:?}: send application/x-protobuf or application/json")]
     UnsupportedContentType(String),
@@ -74,6 +82,7 @@ impl IngestError {
             | IngestError::BadCompression { .. }
             | IngestError::InvalidTenant(_) => ErrorCode::InvalidArgument,
             IngestError::TooLarge { .. } => ErrorCode::PayloadTooLarge,
+            IngestError::TooLargeDecoded { .. } => ErrorCode::ResourceExhausted,
             IngestError::UnsupportedContentType(_) | IngestError::UnsupportedEncoding(_) => {
                 ErrorCode::UnsupportedMediaType
             }
@@ -94,6 +103,7 @@ impl IngestError {
             IngestError::BadCompression { .. } => "bad_compression",
             IngestError::Body(_) => "unreadable_body",
             IngestError::TooLarge { .. } => "too_large",
+            IngestError::TooLargeDecoded { .. } => "too_large_decoded",
             IngestError::UnsupportedContentType(_) => "unsupported_content_type",
             IngestError::UnsupportedEncoding(_) => "unsupported_encoding",
             IngestError::InvalidTenant(_) => "invalid_tenant",

@@ -136,6 +136,7 @@ impl Bound {
             producer.clone(),
             readiness.clone(),
             metrics.clone(),
+            config.environment,
             drain_rx.clone(),
         ));
         let stop = || {
@@ -148,16 +149,10 @@ impl Bound {
         let grpc_task = tokio::spawn(receiver::grpc::serve(
             grpc,
             pipeline.clone(),
-            limits.max_request_bytes,
-            limits.max_concurrent_requests,
+            limits.clone(),
             stop(),
         ));
-        let http_router = receiver::http::router(
-            pipeline.clone(),
-            limits.max_request_bytes,
-            limits.max_concurrent_requests,
-            limits.retry_after_seconds,
-        );
+        let http_router = receiver::http::router(pipeline.clone(), limits);
         let http_task = tokio::spawn(receiver::http::serve(http, http_router, stop()));
         let admin_router = admin::router(metrics.clone(), readiness, draining.clone());
         let admin_task = tokio::spawn(async move { axum::serve(admin, admin_router).await });

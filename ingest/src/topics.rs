@@ -3,13 +3,19 @@
 //! The collector starts whether or not Kafka is reachable. A background task
 //! asks the broker for metadata every few seconds, creates whichever of our
 //! topics is missing (with `KAFKA_TRACES_PARTITIONS` partitions and the
-//! configured replication), and sets the readiness that `/readyz` reports.
-//! Existing topics are never altered.
+//! configured replication and `min.insync.replicas` of
+//! [`observatory_schemas::kafka::min_insync_replicas`]: 2 with two replicas
+//! or more, so that `acks=all` means "on two brokers"), and sets the
+//! readiness that `/readyz` reports. Existing topics are never altered.
+//! With `ENVIRONMENT=production`, a topic it produces to that has a single
+//! replica is named in a warning once: one broker's loss would lose what
+//! was acknowledged.
 
 use crate::config::KafkaConfig;
 use crate::metrics::Metrics;
 use crate::producer::{client_config, Producer, BATCH_OVERHEAD};
-use observatory_schemas::kafka::Signal;
+use observatory_schemas::environment::Environment;
+use observatory_schemas::kafka::{self, Signal};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
@@ -41,19 +47,38 @@ impl Readiness {
     }
 }
 
+/// What the metadata says of our topics.
+#[derive(Debug, Default)]
+struct TopicsState {
+    /// Topics it does not list.
+    missing: Vec<String>,
+    /// Topics with a partition of a single replica.
+    single_replica: Vec<String>,
+}
+
+/// Our topics, as the broker's metadata lists them.
+fn topics_state(producer: &Producer) -> Result<TopicsState, rdkafka::error::KafkaError> {
+    let metadata = producer.client().fetch_metadata(None, METADATA_TIMEOUT)?;
+    let mut state = TopicsState::default();
+    for name in Signal::ALL.map(|s| producer.config().topic(s).to_owned()) {
+        let found = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == name && t.error().is_none() && !t.partitions().is_empty());
+        match found {
+            None => state.missing.push(name),
+            Some(t) if t.partitions().iter().any(|p| p.replicas().len() < 2) => {
+                state.single_replica.push(name)
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(state)
+}
+
 /// Topics of ours that the metadata does not list.
 fn missing_topics(producer: &Producer) -> Result<Vec<String>, rdkafka::error::KafkaError> {
-    let metadata = producer.client().fetch_metadata(None, METADATA_TIMEOUT)?;
-    let wanted = Signal::ALL.map(|s| producer.config().topic(s).to_owned());
-    Ok(wanted
-        .into_iter()
-        .filter(|name| {
-            !metadata
-                .topics()
-                .iter()
-                .any(|t| t.name() == name && t.error().is_none() && !t.partitions().is_empty())
-        })
-        .collect())
+    topics_state(producer).map(|s| s.missing)
 }
 
 async fn create_topics(config: &KafkaConfig, names: &[String]) -> Result<(), String> {
@@ -61,6 +86,7 @@ async fn create_topics(config: &KafkaConfig, names: &[String]) -> Result<(), Str
         .create()
         .map_err(|e| format!("admin client: {e}"))?;
     let max_bytes = (config.message_max_bytes + BATCH_OVERHEAD).to_string();
+    let min_isr = kafka::min_insync_replicas(config.replication_factor).to_string();
     let topics: Vec<NewTopic> = names
         .iter()
         .map(|name| {
@@ -70,6 +96,7 @@ async fn create_topics(config: &KafkaConfig, names: &[String]) -> Result<(), Str
                 TopicReplication::Fixed(config.replication_factor),
             )
             .set("max.message.bytes", &max_bytes)
+            .set("min.insync.replicas", &min_isr)
         })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
@@ -91,14 +118,36 @@ async fn create_topics(config: &KafkaConfig, names: &[String]) -> Result<(), Str
     Ok(())
 }
 
+/// With `ENVIRONMENT=production`, names each topic we produce to that has
+/// a single replica: `acks=all` then means one broker, whose loss loses
+/// what was acknowledged.
+async fn warn_about_durability(producer: &Producer, environment: Environment) {
+    if !environment.is_production() {
+        return;
+    }
+    let producer = producer.clone();
+    let state = tokio::task::spawn_blocking(move || topics_state(&producer)).await;
+    if let Ok(Ok(state)) = state {
+        for topic in state.single_replica {
+            warn!(
+                %topic,
+                "ENVIRONMENT=production and the topic has a single replica: one broker's loss \
+                 loses acknowledged data; use replication 3 with min.insync.replicas 2"
+            );
+        }
+    }
+}
+
 /// Checks the broker and creates topics until `shutdown` fires; returns an
 /// error when the producer hit a fatal error and the process must restart.
 pub async fn maintain(
     producer: Producer,
     readiness: Readiness,
     metrics: Arc<Metrics>,
+    environment: Environment,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), String> {
+    let mut durability_checked = false;
     loop {
         if let Some(fatal) = producer.fatal_error() {
             // The idempotent producer cannot recover; a restart gives a new one.
@@ -137,6 +186,10 @@ pub async fn maintain(
                 false
             }
         };
+        if ready && !durability_checked {
+            durability_checked = true;
+            warn_about_durability(&producer, environment).await;
+        }
         if ready != readiness.is_ready() {
             info!(ready, "kafka readiness changed");
         }

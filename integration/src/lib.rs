@@ -8,6 +8,7 @@
 //! test can SIGTERM or SIGKILL them.
 
 pub mod api;
+pub mod blocks;
 pub mod broker;
 pub mod bucket;
 pub mod collector;

@@ -3,24 +3,21 @@
 //! local folder and in a real S3-compatible server (s3s-fs, started by the
 //! stack script), read back with our block reader.
 
-use observatory_consumer::redact::{is_content_key, Policy};
-use observatory_consumer::tempo::store::BlockStore;
+use observatory_consumer::redact::is_content_key;
+use observatory_integration::blocks::{
+    assert_all_found, assert_nested_sets_hold, blocks, find_all, placed, Sent,
+};
 use observatory_integration::broker::Broker;
 use observatory_integration::bucket::{local_bucket, s3_bucket, s3_endpoint, Bucket};
 use observatory_integration::collector::Collector;
 use observatory_integration::process::Service;
 use observatory_integration::proxy::Proxy;
 use observatory_integration::{kafka_brokers, unique, wait_for};
-use observatory_schemas::otlp::common::{
-    any_value::Value, AnyValue, ArrayValue, KeyValue, KeyValueList,
-};
+use observatory_schemas::otlp::common::{any_value::Value, AnyValue, ArrayValue, KeyValueList};
 use observatory_schemas::otlp::resource::Resource;
 use observatory_schemas::otlp::trace::{span, ResourceSpans, ScopeSpans, Span, Status};
 use observatory_schemas::otlp::trace_service::trace_service_client::TraceServiceClient;
 use observatory_schemas::otlp::trace_service::ExportTraceServiceRequest;
-use observatory_schemas::tempo::bloom::{shard_of, Bloom};
-use observatory_schemas::tempo::meta::BlockMeta;
-use observatory_schemas::tempo::read::DataFile;
 use observatory_schemas::testing::{kv, kv_bool, kv_f64, kv_int, kv_str, TraceGenerator};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -173,122 +170,6 @@ fn text(s: &str) -> AnyValue {
 fn boolean(b: bool) -> AnyValue {
     AnyValue {
         value: Some(Value::BoolValue(b)),
-    }
-}
-
-/// A span as comparable data: resource and scope it ran under, attributes
-/// in key order (the block keeps some attributes in columns of their own).
-type Placed = (Vec<KeyValue>, String, Vec<KeyValue>, Span);
-
-/// Spans by (trace id, span id), as they must be found in the blocks.
-type Sent = BTreeMap<(Vec<u8>, Vec<u8>), Vec<Placed>>;
-
-fn sorted(mut a: Vec<KeyValue>) -> Vec<KeyValue> {
-    a.sort_by(|x, y| x.key.cmp(&y.key));
-    a
-}
-
-/// What the sink must store of a span: the span after the default content
-/// policy (`CAPTURE_CONTENT=false`: prompt and completion text removed).
-fn stored(span: &Span) -> Span {
-    static POLICY: std::sync::LazyLock<Policy> =
-        std::sync::LazyLock::new(|| Policy::new(false, 16 * 1024, vec![], vec![]));
-    let mut span = span.clone();
-    POLICY.apply_to_span(&mut span);
-    span
-}
-
-fn placed(rs: &[ResourceSpans], out: &mut Sent) {
-    for r in rs {
-        let resource = sorted(r.resource.clone().unwrap_or_default().attributes);
-        for ss in &r.scope_spans {
-            let scope = ss.scope.clone().unwrap_or_default();
-            for s in &ss.spans {
-                let mut s = stored(s);
-                s.attributes = sorted(s.attributes);
-                for e in &mut s.events {
-                    e.attributes = sorted(std::mem::take(&mut e.attributes));
-                }
-                for l in &mut s.links {
-                    l.attributes = sorted(std::mem::take(&mut l.attributes));
-                }
-                out.entry((s.trace_id.clone(), s.span_id.clone()))
-                    .or_default()
-                    .push((
-                        resource.clone(),
-                        format!("{}/{}", scope.name, scope.version),
-                        sorted(scope.attributes.clone()),
-                        s,
-                    ));
-            }
-        }
-    }
-}
-
-/// Every complete block of `tenant` (those with a meta.json).
-async fn blocks(store: &BlockStore, tenant: &str) -> Vec<(BlockMeta, bytes::Bytes, Vec<Bloom>)> {
-    let mut out = Vec::new();
-    let mut names = store.list(tenant).await.unwrap();
-    names.sort();
-    for name in names.iter().filter(|n| n.ends_with("/meta.json")) {
-        let folder = name.trim_end_matches("/meta.json");
-        let meta: BlockMeta = serde_json::from_slice(&store.get(name).await.unwrap()).unwrap();
-        let data = store.get(&format!("{folder}/data.parquet")).await.unwrap();
-        assert_eq!(meta.size, data.len() as u64, "meta.json size of {folder}");
-        let mut blooms = Vec::new();
-        for i in 0..meta.bloom_shards {
-            let bytes = store.get(&format!("{folder}/bloom-{i}")).await.unwrap();
-            blooms.push(Bloom::from_bytes(&bytes).unwrap());
-        }
-        out.push((meta, data, blooms));
-    }
-    out
-}
-
-/// Every span found in the complete blocks of `tenant` (each block read in
-/// one pass; the bloom filter must say maybe for every trace a block holds,
-/// as Tempo looks traces up by it): span key -> the copies found.
-async fn find_all(store: &BlockStore, tenant: &str) -> Sent {
-    let blocks = blocks(store, tenant).await;
-    let mut found: Sent = BTreeMap::new();
-    for (meta, data, blooms) in &blocks {
-        let file = DataFile::open(data.clone()).unwrap();
-        assert_eq!(file.traces(), meta.total_objects);
-        for (id, rs) in file.all().unwrap() {
-            let shard = shard_of(&id, blooms.len() as u64) as usize;
-            assert!(
-                blooms[shard].may_contain(&id),
-                "bloom says no for a trace block {} holds",
-                meta.block_id
-            );
-            placed(&rs, &mut found);
-        }
-    }
-    found
-}
-
-/// Waits until every sent span is in a complete block (the sink's counters
-/// also count blocks rewritten after a failed cut, so they can run ahead of
-/// the store), then checks that each is there exactly once, as sent.
-async fn assert_all_found(store: &BlockStore, tenant: &str, sent: &Sent) {
-    let found = wait_for("every span in a complete block", WAIT, || async {
-        let found = find_all(store, tenant).await;
-        sent.keys()
-            .all(|key| found.contains_key(key))
-            .then_some(found)
-    })
-    .await;
-    for (key, spans) in &found {
-        assert_eq!(
-            spans.len(),
-            1,
-            "span {key:02x?} is in {} blocks",
-            spans.len()
-        );
-    }
-    assert_eq!(found.len(), sent.len(), "only the spans sent are stored");
-    for (key, expected) in sent {
-        assert_eq!(found.get(key), Some(expected), "span {key:02x?}");
     }
 }
 
@@ -530,4 +411,141 @@ async fn each_tenant_gets_its_own_folder_and_default_is_single_tenant() {
             assert_eq!(meta.tenant_id, *folder);
         }
     }
+}
+
+fn sink_with(
+    brokers: &str,
+    topic: &str,
+    group: &str,
+    bucket: &Bucket,
+    extra: &[(&'static str, String)],
+) -> Service {
+    let mut env = vec![
+        ("KAFKA_BROKERS", brokers.to_owned()),
+        ("KAFKA_TRACES_TOPIC", topic.to_owned()),
+        ("KAFKA_GROUP_ID", group.to_owned()),
+        ("TEMPO_BLOCK_MAX_AGE", "1s".to_owned()),
+        ("KAFKA_MAX_POLL_INTERVAL", "20s".to_owned()),
+    ];
+    env.extend(bucket.env.iter().cloned());
+    for (k, v) in extra {
+        env.retain(|(key, _)| key != k);
+        env.push((k, v.clone()));
+    }
+    Service::consumer("tempo", &env)
+}
+
+/// Every complete block's `data.parquet` of `tenant` keeps the nested-set
+/// numbers of each trace right (read with the parquet crate itself).
+async fn assert_blocks_nested_right(store: &observatory_consumer::tempo::store::BlockStore) {
+    for (meta, data, _) in blocks(store, "single-tenant").await {
+        assert_nested_sets_hold(&data);
+        assert!(meta.total_objects > 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_acknowledged_twice_is_one_copy_of_each_span_in_a_block_and_in_a_replay() {
+    let bucket = local_bucket();
+    let topic = unique("spans");
+    let collector = collector_on(&kafka_brokers(), &topic).await;
+    // Both copies are in the topic before the sink reads: one cut holds both.
+    let mut sent = BTreeMap::new();
+    let mut generator = TraceGenerator::new(61).with_now_ns(now_ns());
+    for _ in 0..4 {
+        let request = generator.request(120);
+        placed(&request.resource_spans, &mut sent);
+        send(&collector, request.clone()).await;
+        send(&collector, request).await;
+    }
+    let sink = sink(&kafka_brokers(), &topic, &unique("group"), &bucket);
+    sink.wait_ready(WAIT).await;
+    assert_all_found(&bucket.store, "single-tenant", &sent).await;
+    assert_blocks_nested_right(&bucket.store).await;
+
+    // A replay of the whole topic into an empty bucket: the same.
+    let fresh = local_bucket();
+    let mut replay = std::process::Command::new(observatory_integration::workspace_bin(
+        "observatory-consumer",
+    ));
+    replay
+        .args(["replay", "--sink", "tempo", "--from", "0"])
+        .env("KAFKA_BROKERS", kafka_brokers())
+        .env("KAFKA_TRACES_TOPIC", &topic)
+        .env("RUST_LOG", "warn");
+    for (k, v) in &fresh.env {
+        replay.env(k, v);
+    }
+    let status = tokio::task::spawn_blocking(move || replay.status().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "the replay succeeds");
+    assert_all_found(&fresh.store, "single-tenant", &sent).await;
+    assert_blocks_nested_right(&fresh.store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_read_again_from_older_offsets_with_other_cuts_writes_no_second_copy() {
+    // What a failed offset commit leads to: the partition's next owner reads
+    // from the older committed offset and cuts elsewhere. Here the group is
+    // moved back to the start of the log after two cuts per partition were
+    // written, and the sink comes back with more data behind them.
+    let bucket = local_bucket();
+    let brokers = kafka_brokers();
+    let topic = unique("spans");
+    let group = unique("group");
+    let collector = collector_on(&brokers, &topic).await;
+    let mut first = sink(&brokers, &topic, &group, &bucket);
+    first.wait_ready(WAIT).await;
+    let mut sent = BTreeMap::new();
+    stream(&collector, 71, 4, &mut sent).await;
+    assert_all_found(&bucket.store, "single-tenant", &sent).await;
+    stream(&collector, 72, 4, &mut sent).await;
+    assert_all_found(&bucket.store, "single-tenant", &sent).await;
+    let cuts = blocks(&bucket.store, "single-tenant").await.len();
+    assert!(cuts >= 2, "two cuts at least ({cuts})");
+    assert!(first.terminate().is_some_and(|s| s.success()));
+
+    let reset = std::process::Command::new(observatory_integration::workspace_bin(
+        "observatory-consumer",
+    ))
+    .args([
+        "offsets",
+        "reset",
+        "--group",
+        &group,
+        "--topic",
+        &topic,
+        "--to-earliest",
+    ])
+    .env("KAFKA_BROKERS", &brokers)
+    .env("RUST_LOG", "warn")
+    .output()
+    .unwrap();
+    assert!(
+        reset.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reset.stderr)
+    );
+    stream(&collector, 73, 4, &mut sent).await;
+    // One cut over everything: its first offsets are those of the first
+    // blocks, its end past the second ones.
+    let second = sink_with(
+        &brokers,
+        &topic,
+        &group,
+        &bucket,
+        &[("TEMPO_BLOCK_MAX_AGE", "3s".to_owned())],
+    );
+    second.wait_ready(WAIT).await;
+    assert_all_found(&bucket.store, "single-tenant", &sent).await;
+    assert_blocks_nested_right(&bucket.store).await;
+    wait_for("the skipped messages counted", WAIT, || async {
+        (second
+            .metric("observatory_consumer_already_stored_messages_total")
+            .await
+            > 0.0)
+            .then_some(())
+    })
+    .await;
 }

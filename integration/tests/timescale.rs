@@ -788,3 +788,214 @@ async fn captured_content_is_redacted_and_old_data_follows_retention() {
         );
     }
 }
+
+/// Every rollup total equals the same total over `llm_calls`, at both
+/// resolutions: calls, errors, every token kind, cost, unpriced calls,
+/// duration, and the latency histograms' counts.
+async fn assert_rollups_equal_calls(db: &TestDb) {
+    let client = db.client().await;
+    for table in ["llm_rollup_1m", "llm_rollup_1h"] {
+        let row = client
+            .query_one(
+                &format!(
+                    "SELECT
+                       (SELECT count(*) FROM llm_calls) = (SELECT coalesce(sum(calls), 0) FROM {table}),
+                       (SELECT count(*) FILTER (WHERE is_error) FROM llm_calls) = (SELECT coalesce(sum(errors), 0) FROM {table}),
+                       (SELECT coalesce(sum(input_tokens), 0) FROM llm_calls) = (SELECT coalesce(sum(input_tokens), 0) FROM {table}),
+                       (SELECT coalesce(sum(output_tokens), 0) FROM llm_calls) = (SELECT coalesce(sum(output_tokens), 0) FROM {table}),
+                       (SELECT coalesce(sum(cache_read_tokens), 0) FROM llm_calls) = (SELECT coalesce(sum(cache_read_tokens), 0) FROM {table}),
+                       (SELECT coalesce(sum(reasoning_tokens), 0) FROM llm_calls) = (SELECT coalesce(sum(reasoning_tokens), 0) FROM {table}),
+                       abs((SELECT coalesce(sum(cost_usd), 0) FROM llm_calls) - (SELECT coalesce(sum(cost_usd), 0) FROM {table})) < 1e-9,
+                       abs((SELECT coalesce(sum(duration_ms), 0) FROM llm_calls) - (SELECT coalesce(sum(duration_ms_sum), 0) FROM {table})) < 1e-6,
+                       (SELECT count(*) FROM llm_calls) = (SELECT coalesce(sum(count), 0) FROM {} WHERE metric = 0)",
+                    table.replace("rollup", "latency")
+                ),
+                &[],
+            )
+            .await
+            .unwrap();
+        let checks: Vec<bool> = (0..9).map(|i| row.get(i)).collect();
+        assert!(
+            checks.iter().all(|c| *c),
+            "{table} differs from llm_calls (calls, errors, input, output, cache read, reasoning, cost, duration, latency): {checks:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_acknowledged_twice_before_the_sink_reads_is_counted_once() {
+    // A client retried a request whose first copy Kafka had too: both
+    // copies sit in one batch of the sink.
+    let db = TestDb::create().await;
+    let topic = unique("spans");
+    let collector = collector(&topic).await;
+    let (fixtures, _) = dialect_fixtures();
+    let mut spans = spans_of(&fixtures).count() as i64;
+    send(&collector, fixtures.clone()).await;
+    send(&collector, fixtures).await;
+    let mut generator = TraceGenerator::new(81).with_now_ns(now_ns());
+    for _ in 0..3 {
+        let request = generator.request(50);
+        spans += spans_of(&request).count() as i64;
+        send(&collector, request.clone()).await;
+        send(&collector, request).await;
+    }
+    let mut env = sink_env(&topic, &unique("group"), &db.url);
+    env.retain(|(k, _)| *k != "COPY_FLUSH_INTERVAL" && *k != "COPY_BATCH_SIZE");
+    env.push(("COPY_FLUSH_INTERVAL", "2s".into()));
+    env.push(("COPY_BATCH_SIZE", "100000".into()));
+    let sink = Service::consumer("timescale", &env);
+    sink.wait_ready(WAIT).await;
+    wait_count(&db, "SELECT count(*) FROM spans", spans).await;
+    let duplicates = wait_for("the repeats counted", WAIT, || async {
+        let n = sink
+            .metric("observatory_consumer_rows_duplicate_total{sink=\"timescale\",table=\"spans\"}")
+            .await;
+        (n >= spans as f64).then_some(n)
+    })
+    .await;
+    assert_eq!(duplicates, spans as f64, "each span was delivered twice");
+    assert_rollups_equal_calls(&db).await;
+    assert!(assert_hourly_is_minutely_by_hour(&db).await >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_far_in_the_future_go_to_the_dlq_and_create_no_partitions() {
+    use observatory_integration::kafka::read_topic;
+    let db = TestDb::create().await;
+    let migrated = std::process::Command::new(observatory_integration::workspace_bin(
+        "observatory-consumer",
+    ))
+    .arg("migrate")
+    .env("DATABASE_URL", &db.url)
+    .status()
+    .unwrap();
+    assert!(migrated.success());
+    // A partition an older version created for hostile data, far ahead:
+    // retention drops it when the sink starts.
+    db.client()
+        .await
+        .batch_execute(
+            "CREATE TABLE spans_p29991231 PARTITION OF spans
+               FOR VALUES FROM ('2999-12-31 00:00:00+00') TO ('3000-01-01 00:00:00+00')",
+        )
+        .await
+        .unwrap();
+    let p = pipeline(&db.url).await;
+    // One request, spans spread over 3 000 days ahead: stored, they would
+    // need 3 000 daily partitions of each table in one transaction.
+    let day = 86_400_000_000_000u64;
+    let now = now_ns();
+    let hostile: Vec<Span> = (0..3000u64)
+        .map(|d| Span {
+            trace_id: vec![0xf0; 16],
+            span_id: (d + 1).to_be_bytes().to_vec(),
+            name: "from the future".into(),
+            start_time_unix_nano: now + d * day,
+            end_time_unix_nano: now + d * day + 1_000,
+            ..Default::default()
+        })
+        .collect();
+    send(
+        &p.collector,
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: hostile,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        },
+    )
+    .await;
+    let total = stream(&p.collector, 82, 5).await;
+    wait_count(&db, "SELECT count(*) FROM spans", total).await;
+    assert_eq!(
+        db.count("SELECT count(*) FROM spans WHERE start_time > now() + interval '2 days'")
+            .await,
+        0
+    );
+    let far = db
+        .count(
+            "SELECT count(*) FROM pg_class c JOIN pg_inherits i ON i.inhrelid = c.oid
+              WHERE c.relname ~ '_p[0-9]{8}$'
+                AND to_date(substring(c.relname from '[0-9]{8}$'), 'YYYYMMDD') > current_date + 3",
+        )
+        .await;
+    assert_eq!(
+        far, 0,
+        "no partition further ahead than the accepted future"
+    );
+    let brokers = kafka_brokers();
+    let dlq = format!("{}.dlq", p.topic);
+    let records =
+        tokio::task::spawn_blocking(move || read_topic(&brokers, &dlq, WAIT, |r| !r.is_empty()))
+            .await
+            .unwrap();
+    assert_eq!(records.len(), 1);
+    assert!(
+        records[0].headers["dlq-reason"].contains("ACCEPT_SPANS_MAX_FUTURE"),
+        "{:?}",
+        records[0].headers
+    );
+    assert_eq!(
+        p.sink
+            .metric("observatory_consumer_future_spans_total{sink=\"timescale\"}")
+            .await,
+        3000.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_with_an_invalid_tenant_header_goes_to_the_dlq_not_to_default() {
+    use observatory_integration::kafka::read_topic;
+    use prost::Message;
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let db = TestDb::create().await;
+    let p = pipeline(&db.url).await;
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka_brokers())
+        .create()
+        .unwrap();
+    let (request, _) = dialect_fixtures();
+    producer
+        .send(
+            FutureRecord::to(&p.topic)
+                .key("bad-tenant")
+                .payload(&request.encode_to_vec())
+                .headers(OwnedHeaders::new().insert(Header {
+                    key: "tenant",
+                    value: Some("../other"),
+                })),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("produced");
+    let total = stream(&p.collector, 83, 3).await;
+    wait_count(&db, "SELECT count(*) FROM spans", total).await;
+    assert_eq!(
+        db.count("SELECT count(*) FROM spans WHERE tenant <> 'default'")
+            .await,
+        0
+    );
+    let brokers = kafka_brokers();
+    let dlq = format!("{}.dlq", p.topic);
+    let records =
+        tokio::task::spawn_blocking(move || read_topic(&brokers, &dlq, WAIT, |r| !r.is_empty()))
+            .await
+            .unwrap();
+    assert_eq!(records.len(), 1);
+    assert!(
+        records[0].headers["dlq-reason"].starts_with("invalid tenant header \"../other\""),
+        "{:?}",
+        records[0].headers
+    );
+    // The fixtures' own spans (trace 01…01) never landed under `default`.
+    assert_eq!(
+        db.count("SELECT count(*) FROM spans WHERE trace_id = decode(repeat('01', 16), 'hex')")
+            .await,
+        0
+    );
+}

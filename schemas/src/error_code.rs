@@ -18,6 +18,9 @@ pub enum ErrorCode {
     NotFound,
     /// The request body is larger than allowed.
     PayloadTooLarge,
+    /// The request would take more memory than the server may give it
+    /// (decoded, say); retrying it cannot help.
+    ResourceExhausted,
     /// The request's media type or encoding is not supported.
     UnsupportedMediaType,
     /// The caller sends too much; retry later.
@@ -61,7 +64,7 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => 401,
             ErrorCode::PermissionDenied => 403,
             ErrorCode::NotFound => 404,
-            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::PayloadTooLarge | ErrorCode::ResourceExhausted => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::RateLimited => 429,
             ErrorCode::Unavailable => 503,
@@ -81,6 +84,7 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => grpc::UNAUTHENTICATED,
             ErrorCode::PermissionDenied => grpc::PERMISSION_DENIED,
             ErrorCode::NotFound => grpc::NOT_FOUND,
+            ErrorCode::ResourceExhausted => grpc::RESOURCE_EXHAUSTED,
             ErrorCode::RateLimited | ErrorCode::Unavailable => grpc::UNAVAILABLE,
             ErrorCode::Internal => grpc::INTERNAL,
         }
@@ -99,6 +103,7 @@ impl ErrorCode {
             ErrorCode::PermissionDenied => "permission_denied",
             ErrorCode::NotFound => "not_found",
             ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::ResourceExhausted => "resource_exhausted",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Unavailable => "unavailable",

@@ -28,6 +28,7 @@
 
 pub mod civil;
 pub mod decoded_size;
+pub mod environment;
 pub mod error_code;
 pub mod genai;
 pub mod histogram;

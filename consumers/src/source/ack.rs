@@ -3,8 +3,8 @@
 //!
 //! [`Batcher::flush`] is the whole of it. Everything that can take long
 //! (a write, a dead letter, a backoff) runs through [`wait`], which keeps
-//! the member in its group meanwhile (partitions paused, consumer polled)
-//! and bounds the time by the flush's [`Mode`].
+//! the member in its group meanwhile ([`KeepAlive`]) and bounds the time by
+//! the flush's [`Mode`].
 
 use super::dlq::{self, DeadLetters};
 use super::lag::Lag;
@@ -16,6 +16,7 @@ use crate::metrics::{BatchLabels, FlushLabels, Metrics, OldestUnwritten, SinkLab
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::message::Message as _;
 use rdkafka::{Offset, TopicPartitionList};
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -61,47 +62,32 @@ pub(super) struct Pending<I> {
 }
 
 /// Keeps the member in its group during a long wait.
+///
+/// It polls the consumer once a tick without blocking: librdkafka then
+/// counts the member as alive (max.poll.interval) and serves rebalances.
+/// A poll may return a message (the next one of its partition, after
+/// everything in the batch being written): it is kept, in order, and the
+/// loop takes it before it polls again. At most one message a tick is
+/// kept, so a wait of minutes holds a few hundred messages at most. The
+/// partitions are not paused: pausing makes librdkafka drop what it
+/// prefetched and fetch again from the last message returned, and a broker
+/// that mishandles a fetch from the middle of a record batch (tansu 0.6)
+/// then skips messages.
 #[derive(Default)]
 pub(super) struct KeepAlive {
-    /// Whether the assignment is paused now.
-    paused: bool,
-    /// Messages a keep-alive poll returned (of partitions assigned during
-    /// the wait, not paused yet), in order; the loop takes them before it
-    /// polls again.
+    /// Messages the keep-alive polls returned, with their timestamps.
     pub(super) stash: Vec<(InMessage, i64)>,
 }
 
 impl KeepAlive {
-    /// Pauses every assigned partition (once) and polls without blocking:
-    /// librdkafka then counts the member as alive (max.poll.interval) and
-    /// serves rebalances. Pausing drops what was prefetched, and resuming
-    /// fetches again from the last message returned, so nothing is skipped.
     fn poll<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) {
-        if !self.paused {
-            if let Ok(assigned) = consumer.assignment() {
-                let _ = consumer.pause(&assigned);
+        match consumer.poll(Duration::ZERO) {
+            Some(Ok(m)) => {
+                let timestamp_ms = m.timestamp().to_millis().unwrap_or_else(now_ms);
+                self.stash.push((InMessage::from_kafka(&m), timestamp_ms));
             }
-            self.paused = true;
-        }
-        while let Some(result) = consumer.poll(Duration::ZERO) {
-            match result {
-                Ok(m) => {
-                    let mut one = TopicPartitionList::new();
-                    one.add_partition(m.topic(), m.partition());
-                    let _ = consumer.pause(&one);
-                    self.stash.push((InMessage::from_kafka(&m), now_ms()));
-                }
-                Err(e) => warn!(error = %e, "kafka consumer error"),
-            }
-        }
-    }
-
-    /// Resumes the assignment after a wait that paused it.
-    fn resume<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) {
-        if std::mem::take(&mut self.paused) {
-            if let Ok(assigned) = consumer.assignment() {
-                let _ = consumer.resume(&assigned);
-            }
+            Some(Err(e)) => warn!(error = %e, "kafka consumer error"),
+            None => {}
         }
     }
 }
@@ -253,7 +239,6 @@ impl<S: Sink> Batcher<S> {
         mode: Mode,
     ) -> Result<bool, RunError> {
         let flushed = self.flush_pending(consumer, mode);
-        self.keep_alive.resume(consumer);
         // What this member lost meanwhile is its next owner's to write.
         let assignment = self.assignment.clone();
         self.pending

@@ -20,9 +20,9 @@
 //! batch is read again; sinks write idempotently, so that stores nothing twice.
 //!
 //! While a write or a dead letter takes long, the member stays in its group:
-//! the partitions are paused and the consumer is polled (no message is
-//! taken; librdkafka fetches again from the last one returned on resume),
-//! so a slow store never gets the member evicted mid-write. A rebalance
+//! the consumer is polled once a second (a message it returns is kept for
+//! the next batch, in order), so a slow store never gets the member evicted
+//! mid-write. A rebalance
 //! that revokes partitions during a write marks them in the [`Assignment`]
 //! the sink can consult before its commit point, and nothing of them is
 //! committed here. On revocation between writes the pending batch is

@@ -9,33 +9,56 @@
 //! `INVALID_ARGUMENT`.
 //!
 //! gzip and zstd requests are accepted, at most `COLLECTOR_MAX_REQUEST_BYTES`
-//! decompressed, behind the concurrency [`gate`](super::gate).
+//! decompressed, behind the concurrency [`gate`](super::gate). Credentials
+//! are checked from the headers before the body is read; the body must
+//! arrive within `COLLECTOR_BODY_TIMEOUT` (a client that sends a byte a
+//! second gives its slot back then, with `UNAVAILABLE`); and the memory it
+//! takes decoded is reserved before it is decoded ([`Pipeline::reserve`]).
 
 use super::gate::GateLayer;
 use super::signal::{Logs, Metrics, OtlpSignal, Traces};
 use super::{Credentials, Pipeline};
+use crate::budget::Reservation;
+use crate::config::Limits;
 use crate::metrics::Transport;
 use std::convert::Infallible;
 use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tonic::body::Body;
 use tonic::codec::{
     Codec, CompressionEncoding, DecodeBuf, Decoder, EnabledCompressionEncodings, EncodeBuf, Encoder,
 };
-use tonic::metadata::MetadataMap;
 use tonic::server::{NamedService, UnaryService};
 use tonic::Status;
 
-/// A decoded request with its size on the wire (after decompression).
+/// A decoded request with its size on the wire (after decompression) and
+/// the memory reserved for it.
 pub struct Decoded<T> {
     message: T,
     wire_len: usize,
+    reservation: Reservation,
 }
 
-/// Prost codec that reports bad protobuf as `INVALID_ARGUMENT`.
-pub struct OtlpCodec<K>(PhantomData<K>);
+/// Prost codec that reserves a request's decoded size before decoding it
+/// and reports bad protobuf as `INVALID_ARGUMENT`.
+pub struct OtlpCodec<K> {
+    pipeline: Arc<Pipeline>,
+    _signal: PhantomData<K>,
+}
+
+impl<K> OtlpCodec<K> {
+    fn new(pipeline: Arc<Pipeline>) -> Self {
+        OtlpCodec {
+            pipeline,
+            _signal: PhantomData,
+        }
+    }
+}
 
 impl<K: OtlpSignal> Codec for OtlpCodec<K> {
     type Encode = K::Response;
@@ -43,10 +66,10 @@ impl<K: OtlpSignal> Codec for OtlpCodec<K> {
     type Encoder = OtlpCodec<K>;
     type Decoder = OtlpCodec<K>;
     fn encoder(&mut self) -> Self::Encoder {
-        OtlpCodec(PhantomData)
+        OtlpCodec::new(self.pipeline.clone())
     }
     fn decoder(&mut self) -> Self::Decoder {
-        OtlpCodec(PhantomData)
+        OtlpCodec::new(self.pipeline.clone())
     }
 }
 
@@ -65,38 +88,44 @@ impl<K: OtlpSignal> Decoder for OtlpCodec<K> {
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
         use bytes::Buf;
         let wire_len = src.remaining();
-        let message = <K::Request as prost::Message>::decode(src)
+        let body = src.copy_to_bytes(wire_len);
+        let reservation = self
+            .pipeline
+            .reserve(K::SIGNAL, false, &body)
+            .inspect_err(|e| self.pipeline.refuse(K::SIGNAL, Transport::Grpc, e))?;
+        let message = <K::Request as prost::Message>::decode(body)
             .map_err(|e| Status::invalid_argument(format!("malformed protobuf: {e}")))?;
-        Ok(Some(Decoded { message, wire_len }))
+        Ok(Some(Decoded {
+            message,
+            wire_len,
+            reservation,
+        }))
     }
 }
 
-fn credentials(metadata: &MetadataMap) -> Credentials<'_> {
-    Credentials::from_headers(|name| metadata.get(name).and_then(|v| v.to_str().ok()))
+/// One unary call, of a caller whose credentials named `tenant`.
+struct Export_<K> {
+    pipeline: Arc<Pipeline>,
+    tenant: String,
+    _signal: PhantomData<K>,
 }
-
-/// One unary call.
-struct Export_<K>(Arc<Pipeline>, PhantomData<K>);
 
 impl<K: OtlpSignal> UnaryService<Decoded<K::Request>> for Export_<K> {
     type Response = K::Response;
     type Future = futures::future::BoxFuture<'static, Result<tonic::Response<K::Response>, Status>>;
 
     fn call(&mut self, request: tonic::Request<Decoded<K::Request>>) -> Self::Future {
-        let pipeline = self.0.clone();
+        let pipeline = self.pipeline.clone();
+        let tenant = std::mem::take(&mut self.tenant);
         Box::pin(async move {
-            let (metadata, _, decoded) = request.into_parts();
-            let tenant = pipeline
-                .tenant(credentials(&metadata))
-                .inspect_err(|error| {
-                    pipeline.refuse(K::SIGNAL, Transport::Grpc, error);
-                })?;
+            let decoded = request.into_inner();
             let outcome = pipeline
                 .export(
                     Transport::Grpc,
                     tenant,
                     K::wrap(decoded.message),
                     decoded.wire_len,
+                    decoded.reservation,
                 )
                 .await?;
             Ok(tonic::Response::new(K::respond(outcome)))
@@ -104,10 +133,53 @@ impl<K: OtlpSignal> UnaryService<Decoded<K::Request>> for Export_<K> {
     }
 }
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A request body that fails once `timeout` has passed since the request
+/// began (and records that it did): a slow client cannot hold its
+/// concurrency slot for longer.
+struct DeadlineBody<B> {
+    inner: Pin<Box<B>>,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    fired: Arc<AtomicBool>,
+}
+
+impl<B> http_body::Body for DeadlineBody<B>
+where
+    B: http_body::Body,
+    B::Error: Into<BoxError>,
+{
+    type Data = B::Data;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<B::Data>, BoxError>>> {
+        if let Poll::Ready(frame) = self.inner.as_mut().poll_frame(cx) {
+            return Poll::Ready(frame.map(|r| r.map_err(Into::into)));
+        }
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            self.fired.store(true, Ordering::Relaxed);
+            return Poll::Ready(Some(Err("the request body did not arrive in time".into())));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// An OTLP export service of one signal.
 pub struct OtlpService<K> {
     pipeline: Arc<Pipeline>,
     max_request_bytes: usize,
+    body_timeout: Duration,
     _signal: PhantomData<K>,
 }
 
@@ -116,6 +188,7 @@ impl<K> Clone for OtlpService<K> {
         OtlpService {
             pipeline: self.pipeline.clone(),
             max_request_bytes: self.max_request_bytes,
+            body_timeout: self.body_timeout,
             _signal: PhantomData,
         }
     }
@@ -142,21 +215,51 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let pipeline = self.pipeline.clone();
         let max = self.max_request_bytes;
+        let body_timeout = self.body_timeout;
         Box::pin(async move {
             if request.uri().path() != format!("/{}/Export", K::NAME) {
                 return Ok(
                     Status::unimplemented(format!("{} has only Export", K::NAME)).into_http(),
                 );
             }
+            // Credentials first: an unauthenticated body is never read.
+            let headers = request.headers();
+            let credentials =
+                Credentials::from_headers(|name| headers.get(name).and_then(|v| v.to_str().ok()));
+            let tenant = match pipeline.tenant(credentials) {
+                Ok(tenant) => tenant,
+                Err(error) => {
+                    pipeline.refuse(K::SIGNAL, Transport::Grpc, &error);
+                    return Ok(Status::from(error).into_http());
+                }
+            };
+            let fired = Arc::new(AtomicBool::new(false));
+            let (parts, body) = request.into_parts();
+            let body = DeadlineBody {
+                inner: Box::pin(body),
+                deadline: Box::pin(tokio::time::sleep(body_timeout)),
+                fired: fired.clone(),
+            };
+            let request = http::Request::from_parts(parts, body);
             let mut accept = EnabledCompressionEncodings::default();
             accept.enable(CompressionEncoding::Gzip);
             accept.enable(CompressionEncoding::Zstd);
-            let mut grpc = tonic::server::Grpc::new(OtlpCodec::<K>(PhantomData))
+            let mut grpc = tonic::server::Grpc::new(OtlpCodec::<K>::new(pipeline.clone()))
                 .apply_compression_config(accept, EnabledCompressionEncodings::default())
                 .apply_max_message_size_config(Some(max), None);
-            let response = grpc
-                .unary(Export_::<K>(pipeline, PhantomData), request)
-                .await;
+            let export = Export_::<K> {
+                pipeline: pipeline.clone(),
+                tenant,
+                _signal: PhantomData,
+            };
+            let response = grpc.unary(export, request).await;
+            if fired.load(Ordering::Relaxed) {
+                let error = crate::error::IngestError::Body(format!(
+                    "it did not arrive within {body_timeout:?} (COLLECTOR_BODY_TIMEOUT)"
+                ));
+                pipeline.refuse(K::SIGNAL, Transport::Grpc, &error);
+                return Ok(Status::from(error).into_http());
+            }
             Ok(client_errors_as_invalid_argument(response, max))
         })
     }
@@ -191,22 +294,19 @@ fn client_errors_as_invalid_argument(
 pub async fn serve(
     listener: tokio::net::TcpListener,
     pipeline: Arc<Pipeline>,
-    max_request_bytes: usize,
-    max_concurrent_requests: usize,
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    fn service<K: OtlpSignal>(
-        pipeline: &Arc<Pipeline>,
-        max_request_bytes: usize,
-    ) -> OtlpService<K> {
+    fn service<K: OtlpSignal>(pipeline: &Arc<Pipeline>, limits: &Limits) -> OtlpService<K> {
         OtlpService {
             pipeline: pipeline.clone(),
-            max_request_bytes,
+            max_request_bytes: limits.max_request_bytes,
+            body_timeout: limits.body_timeout,
             _signal: PhantomData,
         }
     }
     let gate = GateLayer::new(
-        max_concurrent_requests,
+        limits.max_concurrent_requests,
         Arc::new(|| {
             Status::unavailable("the collector is at its limit of concurrent requests (COLLECTOR_MAX_CONCURRENT_REQUESTS); retry later")
                 .into_http()
@@ -215,9 +315,9 @@ pub async fn serve(
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
         .layer(gate)
-        .add_service(service::<Traces>(&pipeline, max_request_bytes))
-        .add_service(service::<Metrics>(&pipeline, max_request_bytes))
-        .add_service(service::<Logs>(&pipeline, max_request_bytes))
+        .add_service(service::<Traces>(&pipeline, &limits))
+        .add_service(service::<Metrics>(&pipeline, &limits))
+        .add_service(service::<Logs>(&pipeline, &limits))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

@@ -44,6 +44,7 @@ pub struct RpcStatus {
 struct HttpState {
     pipeline: Arc<Pipeline>,
     max_request_bytes: usize,
+    body_timeout: Duration,
     retry_after: HeaderValue,
 }
 
@@ -52,16 +53,13 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// The router of the three OTLP/HTTP paths.
-pub fn router(
-    pipeline: Arc<Pipeline>,
-    max_request_bytes: usize,
-    max_concurrent: usize,
-    retry_after_seconds: u32,
-) -> Router {
-    let retry_after = HeaderValue::from(retry_after_seconds);
+pub fn router(pipeline: Arc<Pipeline>, limits: &crate::config::Limits) -> Router {
+    let max_concurrent = limits.max_concurrent_requests;
+    let retry_after = HeaderValue::from(limits.retry_after_seconds);
     let state = HttpState {
         pipeline,
-        max_request_bytes,
+        max_request_bytes: limits.max_request_bytes,
+        body_timeout: limits.body_timeout,
         retry_after: retry_after.clone(),
     };
     let gate = GateLayer::new(
@@ -131,12 +129,19 @@ async fn receive(
     let limit = state.max_request_bytes;
     let declared =
         header_str(headers, header::CONTENT_LENGTH.as_str()).and_then(|v| v.parse::<usize>().ok());
-    let raw = read_body(body, limit, declared).await.map_err(refuse)?;
+    let raw = read_body(body, limit, declared, state.body_timeout)
+        .await
+        .map_err(refuse)?;
     let plain = decode::decompress(encoding, raw, limit).map_err(refuse)?;
+    let reservation = pipeline
+        .reserve(signal, format == Format::Json, &plain)
+        .map_err(refuse)?;
     let export = decode::decode(signal, format, &plain).map_err(refuse)?;
     let wire_len = plain.len();
     drop(plain);
-    pipeline.export(transport, tenant, export, wire_len).await
+    pipeline
+        .export(transport, tenant, export, wire_len, reservation)
+        .await
 }
 
 /// How much of an oversized body is read and thrown away before answering
@@ -144,15 +149,13 @@ async fn receive(
 /// sending and read the answer instead of failing with a broken pipe; past
 /// this the connection is simply closed.
 const DRAIN_FACTOR: usize = 4;
-/// The longest a body may take to arrive.
-const BODY_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Reads a body of at most `limit` bytes. A larger one is answered 413 after
 /// draining it (up to [`DRAIN_FACTOR`] times the limit, keeping nothing).
 async fn read_body(
     body: Body,
     limit: usize,
     declared: Option<usize>,
+    timeout: Duration,
 ) -> Result<Bytes, IngestError> {
     let too_large = IngestError::TooLarge {
         limit,
@@ -185,12 +188,12 @@ async fn read_body(
             Some(buf.freeze())
         })
     };
-    match tokio::time::timeout(BODY_TIMEOUT, read).await {
+    match tokio::time::timeout(timeout, read).await {
         Ok(Ok(Some(bytes))) => Ok(bytes),
         Ok(Ok(None)) => Err(too_large),
         Ok(Err(error)) => Err(error),
         Err(_) => Err(IngestError::Body(format!(
-            "it did not arrive within {BODY_TIMEOUT:?}"
+            "it did not arrive within {timeout:?} (COLLECTOR_BODY_TIMEOUT)"
         ))),
     }
 }

@@ -1,12 +1,14 @@
 //! The OTLP receivers and the pipeline they share.
 //!
-//! Both transports ([`grpc`] and [`http`]) turn a request into a decoded
-//! export request plus the caller's tenant, then hand it to
-//! [`Pipeline::export`], which is the same for both: reserve the request's
-//! bytes in the in-flight [`Budget`], split it into messages
-//! ([`crate::split`]), produce them and wait for Kafka's acknowledgement
-//! ([`crate::producer`]). Only then is the client told "success"; every other
-//! path answers an error that says whether to retry.
+//! Both transports ([`grpc`] and [`http`]) check the caller's credentials
+//! before they read a body, reserve the estimate of the body's decoded size
+//! in the in-flight [`Budget`] before they decode it
+//! ([`Pipeline::reserve`]), then hand the decoded export request to
+//! [`Pipeline::export`], which is the same for both: resize the reservation
+//! to what the request holds once split into messages ([`crate::split`]),
+//! produce them and wait for Kafka's acknowledgement ([`crate::producer`]).
+//! Only then is the client told "success"; every other path answers an error
+//! that says whether to retry.
 
 pub mod decode;
 pub mod gate;
@@ -14,7 +16,7 @@ pub mod grpc;
 pub mod http;
 pub mod signal;
 
-use crate::budget::Budget;
+use crate::budget::{Budget, Reservation};
 use crate::error::IngestError;
 use crate::metrics::{request_labels, Metrics, RefusedLabels, SignalLabel, Transport};
 use crate::producer::{Origin, Producer};
@@ -158,6 +160,35 @@ impl Pipeline {
         }
     }
 
+    /// Reserves the memory `body` (protobuf or OTLP/JSON of `signal`) will
+    /// take decoded, before it is decoded: refused at once when the budget
+    /// is spent (retryable), or for good when the estimate alone passes it.
+    pub fn reserve(
+        &self,
+        signal: Signal,
+        json: bool,
+        body: &[u8],
+    ) -> Result<Reservation, IngestError> {
+        use observatory_schemas::decoded_size::{estimate, estimate_json, Request};
+        let estimate = if json {
+            estimate_json(body)
+        } else {
+            let request = match signal {
+                Signal::Traces => Request::Traces,
+                Signal::Metrics => Request::Metrics,
+                Signal::Logs => Request::Logs,
+            };
+            estimate(request, body)
+        };
+        if estimate > self.budget.limit() {
+            return Err(IngestError::TooLargeDecoded {
+                estimate,
+                limit: self.budget.limit(),
+            });
+        }
+        self.budget.try_reserve(estimate)
+    }
+
     /// Counts a request refused before it could be decoded.
     pub fn refuse(&self, signal: Signal, transport: Transport, error: &IngestError) {
         self.metrics
@@ -179,13 +210,15 @@ impl Pipeline {
     }
 
     /// Publishes a decoded request, answering only once Kafka has it.
-    /// `encoded_len` is the request's size on the wire, decompressed.
+    /// `encoded_len` is the request's size on the wire, decompressed;
+    /// `reservation` what [`Pipeline::reserve`] held for it.
     pub async fn export(
         &self,
         transport: Transport,
         tenant: String,
         export: Export,
         encoded_len: usize,
+        reservation: Reservation,
     ) -> Result<Outcome, IngestError> {
         let started = Instant::now();
         let signal = export.signal();
@@ -197,7 +230,7 @@ impl Pipeline {
             .get_or_create(&labels)
             .inc_by(items);
 
-        let result = self.publish(tenant, export, encoded_len).await;
+        let result = self.publish(tenant, export, encoded_len, reservation).await;
         let refused = |reason: &'static str, n: u64| {
             self.metrics
                 .refused_items
@@ -235,6 +268,7 @@ impl Pipeline {
         tenant: String,
         export: Export,
         encoded_len: usize,
+        mut reservation: Reservation,
     ) -> Result<(Outcome, u64), IngestError> {
         let received_at_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -246,8 +280,10 @@ impl Pipeline {
             Export::Metrics(r) => split::split_metrics(r, budget, encoded_len),
             Export::Logs(r) => split::split_logs(r, budget, encoded_len),
         };
-        // Splitting copies each resource and scope into every message of it,
-        // so the messages can be larger than the request: reserve the larger.
+        // The decoded request is gone; what waits for Kafka are the
+        // messages. Splitting copies each resource and scope into every
+        // message of it, so they can be larger than the request: hold the
+        // larger.
         let produced: usize = split.messages.iter().map(|m| m.payload.len()).sum();
         let needed = produced.max(encoded_len);
         if needed > self.budget.limit() {
@@ -256,7 +292,7 @@ impl Pipeline {
                 after: " once split into one message per trace (COLLECTOR_MAX_INFLIGHT_BYTES)",
             });
         }
-        let reservation = self.budget.try_reserve(needed)?;
+        reservation.resize(&self.budget, needed)?;
         let accepted = split.accepted_items();
         let outcome = Outcome {
             rejected_items: split.rejected_items,
