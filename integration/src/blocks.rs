@@ -2,7 +2,6 @@
 //! have stored of what a test sent, and the check that every span sent is
 //! in exactly one complete block, as sent.
 
-use crate::wait_for;
 use observatory_consumer::redact::Policy;
 use observatory_consumer::tempo::store::BlockStore;
 use observatory_schemas::otlp::common::KeyValue;
@@ -116,13 +115,38 @@ pub async fn find_all(store: &BlockStore, tenant: &str) -> Sent {
 /// also count blocks rewritten after a failed cut, so they can run ahead of
 /// the store), then checks that each is there exactly once, as sent.
 pub async fn assert_all_found(store: &BlockStore, tenant: &str, sent: &Sent) {
-    let found = wait_for("every span in a complete block", WAIT, || async {
+    let deadline = std::time::Instant::now() + WAIT;
+    let found = loop {
         let found = find_all(store, tenant).await;
-        sent.keys()
-            .all(|key| found.contains_key(key))
-            .then_some(found)
-    })
-    .await;
+        let missing: Vec<&(Vec<u8>, Vec<u8>)> = sent
+            .keys()
+            .filter(|key| !found.contains_key(*key))
+            .collect();
+        if missing.is_empty() {
+            break found;
+        }
+        if std::time::Instant::now() > deadline {
+            let mut partitions: BTreeMap<u32, usize> = BTreeMap::new();
+            for (trace, _) in &missing {
+                let id: [u8; 16] = trace[..].try_into().unwrap_or([0; 16]);
+                let key = observatory_schemas::kafka::trace_key(&id);
+                *partitions
+                    .entry(observatory_schemas::kafka::partition_for_key(
+                        key.as_bytes(),
+                        4,
+                    ))
+                    .or_default() += 1;
+            }
+            panic!(
+                "after {WAIT:?}, {} of {} spans sent are in no complete block; \
+                 missing by partition (of 4): {partitions:?}; e.g. {:02x?}",
+                missing.len(),
+                sent.len(),
+                missing[0]
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     for (key, spans) in &found {
         assert_eq!(
             spans.len(),

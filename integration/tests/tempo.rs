@@ -549,3 +549,63 @@ async fn a_group_read_again_from_older_offsets_with_other_cuts_writes_no_second_
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_object_store_during_a_rebalance_keeps_blocks_whole_and_spans_once() {
+    // Replica A uploads through a proxy that holds every chunk it sends, so
+    // a cut takes far longer than max.poll.interval (10 s); replica B joins
+    // the group meanwhile and writes the same store directly. A must stay in
+    // the group (it polls while it uploads), give up the partitions it is
+    // asked to, and never complete a block of a partition it lost; no block
+    // id has two writers (claims), so every complete block is whole (its
+    // meta.json matches its data.parquet) and every span is in one.
+    let endpoint = s3_endpoint();
+    let proxy = Proxy::start(endpoint.trim_start_matches("http://").parse().unwrap()).await;
+    proxy.slow_down(Duration::from_millis(1000));
+    let slow = s3_bucket(&format!("http://{}", proxy.addr));
+    let mut direct = slow.env.clone();
+    for (k, v) in &mut direct {
+        if *k == "AWS_ENDPOINT" {
+            *v = endpoint.clone();
+        }
+    }
+    let brokers = kafka_brokers();
+    let topic = unique("spans");
+    let group = unique("group");
+    let collector = collector_on(&brokers, &topic).await;
+    let mut sent = BTreeMap::new();
+    stream(&collector, 101, 8, &mut sent).await;
+    let poll = [("KAFKA_MAX_POLL_INTERVAL", "10s".to_owned())];
+    let a = sink_with(&brokers, &topic, &group, &slow, &poll);
+    a.wait_ready(WAIT).await;
+    wait_for("replica A uploading its first cut", WAIT, || async {
+        let names = slow.store.list("single-tenant").await.unwrap_or_default();
+        (!names.is_empty()).then_some(())
+    })
+    .await;
+    // More data while A uploads: B's first cuts hold more than A's, so a
+    // block id written by both would hold two different contents.
+    stream(&collector, 103, 4, &mut sent).await;
+    let mut b_env: Vec<(&'static str, String)> = vec![
+        ("KAFKA_BROKERS", brokers.clone()),
+        ("KAFKA_TRACES_TOPIC", topic.clone()),
+        ("KAFKA_GROUP_ID", group.clone()),
+        ("TEMPO_BLOCK_MAX_AGE", "1s".to_owned()),
+        ("KAFKA_MAX_POLL_INTERVAL", "10s".to_owned()),
+    ];
+    b_env.extend(direct);
+    let b = Service::consumer("tempo", &b_env);
+    b.wait_ready(WAIT).await;
+    stream(&collector, 102, 8, &mut sent).await;
+    assert_all_found(&slow.store, "single-tenant", &sent).await;
+    assert_blocks_nested_right(&slow.store).await;
+    // Both replicas wrote blocks: the partitions were shared, A kept some.
+    for (name, sink) in [("A", &a), ("B", &b)] {
+        assert!(
+            sink.metric("observatory_consumer_blocks_written_total")
+                .await
+                > 0.0,
+            "replica {name} wrote blocks"
+        );
+    }
+}

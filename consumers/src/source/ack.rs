@@ -144,6 +144,8 @@ pub(super) struct Batcher<S: Sink> {
     pub(super) lag: Lag,
     pub(super) assignment: Assignment,
     pub(super) keep_alive: KeepAlive,
+    /// Where each partition's next message is expected.
+    pub(super) positions: super::positions::Positions,
     /// An error a flush inside a rebalance callback could not return.
     pub(super) fatal: Option<RunError>,
 }
@@ -176,6 +178,7 @@ impl<S: Sink> Batcher<S> {
             oldest: parts.oldest,
             assignment: parts.assignment,
             keep_alive: KeepAlive::default(),
+            positions: super::positions::Positions::default(),
             fatal: None,
         })
     }
@@ -246,6 +249,8 @@ impl<S: Sink> Batcher<S> {
         self.keep_alive
             .stash
             .retain(|(m, _)| assignment.owns(&m.topic, m.partition));
+        self.positions
+            .retain(|topic, partition| assignment.owns(topic, partition));
         self.note_pending();
         flushed
     }
@@ -527,6 +532,8 @@ impl<S: Sink> Batcher<S> {
         for (topic, partition) in revoked {
             self.lag.revoked(topic, *partition);
         }
+        self.positions
+            .retain(|topic, partition| !revoked.iter().any(|(t, p)| t == topic && *p == partition));
         if let Err(fatal) = result {
             self.fatal.get_or_insert(fatal);
         }

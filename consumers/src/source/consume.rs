@@ -3,6 +3,7 @@
 //! SIGTERM. One thread per sink; nothing here moves an offset.
 
 use super::ack::{Batcher, Mode, Parts, Pending};
+use super::positions::Verdict;
 use super::rebalance::{Assignment, SourceContext};
 use super::{dlq, Batching, InMessage, Range, RunError, Shared, Sink};
 use crate::config::KafkaConfig;
@@ -241,7 +242,8 @@ fn now_ms() -> i64 {
 }
 
 /// Takes one message into the batch (or, past a bounded read's end, pauses
-/// its partition: that partition is done).
+/// its partition: that partition is done; or, past a gap, reads its
+/// partition again, [`super::positions`]).
 fn accept<S: Sink>(
     b: &mut Batcher<S>,
     consumer: &BaseConsumer<SourceContext<S>>,
@@ -250,14 +252,18 @@ fn accept<S: Sink>(
     fill: &mut Fill,
     message: InMessage,
     timestamp_ms: i64,
-) {
+) -> Verdict {
     if let Some(range) = range {
         if range.past_end(message.partition, message.offset) {
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition(&message.topic, message.partition);
             let _ = consumer.pause(&tpl);
-            return;
+            return Verdict::Pass;
         }
+    }
+    let verdict = b.positions.check(consumer, &message);
+    if verdict != Verdict::Take {
+        return verdict;
     }
     let item = b.sink.decode(&message);
     if b.pending.is_empty() {
@@ -280,6 +286,7 @@ fn accept<S: Sink>(
         item,
         timestamp_ms,
     });
+    Verdict::Take
 }
 
 /// Runs [`run`] on a thread of its own (`<sink>-consumer`) until `stop`,

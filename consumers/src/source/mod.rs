@@ -31,8 +31,14 @@
 //! SIGTERM the loop stops fetching, flushes (within a bounded time when the
 //! store is down) and commits.
 //!
+//! Messages are taken in order, each partition's offsets one after the
+//! other: a message past a gap is not taken, the partition is read again
+//! from the gap ([`positions`]), so a broker or client that skips records
+//! after a refetch cannot make the sink commit past them.
+//!
 //! Files: [`consume`] is the poll loop and batching, [`ack`] the flush,
-//! dead-letter and commit steps, [`rebalance`] the group callbacks,
+//! dead-letter and commit steps, [`positions`] the gap check,
+//! [`rebalance`] the group callbacks,
 //! [`dlq`] the dead-letter producer and topic, [`lag`] the lag gauge,
 //! [`range`] bounded reads for replays, [`message`] the message type.
 
@@ -41,6 +47,7 @@ mod consume;
 pub mod dlq;
 mod lag;
 pub mod message;
+mod positions;
 pub mod range;
 mod rebalance;
 

@@ -246,6 +246,10 @@ impl Sink for TempoSink {
         }
         let mut rejected = Vec::new();
         for ((tenant, partition), mut members) in groups {
+            if !owned.owns(&self.topic, partition) {
+                // Lost in a rebalance during this cut: its next owner writes it.
+                continue;
+            }
             let folder = tenant_folder(tenant);
             members.sort_by_key(|&i| items[i].offset);
             let (id, skipped) = self
