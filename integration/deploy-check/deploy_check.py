@@ -320,7 +320,39 @@ def cmd_k8s(dirs, partial):
                 check_pod(o, where, problems)
         if any(o.get("kind") == "Deployment" for o in objects):
             check_references(objects, d, problems, secrets, not partial)
+            check_durability(objects, d, problems)
     problems.exit()
+
+
+def check_durability(objects, where, problems):
+    """The collector of a production deployment creates topics with three
+    replicas (and so min.insync.replicas 2) and runs with
+    ENVIRONMENT=production (it then warns about single-replica topics)."""
+    configmaps = {o["metadata"]["name"]: o.get("data", {}) for o in objects if o["kind"] == "ConfigMap"}
+    for o in objects:
+        spec, _ = pod_spec(o)
+        if spec is None:
+            continue
+        for c in spec.get("containers", []):
+            if image_of(c) != "collector":
+                continue
+            env = {e["name"]: e.get("value") for e in c.get("env", [])}
+            for ef in c.get("envFrom", []):
+                if "configMapRef" in ef:
+                    for k, v in configmaps.get(ef["configMapRef"]["name"], {}).items():
+                        env.setdefault(k, v)
+            check_durable_env(env, f"{where} {obj_name(o)} container {c['name']}", problems)
+
+
+def check_durable_env(env, where, problems):
+    try:
+        replication = int(env.get("KAFKA_REPLICATION_FACTOR") or 1)
+    except ValueError:
+        replication = 1
+    if replication < 3:
+        problems.add(where, "KAFKA_REPLICATION_FACTOR must be 3 or more in production (min.insync.replicas 2)")
+    if env.get("ENVIRONMENT") != "production":
+        problems.add(where, "ENVIRONMENT must be production")
 
 
 def cmd_k8s_files(files):
@@ -404,6 +436,7 @@ def cmd_ecs(path):
         for e in c.get("environment", []):
             if any(w in e.get("name", "") for w in ("SECRET", "PASSWORD", "API_KEYS", "DATABASE_URL", "PRODUCER_CONFIG")):
                 problems.add(cw, f"{e['name']} must come from `secrets` (Secrets Manager or SSM), not `environment`")
+        check_durable_env({e["name"]: e.get("value") for e in c.get("environment", [])}, cw, problems)
     problems.exit()
 
 

@@ -10,8 +10,13 @@
 //!   Kafka's tool does, so a reset never points at messages that are gone;
 //! - after the commit the offsets are read back and compared.
 //!
-//! Moving a sink's group back is safe for the stores: sinks write
-//! idempotently, so what is read again is deduplicated (rollups included).
+//! Moving a sink's group back is safe for the stores. The PostgreSQL sink
+//! writes idempotently, so what is read again is deduplicated (rollups
+//! included). The Tempo sink skips what a complete block holds when it
+//! reads again from a cut's first offset (committed offsets and the log's
+//! start always are); from any other offset it may write messages up to
+//! the next cut into a second block, so a range is rewritten with `replay`
+//! instead (docs/operations.md, "The Tempo sink").
 
 use crate::ops::args::{GroupArgs, OffsetsAction, OffsetsArgs, ResetArgs, Target};
 use crate::ops::group::{GroupClient, PartitionOffsets};
