@@ -16,6 +16,9 @@ set -a
 eval "$(integration/stack.sh up)"
 set +a
 cargo build --release --bins -q
+# The binaries measured (loadgen is always this tree's): BENCH_BIN_DIR to
+# compare another build on the same load, e.g. the previous commit's.
+BIN="${BENCH_BIN_DIR:-target/release}"
 mkdir -p .stack/bench
 
 BROKER_PORT=19092
@@ -28,7 +31,7 @@ run_case() { # name port loadgen-args...
   local broker=$!
   KAFKA_BROKERS="127.0.0.1:$BROKER_PORT" KAFKA_TRACES_TOPIC="$topic" COLLECTOR_GRPC_ADDR=127.0.0.1:14317 COLLECTOR_HTTP_ADDR=127.0.0.1:14318 \
     COLLECTOR_ADMIN_ADDR=127.0.0.1:18888 RUST_LOG=warn \
-    target/release/observatory-collector >".stack/bench/$name.log" 2>&1 &
+    "$BIN"/observatory-collector >".stack/bench/$name.log" 2>&1 &
   local pid=$!
   for _ in $(seq 1 150); do
     (exec 3<>/dev/tcp/127.0.0.1/18888 && printf 'GET /readyz HTTP/1.0\r\n\r\n' >&3 && head -n1 <&3 | grep -q ' 200') 2>/dev/null && break

@@ -19,6 +19,9 @@ set -a
 eval "$(integration/stack.sh up)"
 set +a
 cargo build --release --bins -q
+# The binaries measured (loadgen is always this tree's): BENCH_BIN_DIR to
+# compare another build on the same load, e.g. the previous commit's.
+BIN="${BENCH_BIN_DIR:-target/release}"
 mkdir -p .stack/bench
 PG="${DATABASE_URL%/*}"
 DB="obs_bench_$(date +%s)"
@@ -30,7 +33,7 @@ export KAFKA_BROKERS=127.0.0.1:19092 KAFKA_TRACES_TOPIC=bench_sink RUST_LOG=warn
   --storage-engine memory://bench/ >.stack/bench/tansu-sink.log 2>&1 &
 BROKER=$!
 COLLECTOR_GRPC_ADDR=127.0.0.1:14317 COLLECTOR_HTTP_ADDR=127.0.0.1:14318 COLLECTOR_ADMIN_ADDR=127.0.0.1:18888 \
-  target/release/observatory-collector >.stack/bench/collector-sink.log 2>&1 &
+  "$BIN"/observatory-collector >.stack/bench/collector-sink.log 2>&1 &
 COLLECTOR=$!
 cleanup() { kill "${SINK:-}" "$COLLECTOR" "$BROKER" 2>/dev/null || true; }
 trap cleanup EXIT
@@ -52,7 +55,7 @@ pg_ticks() { cat /proc/[0-9]*/stat 2>/dev/null | awk '$2 == "(postgres)" { t += 
 broker_ticks() { awk '{ printf "%d", $14 + $15 }' "/proc/$BROKER/stat"; }
 PG0=$(pg_ticks); BR0=$(broker_ticks)
 START=$(date +%s.%N)
-CONSUMER_ADMIN_ADDR=127.0.0.1:18889 target/release/observatory-consumer timescale >.stack/bench/sink.log 2>&1 &
+CONSUMER_ADMIN_ADDR=127.0.0.1:18889 "$BIN"/observatory-consumer timescale >.stack/bench/sink.log 2>&1 &
 SINK=$!
 until [ "$(metric 'observatory_consumer_rows_written_total{sink="timescale",table="spans"}')" -ge "$TOTAL" ]; do sleep 0.5; done
 END=$(date +%s.%N)
@@ -70,7 +73,7 @@ awk -v t="$TOTAL" -v pg=$((PG1 - PG0)) -v br=$((BR1 - BR0)) 'BEGIN {
 # A fresh sink process (same group: it goes on from the committed offsets),
 # so that its delay histogram holds the paced phase only.
 kill -TERM "$SINK"; wait "$SINK" || true
-CONSUMER_ADMIN_ADDR=127.0.0.1:18889 target/release/observatory-consumer timescale >>.stack/bench/sink.log 2>&1 &
+CONSUMER_ADMIN_ADDR=127.0.0.1:18889 "$BIN"/observatory-consumer timescale >>.stack/bench/sink.log 2>&1 &
 SINK=$!
 until get 18889 /readyz 2>/dev/null | head -n1 | grep -q ' 200'; do sleep 0.2; done
 sleep 5 # let the group settle

@@ -181,7 +181,7 @@ const ALLOCATION_OVERHEAD: usize = 16;
 /// let mut body = vec![0x0a];
 /// prost::encoding::encode_varint(rs.len() as u64, &mut body);
 /// body.extend_from_slice(&rs);
-/// assert!(estimate(Request::Traces, &body) > 300 * body.len());
+/// assert!(estimate(Request::Traces, &body) > 100 * body.len());
 /// ```
 pub fn estimate(request: Request, body: &[u8]) -> usize {
     let ty = match request {
