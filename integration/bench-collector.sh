@@ -5,6 +5,7 @@
 # message, so a long run would otherwise fill the stack's broker.)
 #
 #   integration/bench-collector.sh [seconds per case]   (default 30)
+#   BENCH_CASES="http_json_max grpc_max" runs only the cases named.
 #
 # Prints one line per case: throughput, latency percentiles, refusals, and
 # the collector's CPU seconds per million spans and peak RSS (from /proc).
@@ -15,15 +16,20 @@ DURATION="${1:-30}"
 set -a
 eval "$(integration/stack.sh up)"
 set +a
-cargo build --release --bins -q
-# The binaries measured (loadgen is always this tree's): BENCH_BIN_DIR to
-# compare another build on the same load, e.g. the previous commit's.
+# The binaries measured: BENCH_BIN_DIR (its loadgen too, when it has one)
+# to compare another build on the same load, e.g. the previous commit's;
+# nothing is built then.
+if [ -z "${BENCH_BIN_DIR:-}" ]; then cargo build --release --bins -q; fi
 BIN="${BENCH_BIN_DIR:-target/release}"
+LOADGEN="$BIN/loadgen"
+[ -x "$LOADGEN" ] || LOADGEN=target/release/loadgen
 mkdir -p .stack/bench
 
 BROKER_PORT=19092
 run_case() { # name port loadgen-args...
   local name="$1" port="$2"; shift 2
+  # BENCH_CASES="http_json_max grpc_max": only those cases.
+  if [ -n "${BENCH_CASES:-}" ] && [[ " $BENCH_CASES " != *" $name "* ]]; then return 0; fi
   local topic="bench_${name}"
   "$TANSU_BIN" broker --listener-url "tcp://127.0.0.1:$BROKER_PORT" \
     --advertised-listener-url "tcp://127.0.0.1:$BROKER_PORT" --storage-engine memory://bench/ \
@@ -38,7 +44,7 @@ run_case() { # name port loadgen-args...
     sleep 0.2
   done
   local out
-  out="$(target/release/loadgen --endpoint "127.0.0.1:$port" --duration "${DURATION}s" --collector-pid "$pid" "$@" | grep '^json ')"
+  out="$("$LOADGEN" --endpoint "127.0.0.1:$port" --duration "${DURATION}s" --collector-pid "$pid" "$@" | grep '^json ')"
   kill -TERM "$pid"; wait "$pid" || true
   kill "$broker"; wait "$broker" 2>/dev/null || true
   printf '%-22s %s\n' "$name" "${out#json }"

@@ -18,10 +18,13 @@ SPANS="${1:-2000000}"
 set -a
 eval "$(integration/stack.sh up)"
 set +a
-cargo build --release --bins -q
-# The binaries measured (loadgen is always this tree's): BENCH_BIN_DIR to
-# compare another build on the same load, e.g. the previous commit's.
+# The binaries measured: BENCH_BIN_DIR (its loadgen too, when it has one)
+# to compare another build on the same load, e.g. the previous commit's;
+# nothing is built then.
+if [ -z "${BENCH_BIN_DIR:-}" ]; then cargo build --release --bins -q; fi
 BIN="${BENCH_BIN_DIR:-target/release}"
+LOADGEN="$BIN/loadgen"
+[ -x "$LOADGEN" ] || LOADGEN=target/release/loadgen
 mkdir -p .stack/bench
 PG="${DATABASE_URL%/*}"
 DB="obs_bench_$(date +%s)"
@@ -45,7 +48,7 @@ until get 18888 /readyz 2>/dev/null | head -n1 | grep -q ' 200'; do sleep 0.2; d
 
 REQUESTS=$(( (SPANS + 511) / 512 ))
 echo "[bench] filling the topic with $((REQUESTS * 512)) spans" >&2
-target/release/loadgen --endpoint 127.0.0.1:14317 --unique-ids --distinct 64 --concurrency 8 \
+"$LOADGEN" --endpoint 127.0.0.1:14317 --unique-ids --distinct 64 --concurrency 8 \
   --max-requests "$REQUESTS" --duration 600s | grep -E 'spans acknowledged|throughput' >&2
 TOTAL=$((REQUESTS * 512))
 
@@ -78,7 +81,7 @@ SINK=$!
 until get 18889 /readyz 2>/dev/null | head -n1 | grep -q ' 200'; do sleep 0.2; done
 sleep 5 # let the group settle
 echo "[bench] 10k spans/s for 30 s with the sink running" >&2
-target/release/loadgen --endpoint 127.0.0.1:14317 --unique-ids --rate 10000 --concurrency 4 --spans-per-request 100 \
+"$LOADGEN" --endpoint 127.0.0.1:14317 --unique-ids --rate 10000 --concurrency 4 --spans-per-request 100 \
   --duration 30s --seed 7 | grep -E 'throughput|latency' >&2
 sleep 3
 get 18889 /metrics | awk '

@@ -20,6 +20,7 @@ fn bench(c: &mut Criterion) {
         prices: PriceBook::builtin(),
         max_age: std::time::Duration::from_secs(86_400 * 36_500),
         max_future: std::time::Duration::from_secs(86_400 * 36_500),
+        default_environment: String::new(),
     };
     let request = TraceGenerator::new(1).with_max_spans(20).request(512);
     let spans = spans_of(&request).count() as u64;

@@ -13,12 +13,12 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use observatory_consumer::redact::Policy;
 use observatory_consumer::source::InMessage;
 use observatory_consumer::tempo::{build_block, decode, TraceMessage};
-use observatory_schemas::otlp::trace::{ResourceSpans, ScopeSpans};
+use observatory_schemas::otlp::trace::ResourceSpans;
 use observatory_schemas::otlp::trace_service::ExportTraceServiceRequest;
 use observatory_schemas::tempo::meta::{block_id, SINGLE_TENANT};
 use observatory_schemas::tempo::read::DataFile;
 use observatory_schemas::tempo::write::DEFAULT_ROW_GROUP_BYTES;
-use observatory_schemas::testing::TraceGenerator;
+use observatory_schemas::testing::{spans_by_trace, TraceGenerator};
 use prost::Message;
 use std::collections::BTreeMap;
 
@@ -33,25 +33,10 @@ fn messages(spans: usize, content_bytes: usize) -> Vec<InMessage> {
     let mut by_trace: BTreeMap<Vec<u8>, Vec<ResourceSpans>> = BTreeMap::new();
     let mut made = 0;
     while made < spans {
-        let request = generator.request(512.min(spans - made));
-        for rs in request.resource_spans {
-            for ss in &rs.scope_spans {
-                for s in &ss.spans {
-                    made += 1;
-                    by_trace
-                        .entry(s.trace_id.clone())
-                        .or_default()
-                        .push(ResourceSpans {
-                            resource: rs.resource.clone(),
-                            scope_spans: vec![ScopeSpans {
-                                scope: ss.scope.clone(),
-                                spans: vec![s.clone()],
-                                schema_url: String::new(),
-                            }],
-                            schema_url: rs.schema_url.clone(),
-                        });
-                }
-            }
+        let n = 512.min(spans - made);
+        made += n;
+        for (id, batches) in spans_by_trace(generator.request(n)) {
+            by_trace.entry(id).or_default().extend(batches);
         }
     }
     by_trace

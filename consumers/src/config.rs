@@ -231,9 +231,15 @@ pub struct ContentArgs {
     /// Attribute keys dropped before anything is stored, comma-separated.
     #[arg(long, env = "DROP_ATTRIBUTES", default_value = "")]
     pub drop_attributes: String,
-    /// Attribute keys whose values are stored as SHA-256 hashes, comma-separated.
+    /// Attribute keys whose values are stored as HMAC-SHA-256 hashes keyed by SECRET_KEY, comma-separated.
     #[arg(long, env = "HASH_ATTRIBUTES", default_value = "")]
     pub hash_attributes: String,
+    /// The key of HASH_ATTRIBUTES' HMAC (required with it in production); keep it secret and stable.
+    #[arg(long, env = "SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+    /// development or production: production refuses hashing without SECRET_KEY.
+    #[arg(long, env = "ENVIRONMENT", default_value = "development")]
+    pub environment: observatory_schemas::environment::Environment,
 }
 
 impl ContentArgs {
@@ -245,6 +251,25 @@ impl ContentArgs {
             parse_list(&self.drop_attributes),
             parse_list(&self.hash_attributes),
         )
+        .with_hash_key(self.secret_key.as_deref().map(str::as_bytes))
+    }
+
+    /// Refuses settings that are unsafe in production: hashing without a key.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let keyed = self.secret_key.as_deref().is_some_and(|k| !k.is_empty());
+        if !parse_list(&self.hash_attributes).is_empty() && !keyed {
+            if self.environment.is_production() {
+                return Err(invalid(
+                    "SECRET_KEY",
+                    "must be set with HASH_ATTRIBUTES in production (a plain hash of an e-mail or a user id is reversed by a dictionary)",
+                ));
+            }
+            tracing::warn!("HASH_ATTRIBUTES without SECRET_KEY: values are plain SHA-256, which a dictionary reverses");
+        }
+        if keyed && self.secret_key.as_deref().is_some_and(|k| k.len() < 16) {
+            return Err(invalid("SECRET_KEY", "must be at least 16 bytes"));
+        }
+        Ok(())
     }
 }
 
@@ -266,6 +291,12 @@ pub struct TimescaleArgs {
     /// Connections a batch is written over at once (one transaction each).
     #[arg(long, env = "DB_WRITE_CONNECTIONS", default_value_t = 2)]
     pub db_write_connections: usize,
+    /// Most PostgreSQL connections the sink holds: its write connections and one for partition maintenance (unset: DB_WRITE_CONNECTIONS + 1).
+    #[arg(long, env = "DB_POOL_MAX_SIZE")]
+    pub db_pool_max_size: Option<usize>,
+    /// Write connections opened at start and kept open (the others open on first use).
+    #[arg(long, env = "DB_POOL_MIN_SIZE", default_value_t = 0)]
+    pub db_pool_min_size: usize,
     /// Address of the admin server (/metrics, /healthz, /readyz).
     #[arg(long, env = "CONSUMER_ADMIN_ADDR", default_value = "0.0.0.0:8889")]
     pub admin_addr: SocketAddr,
@@ -293,6 +324,20 @@ pub struct TimescaleArgs {
 }
 
 impl TimescaleArgs {
+    /// Write connections: `DB_WRITE_CONNECTIONS`, within `DB_POOL_MAX_SIZE`
+    /// less the maintenance connection.
+    pub fn write_connections(&self) -> Result<usize, ConfigError> {
+        let wanted = self.db_write_connections.max(1);
+        match self.db_pool_max_size {
+            None => Ok(wanted),
+            Some(max) if max >= 2 => Ok(wanted.min(max - 1)),
+            Some(_) => Err(invalid(
+                "DB_POOL_MAX_SIZE",
+                "must be at least 2 (a write connection and the maintenance one)",
+            )),
+        }
+    }
+
     /// How long spans are kept.
     pub fn retention(&self) -> Duration {
         Duration::from_secs(86_400 * u64::from(self.retention_traces_days))

@@ -9,7 +9,11 @@
 //!   card numbers that pass the Luhn check, API-key-like tokens) and capped
 //!   at `CONTENT_MAX_BYTES`.
 //! - Keys in `DROP_ATTRIBUTES` are removed; values of keys in
-//!   `HASH_ATTRIBUTES` are replaced by `sha256:<hex>` of their text.
+//!   `HASH_ATTRIBUTES` are replaced by `hmac-sha256:<hex>`, HMAC-SHA-256 of
+//!   their text keyed by `SECRET_KEY`: a plain hash of an e-mail address or
+//!   a user id is reversed by hashing a list of candidates, a keyed one is
+//!   not without the key. Without a key (development only: production
+//!   refuses to start so) they become `sha256:<hex>`.
 //!
 //! Pure functions over OTLP values; no I/O.
 
@@ -18,6 +22,28 @@ use observatory_schemas::otlp::trace::Span;
 use observatory_schemas::otlp::trace_service::ExportTraceServiceRequest;
 use regex::Regex;
 use sha2::{Digest, Sha256};
+
+/// HMAC-SHA-256 (RFC 2104) of `message` under `key`.
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    const BLOCK: usize = 64;
+    let mut block = [0u8; BLOCK];
+    if key.len() > BLOCK {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let mut inner = Sha256::new();
+    inner.update(block.map(|b| b ^ 0x36));
+    inner.update(message);
+    let mut outer = Sha256::new();
+    outer.update(block.map(|b| b ^ 0x5c));
+    outer.update(inner.finalize());
+    outer.finalize().into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
 use std::collections::HashSet;
 
 /// Whether an attribute carries prompt or completion text.
@@ -56,6 +82,7 @@ pub struct Policy {
     max_bytes: usize,
     drop: HashSet<String>,
     hash: HashSet<String>,
+    hash_key: Option<Vec<u8>>,
     patterns: Vec<(Regex, &'static str)>,
     card: Regex,
 }
@@ -81,9 +108,22 @@ impl Policy {
             max_bytes,
             drop: drop.into_iter().collect(),
             hash: hash.into_iter().collect(),
+            hash_key: None,
             patterns,
             card: Regex::new(r"\b\d(?:[ -]?\d){12,18}\b").expect("valid regex"),
         }
+    }
+
+    /// Hashes the values of `HASH_ATTRIBUTES` with HMAC-SHA-256 keyed by
+    /// `key` (`SECRET_KEY`).
+    pub fn with_hash_key(mut self, key: Option<&[u8]>) -> Policy {
+        self.hash_key = key.filter(|k| !k.is_empty()).map(<[u8]>::to_vec);
+        self
+    }
+
+    /// Whether any attribute is hashed.
+    pub fn hashes(&self) -> bool {
+        !self.hash.is_empty()
     }
 
     /// Redacts personal data and secrets in `text`.
@@ -147,9 +187,10 @@ impl Policy {
                     Value::StringValue(s) => s.clone(),
                     other => format!("{other:?}"),
                 };
-                let digest = Sha256::digest(text.as_bytes());
-                let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-                *value = Value::StringValue(format!("sha256:{hex}"));
+                *value = Value::StringValue(match &self.hash_key {
+                    Some(key) => format!("hmac-sha256:{}", hex(&hmac_sha256(key, text.as_bytes()))),
+                    None => format!("sha256:{}", hex(&Sha256::digest(text.as_bytes()))),
+                });
             } else if self.capture_content && is_content_key(&kv.key) {
                 if let Value::StringValue(s) = value {
                     *s = self.redact(s);
@@ -257,5 +298,42 @@ mod tests {
         policy(true).apply_to_span(&mut captured);
         assert!(format!("{:?}", captured.attributes[0]).contains("[EMAIL]"));
         assert_eq!(captured.attributes.len(), 4);
+    }
+
+    #[test]
+    fn hmac_matches_rfc_4231_and_keys_the_hashes() {
+        // RFC 4231, test case 2.
+        assert_eq!(
+            hex(&hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        // Test case 6: a key longer than the block.
+        assert_eq!(
+            hex(&hmac_sha256(
+                &[0xaa; 131],
+                b"Test Using Larger Than Block-Size Key - Hash Key First"
+            )),
+            "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
+        );
+        let policy = |key: Option<&[u8]>| {
+            Policy::new(false, 1024, vec![], vec!["user.id".into()]).with_hash_key(key)
+        };
+        let hashed = |p: &Policy| {
+            let mut attributes = vec![KeyValue {
+                key: "user.id".into(),
+                value: Some(observatory_schemas::otlp::common::AnyValue {
+                    value: Some(Value::StringValue("jane@example.com".into())),
+                }),
+                ..Default::default()
+            }];
+            p.apply(&mut attributes);
+            format!("{:?}", attributes[0].value)
+        };
+        let a = hashed(&policy(Some(b"key one")));
+        let b = hashed(&policy(Some(b"key two")));
+        assert!(a.contains("hmac-sha256:") && b.contains("hmac-sha256:"));
+        assert_ne!(a, b, "the key changes the hash");
+        assert!(!a.contains("jane"));
+        assert!(hashed(&policy(None)).contains("\"sha256:"));
     }
 }

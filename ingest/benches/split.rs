@@ -44,6 +44,17 @@ fn bench(c: &mut Criterion) {
                 split_traces(r, BUDGET, protobuf.len()).unwrap()
             })
         });
+        group.bench_function("estimate_decoded_size_protobuf", |b| {
+            b.iter(|| {
+                observatory_schemas::decoded_size::estimate(
+                    observatory_schemas::decoded_size::Request::Traces,
+                    &protobuf,
+                )
+            })
+        });
+        group.bench_function("estimate_decoded_size_json", |b| {
+            b.iter(|| observatory_schemas::decoded_size::estimate_json(&json))
+        });
         group.bench_function("decode_and_split_json", |b| {
             b.iter(|| {
                 let Export::Traces(r) = decode(Signal::Traces, Format::Json, &json).unwrap() else {

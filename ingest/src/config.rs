@@ -112,6 +112,22 @@ pub struct Args {
     )]
     pub ingest_api_keys: String,
 
+    /// Accept requests without API keys (any client names its tenant) even with ENVIRONMENT=production.
+    #[arg(long, env = "INGEST_ALLOW_ANONYMOUS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub ingest_allow_anonymous: bool,
+
+    /// Spans (data points, log records) per second each tenant may send to this replica; 0: no quota.
+    #[arg(long, env = "INGEST_TENANT_SPANS_PER_SECOND", default_value_t = 0.0)]
+    pub ingest_tenant_spans_per_second: f64,
+
+    /// Per-tenant quotas that replace the default, comma-separated tenant=per-second.
+    #[arg(long, env = "INGEST_TENANT_QUOTAS", default_value = "")]
+    pub ingest_tenant_quotas: String,
+
+    /// Seconds of its quota a tenant may send at once (the burst).
+    #[arg(long, env = "INGEST_QUOTA_BURST_SECONDS", default_value_t = 2.0)]
+    pub ingest_quota_burst_seconds: f64,
+
     /// Log format: text or json.
     #[arg(long, env = "LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -176,6 +192,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Where it runs.
     pub environment: Environment,
+    /// Per-tenant ingest quotas.
+    pub quotas: crate::quota::QuotaConfig,
 }
 
 impl fmt::Debug for Config {
@@ -190,6 +208,7 @@ impl fmt::Debug for Config {
             .field("api_keys", &format_args!("<{} keys>", self.api_keys.len()))
             .field("log_format", &self.log_format)
             .field("environment", &self.environment)
+            .field("quotas", &self.quotas)
             .finish()
     }
 }
@@ -401,6 +420,49 @@ impl Args {
                 .map_err(|e| invalid("INGEST_API_KEYS", format!("tenant {tenant_name:?}: {e}")))?;
             api_keys.insert(key, tenant_name);
         }
+        if api_keys.is_empty() && self.environment.is_production() && !self.ingest_allow_anonymous {
+            return Err(invalid(
+                "INGEST_API_KEYS",
+                "must be set with ENVIRONMENT=production (without keys any client can write as any tenant); \
+                 set INGEST_ALLOW_ANONYMOUS=true to accept that on purpose",
+            ));
+        }
+        let rate = |setting: &'static str, v: f64| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(v)
+            } else {
+                Err(invalid(setting, "must be a number of 0 or more"))
+            }
+        };
+        let mut per_tenant = HashMap::new();
+        for (tenant_name, value) in parse_pairs(&self.ingest_tenant_quotas)
+            .map_err(|reason| invalid("INGEST_TENANT_QUOTAS", reason))?
+        {
+            tenant::validate(&tenant_name).map_err(|e| {
+                invalid(
+                    "INGEST_TENANT_QUOTAS",
+                    format!("tenant {tenant_name:?}: {e}"),
+                )
+            })?;
+            let v: f64 = value.parse().map_err(|_| {
+                invalid(
+                    "INGEST_TENANT_QUOTAS",
+                    format!("{tenant_name}={value}: not a number"),
+                )
+            })?;
+            per_tenant.insert(tenant_name, rate("INGEST_TENANT_QUOTAS", v)?);
+        }
+        let quotas = crate::quota::QuotaConfig {
+            default_per_second: rate(
+                "INGEST_TENANT_SPANS_PER_SECOND",
+                self.ingest_tenant_spans_per_second,
+            )?,
+            per_tenant,
+            burst_seconds: rate(
+                "INGEST_QUOTA_BURST_SECONDS",
+                self.ingest_quota_burst_seconds,
+            )?,
+        };
         let num_workers = match self.num_workers {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
@@ -437,6 +499,7 @@ impl Args {
             api_keys,
             log_format,
             environment: self.environment,
+            quotas,
         })
     }
 }

@@ -67,12 +67,27 @@ pub enum IngestError {
         /// The limit, COLLECTOR_MAX_INFLIGHT_BYTES.
         limit: usize,
     },
+    /// The tenant sends more than its ingest quota.
+    #[error("the tenant is over its ingest quota (INGEST_TENANT_SPANS_PER_SECOND); retry in {retry_after_secs} s")]
+    OverQuota {
+        /// Seconds until the request fits.
+        retry_after_secs: u32,
+    },
     /// Kafka did not acknowledge every message in time.
     #[error("kafka did not acknowledge the data: {0}; retry later")]
     Kafka(String),
 }
 
 impl IngestError {
+    /// Seconds a client is asked to wait before it retries, when this error
+    /// says how long (a quota); `None`: the configured default.
+    pub fn retry_after(&self) -> Option<u32> {
+        match self {
+            IngestError::OverQuota { retry_after_secs } => Some(*retry_after_secs),
+            _ => None,
+        }
+    }
+
     /// The kind of failure.
     pub fn code(&self) -> ErrorCode {
         match self {
@@ -87,6 +102,7 @@ impl IngestError {
                 ErrorCode::UnsupportedMediaType
             }
             IngestError::Unauthenticated => ErrorCode::Unauthenticated,
+            IngestError::OverQuota { .. } => ErrorCode::RateLimited,
             // A slow or broken-off body may be the network's fault: let the client retry.
             IngestError::Overloaded { .. } | IngestError::Kafka(_) | IngestError::Body(_) => {
                 ErrorCode::Unavailable
@@ -109,6 +125,7 @@ impl IngestError {
             IngestError::InvalidTenant(_) => "invalid_tenant",
             IngestError::Unauthenticated => "unauthenticated",
             IngestError::Overloaded { .. } => "overloaded",
+            IngestError::OverQuota { .. } => "over_quota",
             IngestError::Kafka(_) => "kafka_unavailable",
         }
     }

@@ -17,11 +17,13 @@
 //! - [`config`]: every setting; `main.rs` only wires.
 
 pub mod admin;
+pub mod audit;
 pub mod budget;
 pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod producer;
+pub mod quota;
 pub mod receiver;
 pub mod split;
 pub mod topics;
@@ -121,12 +123,15 @@ impl Bound {
             config.limits.max_inflight_bytes,
             metrics.inflight_bytes.clone(),
         );
-        let pipeline = Arc::new(Pipeline::new(
-            producer.clone(),
-            budget,
-            metrics.clone(),
-            config.api_keys.clone(),
-        ));
+        let pipeline = Arc::new(
+            Pipeline::new(
+                producer.clone(),
+                budget,
+                metrics.clone(),
+                config.api_keys.clone(),
+            )
+            .with_quotas(quota::Quotas::new(config.quotas.clone())),
+        );
         let readiness = Readiness::default();
         let draining = Arc::new(AtomicBool::new(false));
 

@@ -13,6 +13,8 @@ pub struct Service {
     binary: &'static str,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    /// Lines of stdout, when captured ([`Service::capture_stdout`]).
+    stdout: Option<std::sync::Arc<std::sync::Mutex<Vec<String>>>>,
 }
 
 impl Service {
@@ -30,6 +32,7 @@ impl Service {
             binary: "observatory-consumer",
             args: vec![sink.to_owned()],
             env,
+            stdout: None,
         };
         service.start();
         service
@@ -50,7 +53,17 @@ impl Service {
             binary: "observatory-api",
             args: vec![],
             env,
+            stdout: None,
         };
+        service.start();
+        service
+    }
+
+    /// [`Service::api`], keeping the lines of its stdout ([`Service::stdout_lines`]).
+    pub fn api_capturing(env: &[(&str, String)]) -> Service {
+        let mut service = Service::api(env);
+        service.kill();
+        service.stdout = Some(Default::default());
         service.start();
         service
     }
@@ -68,11 +81,30 @@ impl Service {
         for (k, v) in &self.env {
             command.env(k, v);
         }
-        self.child = Some(
-            command
-                .spawn()
-                .expect("start the binary (cargo build --bins)"),
-        );
+        if self.stdout.is_some() {
+            command.stdout(Stdio::piped());
+        }
+        let mut child = command
+            .spawn()
+            .expect("start the binary (cargo build --bins)");
+        if let (Some(lines), Some(out)) = (self.stdout.clone(), child.stdout.take()) {
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(out).lines() {
+                    let Ok(line) = line else { break };
+                    lines.lock().expect("no poisoned lock").push(line);
+                }
+            });
+        }
+        self.child = Some(child);
+    }
+
+    /// The lines of stdout so far (empty unless captured).
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.stdout
+            .as_ref()
+            .map(|l| l.lock().expect("no poisoned lock").clone())
+            .unwrap_or_default()
     }
 
     /// The process id, while it runs.

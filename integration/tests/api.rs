@@ -3,20 +3,14 @@
 //! as a process, real HTTP.
 
 use observatory_integration::api::{export, token, Pipeline, SECRET};
+use observatory_integration::now_ns;
 use observatory_integration::process::Service;
 use observatory_schemas::otlp::trace::{ResourceSpans, ScopeSpans, Span};
 use observatory_schemas::otlp::trace_service::ExportTraceServiceRequest;
 use observatory_schemas::testing::{kv_int, kv_str};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(90);
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-}
 
 /// A two-span trace: a root and a model call with tokens.
 fn trace(id: u8) -> ExportTraceServiceRequest {

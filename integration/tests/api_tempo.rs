@@ -10,7 +10,7 @@ use observatory_consumer::tempo::store::BlockStore;
 use observatory_integration::api::{export, token, Pipeline, SECRET};
 use observatory_integration::bucket::{s3_endpoint, s3_env};
 use observatory_integration::process::Service;
-use observatory_integration::{kafka_brokers, unique, wait_for};
+use observatory_integration::{kafka_brokers, now_ns, unique, wait_for};
 use observatory_schemas::otlp::resource::Resource;
 use observatory_schemas::otlp::trace::{ResourceSpans, ScopeSpans, Span, Status};
 use observatory_schemas::otlp::trace_service::ExportTraceServiceRequest;
@@ -18,7 +18,7 @@ use observatory_schemas::tempo::read::DataFile;
 use observatory_schemas::testing::{kv_int, kv_str};
 use prost::Message;
 use serde_json::Value;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -38,13 +38,6 @@ struct TraceByIdResponse {
     status: i32,
     #[prost(string, tag = "4")]
     message: String,
-}
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
 }
 
 fn resource_spans(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {

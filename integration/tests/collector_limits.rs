@@ -7,25 +7,18 @@
 
 use bytes::Bytes;
 use observatory_integration::collector::Collector;
-use observatory_integration::{kafka_brokers, unique, wait_for, workspace_bin};
+use observatory_integration::{kafka_brokers, now_ns, unique, wait_for, workspace_bin};
 use observatory_schemas::otlp::trace_service::trace_service_client::TraceServiceClient;
 use observatory_schemas::testing::TraceGenerator;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(90);
 const MIB: usize = 1 << 20;
 /// The collector's defaults.
 const MAX_REQUEST_BYTES: usize = 8 * MIB;
 const MAX_INFLIGHT_BYTES: usize = 128 * MIB;
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-}
 
 /// An `ExportTraceServiceRequest` of about `size` bytes of empty spans (2
 /// bytes each on the wire, a few hundred decoded).
@@ -260,6 +253,7 @@ async fn production_names_topics_with_a_single_replica() {
             observatory_integration::free_addr().to_string(),
         )
         .env("ENVIRONMENT", "production")
+        .env("INGEST_ALLOW_ANONYMOUS", "true")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -15,24 +15,17 @@ use observatory_integration::collector::Collector;
 use observatory_integration::kafka::read_topic;
 use observatory_integration::postgres::TestDb;
 use observatory_integration::process::Service;
-use observatory_integration::{kafka_brokers, unique, wait_for, workspace_bin};
+use observatory_integration::{kafka_brokers, now_ns, unique, wait_for, workspace_bin};
 use observatory_schemas::otlp::trace_service::trace_service_client::TraceServiceClient;
 use observatory_schemas::testing::{spans_of, TraceGenerator};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(90);
 /// The collector's default `KAFKA_MESSAGE_MAX_BYTES`.
 const MESSAGE_MAX_BYTES: usize = 1_000_000;
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-}
 
 /// A producer that can write records as large as the topic allows.
 fn big_producer() -> FutureProducer {

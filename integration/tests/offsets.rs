@@ -9,21 +9,12 @@ use observatory_integration::collector::Collector;
 use observatory_integration::postgres::TestDb;
 use observatory_integration::process::Service;
 use observatory_integration::proxy::Proxy;
-use observatory_integration::{kafka_brokers, unique, wait_for, workspace_bin};
+use observatory_integration::{kafka_brokers, now_ns, unique, wait_for, workspace_bin};
 use observatory_schemas::otlp::trace_service::trace_service_client::TraceServiceClient;
 use observatory_schemas::testing::{spans_of, TraceGenerator};
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
-
-/// Now, in nanoseconds since the epoch (the generator's default time is
-/// older than the traces retention).
-fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-}
 
 const WAIT: Duration = Duration::from_secs(90);
 

@@ -13,22 +13,13 @@ use observatory_integration::broker::Broker;
 use observatory_integration::collector::Collector;
 use observatory_integration::postgres::TestDb;
 use observatory_integration::process::Service;
-use observatory_integration::{unique, wait_for};
+use observatory_integration::{now_ns, unique, wait_for};
 use observatory_schemas::genai::llm_call;
 use observatory_schemas::otlp::trace_service::trace_service_client::TraceServiceClient;
 use observatory_schemas::testing::{spans_of, TraceGenerator};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Now, in nanoseconds since the epoch (the generator's default time is
-/// older than the traces retention).
-fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-}
 
 /// How long the group may take to re-form after a member dies: tansu 0.6's
 /// coordinator is slow at it (Apache Kafka takes about the session

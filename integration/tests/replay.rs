@@ -14,7 +14,7 @@ use observatory_integration::collector::Collector;
 use observatory_integration::kafka::{read_topic, Record};
 use observatory_integration::postgres::TestDb;
 use observatory_integration::process::Service;
-use observatory_integration::{kafka_brokers, unique, wait_for, workspace_bin};
+use observatory_integration::{kafka_brokers, now_ns, unique, wait_for, workspace_bin};
 use observatory_schemas::kafka::trace_key;
 use observatory_schemas::otlp::resource::Resource;
 use observatory_schemas::otlp::trace::{ResourceSpans, ScopeSpans, Span};
@@ -24,16 +24,9 @@ use observatory_schemas::tempo::read::DataFile;
 use observatory_schemas::testing::{kv_int, kv_str, spans_of, TraceGenerator};
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 const WAIT: Duration = Duration::from_secs(90);
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-}
 
 /// Now as RFC 3339, milliseconds, UTC.
 fn now_rfc3339() -> String {

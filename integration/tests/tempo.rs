@@ -12,7 +12,7 @@ use observatory_integration::bucket::{local_bucket, s3_bucket, s3_endpoint, Buck
 use observatory_integration::collector::Collector;
 use observatory_integration::process::Service;
 use observatory_integration::proxy::Proxy;
-use observatory_integration::{kafka_brokers, unique, wait_for};
+use observatory_integration::{kafka_brokers, now_ns, unique, wait_for};
 use observatory_schemas::otlp::common::{any_value::Value, AnyValue, ArrayValue, KeyValueList};
 use observatory_schemas::otlp::resource::Resource;
 use observatory_schemas::otlp::trace::{span, ResourceSpans, ScopeSpans, Span, Status};
@@ -20,7 +20,7 @@ use observatory_schemas::otlp::trace_service::trace_service_client::TraceService
 use observatory_schemas::otlp::trace_service::ExportTraceServiceRequest;
 use observatory_schemas::testing::{kv, kv_bool, kv_f64, kv_int, kv_str, TraceGenerator};
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -48,13 +48,6 @@ async fn send(collector: &Collector, request: ExportTraceServiceRequest) {
         .export(request)
         .await
         .expect("the collector acknowledges");
-}
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
 }
 
 /// A trace with every attribute value type, events, links, a status, a

@@ -7,7 +7,7 @@ use observatory_integration::kafka::read_topic;
 use observatory_integration::postgres::TestDb;
 use observatory_integration::process::Service;
 use observatory_integration::proxy::Proxy;
-use observatory_integration::{kafka_brokers, unique, wait_for};
+use observatory_integration::{kafka_brokers, now_ns, unique, wait_for};
 use observatory_schemas::otlp::common::KeyValue;
 use observatory_schemas::otlp::resource::Resource;
 use observatory_schemas::otlp::trace::{status, ResourceSpans, ScopeSpans, Span, Status};
@@ -16,16 +16,9 @@ use observatory_schemas::otlp::trace_service::ExportTraceServiceRequest;
 use observatory_schemas::testing::{
     kv_f64, kv_int, kv_str, kv_str_array, spans_of, TraceGenerator,
 };
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(90);
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-}
 
 /// A collector and a sink on a topic of their own, writing `db`.
 struct Pipeline {

@@ -12,10 +12,17 @@
 //!   all, least recently used tenants dropped first), so are the cached
 //!   bloom shards (`BLOCKS_BLOOM_CACHE_BYTES`).
 //! - A block is skipped when its time range or its bloom shard rules the
-//!   trace out (Tempo's own lookup, tempo-blocks.md §5); the data file of
-//!   the others is read, and the trace's spans are merged from every block
-//!   holding it (a trace can be cut into several blocks), newest block
-//!   first, duplicate span ids dropped.
+//!   trace out (Tempo's own lookup, tempo-blocks.md §5); of the others'
+//!   data files only the byte ranges that can hold the trace are read (the
+//!   footer, a row group's offset index and TraceID column, then one page
+//!   per column: `tempo::ranged`), never the whole file; the trace's spans
+//!   are merged from every block holding it (a trace can be cut into
+//!   several blocks), newest block first, duplicate span ids dropped.
+//! - Lookups cannot be used to load object storage: a trace id no block
+//!   holds is remembered as missing for `BLOCKS_NOT_FOUND_TTL` (a repeated
+//!   lookup of an unknown id costs nothing), and a tenant has at most
+//!   `BLOCKS_TENANT_CONCURRENCY` lookups in flight (one more is refused at
+//!   once, [`BlocksError::Busy`], answered 429).
 //! - [`to_trace`] gives the shape of `GET /api/v1/traces/{id}` from
 //!   PostgreSQL: the same span rows (`observatory_schemas::span`), the same
 //!   LLM call extraction and prices as the PostgreSQL sink, start times at
@@ -32,7 +39,9 @@ use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
-use object_store::{BackoffConfig, ClientConfigKey, ObjectStore, ObjectStoreExt, RetryConfig};
+use object_store::{
+    BackoffConfig, ClientConfigKey, GetOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig,
+};
 use observatory_schemas::civil::{days_from_civil, rfc3339_nanos};
 use observatory_schemas::genai::llm_call;
 use observatory_schemas::otlp::trace::ResourceSpans;
@@ -41,7 +50,8 @@ use observatory_schemas::pricing::{cost_usd, PriceBook, Usage};
 use observatory_schemas::span::flatten;
 use observatory_schemas::tempo::bloom::{shard_of, Bloom, BloomError};
 use observatory_schemas::tempo::meta::{bloom_name, tenant_folder, DATA, META};
-use observatory_schemas::tempo::read::{DataFile, ReadError};
+use observatory_schemas::tempo::ranged::{footer_bytes, Footer, Lookup, Step, TAIL};
+use observatory_schemas::tempo::read::ReadError;
 use observatory_schemas::tempo::ENCODING;
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
@@ -56,6 +66,10 @@ pub const MAX_CACHED_BLOCKS: usize = 200_000;
 const CONCURRENCY: usize = 8;
 /// Metas fetched at once when a listing finds new blocks.
 const META_CONCURRENCY: usize = 16;
+/// Byte ranges of one data file closer than this are read in one request.
+const RANGE_GAP: u64 = 64 << 10;
+/// Range requests of one lookup step in flight at once.
+const RANGE_CONCURRENCY: usize = 8;
 
 /// Object-storage settings (the Tempo sink's), and the lookup's caches.
 #[derive(Debug, Clone, Args)]
@@ -73,10 +87,20 @@ pub struct BlocksArgs {
     /// Memory for cached bloom filter shards (about 100 KiB each).
     #[arg(long, env = "BLOCKS_BLOOM_CACHE_BYTES", default_value_t = 64 << 20)]
     pub blocks_bloom_cache_bytes: usize,
+    /// Memory for decoded data-file footers (a few MiB for a 1 GiB block
+    /// of many row groups), so a block's footer is read once.
+    #[arg(long, env = "BLOCKS_FOOTER_CACHE_BYTES", default_value_t = 256 << 20)]
+    pub blocks_footer_cache_bytes: usize,
     /// Model prices added to the built-in table, as the PostgreSQL sink's
     /// PRICING_FILE (costs of traces read from blocks).
     #[arg(long = "blocks-pricing-file", env = "PRICING_FILE")]
     pub blocks_pricing_file: Option<PathBuf>,
+    /// How long a trace id no block holds is answered "not found" without looking again.
+    #[arg(long, env = "BLOCKS_NOT_FOUND_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub blocks_not_found_ttl: Duration,
+    /// Trace lookups in object storage one tenant may have in flight; one more gets 429.
+    #[arg(long, env = "BLOCKS_TENANT_CONCURRENCY", default_value_t = 4)]
+    pub blocks_tenant_concurrency: usize,
 }
 
 /// Why blocks could not be opened or read.
@@ -134,6 +158,9 @@ pub enum BlocksError {
     /// The reading task died.
     #[error("block reader task: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// The tenant has `BLOCKS_TENANT_CONCURRENCY` lookups in flight already.
+    #[error("your tenant has {0} trace lookups in object storage in flight (BLOCKS_TENANT_CONCURRENCY); retry")]
+    Busy(usize),
 }
 
 /// The retries of the backends stay short: a lookup is a user waiting.
@@ -168,7 +195,7 @@ fn split_bucket(url: &str) -> (&str, &str) {
 /// Opens the store `url` names, as the Tempo sink does; credentials and
 /// endpoints from each cloud's standard environment (`AWS_*`, `GOOGLE_*`,
 /// `AZURE_*`).
-fn open_store(url: &str, virtual_hosted: bool) -> Result<Arc<dyn ObjectStore>, BlocksError> {
+pub fn open_store(url: &str, virtual_hosted: bool) -> Result<Arc<dyn ObjectStore>, BlocksError> {
     let backend = |source| BlocksError::Backend {
         url: url.to_owned(),
         source,
@@ -216,6 +243,11 @@ fn open_store(url: &str, virtual_hosted: bool) -> Result<Arc<dyn ObjectStore>, B
     } else {
         Arc::new(PrefixStore::new(store, prefix))
     })
+}
+
+/// Whether a lookup started from a kept footer.
+fn known_footer(lookup: &Lookup) -> bool {
+    lookup.metadata().is_some()
 }
 
 /// The prices of [`to_trace`]: the built-in table plus `PRICING_FILE`.
@@ -322,25 +354,103 @@ struct Listing {
     blocks: Arc<Vec<BlockInfo>>,
 }
 
+/// Keeps the first `max` spans of `spans` (in their order); true when
+/// some were cut.
+pub fn cap_spans(spans: &mut Vec<ResourceSpans>, max: usize) -> bool {
+    let mut left = max;
+    let mut cut = false;
+    for rs in spans.iter_mut() {
+        for ss in rs.scope_spans.iter_mut() {
+            if ss.spans.len() > left {
+                ss.spans.truncate(left);
+                cut = true;
+            }
+            left -= ss.spans.len();
+        }
+        rs.scope_spans.retain(|ss| !ss.spans.is_empty());
+    }
+    spans.retain(|rs| !rs.scope_spans.is_empty());
+    cut
+}
+
 /// (tenant folder, block id, shard).
 type BloomKey = (String, String, u64);
 
-/// A cached shard: the filter, its size in bytes, when last used.
-type BloomEntry = (Arc<Bloom>, usize, u64);
+/// (tenant folder, block id).
+type FooterKey = (String, String);
 
-#[derive(Default)]
-struct BloomCache {
+/// A cache bounded in bytes, least recently used entries dropped first
+/// (blocks never change, so nothing in it goes stale).
+struct SizedLru<K, V> {
+    budget: usize,
     bytes: usize,
     tick: u64,
-    entries: HashMap<BloomKey, BloomEntry>,
+    /// Key to (value, size in bytes, when last used).
+    entries: HashMap<K, (V, usize, u64)>,
 }
+
+impl<K: std::hash::Hash + Eq + Clone, V: Clone> SizedLru<K, V> {
+    fn new(budget: usize) -> Self {
+        SizedLru {
+            budget,
+            bytes: 0,
+            tick: 0,
+            entries: HashMap::new(),
+        }
+    }
+
+    fn get(&mut self, key: &K) -> Option<V> {
+        self.tick += 1;
+        let tick = self.tick;
+        let entry = self.entries.get_mut(key)?;
+        entry.2 = tick;
+        Some(entry.0.clone())
+    }
+
+    /// Keeps `value` unless it alone is over the budget.
+    fn insert(&mut self, key: K, value: V, size: usize) {
+        if size > self.budget {
+            return;
+        }
+        self.tick += 1;
+        if let Some((_, old, _)) = self.entries.insert(key, (value, size, self.tick)) {
+            self.bytes -= old;
+        }
+        self.bytes += size;
+        while self.bytes > self.budget {
+            let Some(oldest) = self
+                .entries
+                .iter()
+                .min_by_key(|(_, e)| e.2)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            if let Some((_, size, _)) = self.entries.remove(&oldest) {
+                self.bytes -= size;
+            }
+        }
+    }
+}
+
+/// Most remembered missing trace ids (a lookup each).
+const MAX_NOT_FOUND: usize = 100_000;
 
 struct Inner {
     store: Arc<dyn ObjectStore>,
     refresh: Duration,
-    bloom_budget: usize,
     listings: Mutex<(u64, HashMap<String, Listing>)>,
-    blooms: Mutex<BloomCache>,
+    blooms: Mutex<SizedLru<BloomKey, Arc<Bloom>>>,
+    /// Decoded data-file footers, with the file's size.
+    footers: Mutex<SizedLru<FooterKey, (u64, Footer)>>,
+    /// (tenant folder, trace id) no block held, and when that was found.
+    not_found: Mutex<HashMap<(String, [u8; 16]), Instant>>,
+    not_found_ttl: Duration,
+    /// Lookups in flight per tenant folder.
+    lookups: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    tenant_concurrency: usize,
+    /// Bytes read from object storage by lookups.
+    read_bytes: prometheus_client::metrics::counter::Counter,
 }
 
 /// The blocks of every tenant (cheap to clone).
@@ -371,11 +481,15 @@ impl Blocks {
         };
         let store = open_store(url, args.s3_virtual_hosted_style)?;
         tracing::info!(url, "reading Tempo blocks");
-        Ok(Some(Blocks::with_store(
-            store,
-            args.blocks_list_refresh,
-            args.blocks_bloom_cache_bytes,
-        )))
+        Ok(Some(
+            Blocks::with_store(
+                store,
+                args.blocks_list_refresh,
+                args.blocks_bloom_cache_bytes,
+            )
+            .with_limits(args.blocks_not_found_ttl, args.blocks_tenant_concurrency)
+            .with_footer_cache(args.blocks_footer_cache_bytes),
+        ))
     }
 
     fn with_store(store: Arc<dyn ObjectStore>, refresh: Duration, bloom_budget: usize) -> Blocks {
@@ -383,11 +497,99 @@ impl Blocks {
             inner: Arc::new(Inner {
                 store,
                 refresh,
-                bloom_budget,
                 listings: Mutex::new((0, HashMap::new())),
-                blooms: Mutex::new(BloomCache::default()),
+                blooms: Mutex::new(SizedLru::new(bloom_budget)),
+                footers: Mutex::new(SizedLru::new(64 << 20)),
+                not_found: Mutex::new(HashMap::new()),
+                not_found_ttl: Duration::from_secs(30),
+                lookups: Mutex::new(HashMap::new()),
+                tenant_concurrency: 4,
+                read_bytes: Default::default(),
             }),
         }
+    }
+
+    /// Sets the memory for decoded footers.
+    fn with_footer_cache(self, budget: usize) -> Blocks {
+        *self.inner.footers.lock().expect("footer cache lock") = SizedLru::new(budget);
+        self
+    }
+
+    /// Counts the bytes lookups read into `counter` (a metric).
+    pub fn counting_reads(self, counter: prometheus_client::metrics::counter::Counter) -> Blocks {
+        let inner = Arc::try_unwrap(self.inner)
+            .unwrap_or_else(|_| unreachable!("set before the blocks are shared"));
+        Blocks {
+            inner: Arc::new(Inner {
+                read_bytes: counter,
+                ..inner
+            }),
+        }
+    }
+
+    /// Bytes read from object storage by lookups so far.
+    pub fn read_bytes(&self) -> u64 {
+        self.inner.read_bytes.get()
+    }
+
+    /// Sets the negative cache's lifetime and the lookups in flight per tenant.
+    fn with_limits(self, not_found_ttl: Duration, tenant_concurrency: usize) -> Blocks {
+        let inner = Arc::try_unwrap(self.inner)
+            .unwrap_or_else(|_| unreachable!("set before the blocks are shared"));
+        Blocks {
+            inner: Arc::new(Inner {
+                not_found_ttl,
+                tenant_concurrency: tenant_concurrency.max(1),
+                ..inner
+            }),
+        }
+    }
+
+    /// Whether `id` of `folder` was found missing within the TTL.
+    fn known_missing(&self, folder: &str, id: &[u8; 16]) -> bool {
+        let mut missing = self.inner.not_found.lock().expect("not-found lock");
+        let key = (folder.to_owned(), *id);
+        match missing.get(&key) {
+            Some(at) if at.elapsed() < self.inner.not_found_ttl => true,
+            Some(_) => {
+                missing.remove(&key);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn remember_missing(&self, folder: &str, id: &[u8; 16]) {
+        if self.inner.not_found_ttl.is_zero() {
+            return;
+        }
+        let mut missing = self.inner.not_found.lock().expect("not-found lock");
+        if missing.len() >= MAX_NOT_FOUND {
+            let ttl = self.inner.not_found_ttl;
+            missing.retain(|_, at| at.elapsed() < ttl);
+            if missing.len() >= MAX_NOT_FOUND {
+                missing.clear();
+            }
+        }
+        missing.insert((folder.to_owned(), *id), Instant::now());
+    }
+
+    /// A permit for one lookup of `folder`'s blocks, or `Busy`.
+    fn lookup_permit(
+        &self,
+        folder: &str,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, BlocksError> {
+        let semaphore = self
+            .inner
+            .lookups
+            .lock()
+            .expect("lookups lock")
+            .entry(folder.to_owned())
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.inner.tenant_concurrency)))
+            .clone();
+        semaphore
+            .try_acquire_owned()
+            .map_err(|_| BlocksError::Busy(self.inner.tenant_concurrency))
     }
 
     /// The trace `id` of `tenant`, merged from every block holding it.
@@ -409,6 +611,10 @@ impl Blocks {
     ) -> Result<Option<Vec<ResourceSpans>>, BlocksError> {
         observatory_schemas::tenant::validate(tenant)?;
         let folder = tenant_folder(tenant).to_owned();
+        if self.known_missing(&folder, id) {
+            return Ok(None);
+        }
+        let _permit = self.lookup_permit(&folder)?;
         let blocks = self.blocks(&folder).await?;
         let candidates: Vec<BlockInfo> = blocks
             .iter()
@@ -431,6 +637,9 @@ impl Blocks {
             .filter_map(|(b, spans)| Some((b, spans?)))
             .collect();
         if found.is_empty() {
+            if range.is_none() {
+                self.remember_missing(&folder, id);
+            }
             return Ok(None);
         }
         found.sort_by(|a, b| b.0.end_ns.cmp(&a.0.end_ns).then(a.0.id.cmp(&b.0.id)));
@@ -457,30 +666,125 @@ impl Blocks {
             return Ok(None);
         }
         let path = Path::from(format!("{folder}/{}/{DATA}", block.id));
-        let data = match self.get(&path).await {
-            Ok(data) => data,
-            Err(object_store::Error::NotFound { .. }) => {
-                self.forget(folder);
-                return Ok(None);
-            }
-            Err(e) => return Err(e.into()),
+        let key = (folder.to_owned(), block.id.clone());
+        let known = self
+            .inner
+            .footers
+            .lock()
+            .expect("footer cache lock")
+            .get(&key);
+        let mut lookup = match known {
+            Some((len, footer)) => Lookup::with_metadata(*id, len, footer),
+            // The file's tail first: the footer, and the file's size.
+            None => match self.tail(&path).await {
+                Ok((len, start, tail)) => {
+                    let mut lookup = Lookup::new(*id, len);
+                    lookup.add(start, tail);
+                    lookup
+                }
+                Err(object_store::Error::NotFound { .. }) => {
+                    self.forget(folder);
+                    return Ok(None);
+                }
+                Err(e) => return Err(e.into()),
+            },
         };
-        let id = *id;
-        let block_id = block.id.clone();
-        // Parquet decoding is CPU work: off the async workers.
-        tokio::task::spawn_blocking(move || {
-            DataFile::open(data)
-                .and_then(|file| file.find(&id))
-                .map_err(|source| BlocksError::Read {
-                    block: block_id,
-                    source,
-                })
-        })
-        .await?
+        let mut footer_kept = known_footer(&lookup);
+        loop {
+            let block_id = block.id.clone();
+            // Parquet decoding is CPU work: off the async workers.
+            let (back, step) = tokio::task::spawn_blocking(move || {
+                let step = lookup.step();
+                (lookup, step)
+            })
+            .await?;
+            lookup = back;
+            if !footer_kept {
+                if let Some(footer) = lookup.metadata() {
+                    let size = footer_bytes(footer);
+                    self.inner
+                        .footers
+                        .lock()
+                        .expect("footer cache lock")
+                        .insert(key.clone(), (lookup.file_len(), footer.clone()), size);
+                    footer_kept = true;
+                }
+            }
+            match step.map_err(|source| BlocksError::Read {
+                block: block_id,
+                source,
+            })? {
+                Step::Done(found) => return Ok(found),
+                Step::Fetch(ranges) => {
+                    for (start, bytes) in self.get_ranges(&path, ranges).await? {
+                        lookup.add(start, bytes);
+                    }
+                }
+            }
+        }
     }
 
     async fn get(&self, path: &Path) -> Result<Bytes, object_store::Error> {
-        self.inner.store.get(path).await?.bytes().await
+        let bytes = self.inner.store.get(path).await?.bytes().await?;
+        self.inner.read_bytes.inc_by(bytes.len() as u64);
+        Ok(bytes)
+    }
+
+    /// The last [`TAIL`] bytes of `path`: (the file's size, where they
+    /// start, the bytes). Where a suffix range fails (Azure has none; some
+    /// S3 servers refuse one longer than the object), a HEAD and a bounded
+    /// range instead: once per block, as its footer is kept.
+    async fn tail(&self, path: &Path) -> Result<(u64, u64, Bytes), object_store::Error> {
+        let suffix = GetOptions {
+            range: Some(GetRange::Suffix(TAIL)),
+            ..Default::default()
+        };
+        let got = match self.inner.store.get_opts(path, suffix).await {
+            Ok(got) => got,
+            Err(e @ object_store::Error::NotFound { .. }) => return Err(e),
+            Err(e) => {
+                tracing::debug!(error = %e, "suffix range refused; HEAD and a bounded range");
+                let len = self.inner.store.head(path).await?.size;
+                let bounded = GetOptions {
+                    range: Some(GetRange::Bounded(Lookup::tail(len))),
+                    ..Default::default()
+                };
+                self.inner.store.get_opts(path, bounded).await?
+            }
+        };
+        let (len, start) = (got.meta.size, got.range.start);
+        let bytes = got.bytes().await?;
+        self.inner.read_bytes.inc_by(bytes.len() as u64);
+        Ok((len, start, bytes))
+    }
+
+    /// The bytes of `ranges` of `path`: ranges closer than [`RANGE_GAP`]
+    /// merged into one request, requests run concurrently.
+    async fn get_ranges(
+        &self,
+        path: &Path,
+        mut ranges: Vec<std::ops::Range<u64>>,
+    ) -> Result<Vec<(u64, Bytes)>, object_store::Error> {
+        ranges.sort_by_key(|r| r.start);
+        let mut merged: Vec<std::ops::Range<u64>> = Vec::with_capacity(ranges.len());
+        for r in ranges {
+            match merged.last_mut() {
+                Some(last) if r.start <= last.end + RANGE_GAP => last.end = last.end.max(r.end),
+                _ => merged.push(r),
+            }
+        }
+        let store = &self.inner.store;
+        let parts: Vec<(u64, Bytes)> =
+            futures::stream::iter(merged.into_iter().map(|r| async move {
+                let start = r.start;
+                store.get_range(path, r).await.map(|b| (start, b))
+            }))
+            .buffer_unordered(RANGE_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let read: u64 = parts.iter().map(|(_, b)| b.len() as u64).sum();
+        self.inner.read_bytes.inc_by(read);
+        Ok(parts)
     }
 
     async fn bloom(
@@ -490,14 +794,14 @@ impl Blocks {
         shard: u64,
     ) -> Result<Arc<Bloom>, BlocksError> {
         let key = (folder.to_owned(), block.id.clone(), shard);
+        if let Some(bloom) = self
+            .inner
+            .blooms
+            .lock()
+            .expect("bloom cache lock")
+            .get(&key)
         {
-            let mut cache = self.inner.blooms.lock().expect("bloom cache lock");
-            cache.tick += 1;
-            let tick = cache.tick;
-            if let Some(entry) = cache.entries.get_mut(&key) {
-                entry.2 = tick;
-                return Ok(entry.0.clone());
-            }
+            return Ok(bloom);
         }
         let path = Path::from(format!("{folder}/{}/{}", block.id, bloom_name(shard)));
         let bytes = self.get(&path).await?;
@@ -508,31 +812,11 @@ impl Blocks {
                 source,
             })?,
         );
-        let mut cache = self.inner.blooms.lock().expect("bloom cache lock");
-        if size <= self.inner.bloom_budget {
-            cache.tick += 1;
-            let tick = cache.tick;
-            if cache
-                .entries
-                .insert(key, (bloom.clone(), size, tick))
-                .is_none()
-            {
-                cache.bytes += size;
-            }
-            while cache.bytes > self.inner.bloom_budget {
-                let Some(oldest) = cache
-                    .entries
-                    .iter()
-                    .min_by_key(|(_, e)| e.2)
-                    .map(|(k, _)| k.clone())
-                else {
-                    break;
-                };
-                if let Some((_, size, _)) = cache.entries.remove(&oldest) {
-                    cache.bytes -= size;
-                }
-            }
-        }
+        self.inner
+            .blooms
+            .lock()
+            .expect("bloom cache lock")
+            .insert(key, bloom.clone(), size);
         Ok(bloom)
     }
 
@@ -728,6 +1012,7 @@ pub fn to_trace(id: &[u8; 16], resource_spans: Vec<ResourceSpans>) -> crate::tra
         span_count: nodes.len(),
         cost_usd: cost,
         roots: crate::traces::tree(nodes),
+        truncated: false,
     }
 }
 
@@ -952,5 +1237,43 @@ mod tests {
         // The listing is cached: a block deleted from the bucket is still
         // listed until the refresh, and its lookup forgets the list.
         assert_eq!(blocks.blocks(tenant).await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn unknown_ids_are_remembered_and_a_tenant_has_bounded_lookups() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        // Listed again on every lookup: only the negative cache can answer
+        // without looking.
+        let blocks = Blocks::with_store(store.clone(), Duration::ZERO, 1 << 20)
+            .with_limits(Duration::from_secs(3600), 2);
+        let tenant = "acme";
+        assert!(blocks.find(tenant, &[3; 16]).await.unwrap().is_none());
+        let mut w = BlockWriter::new(1, DEFAULT_ROW_GROUP_BYTES).unwrap();
+        let t3 = resource_spans(vec![span(3, 1, None, 1_000, vec![])]);
+        w.push(&TraceRow::merge([3; 16], &[&t3[..]]).unwrap())
+            .unwrap();
+        let block = w.finish(block_id(tenant, 0, 0, 1), tenant).unwrap();
+        for (name, data) in &block.objects {
+            let path = format!("{tenant}/{}/{name}", block.meta.block_id);
+            store
+                .put(&Path::from(path), data.clone().into())
+                .await
+                .unwrap();
+        }
+        assert!(
+            blocks.find(tenant, &[3; 16]).await.unwrap().is_none(),
+            "remembered as missing for BLOCKS_NOT_FOUND_TTL"
+        );
+        let fresh = Blocks::with_store(store.clone(), Duration::ZERO, 1 << 20);
+        assert!(fresh.find(tenant, &[3; 16]).await.unwrap().is_some());
+        // Two lookups in flight: a third is refused at once; another
+        // tenant is not held up.
+        let _first = blocks.lookup_permit(tenant).unwrap();
+        let _second = blocks.lookup_permit(tenant).unwrap();
+        assert!(matches!(
+            blocks.find(tenant, &[4; 16]).await,
+            Err(BlocksError::Busy(2))
+        ));
+        assert!(blocks.find("other", &[4; 16]).await.unwrap().is_none());
     }
 }

@@ -150,41 +150,46 @@ pub async fn usage(
         .collect())
 }
 
-/// Sets (or replaces) a budget.
+/// Sets (or replaces) a budget; returns the amount it replaced (`None`
+/// for a new budget), for the audit log.
 pub async fn set(
     client: &tokio_postgres::Client,
     tenant: &str,
     scope: &Scope,
     body: &BudgetBody,
     by: &str,
-) -> Result<(), tokio_postgres::Error> {
+) -> Result<Option<f64>, tokio_postgres::Error> {
     let (kind, service) = scope.columns();
-    client
-        .execute(
-            "INSERT INTO budgets (tenant, scope, service, monthly_usd, updated_at, updated_by)
+    let row = client
+        .query_one(
+            "WITH old AS (
+                 SELECT monthly_usd FROM budgets WHERE tenant = $1 AND scope = $2 AND service = $3
+             )
+             INSERT INTO budgets (tenant, scope, service, monthly_usd, updated_at, updated_by)
              VALUES ($1, $2, $3, $4, now(), $5)
              ON CONFLICT (tenant, scope, service)
-             DO UPDATE SET monthly_usd = EXCLUDED.monthly_usd, updated_at = now(), updated_by = EXCLUDED.updated_by",
+             DO UPDATE SET monthly_usd = EXCLUDED.monthly_usd, updated_at = now(), updated_by = EXCLUDED.updated_by
+             RETURNING (SELECT monthly_usd FROM old)",
             &[&tenant, &kind, &service, &body.monthly_usd, &by],
         )
         .await?;
-    Ok(())
+    Ok(row.get(0))
 }
 
-/// Removes a budget; `false` when there was none.
+/// Removes a budget; returns its amount, `None` when there was none.
 pub async fn remove(
     client: &tokio_postgres::Client,
     tenant: &str,
     scope: &Scope,
-) -> Result<bool, tokio_postgres::Error> {
+) -> Result<Option<f64>, tokio_postgres::Error> {
     let (kind, service) = scope.columns();
-    let n = client
-        .execute(
-            "DELETE FROM budgets WHERE tenant = $1 AND scope = $2 AND service = $3",
+    let row = client
+        .query_opt(
+            "DELETE FROM budgets WHERE tenant = $1 AND scope = $2 AND service = $3 RETURNING monthly_usd",
             &[&tenant, &kind, &service],
         )
         .await?;
-    Ok(n > 0)
+    Ok(row.map(|r| r.get(0)))
 }
 
 #[cfg(test)]

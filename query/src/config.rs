@@ -36,16 +36,28 @@ pub enum Command {
 /// JWT settings.
 #[derive(Debug, Clone, Args)]
 pub struct JwtArgs {
-    /// HS256 secret (or use JWT_PUBLIC_KEY_FILE for RS256/ES256).
+    /// HS256 secret tokens are checked and minted with.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// Earlier HS256 secrets still accepted while their tokens expire, comma-separated.
+    #[arg(long, env = "JWT_PREVIOUS_SECRETS", hide_env_values = true)]
+    pub jwt_previous_secrets: Option<String>,
     /// PEM public key for RS256 or ES256 tokens.
     #[arg(long, env = "JWT_PUBLIC_KEY_FILE")]
     pub jwt_public_key_file: Option<PathBuf>,
     /// Algorithm of JWT_PUBLIC_KEY_FILE: RS256 or ES256.
     #[arg(long, env = "JWT_ALGORITHM", default_value = "RS256")]
     pub jwt_algorithm: String,
-    /// Clock skew allowed on a token's expiry.
+    /// A JWKS file of verification keys chosen by `kid`, read again when it changes.
+    #[arg(long, env = "JWT_JWKS_FILE")]
+    pub jwt_jwks_file: Option<PathBuf>,
+    /// Tokens must carry this issuer (`iss`).
+    #[arg(long, env = "JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Tokens must name this audience (`aud`).
+    #[arg(long, env = "JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Clock skew allowed on a token's expiry and not-before.
     #[arg(long, env = "JWT_LEEWAY", default_value = "30s", value_parser = humantime::parse_duration)]
     pub jwt_leeway: Duration,
 }
@@ -71,12 +83,18 @@ pub struct ServeArgs {
     #[arg(long, env = "DB_SSL_ROOT_CERT")]
     pub db_ssl_root_cert: Option<std::path::PathBuf>,
     /// Most PostgreSQL connections held.
-    #[arg(long, env = "DB_POOL_SIZE", default_value_t = 16)]
-    pub db_pool_size: usize,
+    #[arg(long, env = "DB_POOL_MAX_SIZE", default_value_t = 16)]
+    pub db_pool_max_size: usize,
+    /// PostgreSQL connections opened at start and kept open (idle minimum).
+    #[arg(long, env = "DB_POOL_MIN_SIZE", default_value_t = 0)]
+    pub db_pool_min_size: usize,
     /// The longest one PostgreSQL statement may run (a hostile regular
     /// expression or a huge range is cancelled, not left to hold a connection).
     #[arg(long, env = "DB_STATEMENT_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub db_statement_timeout: Duration,
+    /// Most spans one trace answer holds; a larger trace is cut (the answer says `truncated`).
+    #[arg(long, env = "TRACE_MAX_SPANS", default_value_t = 10_000)]
+    pub trace_max_spans: usize,
     /// JWT.
     #[command(flatten)]
     pub jwt: JwtArgs,
@@ -86,6 +104,70 @@ pub struct ServeArgs {
     /// Object storage: the Tempo blocks.
     #[command(flatten)]
     pub blocks: crate::blocks::BlocksArgs,
+    /// Audit log.
+    #[command(flatten)]
+    pub audit: AuditArgs,
+}
+
+/// Where audit events go besides stdout.
+#[derive(Debug, Clone, Args)]
+pub struct AuditArgs {
+    /// Write the audit log (one JSON line per API request on stdout); false turns it off, Kafka too.
+    #[arg(long, env = "AUDIT_LOG", default_value_t = true, action = clap::ArgAction::Set)]
+    pub audit_log: bool,
+    /// Kafka topic audit events are also produced to (acks=all); unset: stdout only.
+    #[arg(long, env = "AUDIT_KAFKA_TOPIC")]
+    pub audit_kafka_topic: Option<String>,
+    /// Kafka bootstrap servers of AUDIT_KAFKA_TOPIC.
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub kafka_brokers: String,
+    /// Extra librdkafka producer settings of the audit producer, comma-separated key=value (TLS, SASL).
+    #[arg(
+        long,
+        env = "KAFKA_PRODUCER_CONFIG",
+        default_value = "",
+        hide_env_values = true
+    )]
+    pub kafka_producer_config: String,
+}
+
+impl AuditArgs {
+    /// The Kafka settings of the audit producer, when a topic is set.
+    pub fn kafka(&self) -> Result<Option<crate::audit::AuditKafka>, ConfigError> {
+        let Some(topic) = self
+            .audit_kafka_topic
+            .clone()
+            .filter(|t| !t.trim().is_empty())
+        else {
+            return Ok(None);
+        };
+        let mut extra = Vec::new();
+        for pair in self
+            .kafka_producer_config
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            let (k, v) = pair.split_once('=').ok_or_else(|| {
+                invalid(
+                    "KAFKA_PRODUCER_CONFIG",
+                    format!("{pair:?} is not key=value"),
+                )
+            })?;
+            if matches!(k.trim(), "acks" | "enable.idempotence") {
+                return Err(invalid(
+                    "KAFKA_PRODUCER_CONFIG",
+                    format!("{k} is fixed for the audit log (acks=all, idempotent)"),
+                ));
+            }
+            extra.push((k.trim().to_owned(), v.trim().to_owned()));
+        }
+        Ok(Some(crate::audit::AuditKafka {
+            brokers: self.kafka_brokers.clone(),
+            topic,
+            extra,
+        }))
+    }
 }
 
 /// `observatory-api token`.
@@ -123,37 +205,69 @@ fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
 }
 
 impl JwtArgs {
-    /// The keys tokens are checked with.
+    /// The keys tokens are checked with: every secret, the public key and
+    /// the JWKS file given (at least one of them).
     pub fn keys(&self) -> Result<Keys, ConfigError> {
-        self.keys_without_leeway()
-            .map(|k| k.with_leeway(self.jwt_leeway))
-    }
-
-    fn keys_without_leeway(&self) -> Result<Keys, ConfigError> {
-        match (&self.jwt_secret, &self.jwt_public_key_file) {
-            (Some(secret), None) if secret.len() >= 16 => Ok(Keys::hs256(secret.as_bytes())),
-            (Some(_), None) => Err(invalid("JWT_SECRET", "must be at least 16 bytes")),
-            (None, Some(path)) => {
-                let algorithm = match self.jwt_algorithm.as_str() {
-                    "RS256" => jsonwebtoken::Algorithm::RS256,
-                    "ES256" => jsonwebtoken::Algorithm::ES256,
-                    _ => return Err(invalid("JWT_ALGORITHM", "RS256 or ES256")),
-                };
-                let pem = std::fs::read(path).map_err(|e| {
-                    invalid("JWT_PUBLIC_KEY_FILE", format!("{}: {e}", path.display()))
-                })?;
-                Keys::public_key(algorithm, &pem)
-                    .map_err(|e: AuthError| invalid("JWT_PUBLIC_KEY_FILE", e.to_string()))
+        let mut keys = Keys::empty_for_config();
+        let mut any = false;
+        if let Some(secret) = &self.jwt_secret {
+            if secret.len() < 16 {
+                return Err(invalid("JWT_SECRET", "must be at least 16 bytes"));
             }
-            (Some(_), Some(_)) => Err(invalid(
-                "JWT_SECRET",
-                "set JWT_SECRET or JWT_PUBLIC_KEY_FILE, not both",
-            )),
-            (None, None) => Err(invalid(
-                "JWT_SECRET",
-                "set JWT_SECRET (HS256) or JWT_PUBLIC_KEY_FILE",
-            )),
+            keys = keys.with_secret(secret.as_bytes());
+            any = true;
         }
+        for previous in self
+            .jwt_previous_secrets
+            .iter()
+            .flat_map(|s| s.split(','))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            if previous.len() < 16 {
+                return Err(invalid(
+                    "JWT_PREVIOUS_SECRETS",
+                    "each secret must be at least 16 bytes",
+                ));
+            }
+            if self.jwt_secret.is_none() {
+                return Err(invalid(
+                    "JWT_PREVIOUS_SECRETS",
+                    "needs JWT_SECRET, the secret tokens are minted with now",
+                ));
+            }
+            keys = keys.with_secret(previous.as_bytes());
+        }
+        if let Some(path) = &self.jwt_public_key_file {
+            let algorithm = match self.jwt_algorithm.as_str() {
+                "RS256" => jsonwebtoken::Algorithm::RS256,
+                "ES256" => jsonwebtoken::Algorithm::ES256,
+                _ => return Err(invalid("JWT_ALGORITHM", "RS256 or ES256")),
+            };
+            let pem = std::fs::read(path)
+                .map_err(|e| invalid("JWT_PUBLIC_KEY_FILE", format!("{}: {e}", path.display())))?;
+            keys = keys
+                .with_public_key(algorithm, &pem)
+                .map_err(|e: AuthError| invalid("JWT_PUBLIC_KEY_FILE", e.to_string()))?;
+            any = true;
+        }
+        if let Some(path) = &self.jwt_jwks_file {
+            keys = keys
+                .with_jwks_file(path.clone())
+                .map_err(|e| invalid("JWT_JWKS_FILE", e))?;
+            any = true;
+        }
+        if !any {
+            return Err(invalid(
+                "JWT_SECRET",
+                "set JWT_SECRET (HS256), JWT_PUBLIC_KEY_FILE or JWT_JWKS_FILE",
+            ));
+        }
+        let nonempty = |v: &Option<String>| v.clone().filter(|s| !s.trim().is_empty());
+        Ok(keys
+            .with_issuer(nonempty(&self.jwt_issuer))
+            .with_audience(nonempty(&self.jwt_audience))
+            .with_leeway(self.jwt_leeway))
     }
 }
 
@@ -176,8 +290,12 @@ mod tests {
     fn secrets_are_checked() {
         let args = |secret: Option<&str>| JwtArgs {
             jwt_secret: secret.map(Into::into),
+            jwt_previous_secrets: None,
             jwt_public_key_file: None,
             jwt_algorithm: "RS256".into(),
+            jwt_jwks_file: None,
+            jwt_issuer: None,
+            jwt_audience: None,
             jwt_leeway: Duration::from_secs(30),
         };
         assert_eq!(args(None).keys().err().unwrap().setting, "JWT_SECRET");

@@ -10,6 +10,7 @@
 //! analytics, Tempo-compatible endpoints and the Redis cache are to come.
 
 pub mod analytics;
+pub mod audit;
 pub mod auth;
 pub mod blocks;
 pub mod budgets;
@@ -18,9 +19,11 @@ pub mod config;
 pub mod filters;
 pub mod metrics;
 pub mod openapi;
+pub mod pool;
 pub mod problem;
 pub mod routes;
 pub mod search;
+pub mod server;
 pub mod sql;
 pub mod tempo_api;
 pub mod traces;

@@ -2,6 +2,7 @@
 //! the server; `observatory-api token` mints operator tokens.
 
 use clap::Parser;
+use observatory_api::audit::Auditor;
 use observatory_api::blocks::Blocks;
 use observatory_api::cache::Cache;
 use observatory_api::config::{Cli, Command};
@@ -49,30 +50,47 @@ async fn main() -> anyhow::Result<()> {
         root_pem.as_deref(),
     )?;
     let manager = deadpool_postgres::Manager::new(pg, tls);
+    let max = cli.serve.db_pool_max_size.max(1);
+    let min = cli.serve.db_pool_min_size;
+    if min > max {
+        anyhow::bail!("invalid DB_POOL_MIN_SIZE: {min} is more than DB_POOL_MAX_SIZE ({max})");
+    }
     let db = deadpool_postgres::Pool::builder(manager)
-        .max_size(cli.serve.db_pool_size.max(1))
+        .max_size(max)
         .build()?;
+    observatory_api::pool::keep_min_open(db.clone(), min);
     let metrics = Arc::new(Metrics::default());
+    let audit_kafka = cli.serve.audit.kafka()?;
+    if let Some(kafka) = audit_kafka.as_ref().filter(|_| cli.serve.audit.audit_log) {
+        observatory_api::audit::ensure_topic(kafka);
+    }
+    let auditor = Auditor::with_switch(
+        cli.serve.audit.audit_log,
+        audit_kafka.as_ref(),
+        metrics.clone(),
+    )?;
+    keys.spawn_jwks_refresher(std::time::Duration::from_secs(10));
     let state = State {
         keys,
         db,
         cache: Cache::connect(&cli.serve.cache, metrics.clone()).await,
-        blocks: Blocks::open(&cli.serve.blocks)?,
+        blocks: Blocks::open(&cli.serve.blocks)?
+            .map(|b| b.counting_reads(metrics.blocks_read_bytes.clone())),
         metrics,
+        trace_max_spans: cli.serve.trace_max_spans.max(1),
     };
-    tracing::info!(addr = %cli.serve.api_addr, "serving");
-    warp::serve(routes(state))
-        .bind(cli.serve.api_addr)
+    let listener = tokio::net::TcpListener::bind(cli.serve.api_addr)
         .await
-        .graceful(async {
-            use tokio::signal::unix::{signal, SignalKind};
-            let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM received: draining"),
-                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received: draining"),
-            }
-        })
-        .run()
-        .await;
+        .map_err(|e| anyhow::anyhow!("cannot listen on API_ADDR {}: {e}", cli.serve.api_addr))?;
+    tracing::info!(addr = %cli.serve.api_addr, audit_kafka = audit_kafka.is_some(), "serving");
+    observatory_api::server::serve(listener, routes(state), auditor, async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received: draining"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received: draining"),
+        }
+    })
+    .await;
     Ok(())
 }

@@ -44,6 +44,33 @@ pub struct CacheLabels {
     pub result: &'static str,
 }
 
+/// Labels of refused authentications.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct AuthLabels {
+    /// `missing`, `invalid` or `forbidden`.
+    pub reason: &'static str,
+    /// The route template ([`route`]).
+    pub route: &'static str,
+}
+
+/// Labels of rate-limit refusals.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct TenantLabels {
+    /// The tenant, one of the first [`MAX_TENANT_LABELS`] seen, else `_other`.
+    pub tenant: &'static str,
+}
+
+/// Labels of dropped audit events.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct AuditSinkLabels {
+    /// `stdout` or `kafka`.
+    pub sink: &'static str,
+}
+
+/// Most distinct tenants that get a label of their own in
+/// `rate_limited_requests_total`; later ones count as `_other`.
+pub const MAX_TENANT_LABELS: usize = 100;
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Request durations: 0.25 ms to ~8 s. The fine low end is for cached
@@ -71,7 +98,20 @@ pub struct Metrics {
     /// 1 while Redis answers, 0 during an outage (cache off, rate limit
     /// open) or when Redis is not configured.
     pub redis_up: Gauge,
+    /// Refused authentications by reason and route.
+    pub auth_failures: Family<AuthLabels, Counter>,
+    /// Rate-limit refusals by tenant (bounded: [`MAX_TENANT_LABELS`]).
+    pub rate_limited_tenants: Family<TenantLabels, Counter>,
+    /// Requests refused because they named another tenant than their token's.
+    pub cross_tenant_refusals: Counter,
+    /// Audit events written.
+    pub audit_events: Counter,
+    /// Audit events dropped because their sink could not keep up.
+    pub audit_dropped: Family<AuditSinkLabels, Counter>,
+    /// Bytes of Tempo blocks read by trace lookups (blooms and data files).
+    pub blocks_read_bytes: Counter,
     endpoints: RwLock<Vec<&'static str>>,
+    tenants: RwLock<Vec<&'static str>>,
 }
 
 impl Default for Metrics {
@@ -91,7 +131,14 @@ impl Metrics {
             cache_requests: Family::default(),
             rate_limited: Counter::default(),
             redis_up: Gauge::default(),
+            auth_failures: Family::default(),
+            rate_limited_tenants: Family::default(),
+            cross_tenant_refusals: Counter::default(),
+            audit_events: Counter::default(),
+            audit_dropped: Family::default(),
+            blocks_read_bytes: Counter::default(),
             endpoints: RwLock::new(Vec::new()),
+            tenants: RwLock::new(Vec::new()),
         };
         let p = "observatory_api_";
         registry.register(
@@ -113,6 +160,36 @@ impl Metrics {
             format!("{p}rate_limited"),
             "Requests refused with 429 by the per-token rate limit",
             m.rate_limited.clone(),
+        );
+        registry.register(
+            format!("{p}auth_failures"),
+            "Requests refused for their token (missing, invalid, forbidden), by route",
+            m.auth_failures.clone(),
+        );
+        registry.register(
+            format!("{p}rate_limited_requests"),
+            "Requests refused with 429, by tenant (the first 100 tenants seen; then _other)",
+            m.rate_limited_tenants.clone(),
+        );
+        registry.register(
+            format!("{p}cross_tenant_refusals"),
+            "Requests refused because their X-Scope-OrgID named another tenant than their token's",
+            m.cross_tenant_refusals.clone(),
+        );
+        registry.register(
+            format!("{p}audit_events"),
+            "Audit events written",
+            m.audit_events.clone(),
+        );
+        registry.register(
+            format!("{p}audit_events_dropped"),
+            "Audit events dropped because stdout or Kafka could not keep up, by sink",
+            m.audit_dropped.clone(),
+        );
+        registry.register(
+            format!("{p}blocks_read_bytes"),
+            "Bytes of Tempo blocks read from object storage by trace lookups (bloom shards, footers, pages)",
+            m.blocks_read_bytes.clone(),
         );
         registry.register(
             format!("{p}redis_up"),
@@ -185,6 +262,52 @@ impl Metrics {
         // Leaked on purpose: at most MAX_ENDPOINTS short names, once each,
         // so the labels can be `&'static str` like every other label here.
         let name: &'static str = Box::leak(name.to_owned().into_boxed_str());
+        known.push(name);
+        name
+    }
+
+    /// Counts a refused authentication of a request to `path`.
+    pub fn auth_failure(&self, reason: &'static str, path: &str) {
+        self.auth_failures
+            .get_or_create(&AuthLabels {
+                reason,
+                route: route(path),
+            })
+            .inc();
+    }
+
+    /// Counts a rate-limit refusal of `tenant` (a verified token's tenant).
+    pub fn rate_limited_tenant(&self, tenant: &str) {
+        let label = self.tenant_label(tenant);
+        self.rate_limited_tenants
+            .get_or_create(&TenantLabels { tenant: label })
+            .inc();
+    }
+
+    /// `tenant` as a label: itself for the first [`MAX_TENANT_LABELS`]
+    /// tenants seen, `_other` after (a tenant name is at most 64 safe
+    /// characters, and leaked once each, like the endpoint names).
+    fn tenant_label(&self, tenant: &str) -> &'static str {
+        if let Some(known) = self
+            .tenants
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|k| **k == tenant)
+        {
+            return known;
+        }
+        if observatory_schemas::tenant::validate(tenant).is_err() {
+            return "_other";
+        }
+        let mut known = self.tenants.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(k) = known.iter().find(|k| **k == tenant) {
+            return k;
+        }
+        if known.len() >= MAX_TENANT_LABELS {
+            return "_other";
+        }
+        let name: &'static str = Box::leak(tenant.to_owned().into_boxed_str());
         known.push(name);
         name
     }

@@ -211,6 +211,7 @@ mod tests {
             cache: crate::cache::Cache::disabled(),
             blocks: None,
             metrics: std::sync::Arc::new(crate::metrics::Metrics::default()),
+            trace_max_spans: 10_000,
         };
         let routes = crate::routes::routes(state);
         for (path, method, op) in operations(&doc()) {

@@ -62,6 +62,16 @@ impl Problem {
         }
     }
 
+    /// A valid token that may not do this (403).
+    pub fn forbidden(detail: impl Into<String>) -> Problem {
+        Problem::new(
+            "forbidden",
+            "Forbidden",
+            StatusCode::FORBIDDEN,
+            detail.into(),
+        )
+    }
+
     /// Nothing there for this tenant (404).
     pub fn not_found(detail: impl Into<String>) -> Problem {
         Problem::new(
@@ -93,8 +103,27 @@ impl Problem {
                 "too-many-requests",
                 "Too many requests",
                 StatusCode::TOO_MANY_REQUESTS,
-                format!("this token is over its rate limit; retry in {secs} s"),
+                format!(
+                    "this caller (tenant and subject) is over its rate limit; retry in {secs} s"
+                ),
             )
+        }
+    }
+
+    /// A failed lookup in the Tempo blocks: too many in flight for the
+    /// tenant is a 429 (retry in a second), anything else unavailable.
+    pub fn blocks(e: crate::blocks::BlocksError) -> Problem {
+        match e {
+            crate::blocks::BlocksError::Busy(_) => Problem {
+                retry_after: Some(1),
+                ..Problem::new(
+                    "too-many-requests",
+                    "Too many requests",
+                    StatusCode::TOO_MANY_REQUESTS,
+                    e.to_string(),
+                )
+            },
+            other => Problem::unavailable("object storage", other),
         }
     }
 

@@ -1,6 +1,7 @@
 //! The HTTP surface: health, then `/api/v1/...`, every API route behind
 //! [`authorized`], every error a problem document (`problem.rs`).
 
+use crate::audit::AuditHandle;
 use crate::auth::{Claims, Keys, Role};
 use crate::blocks::Blocks;
 use crate::budgets::Scope;
@@ -12,6 +13,7 @@ use crate::v1;
 use deadpool_postgres::Pool;
 use std::convert::Infallible;
 use std::sync::Arc;
+use warp::path::FullPath;
 use warp::{Filter, Rejection, Reply};
 
 /// What the handlers share.
@@ -27,29 +29,67 @@ pub struct State {
     pub blocks: Option<Blocks>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
+    /// Most spans one trace answer holds (`TRACE_MAX_SPANS`); a larger
+    /// trace is cut and says so (`truncated`).
+    pub trace_max_spans: usize,
 }
 
 /// Passes the claims of a token whose role is at least `need`, once the
-/// token is within its rate limit; else a 401/403/429 problem.
+/// caller is within its rate limit; else a 401/403/429 problem. The rate
+/// limit is keyed on the verified identity (tenant and subject), never on
+/// the header's bytes, so another spelling of the same token gets no budget
+/// of its own. A request that names a tenant (`X-Scope-OrgID`, as Grafana
+/// sends it) other than its token's is refused with 403: a token reads its
+/// own tenant only. What it finds goes into the request's audit event, and
+/// a refusal into `auth_failures_total`, `cross_tenant_refusals_total` or
+/// `rate_limited_requests_total`.
 pub fn authorized(
     state: State,
     need: Role,
 ) -> impl Filter<Extract = (Claims,), Error = Rejection> + Clone {
-    warp::header::optional::<String>("authorization").and_then(move |h: Option<String>| {
-        let state = state.clone();
-        async move {
-            let claims = state
-                .keys
-                .authorize(h.as_deref(), need)
-                .map_err(|e| warp::reject::custom(Problem::from(e)))?;
-            state
-                .cache
-                .rate_limit(h.as_deref().unwrap_or_default())
-                .await
-                .map_err(warp::reject::custom)?;
-            Ok::<_, Rejection>(claims)
-        }
-    })
+    warp::header::optional::<String>("authorization")
+        .and(warp::header::optional::<String>("x-scope-orgid"))
+        .and(warp::path::full())
+        .and(warp::ext::optional::<AuditHandle>())
+        .and_then(
+            move |h: Option<String>,
+                  org: Option<String>,
+                  path: FullPath,
+                  audit: Option<AuditHandle>| {
+                let state = state.clone();
+                async move {
+                    let audit = audit.unwrap_or_default();
+                    let claims = match state.keys.authorize(h.as_deref(), need) {
+                        Ok(claims) => claims,
+                        Err(e) => {
+                            state.metrics.auth_failure(e.reason(), path.as_str());
+                            audit.refused_auth(&e);
+                            return Err(warp::reject::custom(Problem::from(e)));
+                        }
+                    };
+                    audit.verified(&claims);
+                    if let Some(org) = org.as_deref().map(str::trim).filter(|o| !o.is_empty()) {
+                        let own = org == claims.tenant
+                            || (claims.tenant == observatory_schemas::tenant::DEFAULT_TENANT
+                                && org == observatory_schemas::tempo::meta::SINGLE_TENANT);
+                        if !own {
+                            state.metrics.cross_tenant_refusals.inc();
+                            audit.refused("cross_tenant");
+                            return Err(warp::reject::custom(Problem::forbidden(
+                                "X-Scope-OrgID names another tenant than the token's; a token reads its own tenant only",
+                            )));
+                        }
+                    }
+                    let identity = format!("{}\u{0}{}", claims.tenant, claims.sub);
+                    if let Err(problem) = state.cache.rate_limit(&identity).await {
+                        state.metrics.rate_limited_tenant(&claims.tenant);
+                        audit.refused("rate_limited");
+                        return Err(warp::reject::custom(problem));
+                    }
+                    Ok::<_, Rejection>(claims)
+                }
+            },
+        )
 }
 
 fn with_state(state: State) -> impl Filter<Extract = (State,), Error = Infallible> + Clone {
@@ -67,7 +107,7 @@ async fn trace_by_id(
         .get()
         .await
         .map_err(|e| warp::reject::custom(Problem::unavailable("PostgreSQL", e)))?;
-    let trace = match traces::load(&client, &claims.tenant, &id).await {
+    let trace = match traces::load(&client, &claims.tenant, &id, state.trace_max_spans).await {
         Ok(Some(trace)) => Some(trace),
         Ok(None) => None,
         Err(e) => return Err(warp::reject::custom(Problem::unavailable("PostgreSQL", e))),
@@ -79,8 +119,13 @@ async fn trace_by_id(
         (None, Some(blocks)) => blocks
             .find(&claims.tenant, &id)
             .await
-            .map_err(|e| warp::reject::custom(Problem::unavailable("object storage", e)))?
-            .map(|spans| crate::blocks::to_trace(&id, spans)),
+            .map_err(|e| warp::reject::custom(Problem::blocks(e)))?
+            .map(|mut spans| {
+                let truncated = crate::blocks::cap_spans(&mut spans, state.trace_max_spans);
+                let mut trace = crate::blocks::to_trace(&id, spans);
+                trace.truncated = truncated;
+                trace
+            }),
         (None, None) => None,
     };
     match trace {
@@ -175,6 +220,7 @@ pub fn routes(state: State) -> impl Filter<Extract = (impl Reply,), Error = Infa
             ),
         )
         .unify();
+    let audit = || warp::ext::optional::<AuditHandle>().map(Option::unwrap_or_default);
     let put_budget = scope
         .and(warp::put())
         .and(admin())
@@ -183,11 +229,13 @@ pub fn routes(state: State) -> impl Filter<Extract = (impl Reply,), Error = Infa
         .map(|scope, claims, body| (scope, body, claims))
         .untuple_one()
         .and(with_state(state.clone()))
+        .and(audit())
         .and_then(v1::put_budget);
     let delete_budget = scope
         .and(warp::delete())
         .and(admin())
         .and(with_state(state.clone()))
+        .and(audit())
         .and_then(v1::delete_budget);
     let openapi = warp::path!("api" / "v1" / "openapi.json")
         .and(warp::get())

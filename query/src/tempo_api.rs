@@ -203,7 +203,7 @@ async fn find_trace(
     range: Option<(i64, i64)>,
 ) -> Result<Option<Vec<observatory_schemas::otlp::trace::ResourceSpans>>, Rejection> {
     let client = db(state).await?;
-    let found = store::trace(&client, tenant, id)
+    let found = store::trace(&client, tenant, id, state.trace_max_spans)
         .await
         .map_err(|e| reject(Problem::unavailable("PostgreSQL", e)))?;
     drop(client);
@@ -212,7 +212,13 @@ async fn find_trace(
         (None, Some(blocks)) => blocks
             .find_between(tenant, id, range)
             .await
-            .map_err(|e| reject(Problem::unavailable("object storage", e))),
+            .map(|found| {
+                found.map(|mut spans| {
+                    crate::blocks::cap_spans(&mut spans, state.trace_max_spans);
+                    spans
+                })
+            })
+            .map_err(|e| reject(Problem::blocks(e))),
         (None, None) => Ok(None),
     }
 }

@@ -83,6 +83,9 @@ pub struct Trace {
     pub cost_usd: f64,
     /// Root spans (and orphans), by start time.
     pub roots: Vec<SpanNode>,
+    /// The trace has more spans than `TRACE_MAX_SPANS`: only the first
+    /// ones (by start time) are here.
+    pub truncated: bool,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -118,7 +121,8 @@ FROM spans s
 LEFT JOIN llm_calls c
   ON c.tenant = s.tenant AND c.trace_id = s.trace_id AND c.span_id = s.span_id AND c.start_time = s.start_time
 WHERE s.tenant = $1 AND s.trace_id = $2
-ORDER BY s.start_time, s.span_id";
+ORDER BY s.start_time, s.span_id
+LIMIT $3";
 
 fn json(text: String) -> Value {
     serde_json::from_str(&text).unwrap_or(Value::Null)
@@ -129,11 +133,15 @@ pub async fn load(
     client: &tokio_postgres::Client,
     tenant: &str,
     id: &[u8; 16],
+    max_spans: usize,
 ) -> Result<Option<Trace>, tokio_postgres::Error> {
-    let rows = client.query(QUERY, &[&tenant, &&id[..]]).await?;
+    let limit = max_spans.saturating_add(1).min(i64::MAX as usize) as i64;
+    let mut rows = client.query(QUERY, &[&tenant, &&id[..], &limit]).await?;
     if rows.is_empty() {
         return Ok(None);
     }
+    let truncated = rows.len() > max_spans;
+    rows.truncate(max_spans);
     let mut nodes: Vec<SpanNode> = Vec::with_capacity(rows.len());
     let mut cost = 0.0;
     for r in &rows {
@@ -179,6 +187,7 @@ pub async fn load(
         span_count: nodes.len(),
         cost_usd: cost,
         roots: tree(nodes),
+        truncated,
     }))
 }
 

@@ -151,12 +151,17 @@ pub async fn put_budget(
     body: bytes::Bytes,
     claims: Claims,
     state: State,
+    audit: crate::audit::AuditHandle,
 ) -> Result<warp::reply::Response, Rejection> {
     let body = BudgetBody::parse(&body).map_err(reject)?;
     let client = db(&state).await.map_err(reject)?;
-    budgets::set(&client, &claims.tenant, &scope, &body, &claims.sub)
+    let before = budgets::set(&client, &claims.tenant, &scope, &body, &claims.sub)
         .await
         .map_err(|e| reject(Problem::postgres(e)))?;
+    audit.changed(
+        serde_json::json!({ "monthly_usd": before }),
+        serde_json::json!({ "monthly_usd": body.monthly_usd }),
+    );
     let now = SystemTime::now();
     let all = budgets::usage(&client, &claims.tenant, now)
         .await
@@ -170,14 +175,20 @@ pub async fn delete_budget(
     scope: Scope,
     claims: Claims,
     state: State,
+    audit: crate::audit::AuditHandle,
 ) -> Result<warp::reply::Response, Rejection> {
     let client = db(&state).await.map_err(reject)?;
-    if budgets::remove(&client, &claims.tenant, &scope)
+    match budgets::remove(&client, &claims.tenant, &scope)
         .await
         .map_err(|e| reject(Problem::postgres(e)))?
     {
-        Ok(StatusCode::NO_CONTENT.into_response())
-    } else {
-        Err(reject(Problem::not_found("no such budget for your tenant")))
+        Some(before) => {
+            audit.changed(
+                serde_json::json!({ "monthly_usd": before }),
+                serde_json::json!({ "monthly_usd": null }),
+            );
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        None => Err(reject(Problem::not_found("no such budget for your tenant"))),
     }
 }

@@ -194,15 +194,24 @@ pub fn estimate(request: Request, body: &[u8]) -> usize {
     total.max(body.len())
 }
 
+#[inline(always)]
 fn read_varint(buf: &[u8], at: &mut usize) -> Option<u64> {
-    let mut value = 0u64;
-    for shift in (0..64).step_by(7) {
+    // Tags and most lengths are one byte.
+    let first = *buf.get(*at)?;
+    *at += 1;
+    if first < 0x80 {
+        return Some(u64::from(first));
+    }
+    let mut value = u64::from(first & 0x7f);
+    let mut shift = 7;
+    while shift < 64 {
         let byte = *buf.get(*at)?;
         *at += 1;
         value |= u64::from(byte & 0x7f) << shift;
         if byte < 0x80 {
             return Some(value);
         }
+        shift += 7;
     }
     None
 }
@@ -260,10 +269,11 @@ fn walk(ty: Ty, buf: &[u8], depth: usize, total: &mut usize) {
     }
 }
 
-/// The estimated decoded size of an OTLP/JSON `body`: every JSON object
-/// may become one message of the largest OTLP type (counted twice, as
-/// above), every other token a small value, plus the text itself (a body
-/// with enum names is parsed once more as a tree).
+/// The estimated decoded size of an OTLP/JSON `body` parsed straight into
+/// the OTLP types: every JSON object may become one message of the largest
+/// OTLP type (counted twice, as above), plus the text itself. A body that
+/// needs the second, tree-shaped parse (enum names) needs
+/// [`estimate_json_tree`] more.
 pub fn estimate_json(body: &[u8]) -> usize {
     let largest = [
         Ty::Span.size(),
@@ -274,9 +284,35 @@ pub fn estimate_json(body: &[u8]) -> usize {
     .into_iter()
     .max()
     .unwrap_or(0);
-    let objects = body.iter().filter(|b| **b == b'{').count();
-    let tokens = body.iter().filter(|b| matches!(**b, b',' | b'[')).count();
-    objects * (2 * largest + ALLOCATION_OVERHEAD) + tokens * 64 + 2 * body.len()
+    let objects = count_byte(body, b'{');
+    objects * (2 * largest + ALLOCATION_OVERHEAD) + 2 * body.len()
+}
+
+/// What parsing an OTLP/JSON `body` as a `serde_json::Value` tree takes:
+/// about 64 bytes a value (the values are separated by `,` or opened by
+/// `[`, `{`, `:`).
+pub fn estimate_json_tree(body: &[u8]) -> usize {
+    let values = body
+        .iter()
+        .filter(|b| matches!(**b, b',' | b'[' | b'{' | b':'))
+        .count();
+    values * 64 + body.len()
+}
+
+/// How many times `needle` is in `haystack`, eight bytes at a time.
+fn count_byte(haystack: &[u8], needle: u8) -> usize {
+    const LOW: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let pattern = LOW * u64::from(needle);
+    let mut chunks = haystack.chunks_exact(8);
+    let mut count = 0usize;
+    for chunk in &mut chunks {
+        let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes")) ^ pattern;
+        // A zero byte of `word` is a match; this marks each with its high bit.
+        let zero = !(((word & !HIGH) + !HIGH) | word) & HIGH;
+        count += zero.count_ones() as usize;
+    }
+    count + chunks.remainder().iter().filter(|b| **b == needle).count()
 }
 
 #[cfg(test)]
@@ -306,6 +342,22 @@ mod tests {
     fn a_malformed_body_ends_the_walk() {
         assert_eq!(estimate(Request::Traces, &[0x0a, 0xff, 0xff, 0x01]), 4);
         assert_eq!(estimate(Request::Logs, &[]), 0);
+    }
+
+    #[test]
+    fn bytes_are_counted_in_words_as_one_by_one() {
+        let text = b"{{a{,[{}]}}{{x}x}{}{}{{{}}}".repeat(37);
+        for start in 0..9 {
+            let s = &text[start..];
+            assert_eq!(
+                count_byte(s, b'{'),
+                s.iter().filter(|b| **b == b'{').count()
+            );
+        }
+        assert_eq!(
+            count_byte(&[0x7b, 0xfb, 0x7b, 0x00, 0x7b, 0x7a, 0x7c, 0x7b], b'{'),
+            4
+        );
     }
 
     #[test]

@@ -548,6 +548,32 @@ pub fn spans_of(request: &ExportTraceServiceRequest) -> impl Iterator<Item = &Sp
         .flat_map(|ss| ss.spans.iter())
 }
 
+/// A request's spans by trace id, one single-span `ResourceSpans` each
+/// (its resource and scope repeated), as a trace's messages reach a sink.
+pub fn spans_by_trace(
+    request: ExportTraceServiceRequest,
+) -> std::collections::BTreeMap<Vec<u8>, Vec<ResourceSpans>> {
+    let mut out: std::collections::BTreeMap<Vec<u8>, Vec<ResourceSpans>> = Default::default();
+    for rs in request.resource_spans {
+        for ss in &rs.scope_spans {
+            for s in &ss.spans {
+                out.entry(s.trace_id.clone())
+                    .or_default()
+                    .push(ResourceSpans {
+                        resource: rs.resource.clone(),
+                        scope_spans: vec![ScopeSpans {
+                            scope: ss.scope.clone(),
+                            spans: vec![s.clone()],
+                            schema_url: String::new(),
+                        }],
+                        schema_url: String::new(),
+                    });
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

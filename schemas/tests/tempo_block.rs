@@ -9,11 +9,12 @@ use observatory_schemas::otlp::common::{
 use observatory_schemas::otlp::trace::{span, ResourceSpans, ScopeSpans, Span, Status};
 use observatory_schemas::tempo::bloom::{shard_of, Bloom};
 use observatory_schemas::tempo::meta::{block_id, BlockMeta, SINGLE_TENANT};
+use observatory_schemas::tempo::ranged::{Lookup, Step};
 use observatory_schemas::tempo::read::DataFile;
 use observatory_schemas::tempo::trace::TraceRow;
 use observatory_schemas::tempo::write::{schema, BlockWriter};
 use observatory_schemas::testing::{
-    kv, kv_bool, kv_f64, kv_int, kv_str, kv_str_array, TraceGenerator,
+    kv, kv_bool, kv_f64, kv_int, kv_str, kv_str_array, spans_by_trace, TraceGenerator,
 };
 use parquet::file::reader::FileReader;
 use parquet::schema::types::Type;
@@ -24,22 +25,9 @@ fn traces() -> BTreeMap<[u8; 16], Vec<ResourceSpans>> {
     let mut out: BTreeMap<[u8; 16], Vec<ResourceSpans>> = BTreeMap::new();
     let mut generator = TraceGenerator::new(11).with_content_bytes(64);
     for _ in 0..8 {
-        let request = generator.request(400);
-        for rs in request.resource_spans {
-            for ss in &rs.scope_spans {
-                for s in &ss.spans {
-                    let id: [u8; 16] = s.trace_id.clone().try_into().unwrap();
-                    out.entry(id).or_default().push(ResourceSpans {
-                        resource: rs.resource.clone(),
-                        scope_spans: vec![ScopeSpans {
-                            scope: ss.scope.clone(),
-                            spans: vec![s.clone()],
-                            schema_url: String::new(),
-                        }],
-                        schema_url: String::new(),
-                    });
-                }
-            }
+        for (id, batches) in spans_by_trace(generator.request(400)) {
+            let id: [u8; 16] = id.try_into().unwrap();
+            out.entry(id).or_default().extend(batches);
         }
     }
     let (id, every_type) = trace_with_every_value_type();
@@ -279,6 +267,76 @@ fn a_trace_deep_in_a_row_group_of_many_pages_is_found_whole() {
     for (id, trace) in all.iter().step_by(53).chain(all.last()) {
         assert_eq!(data.find(id).unwrap().as_ref(), Some(trace), "{id:02x?}");
     }
+}
+
+/// A lookup through [`Lookup`], fetching from `file` what it asks for:
+/// (the answer, bytes fetched, fetches).
+fn ranged_find(file: &bytes::Bytes, id: &[u8; 16]) -> (Option<Vec<ResourceSpans>>, u64, usize) {
+    let mut lookup = Lookup::new(*id, file.len() as u64);
+    let mut fetches = 0;
+    loop {
+        match lookup.step().unwrap() {
+            Step::Fetch(ranges) => {
+                fetches += 1;
+                assert!(fetches < 10, "a lookup of {id:02x?} keeps fetching");
+                for r in ranges {
+                    lookup.add(r.start, file.slice(r.start as usize..r.end as usize));
+                }
+            }
+            Step::Done(found) => return (found, lookup.fetched(), fetches),
+        }
+    }
+}
+
+/// A lookup that fetches byte ranges answers as the whole file does, for
+/// every trace, across row groups and deep in columns of many pages, and
+/// reads a small part of the file.
+#[test]
+fn a_lookup_by_byte_ranges_answers_as_the_whole_file_and_reads_little_of_it() {
+    let traces = traces();
+    let block = write_block(&traces, 256 << 10);
+    let bytes = block.objects[0].1.clone();
+    let data = DataFile::open(bytes.clone()).unwrap();
+    for id in traces.keys() {
+        let (found, _, fetches) = ranged_find(&bytes, id);
+        assert_eq!(found, data.find(id).unwrap(), "{id:02x?}");
+        assert!(found.is_some());
+        assert!(fetches <= 4, "{fetches} fetches");
+    }
+    let (missing, _, _) = ranged_find(&bytes, &[0xee; 16]);
+    assert!(missing.is_none());
+
+    // One row group of columns of many 1 MiB pages (4 KiB of text that
+    // does not compress on every span): one page per column is read.
+    let mut traces = traces;
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for rs in traces.values_mut().flatten() {
+        for span in rs.scope_spans.iter_mut().flat_map(|ss| &mut ss.spans) {
+            let text: String = (0..256)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    format!("{:016x}", state)
+                })
+                .collect();
+            span.attributes.push(kv_str("payload", text));
+        }
+    }
+    let block = write_block(&traces, 64 << 20);
+    let bytes = block.objects[0].1.clone();
+    let data = DataFile::open(bytes.clone()).unwrap();
+    let mut most = 0;
+    for (id, trace) in data.all().unwrap().iter().step_by(7) {
+        let (found, fetched, _) = ranged_find(&bytes, id);
+        assert_eq!(found.as_ref(), Some(trace), "{id:02x?}");
+        most = most.max(fetched);
+    }
+    assert!(
+        most * 4 < bytes.len() as u64,
+        "a lookup read {most} of {} bytes",
+        bytes.len()
+    );
 }
 
 #[test]

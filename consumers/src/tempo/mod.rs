@@ -520,6 +520,7 @@ pub fn build(
     metrics: Arc<Metrics>,
 ) -> Result<(TempoSink, crate::config::KafkaConfig, source::Batching), StartError> {
     args.check()?;
+    args.content.check()?;
     let kafka = args.kafka.clone().into_config(NAME)?;
     let url = args.store_url();
     let store = BlockStore::open(&url, args.s3_virtual_hosted_style)?;

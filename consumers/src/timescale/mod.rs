@@ -297,6 +297,7 @@ pub async fn build(
         let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
         prices.add_json(&text).map_err(|e| fail(e.to_string()))?;
     }
+    args.content.check()?;
     let policy = args.content.policy();
     let Some(flavor) = prepare_database(args, &db, health, stop).await else {
         return Ok(None);
@@ -307,10 +308,20 @@ pub async fn build(
             prices,
             max_age: args.max_span_age(),
             max_future: args.accept_spans_max_future,
+            default_environment: args.content.environment.as_str().to_owned(),
         },
-        writers: (0..args.db_write_connections.max(1))
-            .map(|_| Writer::new(db.clone(), flavor == Flavor::Postgres))
-            .collect(),
+        writers: {
+            let mut writers: Vec<Writer> = (0..args.write_connections()?)
+                .map(|_| Writer::new(db.clone(), flavor == Flavor::Postgres))
+                .collect();
+            // DB_POOL_MIN_SIZE: connections open from the start.
+            for writer in writers.iter_mut().take(args.db_pool_min_size) {
+                if let Err(error) = writer.client().await {
+                    warn!(%error, "cannot open a write connection yet; it opens on first use");
+                }
+            }
+            writers
+        },
         metrics,
     };
     let batching = source::Batching {

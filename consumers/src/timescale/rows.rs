@@ -153,6 +153,9 @@ pub struct Preparer {
     pub max_age: Duration,
     /// A message with a span starting further ahead is not stored.
     pub max_future: Duration,
+    /// The environment of calls whose resource names none
+    /// (`deployment.environment`): the sink's `ENVIRONMENT`.
+    pub default_environment: String,
 }
 
 impl Preparer {
@@ -226,7 +229,7 @@ impl Preparer {
                     span_id: row.span_id,
                     start,
                     service: row.service.clone(),
-                    environment: env.unwrap_or_default(),
+                    environment: env.unwrap_or_else(|| self.default_environment.clone()),
                     provider: call.provider,
                     model: call.model,
                     request_model: call.request_model,

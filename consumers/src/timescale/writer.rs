@@ -602,6 +602,7 @@ mod tests {
             prices: PriceBook::builtin(),
             max_age: Duration::from_secs(86_400 * 30),
             max_future: Duration::from_secs(86_400),
+            default_environment: String::new(),
         };
         preparer
             .prepare(&InMessage {

@@ -131,20 +131,36 @@ pub fn decompress(
 
 /// Decodes a body of `signal` in `format`.
 pub fn decode(signal: Signal, format: Format, body: &[u8]) -> Result<Export, IngestError> {
+    decode_with(signal, format, body, &mut |_| Ok(()))
+}
+
+/// [`decode`], calling `grow(bytes)` before an OTLP/JSON body is parsed a
+/// second time as a JSON tree (enum names): the memory that takes on top
+/// of the first parse's estimate, which the caller reserves (or refuses).
+pub fn decode_with(
+    signal: Signal,
+    format: Format,
+    body: &[u8],
+    grow: &mut dyn FnMut(usize) -> Result<(), IngestError>,
+) -> Result<Export, IngestError> {
     Ok(match (signal, format) {
         (Signal::Traces, Format::Protobuf) => Export::Traces(Message::decode(body)?),
         (Signal::Metrics, Format::Protobuf) => Export::Metrics(Message::decode(body)?),
         (Signal::Logs, Format::Protobuf) => Export::Logs(Message::decode(body)?),
-        (Signal::Traces, Format::Json) => Export::Traces(from_json(body)?),
-        (Signal::Metrics, Format::Json) => Export::Metrics(from_json(body)?),
-        (Signal::Logs, Format::Json) => Export::Logs(from_json(body)?),
+        (Signal::Traces, Format::Json) => Export::Traces(from_json(body, grow)?),
+        (Signal::Metrics, Format::Json) => Export::Metrics(from_json(body, grow)?),
+        (Signal::Logs, Format::Json) => Export::Logs(from_json(body, grow)?),
     })
 }
 
-fn from_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, IngestError> {
+fn from_json<T: DeserializeOwned>(
+    body: &[u8],
+    grow: &mut dyn FnMut(usize) -> Result<(), IngestError>,
+) -> Result<T, IngestError> {
     match serde_json::from_slice::<T>(body) {
         Ok(value) => Ok(value),
         Err(first) => {
+            grow(observatory_schemas::decoded_size::estimate_json_tree(body))?;
             // The slow path: enum names. Report the first error if it fails too.
             let mut tree: serde_json::Value = serde_json::from_slice(body)
                 .map_err(|_| IngestError::MalformedJson(first.to_string()))?;

@@ -226,13 +226,15 @@ where
             let headers = request.headers();
             let credentials =
                 Credentials::from_headers(|name| headers.get(name).and_then(|v| v.to_str().ok()));
-            let tenant = match pipeline.tenant(credentials) {
-                Ok(tenant) => tenant,
-                Err(error) => {
-                    pipeline.refuse(K::SIGNAL, Transport::Grpc, &error);
-                    return Ok(Status::from(error).into_http());
-                }
-            };
+            let client = request
+                .extensions()
+                .get::<tonic::transport::server::TcpConnectInfo>()
+                .and_then(|info| info.remote_addr());
+            let tenant =
+                match pipeline.authenticate(credentials, K::SIGNAL, Transport::Grpc, client) {
+                    Ok(tenant) => tenant,
+                    Err(error) => return Ok(Status::from(error).into_http()),
+                };
             let fired = Arc::new(AtomicBool::new(false));
             let (parts, body) = request.into_parts();
             let body = DeadlineBody {

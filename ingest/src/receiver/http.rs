@@ -91,9 +91,15 @@ pub fn router(pipeline: Arc<Pipeline>, limits: &crate::config::Limits) -> Router
 
 async fn handle<K: OtlpSignal>(
     State(state): State<HttpState>,
-    headers: HeaderMap,
-    body: Body,
+    request: axum::extract::Request,
 ) -> Response {
+    // The client's address when the server was started with it (`serve`).
+    let client = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
     // Until the media type is known, errors are answered in protobuf.
     let format = Format::from_content_type(header_str(&headers, header::CONTENT_TYPE.as_str()));
     let answer_format = *format.as_ref().unwrap_or(&Format::Protobuf);
@@ -101,7 +107,7 @@ async fn handle<K: OtlpSignal>(
         Format::Protobuf => Transport::HttpProtobuf,
         Format::Json => Transport::HttpJson,
     };
-    match receive(&state, K::SIGNAL, format, &headers, body, transport).await {
+    match receive(&state, K::SIGNAL, format, &headers, body, transport, client).await {
         Ok(outcome) => success::<K>(answer_format, outcome),
         Err(error) => failure(&state, answer_format, error),
     }
@@ -114,15 +120,19 @@ async fn receive(
     headers: &HeaderMap,
     body: Body,
     transport: Transport,
+    client: Option<std::net::SocketAddr>,
 ) -> Result<Outcome, IngestError> {
     let pipeline = &state.pipeline;
     let refuse = |error: IngestError| {
         pipeline.refuse(signal, transport, &error);
         error
     };
-    let tenant = pipeline
-        .tenant(Credentials::from_headers(|name| header_str(headers, name)))
-        .map_err(refuse)?;
+    let tenant = pipeline.authenticate(
+        Credentials::from_headers(|name| header_str(headers, name)),
+        signal,
+        transport,
+        client,
+    )?;
     let format = format.map_err(refuse)?;
     let encoding = Encoding::from_header(header_str(headers, header::CONTENT_ENCODING.as_str()))
         .map_err(refuse)?;
@@ -133,10 +143,13 @@ async fn receive(
         .await
         .map_err(refuse)?;
     let plain = decode::decompress(encoding, raw, limit).map_err(refuse)?;
-    let reservation = pipeline
+    let mut reservation = pipeline
         .reserve(signal, format == Format::Json, &plain)
         .map_err(refuse)?;
-    let export = decode::decode(signal, format, &plain).map_err(refuse)?;
+    let export = decode::decode_with(signal, format, &plain, &mut |more| {
+        pipeline.grow(&mut reservation, more)
+    })
+    .map_err(refuse)?;
     let wire_len = plain.len();
     drop(plain);
     pipeline
@@ -239,9 +252,12 @@ fn failure(state: &HttpState, format: Format, error: IngestError) -> Response {
         StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = with_content_type(format, http_status, encode_response(format, &status));
     if code.is_retryable() {
+        let retry_after = error
+            .retry_after()
+            .map_or_else(|| state.retry_after.clone(), HeaderValue::from);
         response
             .headers_mut()
-            .insert(header::RETRY_AFTER, state.retry_after.clone());
+            .insert(header::RETRY_AFTER, retry_after);
     }
     response
 }
@@ -253,7 +269,10 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

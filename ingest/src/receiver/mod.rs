@@ -118,6 +118,7 @@ pub struct Pipeline {
     budget: Budget,
     metrics: Arc<Metrics>,
     api_keys: HashMap<String, String>,
+    quotas: crate::quota::Quotas,
 }
 
 impl Pipeline {
@@ -133,7 +134,14 @@ impl Pipeline {
             budget,
             metrics,
             api_keys,
+            quotas: crate::quota::Quotas::new(crate::quota::QuotaConfig::default()),
         }
+    }
+
+    /// Applies per-tenant ingest quotas.
+    pub fn with_quotas(mut self, quotas: crate::quota::Quotas) -> Self {
+        self.quotas = quotas;
+        self
     }
 
     /// The metrics.
@@ -189,6 +197,42 @@ impl Pipeline {
         self.budget.try_reserve(estimate)
     }
 
+    /// The tenant of a request, as [`Pipeline::tenant`], writing an audit
+    /// event when the credentials are refused.
+    pub fn authenticate(
+        &self,
+        credentials: Credentials<'_>,
+        signal: Signal,
+        transport: Transport,
+        client: Option<std::net::SocketAddr>,
+    ) -> Result<String, IngestError> {
+        self.tenant(credentials).inspect_err(|error| {
+            self.refuse(signal, transport, error);
+            if matches!(error, IngestError::Unauthenticated) {
+                crate::audit::refused(
+                    transport.as_str(),
+                    signal.as_str(),
+                    client,
+                    credentials.tenant,
+                    error.reason(),
+                );
+            }
+        })
+    }
+
+    /// Adds `more` bytes to `reservation` (a JSON body parsed a second
+    /// time as a tree): refused like [`Pipeline::reserve`].
+    pub fn grow(&self, reservation: &mut Reservation, more: usize) -> Result<(), IngestError> {
+        let total = reservation.bytes().saturating_add(more);
+        if total > self.budget.limit() {
+            return Err(IngestError::TooLargeDecoded {
+                estimate: total,
+                limit: self.budget.limit(),
+            });
+        }
+        reservation.resize(&self.budget, total)
+    }
+
     /// Counts a request refused before it could be decoded.
     pub fn refuse(&self, signal: Signal, transport: Transport, error: &IngestError) {
         self.metrics
@@ -230,7 +274,10 @@ impl Pipeline {
             .get_or_create(&labels)
             .inc_by(items);
 
-        let result = self.publish(tenant, export, encoded_len, reservation).await;
+        let result = match self.quotas.take(&tenant, items, Instant::now()) {
+            Ok(()) => self.publish(tenant, export, encoded_len, reservation).await,
+            Err(retry_after_secs) => Err(IngestError::OverQuota { retry_after_secs }),
+        };
         let refused = |reason: &'static str, n: u64| {
             self.metrics
                 .refused_items

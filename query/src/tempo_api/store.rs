@@ -41,7 +41,8 @@ SELECT s.span_id, s.parent_span_id, s.name, s.kind, s.start_time, s.duration_ns,
        s.status_message, s.scope_name, s.attributes::text, s.resource::text, s.events::text, s.links::text
 FROM spans s
 WHERE s.tenant = $1 AND s.trace_id = $2
-ORDER BY s.start_time, s.span_id";
+ORDER BY s.start_time, s.span_id
+LIMIT $3";
 
 fn unix_nanos(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
@@ -49,13 +50,16 @@ fn unix_nanos(t: SystemTime) -> u64 {
 }
 
 /// The trace `id` of `tenant` as OTLP resource spans (grouped by resource
-/// and scope); `None` when PostgreSQL has no span of it.
+/// and scope), its first `max_spans` spans by start time; `None` when
+/// PostgreSQL has no span of it.
 pub async fn trace(
     client: &tokio_postgres::Client,
     tenant: &str,
     id: &[u8; 16],
+    max_spans: usize,
 ) -> Result<Option<Vec<ResourceSpans>>, tokio_postgres::Error> {
-    let rows = client.query(TRACE, &[&tenant, &&id[..]]).await?;
+    let limit = max_spans.min(i64::MAX as usize) as i64;
+    let rows = client.query(TRACE, &[&tenant, &&id[..], &limit]).await?;
     if rows.is_empty() {
         return Ok(None);
     }

@@ -12,6 +12,7 @@
 pub mod bloom;
 pub mod columns;
 pub mod meta;
+pub mod ranged;
 pub mod read;
 pub mod schema;
 pub mod skim;

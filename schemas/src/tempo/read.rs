@@ -14,8 +14,8 @@ use crate::otlp::resource::Resource;
 use crate::otlp::trace::{span, ResourceSpans, ScopeSpans, Span, Status};
 use bytes::Bytes;
 use parquet::bloom_filter::Sbbf;
-use parquet::column::page::PageReader;
-use parquet::column::reader::ColumnReader;
+use parquet::column::page::{Page, PageMetadata, PageReader};
+use parquet::column::reader::{get_column_reader, ColumnReader};
 use parquet::data_type::ByteArray;
 use parquet::file::metadata::RowGroupMetaData;
 use parquet::file::reader::{FileReader, RowGroupReader, SerializedFileReader};
@@ -70,14 +70,7 @@ impl DataFile {
     }
 
     fn row_group_ids(&self, group: usize) -> Result<Vec<ByteArray>, ReadError> {
-        let row_group = self.reader.get_row_group(group)?;
-        let mut values = Vec::new();
-        if let ColumnReader::ByteArrayColumnReader(mut c) = row_group.get_column_reader(0)? {
-            c.read_records(usize::MAX, None, None, &mut values)?;
-        } else {
-            return Err(ReadError::Shape("TraceID is not a byte array"));
-        }
-        Ok(values)
+        trace_ids(&*self.reader.get_row_group(group)?)
     }
 
     /// Every trace in file order, with its id: one pass over the rows (where
@@ -99,17 +92,7 @@ impl DataFile {
     /// does not hold it.
     pub fn find(&self, trace_id: &[u8; 16]) -> Result<Option<Vec<ResourceSpans>>, ReadError> {
         for group in 0..self.row_groups() {
-            let stats = self
-                .reader
-                .metadata()
-                .row_group(group)
-                .column(0)
-                .statistics();
-            let (min, max) = match stats {
-                Some(s) => (s.min_bytes_opt(), s.max_bytes_opt()),
-                None => (None, None),
-            };
-            if min.is_some_and(|m| m > &trace_id[..]) || max.is_some_and(|m| m < &trace_id[..]) {
+            if !may_hold(self.reader.metadata().row_group(group), trace_id) {
                 continue;
             }
             let ids = self.row_group_ids(group)?;
@@ -121,25 +104,58 @@ impl DataFile {
             let skipping = SkippingRowGroup {
                 inner: self.reader.get_row_group(group)?,
                 skip: row,
+                pages: None,
             };
             let schema = self.reader.metadata().file_metadata().schema_descr_ptr();
-            // Small batches: one row is wanted, not the 1 024 after it.
-            let row = TreeBuilder::new()
-                .with_batch_size(16)
-                .as_iter(schema, &skipping)?
-                .next()
-                .ok_or(ReadError::Shape("row missing"))??;
-            return Ok(Some(trace_from_row(&row)?));
+            return read_row(schema, &skipping).map(Some);
         }
         Ok(None)
     }
 }
 
+/// Whether a row group's TraceID statistics leave room for `trace_id`.
+pub(super) fn may_hold(row_group: &RowGroupMetaData, trace_id: &[u8; 16]) -> bool {
+    let (min, max) = match row_group.column(0).statistics() {
+        Some(s) => (s.min_bytes_opt(), s.max_bytes_opt()),
+        None => (None, None),
+    };
+    !(min.is_some_and(|m| m > &trace_id[..]) || max.is_some_and(|m| m < &trace_id[..]))
+}
+
+/// A row group's trace ids (column 0), in row order.
+pub(super) fn trace_ids(row_group: &dyn RowGroupReader) -> Result<Vec<ByteArray>, ReadError> {
+    let mut values = Vec::new();
+    if let ColumnReader::ByteArrayColumnReader(mut c) = row_group.get_column_reader(0)? {
+        c.read_records(usize::MAX, None, None, &mut values)?;
+    } else {
+        return Err(ReadError::Shape("TraceID is not a byte array"));
+    }
+    Ok(values)
+}
+
+/// The row a [`SkippingRowGroup`] starts at, as OTLP.
+pub(super) fn read_row(
+    schema: parquet::schema::types::SchemaDescPtr,
+    row_group: &SkippingRowGroup<'_>,
+) -> Result<Vec<ResourceSpans>, ReadError> {
+    // Small batches: one row is wanted, not the 1 024 after it.
+    let row = TreeBuilder::new()
+        .with_batch_size(16)
+        .as_iter(schema, row_group)?
+        .next()
+        .ok_or(ReadError::Shape("row missing"))??;
+    trace_from_row(&row)
+}
+
 /// A row group whose column readers start `skip` records in, so the record
 /// reader assembles the row wanted without materialising the rows before it.
-struct SkippingRowGroup<'a> {
-    inner: Box<dyn RowGroupReader + 'a>,
-    skip: usize,
+pub(super) struct SkippingRowGroup<'a> {
+    pub(super) inner: Box<dyn RowGroupReader + 'a>,
+    pub(super) skip: usize,
+    /// Per column, the data pages the readers may read (those up to and
+    /// including the row's page, by the offset index): a column ends after
+    /// them, so a reader never touches bytes past the row. `None`: all.
+    pub(super) pages: Option<Vec<usize>>,
 }
 
 impl RowGroupReader for SkippingRowGroup<'_> {
@@ -156,7 +172,16 @@ impl RowGroupReader for SkippingRowGroup<'_> {
     }
 
     fn get_column_reader(&self, i: usize) -> parquet::errors::Result<ColumnReader> {
-        let mut reader = self.inner.get_column_reader(i)?;
+        let mut reader = match &self.pages {
+            None => self.inner.get_column_reader(i)?,
+            Some(pages) => get_column_reader(
+                self.metadata().column(i).column_descr_ptr(),
+                Box::new(FirstPages {
+                    inner: self.inner.get_column_page_reader(i)?,
+                    data_pages_left: pages[i],
+                }),
+            ),
+        };
         let skipped = match &mut reader {
             ColumnReader::BoolColumnReader(r) => r.skip_records(self.skip)?,
             ColumnReader::Int32ColumnReader(r) => r.skip_records(self.skip)?,
@@ -185,7 +210,76 @@ impl RowGroupReader for SkippingRowGroup<'_> {
     }
 }
 
-fn id16(id: &ByteArray) -> [u8; 16] {
+/// The first `data_pages_left` data pages of a column chunk (and its
+/// dictionary), then the end of the column: a record reader looking ahead
+/// for the next row's values stops here instead of reading the next page.
+/// Pages start at row boundaries wherever there is an offset index
+/// (parquet's rule), so the row's values all come before the end.
+struct FirstPages {
+    inner: Box<dyn PageReader>,
+    data_pages_left: usize,
+}
+
+impl FirstPages {
+    fn next_is_data(&mut self) -> parquet::errors::Result<bool> {
+        Ok(self.inner.peek_next_page()?.is_some_and(|m| !m.is_dict))
+    }
+}
+
+impl Iterator for FirstPages {
+    type Item = parquet::errors::Result<Page>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.get_next_page().transpose()
+    }
+}
+
+impl PageReader for FirstPages {
+    fn get_next_page(&mut self) -> parquet::errors::Result<Option<Page>> {
+        if self.data_pages_left == 0 {
+            return Ok(None);
+        }
+        let page = self.inner.get_next_page()?;
+        if page.as_ref().is_some_and(|p| !p.is_dictionary_page()) {
+            self.data_pages_left -= 1;
+        }
+        Ok(page)
+    }
+
+    fn peek_next_page(&mut self) -> parquet::errors::Result<Option<PageMetadata>> {
+        if self.data_pages_left == 0 {
+            return Ok(None);
+        }
+        self.inner.peek_next_page()
+    }
+
+    fn skip_next_page(&mut self) -> parquet::errors::Result<()> {
+        if self.data_pages_left == 0 {
+            return Ok(());
+        }
+        if self.next_is_data()? {
+            self.data_pages_left -= 1;
+        }
+        self.inner.skip_next_page()
+    }
+
+    fn supports_deferred_dictionary(&self) -> bool {
+        self.inner.supports_deferred_dictionary()
+    }
+
+    fn take_deferred_dictionary(&mut self) -> parquet::errors::Result<Option<Page>> {
+        self.inner.take_deferred_dictionary()
+    }
+
+    fn at_record_boundary(&mut self) -> parquet::errors::Result<bool> {
+        if self.data_pages_left == 0 {
+            return Ok(true);
+        }
+        self.inner.at_record_boundary()
+    }
+}
+
+pub(super) fn id16(id: &ByteArray) -> [u8; 16] {
     let mut out = [0u8; 16];
     let data = id.data();
     let n = data.len().min(16);

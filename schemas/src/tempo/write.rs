@@ -29,6 +29,9 @@ use uuid::Uuid;
 /// row groups of a similar size on disk.
 pub const DEFAULT_ROW_GROUP_BYTES: usize = 64 << 20;
 
+/// Most bytes of a data page (parquet-go's `DefaultPageBufferSize`).
+pub const PAGE_BYTES: usize = 256 << 10;
+
 /// Why a block could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum BlockError {
@@ -70,7 +73,18 @@ fn properties(descriptor: &SchemaDescriptor) -> WriterProperties {
         .set_writer_version(WriterVersion::PARQUET_2_0)
         .set_compression(Compression::SNAPPY)
         .set_statistics_enabled(EnabledStatistics::Page)
-        .set_column_index_truncate_length(None)
+        // parquet-go's defaults, as Tempo writes: 256 KiB pages (a lookup
+        // reads one page per column, so the page size is the cost of a
+        // lookup in a large block) and 16-byte column-index bounds (a
+        // TraceID is 16 bytes: never truncated).
+        .set_data_page_size_limit(PAGE_BYTES)
+        // A lookup reads a column's dictionary too: past this size a
+        // column chunk falls back to plain pages instead (1 MiB by default).
+        .set_dictionary_page_size_limit(PAGE_BYTES)
+        .set_column_index_truncate_length(Some(16))
+        // Column-chunk statistics too: whole prompt texts as min/max made
+        // the footer of a 1 GiB block 5.7 MB, read by every lookup.
+        .set_statistics_truncate_length(Some(16))
         .set_dictionary_enabled(false)
         .set_created_by(format!("llm-observatory {}", env!("CARGO_PKG_VERSION")));
     for column in descriptor.columns() {
@@ -195,6 +209,11 @@ impl BlockWriter {
     /// Traces pushed so far.
     pub fn traces(&self) -> i64 {
         self.traces
+    }
+
+    /// Bytes of `data.parquet` written so far (finished row groups).
+    pub fn bytes_written(&self) -> usize {
+        self.file.bytes_written()
     }
 
     fn flush_row_group(&mut self) -> Result<(), BlockError> {
