@@ -27,6 +27,10 @@ use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// How long the stdout writer lets events gather before it writes them:
+/// an event reaches stdout at most this late.
+const WRITE_EVERY: Duration = Duration::from_millis(20);
+
 /// Events waiting for the stdout writer; past it they are dropped.
 const STDOUT_QUEUE: usize = 65_536;
 /// Longest parameter value kept in an event.
@@ -189,6 +193,10 @@ impl Auditor {
                 let mut out = std::io::BufWriter::new(std::io::stdout());
                 while let Ok(line) = lines.recv() {
                     let _ = out.write_all(line.as_bytes());
+                    // Let events gather: one wake-up and one write per
+                    // batch, not per request (that cost a third of the
+                    // cached-request throughput).
+                    std::thread::sleep(WRITE_EVERY);
                     while let Ok(line) = lines.try_recv() {
                         let _ = out.write_all(line.as_bytes());
                     }
