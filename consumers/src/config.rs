@@ -537,17 +537,7 @@ impl DbArgs {
     }
 }
 
-/// Parses `a=1,b=2`; blanks are skipped.
-pub fn parse_pairs(text: &str) -> Result<Vec<(String, String)>, String> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
-            _ => Err("expected comma-separated key=value pairs".to_owned()),
-        })
-        .collect()
-}
+pub use observatory_schemas::settings::parse_pairs;
 
 /// Parses a comma-separated list, blanks skipped.
 pub fn parse_list(text: &str) -> Vec<String> {

@@ -7,6 +7,7 @@
 use clap::Parser;
 use observatory_schemas::environment::Environment;
 use observatory_schemas::kafka;
+use observatory_schemas::settings::parse_pairs;
 use observatory_schemas::tenant;
 use std::collections::HashMap;
 use std::fmt;
@@ -520,20 +521,6 @@ fn validate_topic(topic: &str) -> Result<(), String> {
             "{topic:?} is not a Kafka topic name (1 to 249 of [a-zA-Z0-9._-])"
         ))
     }
-}
-
-/// Parses `a=1,b=2`; blanks are skipped.
-fn parse_pairs(text: &str) -> Result<Vec<(String, String)>, String> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|part| !part.is_empty())
-        .map(|part| match part.split_once('=') {
-            Some((k, v)) if !k.trim().is_empty() && !v.trim().is_empty() => {
-                Ok((k.trim().to_owned(), v.trim().to_owned()))
-            }
-            _ => Err("expected comma-separated key=value pairs".to_owned()),
-        })
-        .collect()
 }
 
 #[cfg(test)]

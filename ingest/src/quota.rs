@@ -70,11 +70,14 @@ impl Quotas {
         bucket.tokens = (bucket.tokens + elapsed * rate).min(capacity);
         bucket.at = now;
         let want = items as f64;
-        if want <= bucket.tokens {
+        // A request larger than the whole bucket goes through once the
+        // bucket is full, leaving it in debt: refusing it until it fits
+        // would refuse it forever, and the debt still holds the tenant to
+        // its rate over time.
+        if want <= bucket.tokens || bucket.tokens >= capacity {
             bucket.tokens -= want;
             return Ok(());
         }
-        // A request larger than the whole bucket waits for a full one.
         let missing = want.min(capacity) - bucket.tokens;
         Err(((missing / rate).ceil() as u32).max(1))
     }
@@ -106,6 +109,11 @@ mod tests {
             Err(2),
             "never more than a full bucket's wait"
         );
+        // Once the bucket is full it goes through, and the debt it leaves
+        // is paid back at the tenant's rate.
+        let t2 = t1 + Duration::from_secs(2);
+        assert!(q.take("small", 10_000, t2).is_ok());
+        assert!(q.take("small", 1, t2 + Duration::from_secs(10)).is_err());
         let off = Quotas::new(QuotaConfig::default());
         assert!(!off.enabled());
         assert!(off.take("x", u64::MAX, t0).is_ok());

@@ -398,11 +398,12 @@ fn rfc3339_millis(t: SystemTime) -> String {
     let ms = t
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    let text = crate::filters::format_time(UNIX_EPOCH + Duration::from_millis(ms as u64));
-    match text.strip_suffix('Z') {
-        Some(base) if !base.contains('.') => format!("{base}.{:03}Z", ms % 1000),
-        _ => text,
-    }
+    // Whole seconds from the shared formatter, then exactly three digits
+    // of milliseconds (120 ms is ".120", never ".12").
+    let whole = observatory_schemas::civil::rfc3339_nanos(ms / 1000 * 1_000_000_000);
+    let base = whole.strip_suffix('Z').unwrap_or(&whole);
+    let base = base.split('.').next().unwrap_or(base);
+    format!("{base}.{:03}Z", ms % 1000)
 }
 
 #[cfg(test)]

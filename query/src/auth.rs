@@ -255,13 +255,14 @@ impl Keys {
             return Ok(false);
         };
         let path = file.path.display();
+        // Held to the end: one reload at a time (the refresher and a forced
+        // reload for an unknown kid), so an older read never replaces a
+        // newer one.
+        let mut seen = file.seen.lock().expect("no poisoned lock");
         let meta = std::fs::metadata(&file.path).map_err(|e| format!("{path}: {e}"))?;
         let stamp = (meta.modified().ok(), meta.len());
-        {
-            let seen = file.seen.lock().expect("no poisoned lock");
-            if !force && *seen == stamp {
-                return Ok(false);
-            }
+        if !force && *seen == stamp {
+            return Ok(false);
         }
         let text = std::fs::read(&file.path).map_err(|e| format!("{path}: {e}"))?;
         let set: JwkSet =
@@ -290,7 +291,7 @@ impl Keys {
         let mut keys = self.keys.write().expect("no poisoned lock");
         keys.retain(|k| !k.from_jwks);
         keys.extend(fresh);
-        *file.seen.lock().expect("no poisoned lock") = stamp;
+        *seen = stamp;
         Ok(true)
     }
 

@@ -715,11 +715,19 @@ impl Blocks {
                 source,
             })? {
                 Step::Done(found) => return Ok(found),
-                Step::Fetch(ranges) => {
-                    for (start, bytes) in self.get_ranges(&path, ranges).await? {
-                        lookup.add(start, bytes);
+                Step::Fetch(ranges) => match self.get_ranges(&path, ranges).await {
+                    Ok(parts) => {
+                        for (start, bytes) in parts {
+                            lookup.add(start, bytes);
+                        }
                     }
-                }
+                    // Deleted since the listing (retention, compaction).
+                    Err(object_store::Error::NotFound { .. }) => {
+                        self.forget(folder);
+                        return Ok(None);
+                    }
+                    Err(e) => return Err(e.into()),
+                },
             }
         }
     }

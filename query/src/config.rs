@@ -141,26 +141,16 @@ impl AuditArgs {
         else {
             return Ok(None);
         };
-        let mut extra = Vec::new();
-        for pair in self
-            .kafka_producer_config
-            .split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
+        let extra = observatory_schemas::settings::parse_pairs(&self.kafka_producer_config)
+            .map_err(|reason| invalid("KAFKA_PRODUCER_CONFIG", reason))?;
+        if let Some((k, _)) = extra
+            .iter()
+            .find(|(k, _)| matches!(k.as_str(), "acks" | "enable.idempotence"))
         {
-            let (k, v) = pair.split_once('=').ok_or_else(|| {
-                invalid(
-                    "KAFKA_PRODUCER_CONFIG",
-                    format!("{pair:?} is not key=value"),
-                )
-            })?;
-            if matches!(k.trim(), "acks" | "enable.idempotence") {
-                return Err(invalid(
-                    "KAFKA_PRODUCER_CONFIG",
-                    format!("{k} is fixed for the audit log (acks=all, idempotent)"),
-                ));
-            }
-            extra.push((k.trim().to_owned(), v.trim().to_owned()));
+            return Err(invalid(
+                "KAFKA_PRODUCER_CONFIG",
+                format!("{k} is fixed for the audit log (acks=all, idempotent)"),
+            ));
         }
         Ok(Some(crate::audit::AuditKafka {
             brokers: self.kafka_brokers.clone(),

@@ -41,6 +41,7 @@ pub mod otlp;
 pub mod postgres_tls;
 pub mod pricing;
 pub mod resource_key;
+pub mod settings;
 pub mod span;
 pub mod tempo;
 pub mod tenant;
