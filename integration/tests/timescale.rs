@@ -304,6 +304,8 @@ fn dialect_fixtures() -> (ExportTraceServiceRequest, Vec<ExpectedCall>) {
 /// them in different orders); returns how many hours they cover.
 async fn assert_hourly_is_minutely_by_hour(db: &TestDb) -> i64 {
     let client = db.client().await;
+    // Wherever the rollups are checked, the trace summaries are too.
+    observatory_integration::postgres::assert_summaries_match_spans(&client).await;
     let mismatches = |sql: &'static str| {
         let client = &client;
         async move {
@@ -762,6 +764,19 @@ async fn captured_content_is_redacted_and_old_data_follows_retention() {
             .await
             .unwrap();
     }
+    // A summary of a trace that started before the retention.
+    db.client()
+        .await
+        .batch_execute(
+            "INSERT INTO trace_summaries SELECT tenant, '\\x01'::bytea, '2020-01-01', '2020-01-01', 0,
+                 root_service, root_name, root_parented, '2020-01-01', span_count, statuses, llm_calls,
+                 input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens,
+                 total_tokens, cost_usd, services, models, providers, environments, user_id, user_at,
+                 session_id, session_at FROM trace_summaries",
+        )
+        .await
+        .unwrap();
+    assert_eq!(db.count("SELECT count(*) FROM trace_summaries").await, 2);
     sink.kill();
     sink.start();
     wait_count(
@@ -770,6 +785,12 @@ async fn captured_content_is_redacted_and_old_data_follows_retention() {
         0,
     )
     .await;
+    wait_count(&db, "SELECT count(*) FROM trace_summaries", 1).await;
+    assert_eq!(
+        assert_hourly_is_minutely_by_hour(&db).await,
+        1,
+        "the fresh trace's summary stays"
+    );
     for table in old_partitions {
         assert!(
             db.count(&format!(
@@ -850,6 +871,135 @@ async fn a_request_acknowledged_twice_before_the_sink_reads_is_counted_once() {
     assert_eq!(duplicates, spans as f64, "each span was delivered twice");
     assert_rollups_equal_calls(&db).await;
     assert!(assert_hourly_is_minutely_by_hour(&db).await >= 1);
+}
+
+/// A span of trace `trace` starting `start_ms` after `t0` and lasting `ms`.
+fn timed_span(
+    trace: u8,
+    id: u8,
+    parent: Option<u8>,
+    t0: u64,
+    start_ms: u64,
+    ms: u64,
+    attributes: Vec<KeyValue>,
+) -> Span {
+    let start = t0 + start_ms * 1_000_000;
+    Span {
+        trace_id: vec![trace; 16],
+        span_id: vec![id; 8],
+        parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
+        name: format!("step {id}"),
+        kind: 1,
+        start_time_unix_nano: start,
+        end_time_unix_nano: start + ms * 1_000_000,
+        attributes,
+        ..Default::default()
+    }
+}
+
+fn request_of(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv_str("service.name", service)],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_summary_is_exact_whatever_order_grouping_and_repeats_its_spans_come_in() {
+    // One agent trace, its spans sent as a real SDK's batch processor would
+    // (children as they end, the root last), in several requests that the
+    // sink reads in separate batches, one of them twice, one in the same
+    // request as another trace; then an earlier span arrives late. The
+    // summary must equal what the stored spans say after every step.
+    let db = TestDb::create().await;
+    let p = pipeline(&db.url).await;
+    let t0 = now_ns() - 60_000_000_000;
+    let chat = |id: u8, start_ms: u64, model: &str, user: &str, tokens: i64| {
+        let mut s = timed_span(
+            1,
+            id,
+            Some(1),
+            t0,
+            start_ms,
+            800,
+            vec![
+                kv_str("gen_ai.operation.name", "chat"),
+                kv_str("gen_ai.provider.name", "openai"),
+                kv_str("gen_ai.request.model", model),
+                kv_int("gen_ai.usage.input_tokens", tokens),
+                kv_int("gen_ai.usage.output_tokens", tokens / 10),
+                kv_str("user.id", user),
+                kv_str("session.id", "s-1"),
+            ],
+        );
+        s.kind = 3;
+        s
+    };
+    let tool = timed_span(1, 4, Some(1), t0, 3_000, 100, vec![]);
+    let mut failing = timed_span(1, 5, Some(1), t0, 4_000, 50, vec![]);
+    failing.status = Some(Status {
+        code: status::StatusCode::Error as i32,
+        message: "timeout".into(),
+    });
+    let root = timed_span(1, 1, None, t0, 0, 6_000, vec![]);
+    let steps: Vec<(&str, Vec<Span>)> = vec![
+        ("tools", vec![failing.clone(), tool.clone()]),
+        ("agent", vec![chat(3, 2_000, "gpt-4o-mini", "u-late", 200)]),
+        ("tools", vec![failing, tool]), // a client's retry: the same spans again
+        (
+            "agent",
+            vec![root, timed_span(2, 9, None, t0, 10, 10, vec![])],
+        ),
+        // An earlier call arrives last: the user and the start move.
+        ("agent", vec![chat(2, 500, "gpt-4o", "u-first", 1000)]),
+    ];
+    let stored_after = [2, 3, 3, 5, 6];
+    let duplicates =
+        "observatory_consumer_rows_duplicate_total{sink=\"timescale\",table=\"spans\"}";
+    for (step, ((service, batch), stored)) in steps.into_iter().zip(stored_after).enumerate() {
+        send(&p.collector, request_of(service, batch)).await;
+        wait_count(&db, "SELECT count(*) FROM spans", stored).await;
+        if step == 2 {
+            wait_for("the repeated spans to be read", WAIT, || async {
+                (p.sink.metric(duplicates).await >= 2.0).then_some(())
+            })
+            .await;
+        }
+        observatory_integration::postgres::assert_summaries_match_spans(&db.client().await).await;
+    }
+    let row = db
+        .client()
+        .await
+        .query_one(
+            "SELECT root_name, root_service, span_count, statuses, llm_calls, input_tokens, total_tokens,
+                    models, services, user_id, session_id, duration_us
+               FROM trace_summaries WHERE trace_id = '\\x01010101010101010101010101010101'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "step 1");
+    assert_eq!(row.get::<_, String>(1), "agent");
+    assert_eq!(row.get::<_, i64>(2), 5);
+    assert_eq!(row.get::<_, i16>(3), 1 | 4, "unset and error");
+    assert_eq!(row.get::<_, i64>(4), 2);
+    assert_eq!(row.get::<_, i64>(5), 1200);
+    assert_eq!(row.get::<_, i64>(6), 1200 + 120);
+    assert_eq!(row.get::<_, Vec<String>>(7), ["gpt-4o", "gpt-4o-mini"]);
+    assert_eq!(row.get::<_, Vec<String>>(8), ["agent", "tools"]);
+    assert_eq!(row.get::<_, Option<String>>(9).as_deref(), Some("u-first"));
+    assert_eq!(row.get::<_, Option<String>>(10).as_deref(), Some("s-1"));
+    assert_eq!(row.get::<_, i64>(11), 6_000_000);
+    assert_eq!(db.count("SELECT count(*) FROM trace_summaries").await, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -92,6 +92,11 @@ pub struct ServeArgs {
     /// expression or a huge range is cancelled, not left to hold a connection).
     #[arg(long, env = "DB_STATEMENT_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub db_statement_timeout: Duration,
+    /// How long a trace search whose conditions need the spans (span name,
+    /// attributes, full text) may scan before it answers with what it found
+    /// (`partial`, and a cursor to go on).
+    #[arg(long, env = "SEARCH_TIME_BUDGET", default_value = "400ms", value_parser = humantime::parse_duration)]
+    pub search_time_budget: Duration,
     /// Most spans one trace answer holds; a larger trace is cut (the answer says `truncated`).
     #[arg(long, env = "TRACE_MAX_SPANS", default_value_t = 10_000)]
     pub trace_max_spans: usize,

@@ -78,6 +78,7 @@ async fn main() -> anyhow::Result<()> {
             .map(|b| b.counting_reads(metrics.blocks_read_bytes.clone())),
         metrics,
         trace_max_spans: cli.serve.trace_max_spans.max(1),
+        search_time_budget: cli.serve.search_time_budget,
     };
     let listener = tokio::net::TcpListener::bind(cli.serve.api_addr)
         .await

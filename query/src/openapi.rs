@@ -212,6 +212,7 @@ mod tests {
             blocks: None,
             metrics: std::sync::Arc::new(crate::metrics::Metrics::default()),
             trace_max_spans: 10_000,
+            search_time_budget: std::time::Duration::from_millis(400),
         };
         let routes = crate::routes::routes(state);
         for (path, method, op) in operations(&doc()) {

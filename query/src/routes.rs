@@ -32,6 +32,8 @@ pub struct State {
     /// Most spans one trace answer holds (`TRACE_MAX_SPANS`); a larger
     /// trace is cut and says so (`truncated`).
     pub trace_max_spans: usize,
+    /// How long a span-level trace search may scan (`SEARCH_TIME_BUDGET`).
+    pub search_time_budget: std::time::Duration,
 }
 
 /// Passes the claims of a token whose role is at least `need`, once the

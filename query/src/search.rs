@@ -1,13 +1,23 @@
-//! `GET /api/v1/traces`: trace search over PostgreSQL.
+//! `GET /api/v1/traces`: the trace list and search, read from
+//! `trace_summaries` (one row per trace, kept by the PostgreSQL sink).
 //!
-//! A trace matches when one of its spans in `[from, to)` meets every span
-//! condition at once (service, span name, status, attribute filters) and,
-//! when an LLM condition is given (provider, model, user, session,
-//! environment, full text `q`), that span is a model call meeting them all;
-//! then the trace-level conditions (duration, cost) apply to the trace's
-//! spans in the window. Results are ordered by start time, duration or cost
-//! with the trace id as tie-breaker, and paged with an opaque keyset cursor,
-//! so a page never repeats or skips a trace when the order key is stable.
+//! A trace is in the window when it starts in `[from, to)`. Conditions the
+//! summary holds are checked on it, through the index of the chosen sort:
+//! services, status, provider, model, environment (a span or call of the
+//! trace has it), user and session (of the trace's earliest call naming
+//! one), duration, cost. Conditions only spans hold (span name, attribute
+//! filters, and service and status with them: one span must meet them all
+//! at once) and the full text `q` over captured prompts and completions
+//! are then checked on the candidates, a chunk at a time in sort order,
+//! each trace's spans found by key: a page costs about what it shows, not
+//! what the tenant stores. Such a scan stops when its time budget is spent
+//! and says so (`partial`), with a cursor that goes on from the last trace
+//! it looked at.
+//!
+//! Results are ordered by start time, duration, cost, tokens or span count
+//! with the trace id as tie-breaker, and paged with an opaque keyset
+//! cursor, so a page never repeats or skips a trace when the order key is
+//! stable.
 //!
 //! What it guarantees: the SQL text is assembled only from the fixed
 //! fragments in this file; every value from the request is a bound
@@ -20,10 +30,18 @@ use crate::filters::{
 use crate::problem::Problem;
 use crate::sql::Sql;
 use serde::Serialize;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The longest window a search may cover.
 pub const MAX_RANGE: Duration = Duration::from_secs(31 * 86_400);
+
+/// The most traces a page may hold.
+pub const MAX_LIMIT: i64 = 1000;
+
+/// Candidates a span-level scan looks at in its first round; each later
+/// round doubles it, up to [`MAX_CHUNK`].
+const FIRST_CHUNK: i64 = 200;
+const MAX_CHUNK: i64 = 5000;
 
 /// What a result is ordered by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +52,10 @@ pub enum SortKey {
     Duration,
     /// Summed LLM cost.
     Cost,
+    /// Input plus output tokens.
+    Tokens,
+    /// Spans.
+    SpanCount,
 }
 
 impl SortKey {
@@ -42,16 +64,88 @@ impl SortKey {
             SortKey::StartTime => "start_time",
             SortKey::Duration => "duration",
             SortKey::Cost => "cost",
+            SortKey::Tokens => "tokens",
+            SortKey::SpanCount => "span_count",
         }
     }
 
-    /// The order value of the `traces` CTE below, as float8.
+    fn parse(text: &str) -> Option<SortKey> {
+        [
+            SortKey::StartTime,
+            SortKey::Duration,
+            SortKey::Cost,
+            SortKey::Tokens,
+            SortKey::SpanCount,
+        ]
+        .into_iter()
+        .find(|k| k.name() == text)
+    }
+
+    /// The summary column, with an index led by (tenant, column, trace id).
     fn column(self) -> &'static str {
         match self {
-            SortKey::StartTime => "start_us",
-            SortKey::Duration => "duration_ms",
+            SortKey::StartTime => "start_time",
+            SortKey::Duration => "duration_us",
             SortKey::Cost => "cost_usd",
+            SortKey::Tokens => "total_tokens",
+            SortKey::SpanCount => "span_count",
         }
+    }
+}
+
+/// An order value, typed as its column.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Value {
+    /// Microseconds: start (since the epoch) or duration.
+    Micros(i64),
+    /// Cost.
+    Float(f64),
+    /// Tokens, spans.
+    Count(i64),
+}
+
+impl Value {
+    fn parse(key: SortKey, text: &str) -> Option<Value> {
+        match key {
+            SortKey::StartTime | SortKey::Duration => text.parse().ok().map(Value::Micros),
+            SortKey::Cost => text
+                .parse()
+                .ok()
+                .filter(|v: &f64| v.is_finite())
+                .map(Value::Float),
+            SortKey::Tokens | SortKey::SpanCount => text.parse().ok().map(Value::Count),
+        }
+    }
+
+    fn text(self) -> String {
+        match self {
+            Value::Micros(v) | Value::Count(v) => v.to_string(),
+            Value::Float(v) => format!("{v:?}"),
+        }
+    }
+
+    /// Binds the value as its column's type.
+    fn bind(self, key: SortKey, sql: &mut Sql) -> String {
+        match (key, self) {
+            (SortKey::StartTime, Value::Micros(us)) => sql.bind(from_micros(us)),
+            (_, Value::Micros(v) | Value::Count(v)) => sql.bind(v),
+            (_, Value::Float(v)) => sql.bind(v),
+        }
+    }
+}
+
+fn micros(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_micros() as i64,
+        Err(e) => -(e.duration().as_micros() as i64),
+    }
+}
+
+fn from_micros(us: i64) -> SystemTime {
+    if us >= 0 {
+        UNIX_EPOCH + Duration::from_micros(us as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_micros(us.unsigned_abs())
     }
 }
 
@@ -71,7 +165,7 @@ pub enum Status {
 pub struct Cursor {
     key: SortKey,
     descending: bool,
-    value: f64,
+    value: Value,
     trace_id: [u8; 16],
 }
 
@@ -79,10 +173,10 @@ impl Cursor {
     /// `<sort>.<order>.<value>.<trace id hex>`, base64url without padding.
     fn encode(&self) -> String {
         let mut text = format!(
-            "{}.{}.{:?}.",
+            "{}.{}.{}.",
             self.key.name(),
             if self.descending { "desc" } else { "asc" },
-            self.value
+            self.value.text()
         );
         observatory_schemas::kafka::push_hex(&mut text, &self.trace_id);
         base64url(text.as_bytes())
@@ -92,28 +186,22 @@ impl Cursor {
         let bad = || "not a cursor from an earlier page".to_owned();
         let raw = unbase64url(text).ok_or_else(bad)?;
         let raw = String::from_utf8(raw).map_err(|_| bad())?;
-        let mut parts = raw.splitn(4, '.');
-        let key = match parts.next() {
-            Some("start_time") => SortKey::StartTime,
-            Some("duration") => SortKey::Duration,
-            Some("cost") => SortKey::Cost,
-            _ => return Err(bad()),
-        };
+        let mut parts = raw.splitn(3, '.');
+        let key = parts.next().and_then(SortKey::parse).ok_or_else(bad)?;
         let descending = match parts.next() {
             Some("desc") => true,
             Some("asc") => false,
             _ => return Err(bad()),
         };
         // The value may itself hold a '.', so the id is the last 32 characters.
-        let rest = parts.collect::<Vec<_>>().join(".");
+        let rest = parts.next().ok_or_else(bad)?;
         if rest.len() < 34 {
             return Err(bad());
         }
         let (value, id) = rest.split_at(rest.len() - 32);
-        let value: f64 = value
+        let value = value
             .strip_suffix('.')
-            .and_then(|v| v.parse().ok())
-            .filter(|v: &f64| v.is_finite())
+            .and_then(|v| Value::parse(key, v))
             .ok_or_else(bad)?;
         let trace_id = crate::traces::parse_trace_id(id).map_err(|_| bad())?;
         Ok(Cursor {
@@ -170,11 +258,9 @@ impl Search {
             ));
         }
         let sort = p
-            .parsed("sort", |s| match s {
-                "start_time" => Ok(SortKey::StartTime),
-                "duration" => Ok(SortKey::Duration),
-                "cost" => Ok(SortKey::Cost),
-                _ => Err("one of start_time, duration, cost".into()),
+            .parsed("sort", |s| {
+                SortKey::parse(s)
+                    .ok_or_else(|| "one of start_time, duration, cost, tokens, span_count".into())
             })?
             .unwrap_or(SortKey::StartTime);
         let descending = p
@@ -210,7 +296,9 @@ impl Search {
             min_cost: p.parsed("min_cost", parse_non_negative)?,
             sort,
             descending,
-            limit: p.parsed("limit", |s| parse_in(s, 1..=1000))?.unwrap_or(50),
+            limit: p
+                .parsed("limit", |s| parse_in(s, 1..=MAX_LIMIT))?
+                .unwrap_or(50),
             cursor,
         };
         p.finish()?;
@@ -225,13 +313,14 @@ impl Search {
         Ok(search)
     }
 
-    fn has_llm_condition(&self) -> bool {
-        self.provider.is_some()
-            || self.model.is_some()
-            || self.user.is_some()
-            || self.session.is_some()
-            || self.environment.is_some()
-            || self.text.is_some()
+    /// Whether a condition needs the spans themselves.
+    fn has_span_condition(&self) -> bool {
+        self.name.is_some() || !self.attrs.is_empty()
+    }
+
+    /// Whether candidates must be checked beyond their summary.
+    fn needs_scan(&self) -> bool {
+        self.has_span_condition() || self.text.is_some()
     }
 }
 
@@ -293,102 +382,123 @@ fn attr_condition(sql: &mut Sql, f: &AttrFilter) {
     sql.push(&condition);
 }
 
-fn build(search: &Search, tenant: &str) -> Sql {
-    let mut sql = Sql::default();
+/// The summary columns a page shows, then the order value.
+const COLUMNS: &str = "t.trace_id, t.start_time, t.duration_us, t.span_count, t.llm_calls, t.cost_usd, \
+    t.statuses, t.root_service, t.root_name, t.models, t.total_tokens, t.input_tokens, t.output_tokens, \
+    t.services, t.providers, t.user_id, t.session_id, t.root_parented";
+
+/// The candidates in order: the summary conditions, after `after`, at most
+/// `limit`. Every summary condition is here, so `candidates` alone answers
+/// a search without span-level conditions.
+fn candidates(search: &Search, tenant: &str, after: Option<&Cursor>, limit: i64, sql: &mut Sql) {
     let t = sql.bind(tenant.to_owned());
     let from = sql.bind(search.range.from);
     let to = sql.bind(search.range.to);
-    let llm = search.has_llm_condition();
-    let join = "c.tenant = s.tenant AND c.trace_id = s.trace_id AND c.span_id = s.span_id \
-                AND c.start_time = s.start_time";
-    sql.push("WITH hits AS (SELECT DISTINCT s.trace_id FROM spans s ");
-    if llm {
-        sql.push(&format!(
-            "JOIN llm_calls c ON {join} AND c.start_time >= {from} AND c.start_time < {to} "
-        ));
-    }
+    let key = search.sort.column();
     sql.push(&format!(
-        "WHERE s.tenant = {t} AND s.start_time >= {from} AND s.start_time < {to}"
+        "SELECT {COLUMNS}, t.end_time, t.{key} AS order_key FROM trace_summaries t \
+         WHERE t.tenant = {t} AND t.start_time >= {from} AND t.start_time < {to}"
     ));
-    let equal = |sql: &mut Sql, column: &str, value: &Option<String>| {
+    let any = |sql: &mut Sql, column: &str, value: &Option<String>| {
         if let Some(v) = value {
             let p = sql.bind(v.clone());
-            sql.push(&format!(" AND {column} = {p}"));
+            sql.push(&format!(" AND {p} = ANY(t.{column})"));
         }
     };
-    equal(&mut sql, "s.service", &search.service);
-    equal(&mut sql, "s.name", &search.name);
-    equal(&mut sql, "c.provider", &search.provider);
-    equal(&mut sql, "c.model", &search.model);
-    equal(&mut sql, "c.user_id", &search.user);
-    equal(&mut sql, "c.session_id", &search.session);
-    equal(&mut sql, "c.environment", &search.environment);
+    any(sql, "services", &search.service);
+    any(sql, "providers", &search.provider);
+    any(sql, "models", &search.model);
+    any(sql, "environments", &search.environment);
+    for (column, value) in [("user_id", &search.user), ("session_id", &search.session)] {
+        if let Some(v) = value {
+            let p = sql.bind(v.clone());
+            sql.push(&format!(" AND t.{column} = {p}"));
+        }
+    }
     if let Some(status) = search.status {
-        let p = sql.bind(status as i16);
-        sql.push(&format!(" AND s.status_code = {p}"));
+        let p = sql.bind(1i16 << status as i16);
+        sql.push(&format!(" AND t.statuses & {p} <> 0"));
     }
-    if let Some(q) = &search.text {
-        let p = sql.bind(q.clone());
-        sql.push(&format!(
-            " AND to_tsvector('simple', coalesce(c.prompt, '') || ' ' || coalesce(c.completion, '')) \
-             @@ websearch_to_tsquery('simple', {p})"
-        ));
-    }
-    for f in &search.attrs {
-        attr_condition(&mut sql, f);
-    }
-    sql.push(&format!(
-        "), traces AS (
-  SELECT s.trace_id,
-         min(s.start_time) AS start_time,
-         (extract(epoch FROM min(s.start_time)) * 1000000)::float8 AS start_us,
-         ((max((extract(epoch FROM s.start_time) * 1000000)::float8 + s.duration_ns / 1000.0)
-           - (extract(epoch FROM min(s.start_time)) * 1000000)::float8) / 1000.0)::float8 AS duration_ms,
-         count(*) AS span_count,
-         count(c.span_id) AS llm_calls,
-         coalesce(sum(c.cost_usd), 0)::float8 AS cost_usd,
-         bool_or(s.status_code = 2) AS error,
-         (array_agg(s.service ORDER BY s.parent_span_id IS NOT NULL, s.start_time))[1] AS root_service,
-         (array_agg(s.name ORDER BY s.parent_span_id IS NOT NULL, s.start_time))[1] AS root_name,
-         array_remove(array_agg(DISTINCT c.model), NULL) AS models
-  FROM spans s
-  LEFT JOIN llm_calls c ON {join} AND c.start_time >= {from} AND c.start_time < {to}
-  WHERE s.tenant = {t} AND s.start_time >= {from} AND s.start_time < {to}
-    AND s.trace_id IN (SELECT trace_id FROM hits)
-  GROUP BY s.trace_id
-)
-SELECT trace_id, start_time, duration_ms, span_count, llm_calls, cost_usd, error,
-       root_service, root_name, models, {key}
-FROM traces WHERE true",
-        key = search.sort.column()
-    ));
     if let Some(d) = search.min_duration {
-        let p = sql.bind(d.as_secs_f64() * 1e3);
-        sql.push(&format!(" AND duration_ms >= {p}"));
+        let p = sql.bind(d.as_micros() as i64);
+        sql.push(&format!(" AND t.duration_us >= {p}"));
     }
     if let Some(d) = search.max_duration {
-        let p = sql.bind(d.as_secs_f64() * 1e3);
-        sql.push(&format!(" AND duration_ms <= {p}"));
+        let p = sql.bind(d.as_micros().min(i64::MAX as u128) as i64);
+        sql.push(&format!(" AND t.duration_us <= {p}"));
     }
     if let Some(c) = search.min_cost {
         let p = sql.bind(c);
-        sql.push(&format!(" AND cost_usd >= {p}"));
+        sql.push(&format!(" AND t.cost_usd >= {p}"));
     }
     let (cmp, dir) = if search.descending {
         ("<", "DESC")
     } else {
         (">", "ASC")
     };
-    let key = search.sort.column();
-    if let Some(c) = &search.cursor {
-        let v = sql.bind(c.value);
+    if let Some(c) = after {
+        let v = c.value.bind(search.sort, sql);
         let id = sql.bind(c.trace_id.to_vec());
-        sql.push(&format!(" AND ({key}, trace_id) {cmp} ({v}, {id})"));
+        sql.push(&format!(" AND (t.{key}, t.trace_id) {cmp} ({v}, {id})"));
     }
-    let limit = sql.bind(search.limit + 1);
+    let limit = sql.bind(limit);
     sql.push(&format!(
-        " ORDER BY {key} {dir}, trace_id {dir} LIMIT {limit}"
+        " ORDER BY t.{key} {dir}, t.trace_id {dir} LIMIT {limit}"
     ));
+}
+
+/// A page without span-level conditions: the candidates are the answer.
+fn build(search: &Search, tenant: &str) -> Sql {
+    let mut sql = Sql::default();
+    candidates(
+        search,
+        tenant,
+        search.cursor.as_ref(),
+        search.limit + 1,
+        &mut sql,
+    );
+    sql
+}
+
+/// One round of a scan: `chunk` candidates after `after`, each with whether
+/// its spans (and calls) meet the span-level conditions, found by key.
+fn build_scan(search: &Search, tenant: &str, after: Option<&Cursor>, chunk: i64) -> Sql {
+    let mut sql = Sql::default();
+    candidates(search, tenant, after, chunk, &mut sql);
+    let inner = std::mem::take(&mut sql.text);
+    // `candidates` bound the tenant first: it is $1.
+    let mut hit = Vec::new();
+    if search.has_span_condition() {
+        sql.push(
+            "EXISTS (SELECT 1 FROM spans s WHERE s.tenant = $1 AND s.trace_id = c.trace_id \
+             AND s.start_time >= c.start_time AND s.start_time <= c.end_time",
+        );
+        for (column, value) in [("s.service", &search.service), ("s.name", &search.name)] {
+            if let Some(v) = value {
+                let p = sql.bind(v.clone());
+                sql.push(&format!(" AND {column} = {p}"));
+            }
+        }
+        if let Some(status) = search.status {
+            let p = sql.bind(status as i16);
+            sql.push(&format!(" AND s.status_code = {p}"));
+        }
+        for f in &search.attrs {
+            attr_condition(&mut sql, f);
+        }
+        sql.push(")");
+        hit.push(std::mem::take(&mut sql.text));
+    }
+    if let Some(q) = &search.text {
+        let p = sql.bind(q.clone());
+        hit.push(format!(
+            "EXISTS (SELECT 1 FROM llm_calls l WHERE l.tenant = $1 AND l.trace_id = c.trace_id \
+             AND l.start_time >= c.start_time AND l.start_time <= c.end_time \
+             AND to_tsvector('simple', coalesce(l.prompt, '') || ' ' || coalesce(l.completion, '')) \
+             @@ websearch_to_tsquery('simple', {p}))"
+        ));
+    }
+    sql.text = format!("SELECT c.*, {} AS hit FROM ({inner}) c", hit.join(" AND "));
     sql
 }
 
@@ -397,24 +507,40 @@ FROM traces WHERE true",
 pub struct TraceSummary {
     /// Trace id, hex.
     pub trace_id: String,
-    /// Service of the root span (or of the earliest span without a parent in the window).
+    /// Service of the root span (until it arrives, of the earliest span).
     pub root_service: String,
     /// Name of that span.
     pub root_name: String,
-    /// Start of the first span in the window, RFC 3339.
+    /// Whether the root span (one without a parent) has arrived.
+    pub root_received: bool,
+    /// Start of the first span, RFC 3339.
     pub start_time: String,
     /// First start to last end, ms.
     pub duration_ms: f64,
-    /// Spans in the window.
+    /// Spans.
     pub span_count: i64,
     /// Model calls among them.
     pub llm_calls: i64,
     /// Their summed cost, USD.
     pub cost_usd: f64,
+    /// Input plus output tokens.
+    pub tokens: i64,
+    /// Input tokens (cache reads included).
+    pub input_tokens: i64,
+    /// Output tokens (reasoning included).
+    pub output_tokens: i64,
     /// Whether a span has status error.
     pub error: bool,
+    /// Services of its spans.
+    pub services: Vec<String>,
     /// Models called.
     pub models: Vec<String>,
+    /// Their providers.
+    pub providers: Vec<String>,
+    /// User of the trace's earliest call naming one.
+    pub user_id: Option<String>,
+    /// Session of the trace's earliest call naming one.
+    pub session_id: Option<String>,
 }
 
 /// A page of results.
@@ -428,57 +554,117 @@ pub struct Page {
     pub from: String,
     /// Its end.
     pub to: String,
+    /// `true` when a span-level search spent its time budget before it
+    /// filled the page: the traces are the matches among those looked at,
+    /// and `next_cursor` goes on from the last one looked at.
+    pub partial: bool,
+    /// Traces whose spans were looked at (span-level searches; else 0).
+    pub scanned_traces: u64,
 }
 
-/// Runs the search for `tenant`.
+fn summary(r: &tokio_postgres::Row) -> TraceSummary {
+    let id: &[u8] = r.get(0);
+    let mut hex = String::with_capacity(32);
+    observatory_schemas::kafka::push_hex(&mut hex, id);
+    let statuses: i16 = r.get(6);
+    TraceSummary {
+        trace_id: hex,
+        start_time: format_time(r.get::<_, SystemTime>(1)),
+        duration_ms: r.get::<_, i64>(2) as f64 / 1e3,
+        span_count: r.get(3),
+        llm_calls: r.get(4),
+        cost_usd: r.get(5),
+        error: statuses & 4 != 0,
+        root_service: r.get(7),
+        root_name: r.get(8),
+        models: r.get(9),
+        tokens: r.get(10),
+        input_tokens: r.get(11),
+        output_tokens: r.get(12),
+        services: r.get(13),
+        providers: r.get(14),
+        user_id: r.get(15),
+        session_id: r.get(16),
+        root_received: !r.get::<_, bool>(17),
+    }
+}
+
+/// Where the page after row `r` starts.
+fn cursor_after(search: &Search, r: &tokio_postgres::Row) -> Cursor {
+    const KEY: usize = 19;
+    let value = match search.sort {
+        SortKey::StartTime => Value::Micros(micros(r.get(KEY))),
+        SortKey::Duration => Value::Micros(r.get(KEY)),
+        SortKey::Cost => Value::Float(r.get(KEY)),
+        SortKey::Tokens | SortKey::SpanCount => Value::Count(r.get(KEY)),
+    };
+    let mut trace_id = [0u8; 16];
+    trace_id.copy_from_slice(r.get::<_, &[u8]>(0));
+    Cursor {
+        key: search.sort,
+        descending: search.descending,
+        value,
+        trace_id,
+    }
+}
+
+/// Runs the search for `tenant`; a span-level scan stops after `budget`.
 pub async fn run(
     client: &tokio_postgres::Client,
     tenant: &str,
     search: &Search,
+    budget: Duration,
 ) -> Result<Page, tokio_postgres::Error> {
-    let sql = build(search, tenant);
-    let rows = client.query(sql.text.as_str(), &sql.refs()).await?;
-    let more = rows.len() as i64 > search.limit;
-    let mut traces = Vec::with_capacity(rows.len());
-    let mut next_cursor = None;
-    for (i, r) in rows.iter().enumerate() {
-        if i as i64 == search.limit {
-            break;
-        }
-        let id: &[u8] = r.get(0);
-        let mut hex = String::with_capacity(32);
-        observatory_schemas::kafka::push_hex(&mut hex, id);
-        if more && i as i64 == search.limit - 1 {
-            let mut trace_id = [0u8; 16];
-            trace_id.copy_from_slice(id);
-            next_cursor = Some(
-                Cursor {
-                    key: search.sort,
-                    descending: search.descending,
-                    value: r.get(10),
-                    trace_id,
+    let started = Instant::now();
+    let limit = search.limit as usize;
+    let mut hits: Vec<tokio_postgres::Row> = Vec::with_capacity(limit + 1);
+    let mut partial = false;
+    let mut scanned = 0u64;
+    let mut last_seen = None;
+    if !search.needs_scan() {
+        let sql = build(search, tenant);
+        hits = client.query(sql.text.as_str(), &sql.refs()).await?;
+    } else {
+        let mut after = search.cursor.clone();
+        let mut chunk = FIRST_CHUNK;
+        loop {
+            let sql = build_scan(search, tenant, after.as_ref(), chunk);
+            let rows = client.query(sql.text.as_str(), &sql.refs()).await?;
+            let exhausted = (rows.len() as i64) < chunk;
+            for r in rows {
+                scanned += 1;
+                after = Some(cursor_after(search, &r));
+                if r.get::<_, bool>(20) {
+                    hits.push(r);
+                    if hits.len() > limit {
+                        break;
+                    }
                 }
-                .encode(),
-            );
+            }
+            if hits.len() > limit || exhausted {
+                break;
+            }
+            if started.elapsed() >= budget {
+                partial = true;
+                last_seen = after;
+                break;
+            }
+            chunk = (chunk * 2).min(MAX_CHUNK);
         }
-        traces.push(TraceSummary {
-            trace_id: hex,
-            start_time: format_time(r.get::<_, SystemTime>(1)),
-            duration_ms: r.get(2),
-            span_count: r.get(3),
-            llm_calls: r.get(4),
-            cost_usd: r.get(5),
-            error: r.get(6),
-            root_service: r.get(7),
-            root_name: r.get(8),
-            models: r.get(9),
-        });
     }
+    let next_cursor = if hits.len() > limit {
+        Some(cursor_after(search, &hits[limit - 1]).encode())
+    } else {
+        last_seen.map(|c| c.encode())
+    };
+    hits.truncate(limit);
     Ok(Page {
-        traces,
+        traces: hits.iter().map(summary).collect(),
         next_cursor,
         from: format_time(search.range.from),
         to: format_time(search.range.to),
+        partial,
+        scanned_traces: scanned,
     })
 }
 
@@ -536,14 +722,22 @@ mod tests {
             let c = Cursor {
                 key: SortKey::Cost,
                 descending: false,
-                value,
+                value: Value::Float(value),
                 trace_id: [0xab; 16],
             };
             assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
         }
+        let c = Cursor {
+            key: SortKey::StartTime,
+            descending: true,
+            value: Value::Micros(1_780_003_723_456_789),
+            trace_id: [7; 16],
+        };
+        assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
         for bad in [
             "",
             "!!!",
+            &base64url(b"tokens.asc.1.5.abababababababababababababababab"),
             &base64url(b"cost.asc.1.zz"),
             &base64url(b"x.y.z"),
         ] {
@@ -556,7 +750,7 @@ mod tests {
         let c = Cursor {
             key: SortKey::Cost,
             descending: true,
-            value: 1.0,
+            value: Value::Float(1.0),
             trace_id: [1; 16],
         }
         .encode();
@@ -583,7 +777,10 @@ mod tests {
         .unwrap();
         let sql = build(&s, hostile);
         assert!(!sql.text.contains("DROP"), "{}", sql.text);
-        assert_eq!(sql.params.len(), 17, "{}", sql.text);
+        assert_eq!(sql.params.len(), 9, "{}", sql.text);
+        let sql = build_scan(&s, hostile, s.cursor.as_ref(), 100);
+        assert!(!sql.text.contains("DROP"), "{}", sql.text);
+        assert_eq!(sql.params.len(), 18, "{}", sql.text);
     }
 
     #[test]

@@ -51,7 +51,7 @@ pub async fn search(
         .cache
         .json(&claims.tenant, "traces", &pairs, open, || async {
             let client = db(&state).await?;
-            search::run(&client, &claims.tenant, &q)
+            search::run(&client, &claims.tenant, &q, state.search_time_budget)
                 .await
                 .map_err(Problem::postgres)
         })

@@ -33,6 +33,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "hourly_rollups",
         sql: include_str!("../migrations/0003_hourly_rollups.sql"),
     },
+    Migration {
+        version: 4,
+        name: "trace_summaries",
+        sql: include_str!("../migrations/0004_trace_summaries.sql"),
+    },
 ];
 
 /// The TimescaleDB statements that turn the tables of a migration into
@@ -101,7 +106,12 @@ mod tests {
         let named: Vec<&str> = POSTGRES.iter().map(|m| m.name).collect();
         assert_eq!(
             named,
-            ["spans_llm_calls_rollups", "budgets", "hourly_rollups"]
+            [
+                "spans_llm_calls_rollups",
+                "budgets",
+                "hourly_rollups",
+                "trace_summaries"
+            ]
         );
     }
 

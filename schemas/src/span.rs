@@ -13,7 +13,7 @@ use crate::otlp::trace::{ResourceSpans, Span};
 use crate::otlp::trace_service::ExportTraceServiceRequest;
 
 /// One span, ready to store.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SpanRow {
     /// Trace id.
     pub trace_id: [u8; 16],

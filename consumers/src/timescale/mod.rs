@@ -9,7 +9,9 @@
 //!
 //! Files: [`rows`] turns a message into rows (GenAI mapping, pricing,
 //! content policy), [`writer`] COPYs them in one transaction, [`rollups`]
-//! sums the calls it inserted, [`partitions`]
+//! sums the calls it inserted, [`summaries`] merges what it inserted into
+//! one row per trace (`trace_summaries`, what the trace list reads),
+//! [`partitions`]
 //! and [`migrate`] keep the schema; [`crate::redact`] is the content
 //! policy.
 
@@ -17,6 +19,7 @@ pub mod migrate;
 pub mod partitions;
 pub mod rollups;
 pub mod rows;
+pub mod summaries;
 pub mod writer;
 
 use crate::admin::Health;
@@ -226,23 +229,29 @@ fn days_ahead(args: &TimescaleArgs) -> u32 {
     2 + u32::try_from(future_days).unwrap_or(u32::MAX - 2)
 }
 
-/// Hourly: create tomorrow's partitions and drop expired ones (plain PostgreSQL).
-async fn maintain_partitions(args: TimescaleArgs, db: Db, stop: Arc<AtomicBool>) {
+/// Hourly: create tomorrow's partitions and drop expired ones (plain
+/// PostgreSQL; TimescaleDB's policies do that), and delete the summaries of
+/// traces that started before the traces' retention (both).
+async fn maintain(args: TimescaleArgs, db: Db, flavor: Flavor, stop: Arc<AtomicBool>) {
     while !stop.load(Ordering::Relaxed) {
         let mut writer = Writer::new(db.clone(), true);
         let today = Partitions::today();
         let result = async {
-            writer
-                .ensure_partitions(&(today..=today + 2).collect())
+            if flavor == Flavor::Postgres {
+                writer
+                    .ensure_partitions(&(today..=today + 2).collect())
+                    .await?;
+                let client = writer.client().await?;
+                Partitions::drop_expired(
+                    client,
+                    args.retention_traces_days,
+                    args.retention_metrics_days,
+                    days_ahead(&args),
+                )
                 .await?;
+            }
             let client = writer.client().await?;
-            Partitions::drop_expired(
-                client,
-                args.retention_traces_days,
-                args.retention_metrics_days,
-                days_ahead(&args),
-            )
-            .await
+            Partitions::expire_summaries(client, args.retention_traces_days).await
         }
         .await;
         if let Err(error) = result {
@@ -347,10 +356,8 @@ pub async fn run(args: TimescaleArgs, stop: Arc<AtomicBool>) -> Result<(), Start
     let Some(built) = build(&args, metrics.clone(), &health, &stop).await? else {
         return Ok(());
     };
-    if built.flavor == Flavor::Postgres {
-        let db = args.db.check()?;
-        tokio::spawn(maintain_partitions(args.clone(), db, stop.clone()));
-    }
+    let db = args.db.check()?;
+    tokio::spawn(maintain(args.clone(), db, built.flavor, stop.clone()));
     let shared = source::Shared {
         metrics,
         health: health.clone(),

@@ -78,6 +78,37 @@ impl Partitions {
         tx.commit().await
     }
 
+    /// Deletes the trace summaries of traces that started before the first
+    /// day the traces' retention keeps (the day of the oldest partition of
+    /// `spans` kept), a batch at a time; returns how many.
+    pub async fn expire_summaries(
+        client: &mut Client,
+        traces_days: u32,
+    ) -> Result<usize, tokio_postgres::Error> {
+        let oldest_kept = UNIX_EPOCH
+            + std::time::Duration::from_secs(
+                (Self::today() - i64::from(traces_days)).max(0) as u64 * 86_400,
+            );
+        let mut deleted = 0;
+        loop {
+            let n = client
+                .execute(
+                    "DELETE FROM trace_summaries WHERE ctid = ANY(ARRAY(
+                         SELECT ctid FROM trace_summaries WHERE start_time < $1 LIMIT 10000))",
+                    &[&oldest_kept],
+                )
+                .await? as usize;
+            deleted += n;
+            if n == 0 {
+                break;
+            }
+        }
+        if deleted > 0 {
+            info!(deleted, "retention deleted trace summaries");
+        }
+        Ok(deleted)
+    }
+
     /// Drops the partitions older than the retention of their table, and
     /// those more than `ahead_days` after today; returns how many.
     pub async fn drop_expired(

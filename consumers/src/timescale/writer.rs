@@ -12,7 +12,9 @@
 //!   known rows and goes back to direct after a batch that held none.
 //!
 //! Either way the rollups, per minute and per hour, get exactly the calls
-//! inserted (`rollups.rs`), so re-delivery and replays count nothing twice.
+//! inserted (`rollups.rs`), and the trace summaries exactly the spans and
+//! calls inserted (`summaries.rs`), so re-delivery and replays count
+//! nothing twice.
 //! A row repeated inside one batch (a client's retry of a request whose
 //! first copy was delivered too, both read in one batch) is written once:
 //! [`Rows::dedup`] keeps the first copy of each key before anything is
@@ -23,6 +25,7 @@
 use super::partitions::Partitions;
 use super::rollups::{Resolution, Rollups};
 use super::rows::{CallRecord, Prepared, SpanRecord};
+use super::summaries::{self, Summaries};
 use crate::config::Db;
 use crate::source::WriteError;
 use bytes::{BufMut, BytesMut};
@@ -127,9 +130,13 @@ const STAGE_TABLES: &str =
     CREATE TEMP TABLE IF NOT EXISTS stage_llm_calls (LIKE llm_calls) ON COMMIT DELETE ROWS;";
 
 /// Column lists are explicit so that a migration adding columns does not
-/// break a running sink whose staging tables are older.
+/// break a running sink whose staging tables are older. Says which spans
+/// were new.
 fn insert_spans() -> String {
-    format!("INSERT INTO spans ({SPAN_COLUMNS}) SELECT {SPAN_COLUMNS} FROM stage_spans ON CONFLICT DO NOTHING")
+    format!(
+        "INSERT INTO spans ({SPAN_COLUMNS}) SELECT {SPAN_COLUMNS} FROM stage_spans ON CONFLICT DO NOTHING \
+        RETURNING tenant, trace_id, span_id"
+    )
 }
 
 /// Inserts the staged calls; says which were new.
@@ -182,18 +189,19 @@ impl<'a> Rows<'a> {
         }
     }
 
-    /// Splits the rows into at most `n` parts of about the same size, for
-    /// `n` connections: every key is in one part only.
+    /// Splits the rows into at most `n` parts, for `n` connections, by
+    /// trace: every trace is in one part only, so no two transactions of
+    /// one batch update the same trace summary (trace ids are random, so
+    /// the parts are about the same size).
     pub fn split(&self, n: usize) -> Vec<Rows<'a>> {
         let n = n.max(1);
+        let part = |trace_id: &[u8; 16]| trace_id[15] as usize % n;
         let mut out: Vec<Rows<'a>> = (0..n).map(|_| Rows::default()).collect();
-        let spans_each = self.spans.len().div_ceil(n).max(1);
-        for (i, chunk) in self.spans.chunks(spans_each).enumerate() {
-            out[i].spans.extend_from_slice(chunk);
+        for span in &self.spans {
+            out[part(&span.row.trace_id)].spans.push(span);
         }
-        let calls_each = self.calls.len().div_ceil(n).max(1);
-        for (i, chunk) in self.calls.chunks(calls_each).enumerate() {
-            out[i].calls.extend_from_slice(chunk);
+        for call in &self.calls {
+            out[part(&call.trace_id)].calls.push(call);
         }
         out.retain(|r| !r.spans.is_empty() || !r.calls.is_empty());
         out
@@ -364,14 +372,14 @@ impl Writer {
         };
         let mut tx = client.transaction().await?;
 
-        let mut inserted: Option<Vec<&CallRecord>> = None;
+        let mut inserted: Option<(Vec<&SpanRecord>, Vec<&CallRecord>)> = None;
         if self.direct {
             let direct = tx.savepoint("direct").await?;
             match copy_rows(&direct, "spans", "llm_calls", batch).await {
                 Ok(()) => {
                     direct.commit().await?;
                     written.spans_inserted = written.spans;
-                    inserted = Some(calls.clone());
+                    inserted = Some((rows.spans.clone(), calls.clone()));
                 }
                 Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
                     direct.rollback().await?;
@@ -380,7 +388,7 @@ impl Writer {
                 Err(e) => return Err(e),
             }
         }
-        let inserted = match inserted {
+        let (new_spans, inserted) = match inserted {
             Some(all) => all,
             None => {
                 if !self.stage_tables {
@@ -388,13 +396,26 @@ impl Writer {
                     self.stage_tables = true;
                 }
                 copy_rows(&tx, "stage_spans", "stage_llm_calls", batch).await?;
-                written.spans_inserted = tx.execute(&insert_spans(), &[]).await?;
-                let new: HashSet<(String, Vec<u8>, Vec<u8>)> = tx
-                    .query(&insert_calls(), &[])
-                    .await?
+                let keys = |rows: Vec<tokio_postgres::Row>| -> HashSet<(String, Vec<u8>, Vec<u8>)> {
+                    rows.iter()
+                        .map(|r| (r.get(0), r.get(1), r.get(2)))
+                        .collect()
+                };
+                let new = keys(tx.query(&insert_spans(), &[]).await?);
+                let new_spans: Vec<&SpanRecord> = rows
+                    .spans
                     .iter()
-                    .map(|r| (r.get(0), r.get(1), r.get(2)))
+                    .copied()
+                    .filter(|s| {
+                        new.contains(&(
+                            s.tenant.clone(),
+                            s.row.trace_id.to_vec(),
+                            s.row.span_id.to_vec(),
+                        ))
+                    })
                     .collect();
+                written.spans_inserted = new_spans.len() as u64;
+                let new = keys(tx.query(&insert_calls(), &[]).await?);
                 let new: Vec<&CallRecord> = calls
                     .into_iter()
                     .filter(|c| {
@@ -404,10 +425,18 @@ impl Writer {
                 // A batch of nothing but new rows: the next one tries direct.
                 self.direct =
                     written.spans_inserted == written.spans && new.len() as u64 == written.calls;
-                new
+                (new_spans, new)
             }
         };
         written.calls_inserted = inserted.len() as u64;
+
+        // Summaries first: every writer locks trace summary rows, then
+        // rollup rows, each in key order.
+        upsert_summaries(
+            &tx,
+            &Summaries::of(new_spans.iter().copied(), inserted.iter().copied()),
+        )
+        .await?;
 
         // Minutes then hours, every writer in this order (see `rollups.rs`).
         for resolution in Resolution::ALL {
@@ -421,6 +450,50 @@ impl Writer {
         tx.commit().await?;
         Ok(written)
     }
+}
+
+/// Merges `summaries` into `trace_summaries`.
+async fn upsert_summaries(
+    tx: &Transaction<'_>,
+    summaries: &Summaries<'_>,
+) -> Result<(), tokio_postgres::Error> {
+    if summaries.is_empty() {
+        return Ok(());
+    }
+    let c = summaries.columns();
+    let [input, output, cache_read, cache_write, reasoning] = &c.tokens;
+    tx.execute(
+        summaries::UPSERT,
+        &[
+            &c.tenant,
+            &c.trace_id,
+            &c.start,
+            &c.end,
+            &c.root_service,
+            &c.root_name,
+            &c.root_parented,
+            &c.root_start,
+            &c.span_count,
+            &c.statuses,
+            &c.llm_calls,
+            input,
+            output,
+            cache_read,
+            cache_write,
+            reasoning,
+            &c.cost_usd,
+            &c.services,
+            &c.models,
+            &c.providers,
+            &c.environments,
+            &c.user_id,
+            &c.user_at,
+            &c.session_id,
+            &c.session_at,
+        ],
+    )
+    .await?;
+    Ok(())
 }
 
 /// Adds the increments of `rollups` to the two tables of `resolution`.
