@@ -12,6 +12,11 @@
 # are already running, sends
 # LLM-application traces with the load generator, and prints where to look.
 # The pipeline keeps running afterwards; `integration/demo.sh stop` stops it.
+#
+# DEMO_BIN_DIR=<dir> uses the binaries there instead of building release
+# ones (the end-to-end test of the printed `curl` lines runs the debug
+# build: integration/tests/demo.rs). Every `curl` line printed is a
+# complete command that answers 200 on the demo's data.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -36,21 +41,25 @@ set -a
 eval "$(integration/stack.sh up)"
 set +a
 
-echo "[demo] building release binaries" >&2
-cargo build --release --bins -q
+BIN="${DEMO_BIN_DIR:-}"
+if [ -z "$BIN" ]; then
+  echo "[demo] building release binaries" >&2
+  cargo build --release --bins -q
+  BIN=target/release
+fi
 
 if listening 8888; then
   echo "[demo] a collector already answers on :8888; using it" >&2
 else
   echo "[demo] starting observatory-collector (log: $STATE/collector.log)" >&2
-  nohup target/release/observatory-collector >"$STATE/collector.log" 2>&1 &
+  nohup "$BIN/observatory-collector" >"$STATE/collector.log" 2>&1 &
   echo $! >"$STATE/collector.pid"
 fi
 if listening 8889; then
   echo "[demo] a sink already answers on :8889; using it" >&2
 else
   echo "[demo] starting observatory-consumer timescale into $DATABASE_URL (log: $STATE/consumer.log)" >&2
-  nohup target/release/observatory-consumer timescale >"$STATE/consumer.log" 2>&1 &
+  nohup "$BIN/observatory-consumer" timescale >"$STATE/consumer.log" 2>&1 &
   echo $! >"$STATE/consumer.pid"
 fi
 if listening 8890; then
@@ -60,7 +69,7 @@ else
   AWS_ENDPOINT="$S3_ENDPOINT" AWS_ALLOW_HTTP=true AWS_REGION=us-east-1 \
     AWS_ACCESS_KEY_ID="$S3_ACCESS_KEY" AWS_SECRET_ACCESS_KEY="$S3_SECRET_KEY" \
     OBJECT_STORE_URL="s3://$S3_BUCKET/demo" TEMPO_BLOCK_MAX_AGE=10s \
-    nohup target/release/observatory-consumer tempo >"$STATE/tempo.log" 2>&1 &
+    nohup "$BIN/observatory-consumer" tempo >"$STATE/tempo.log" 2>&1 &
   echo $! >"$STATE/tempo.pid"
 fi
 export JWT_SECRET="${JWT_SECRET:-demo-secret-change-me-in-production}"
@@ -71,7 +80,7 @@ else
   AWS_ENDPOINT="$S3_ENDPOINT" AWS_ALLOW_HTTP=true AWS_REGION=us-east-1 \
     AWS_ACCESS_KEY_ID="$S3_ACCESS_KEY" AWS_SECRET_ACCESS_KEY="$S3_SECRET_KEY" \
     OBJECT_STORE_URL="s3://$S3_BUCKET/demo" \
-    nohup target/release/observatory-api >"$STATE/api.log" 2>&1 &
+    nohup "$BIN/observatory-api" >"$STATE/api.log" 2>&1 &
   echo $! >"$STATE/api.pid"
 fi
 for _ in $(seq 1 300); do
@@ -81,10 +90,11 @@ done
 ready || { echo "[demo] the collector is not ready; see $STATE/collector.log" >&2; exit 1; }
 
 echo "[demo] sending LLM traces for ${SECONDS_TO_RUN}s at 5000 spans/s over OTLP/gRPC" >&2
-target/release/loadgen --endpoint 127.0.0.1:4317 --protocol grpc --rate 5000 --concurrency 4 \
+"$BIN/loadgen" --endpoint 127.0.0.1:4317 --protocol grpc --rate 5000 --concurrency 4 \
   --spans-per-request 100 --content-bytes 300 --duration "${SECONDS_TO_RUN}s" --unique-ids
-sleep 12 # the Tempo sink cuts its blocks every 10 s here
-TOKEN=$(target/release/observatory-api token --tenant default --role viewer --ttl 24h)
+sleep "${DEMO_SETTLE_SECONDS:-12}" # the Tempo sink cuts its blocks every 10 s here
+FROM=$(date -u -d '-1 hour' +%Y-%m-%dT%H:%M:%SZ)
+TOKEN=$("$BIN/observatory-api" token --tenant default --role viewer --ttl 24h)
 
 cat <<EOT
 
@@ -104,9 +114,14 @@ The pipeline is running:
   Tempo sink     http://127.0.0.1:8890/metrics, log $STATE/tempo.log
   query API      http://127.0.0.1:8080 (docs/api.md; OpenAPI at /api/v1/openapi.json), log $STATE/api.log
                  a viewer token for tenant default (24 h): TOKEN=$TOKEN
+                 costs by model, the 5 costliest and 5 slowest traces of the last hour, errors, metrics, Tempo's search:
                  curl -H "Authorization: Bearer \$TOKEN" 'http://127.0.0.1:8080/api/v1/llm/costs?group_by=model'
                  curl -H "Authorization: Bearer \$TOKEN" 'http://127.0.0.1:8080/api/v1/traces?sort=cost&limit=5'
-                 curl -H "Authorization: Bearer \$TOKEN" 'http://127.0.0.1:8080/api/v1/llm/metrics?from=...&bucket=1m&group_by=model'
+                 curl -H "Authorization: Bearer \$TOKEN" 'http://127.0.0.1:8080/api/v1/traces?sort=duration&limit=5'
+                 curl -H "Authorization: Bearer \$TOKEN" 'http://127.0.0.1:8080/api/v1/traces?status=error&sort=tokens&limit=5'
+                 curl -H "Authorization: Bearer \$TOKEN" 'http://127.0.0.1:8080/api/v1/llm/metrics?from=$FROM&bucket=1m&group_by=model'
+                 curl -H "Authorization: Bearer \$TOKEN" 'http://127.0.0.1:8080/api/search?limit=5'
+                 curl -H "Authorization: Bearer \$TOKEN" 'http://127.0.0.1:8080/api/v2/search/tag/resource.service.name/values'
                  Grafana: a Tempo data source at http://127.0.0.1:8080 with header Authorization: Bearer <token>
 Stop it with: integration/demo.sh stop
 EOT

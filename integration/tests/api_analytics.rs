@@ -455,6 +455,55 @@ async fn search_metrics_costs_budgets_and_models_on_known_fixtures() {
         }
     }
     assert_eq!(pages, costs_asc, "the cursor neither repeats nor skips");
+    // Every sort, both ways, and a cursor walk of each: a4 has 11 spans and
+    // 1 200 tokens, a2 2 200, a1 1 100, a3 550.
+    let by_tokens = c.ids(&format!("{window}&sort=tokens"), &viewer).await;
+    assert_eq!(by_tokens, ["a2", "a4", "a1", "a3"]);
+    let by_spans = c
+        .ids(&format!("{window}&sort=span_count&order=asc"), &viewer)
+        .await;
+    assert_eq!(by_spans[3], "a4");
+    for sort in ["start_time", "duration", "cost", "tokens", "span_count"] {
+        for order in ["asc", "desc"] {
+            let whole = c
+                .ids(&format!("{window}&sort={sort}&order={order}"), &viewer)
+                .await;
+            let mut walked = Vec::new();
+            let mut cursor = String::new();
+            loop {
+                let body = c
+                    .get(
+                        &format!(
+                            "/api/v1/traces?{window}&sort={sort}&order={order}&limit=1{cursor}"
+                        ),
+                        &viewer,
+                    )
+                    .await;
+                assert_eq!(body["partial"], false);
+                walked.push(body["traces"][0]["trace_id"].as_str().unwrap()[..2].to_owned());
+                match body["next_cursor"].as_str() {
+                    Some(next) => cursor = format!("&cursor={next}"),
+                    None => break,
+                }
+            }
+            assert_eq!(walked, whole, "{sort} {order}");
+            assert_eq!(set(walked), all, "{sort} {order}");
+        }
+    }
+    let a4 = &c
+        .get(
+            &format!("/api/v1/traces?{window}&sort=span_count&limit=1"),
+            &viewer,
+        )
+        .await["traces"][0];
+    assert_eq!(a4["span_count"], 11);
+    assert_eq!(a4["tokens"], 1200);
+    assert_eq!(a4["input_tokens"], 1000);
+    assert_eq!(a4["user_id"], "u-3");
+    assert_eq!(a4["session_id"], "s-164");
+    assert_eq!(a4["models"], serde_json::json!(["gpt-4o"]));
+    assert_eq!(a4["services"], serde_json::json!(["batch"]));
+    assert_eq!(a4["root_received"], true);
     let a1 = &c
         .get(
             &format!("/api/v1/traces?{window}&attr=tier:eq:gold"),
@@ -1047,4 +1096,101 @@ async fn the_cache_serves_repeats_sees_new_spans_and_survives_redis_going_away()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0);
     assert!(hits >= 1.0, "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_span_level_search_past_its_time_budget_answers_partial_and_goes_on_by_cursor() {
+    // 450 one-span traces a second apart; only the oldest has tier=gold.
+    // With no time budget, each request looks at one round of candidates
+    // (200), answers what it found with `partial` and a cursor from the
+    // last trace it looked at, and the walk finds the match exactly once.
+    let pipeline = Pipeline::start("key-delta=delta", &[], WAIT).await;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let spans: Vec<Span> = (0..450u64)
+        .map(|i| Span {
+            trace_id: [vec![0xd0], (i as u32).to_be_bytes().to_vec(), vec![7; 11]].concat(),
+            span_id: vec![1; 8],
+            name: "job".into(),
+            kind: 1,
+            start_time_unix_nano: now - (600 - i) * 1_000_000_000,
+            end_time_unix_nano: now - (600 - i) * 1_000_000_000 + MS,
+            attributes: vec![kv_str("tier", if i == 0 { "gold" } else { "free" })],
+            ..Default::default()
+        })
+        .collect();
+    export(
+        &pipeline.collector,
+        "key-delta",
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![kv_str("service.name", "jobs")],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        },
+    )
+    .await;
+    pipeline.wait_for_spans(450, WAIT).await;
+    let api = Service::api(&[
+        ("DATABASE_URL", pipeline.db.url.clone()),
+        ("JWT_SECRET", SECRET.into()),
+        ("SEARCH_TIME_BUDGET", "0s".into()),
+    ]);
+    api.wait_ready(WAIT).await;
+    let c = Client {
+        http: reqwest::Client::new(),
+        api: format!("http://{}", api.admin),
+    };
+    let viewer = token("delta", "viewer", "1h");
+    let mut found = Vec::new();
+    let mut scanned = 0;
+    let mut rounds = 0;
+    let mut cursor = String::new();
+    loop {
+        let body = c
+            .get(
+                &format!("/api/v1/traces?attr=tier:eq:gold&limit=5{cursor}"),
+                &viewer,
+            )
+            .await;
+        rounds += 1;
+        scanned += body["scanned_traces"].as_u64().unwrap();
+        for t in body["traces"].as_array().unwrap() {
+            found.push(t["trace_id"].as_str().unwrap().to_owned());
+        }
+        if rounds == 1 {
+            assert_eq!(body["partial"], true, "{body}");
+            assert!(body["traces"].as_array().unwrap().is_empty(), "{body}");
+        }
+        match body["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+        assert!(rounds < 10, "the walk ends");
+    }
+    assert_eq!(found, ["d0000000000707070707070707070707"]);
+    assert_eq!(scanned, 450, "every trace looked at once");
+    assert_eq!(rounds, 3);
+    // Without span-level conditions the summary answers at once, whole.
+    let body = c
+        .get(
+            "/api/v1/traces?limit=500&sort=start_time&order=asc",
+            &viewer,
+        )
+        .await;
+    assert_eq!(body["partial"], false);
+    assert_eq!(body["traces"].as_array().unwrap().len(), 450);
+    assert_eq!(
+        body["traces"][0]["trace_id"],
+        "d0000000000707070707070707070707"
+    );
 }

@@ -330,9 +330,14 @@ async fn search(
 ) -> Result<warp::reply::Response, Rejection> {
     let search = parse_search(&mut query).map_err(reject)?;
     let mut client = db(&state).await?;
-    let answer = store::search(&mut client, &claims.tenant, &search)
-        .await
-        .map_err(store_error)?;
+    let answer = store::search(
+        &mut client,
+        &claims.tenant,
+        &search,
+        state.search_time_budget,
+    )
+    .await
+    .map_err(store_error)?;
     Ok(warp::reply::json(&answer).into_response())
 }
 

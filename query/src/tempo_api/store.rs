@@ -25,9 +25,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Longest search or tag range.
 pub const MAX_RANGE: Duration = Duration::from_secs(7 * 24 * 3600);
-/// Most matching spans a search reads (newest first).
-pub const SCAN_SPANS: i64 = 10_000;
-/// Spans sampled (newest first) for tag names and values.
+/// Most traces a search looks at in one round (rounds start at 100 and double).
+pub const SCAN_TRACES: i64 = 5_000;
+/// Traces sampled (newest first) for tag names and values.
+pub const SAMPLE_TRACES: i64 = 1_000;
+/// Spans sampled from them.
 pub const SAMPLE_SPANS: i64 = 5_000;
 /// Most tag names per scope or tag values answered.
 pub const MAX_TAGS: usize = 1_000;
@@ -383,6 +385,7 @@ struct Found {
     id: Vec<u8>,
     matched: u32,
     spans: Vec<SearchSpan>,
+    summary: Summary,
 }
 
 struct Summary {
@@ -391,15 +394,6 @@ struct Summary {
     root_service: Option<String>,
     root_name: Option<String>,
 }
-
-const SUMMARY: &str = "
-SELECT s.trace_id, min(s.start_time),
-       max(s.start_time + make_interval(secs => s.duration_ns / 1e9)),
-       (array_agg(s.service ORDER BY s.start_time) FILTER (WHERE s.parent_span_id IS NULL))[1],
-       (array_agg(s.name ORDER BY s.start_time) FILTER (WHERE s.parent_span_id IS NULL))[1]
-FROM spans s
-WHERE s.tenant = $1 AND s.trace_id = ANY($2::bytea[])
-GROUP BY s.trace_id";
 
 fn trace_level_holds(c: &Cond, summary: &Summary) -> bool {
     let text = |v: &Option<String>| v.clone().unwrap_or_else(|| ROOT_NOT_YET_RECEIVED.into());
@@ -432,152 +426,178 @@ fn trace_level_holds(c: &Cond, summary: &Summary) -> bool {
     }
 }
 
-/// Runs a search for `tenant`.
+/// Runs a search for `tenant`: the newest traces of the range from
+/// `trace_summaries` (as `GET /api/v1/traces` reads them), a chunk at a
+/// time, each with its spans that match the span conditions found by the
+/// trace's key; trace-level conditions are checked on the summary. Stops
+/// when `limit` traces matched, the range has no more traces, or
+/// `budget` is spent (the answer's metrics then say fewer jobs completed
+/// than there were).
 pub async fn search(
     client: &mut deadpool_postgres::Client,
     tenant: &str,
     search: &Search,
+    budget: Duration,
 ) -> Result<SearchResponse, StoreError> {
+    let started = std::time::Instant::now();
     let tx = client.transaction().await?;
     tx.batch_execute(&format!(
         "SET LOCAL statement_timeout = '{STATEMENT_TIMEOUT}'"
     ))
     .await?;
 
-    let mut sql = Sql::default();
-    let t = sql.bind(tenant.to_owned());
-    let from = sql.bind(search.start);
-    let to = sql.bind(search.end);
-    let filter = match &search.query.spans {
-        Some(e) => expr_sql(&mut sql, e),
-        None => "TRUE".into(),
-    };
     let attributes = selected_attributes(&search.query);
-    let mut columns = String::new();
-    for (key, col, other) in &attributes {
-        let k = sql.bind(key.clone());
-        match other {
-            Some(other) => columns.push_str(&format!(
-                ", COALESCE({col} -> {k}::text, {other} -> {k}::text)::text"
-            )),
-            None => columns.push_str(&format!(", ({col} -> {k}::text)::text")),
+    let mut traces = Vec::new();
+    let mut inspected_traces = 0u32;
+    let mut inspected_spans = 0u64;
+    let mut after: Option<(SystemTime, Vec<u8>)> = None;
+    let mut chunk: i64 = 100;
+    let mut complete = true;
+    'scan: loop {
+        let mut sql = Sql::default();
+        let t = sql.bind(tenant.to_owned());
+        let from = sql.bind(search.start);
+        let to = sql.bind(search.end);
+        let mut conditions = String::new();
+        if let Some(min) = search.min_duration_ns {
+            let p = sql.bind(min / 1000);
+            conditions.push_str(&format!(" AND t.duration_us >= {p}"));
         }
-    }
-    let scan = sql.bind(SCAN_SPANS);
-    let text = format!(
-        "SELECT s.trace_id, s.span_id, s.name, s.start_time, s.duration_ns{columns}
-         FROM spans s
-         WHERE s.tenant = {t} AND s.start_time >= {from} AND s.start_time <= {to} AND {filter}
-         ORDER BY s.start_time DESC
-         LIMIT {scan}"
-    );
-    let rows = tx.query(&text, &sql.refs()).await.map_err(db_error)?;
-    let inspected_spans = rows.len();
-
-    let mut found: Vec<Found> = Vec::new();
-    let mut by_id: HashMap<Vec<u8>, usize> = HashMap::new();
-    for r in &rows {
-        let id: Vec<u8> = r.get(0);
-        let i = *by_id.entry(id.clone()).or_insert_with(|| {
-            found.push(Found {
-                id,
-                matched: 0,
-                spans: Vec::new(),
-            });
-            found.len() - 1
-        });
-        let f = &mut found[i];
-        f.matched += 1;
-        if f.spans.len() < search.spans_per_set {
-            let mut span_id = String::with_capacity(16);
-            observatory_schemas::kafka::push_hex(&mut span_id, r.get::<_, &[u8]>(1));
+        if let Some(max) = search.max_duration_ns {
+            let p = sql.bind((max + 999) / 1000);
+            conditions.push_str(&format!(" AND t.duration_us <= {p}"));
+        }
+        if let Some((start, id)) = &after {
+            let p = sql.bind(*start);
+            let q = sql.bind(id.clone());
+            conditions.push_str(&format!(" AND (t.start_time, t.trace_id) < ({p}, {q})"));
+        }
+        let filter = match &search.query.spans {
+            Some(e) => expr_sql(&mut sql, e),
+            None => "TRUE".into(),
+        };
+        // The selected attributes, named a0, a1, ... for the outer query.
+        let (mut columns, mut columns_out) = (String::new(), String::new());
+        for (i, (key, col, other)) in attributes.iter().enumerate() {
+            let k = sql.bind(key.clone());
+            match other {
+                Some(other) => columns.push_str(&format!(
+                    ", COALESCE({col} -> {k}::text, {other} -> {k}::text)::text AS a{i}"
+                )),
+                None => columns.push_str(&format!(", ({col} -> {k}::text)::text AS a{i}")),
+            }
+            columns_out.push_str(&format!(", m.a{i}"));
+        }
+        let n = sql.bind(chunk);
+        let per_set = sql.bind(search.spans_per_set.max(1) as i64);
+        let text = format!(
+            "SELECT t.trace_id, t.start_time, t.end_time, t.root_service, t.root_name, t.root_parented,
+                    m.span_id, m.name, m.start_time, m.duration_ns, m.matched{columns_out}
+             FROM (SELECT * FROM trace_summaries t
+                   WHERE t.tenant = {t} AND t.start_time >= {from} AND t.start_time <= {to}{conditions}
+                   ORDER BY t.start_time DESC, t.trace_id DESC LIMIT {n}) t
+             LEFT JOIN LATERAL (
+                 SELECT s.span_id, s.name, s.start_time, s.duration_ns, count(*) OVER () AS matched{columns}
+                 FROM spans s
+                 WHERE s.tenant = {t} AND s.trace_id = t.trace_id
+                   AND s.start_time >= t.start_time AND s.start_time <= t.end_time AND {filter}
+                 ORDER BY s.start_time LIMIT {per_set}) m ON true
+             ORDER BY t.start_time DESC, t.trace_id DESC, m.start_time"
+        );
+        let rows = tx.query(&text, &sql.refs()).await.map_err(db_error)?;
+        let mut found: Vec<Found> = Vec::new();
+        let mut candidates = 0i64;
+        for r in &rows {
+            let id: Vec<u8> = r.get(0);
+            if found.last().is_none_or(|f| f.id != id) {
+                candidates += 1;
+                after = Some((r.get(1), id.clone()));
+                let parented: bool = r.get(5);
+                found.push(Found {
+                    id,
+                    matched: 0,
+                    spans: Vec::new(),
+                    summary: Summary {
+                        start_ns: unix_nanos(r.get(1)),
+                        end_ns: unix_nanos(r.get(2)),
+                        root_service: (!parented).then(|| r.get(3)),
+                        root_name: (!parented).then(|| r.get(4)),
+                    },
+                });
+            }
+            let Some(span_id) = r.get::<_, Option<&[u8]>>(6) else {
+                continue; // no span of this trace matches
+            };
+            let f = found.last_mut().expect("pushed above");
+            f.matched = r.get::<_, i64>(10) as u32;
+            let mut hex = String::with_capacity(16);
+            observatory_schemas::kafka::push_hex(&mut hex, span_id);
             let attrs = attributes
                 .iter()
                 .enumerate()
                 .filter_map(|(j, (key, _, _))| {
-                    let text: Option<String> = r.get(5 + j);
+                    let text: Option<String> = r.get(11 + j);
                     let value: Value = serde_json::from_str(&text?).ok()?;
                     Some(key_value(key, &value))
                 })
                 .collect();
             f.spans.push(SearchSpan {
-                span_id,
-                name: r.get(2),
-                start_time_unix_nano: unix_nanos(r.get(3)).to_string(),
-                duration_nanos: r.get::<_, i64>(4).to_string(),
+                span_id: hex,
+                name: r.get(7),
+                start_time_unix_nano: unix_nanos(r.get(8)).to_string(),
+                duration_nanos: r.get::<_, i64>(9).to_string(),
                 attributes: attrs,
             });
         }
-    }
-
-    let trace_filtered = !search.query.traces.is_empty()
-        || search.min_duration_ns.is_some()
-        || search.max_duration_ns.is_some();
-    // With trace-level filters, look at more candidates than answered.
-    let candidates = if trace_filtered {
-        (search.limit * 10).clamp(search.limit, 2_000)
-    } else {
-        search.limit
-    };
-    found.truncate(candidates);
-    let ids: Vec<Vec<u8>> = found.iter().map(|f| f.id.clone()).collect();
-    let mut summaries: HashMap<Vec<u8>, Summary> = HashMap::new();
-    if !ids.is_empty() {
-        for r in tx.query(SUMMARY, &[&tenant, &ids]).await? {
-            summaries.insert(
-                r.get(0),
-                Summary {
-                    start_ns: unix_nanos(r.get(1)),
-                    end_ns: unix_nanos(r.get(2)),
-                    root_service: r.get(3),
-                    root_name: r.get(4),
-                },
-            );
+        inspected_traces += candidates as u32;
+        for f in found {
+            inspected_spans += u64::from(f.matched);
+            let s = &f.summary;
+            if f.matched == 0
+                || !search
+                    .query
+                    .traces
+                    .iter()
+                    .all(|any| any.iter().any(|c| trace_level_holds(c, s)))
+            {
+                continue;
+            }
+            let duration = s.end_ns.saturating_sub(s.start_ns) as i64;
+            let set = SpanSet {
+                spans: f.spans,
+                matched: f.matched,
+            };
+            traces.push(TraceSearchMetadata {
+                trace_id: trace_id_text(&f.id),
+                root_service_name: s
+                    .root_service
+                    .clone()
+                    .unwrap_or_else(|| ROOT_NOT_YET_RECEIVED.into()),
+                root_trace_name: s.root_name.clone().unwrap_or_default(),
+                start_time_unix_nano: s.start_ns.to_string(),
+                duration_ms: (duration / 1_000_000).clamp(0, i64::from(u32::MAX)) as u32,
+                span_set: Some(set.clone()),
+                span_sets: vec![set],
+            });
+            if traces.len() == search.limit {
+                break 'scan;
+            }
         }
-    }
-    tx.commit().await?;
-
-    let mut traces = Vec::new();
-    for f in found {
-        let Some(s) = summaries.get(&f.id) else {
-            continue;
-        };
-        let duration = s.end_ns.saturating_sub(s.start_ns) as i64;
-        if search.min_duration_ns.is_some_and(|min| duration < min)
-            || search.max_duration_ns.is_some_and(|max| duration > max)
-            || !search
-                .query
-                .traces
-                .iter()
-                .all(|any| any.iter().any(|c| trace_level_holds(c, s)))
-        {
-            continue;
-        }
-        let set = SpanSet {
-            spans: f.spans,
-            matched: f.matched,
-        };
-        traces.push(TraceSearchMetadata {
-            trace_id: trace_id_text(&f.id),
-            root_service_name: s
-                .root_service
-                .clone()
-                .unwrap_or_else(|| ROOT_NOT_YET_RECEIVED.into()),
-            root_trace_name: s.root_name.clone().unwrap_or_default(),
-            start_time_unix_nano: s.start_ns.to_string(),
-            duration_ms: (duration / 1_000_000).clamp(0, i64::from(u32::MAX)) as u32,
-            span_set: Some(set.clone()),
-            span_sets: vec![set],
-        });
-        if traces.len() == search.limit {
+        if candidates < chunk {
             break;
         }
+        if started.elapsed() >= budget {
+            complete = false;
+            break;
+        }
+        chunk = (chunk * 2).min(SCAN_TRACES);
     }
+    tx.commit().await?;
     Ok(SearchResponse {
         metrics: SearchMetrics {
-            inspected_traces: by_id.len() as u32,
+            inspected_traces,
             inspected_spans: (inspected_spans > 0).then(|| inspected_spans.to_string()),
-            completed_jobs: 1,
+            completed_jobs: u32::from(complete),
             total_jobs: 1,
         },
         traces,
@@ -602,7 +622,8 @@ pub const INTRINSICS: [&str; 12] = [
     "traceDuration",
 ];
 
-/// A bounded, filtered sample of the newest spans in the range.
+/// A bounded, filtered sample of the spans of the newest traces in the
+/// range (found in `trace_summaries`, their spans by key).
 fn sample(
     sql: &mut Sql,
     tenant: &str,
@@ -615,11 +636,17 @@ fn sample(
     let from = sql.bind(start);
     let to = sql.bind(end);
     let filter = filter.map_or_else(|| "TRUE".to_owned(), |e| expr_sql(sql, e));
+    let traces = sql.bind(SAMPLE_TRACES);
     let n = sql.bind(SAMPLE_SPANS);
     format!(
-        "SELECT {columns} FROM spans s
-         WHERE s.tenant = {t} AND s.start_time >= {from} AND s.start_time <= {to} AND {filter}
-         ORDER BY s.start_time DESC LIMIT {n}"
+        "SELECT {columns}
+         FROM (SELECT trace_id, start_time, end_time FROM trace_summaries
+               WHERE tenant = {t} AND start_time >= {from} AND start_time <= {to}
+               ORDER BY start_time DESC LIMIT {traces}) r
+         JOIN spans s ON s.tenant = {t} AND s.trace_id = r.trace_id
+                     AND s.start_time >= r.start_time AND s.start_time <= r.end_time
+         WHERE {filter}
+         LIMIT {n}"
     )
 }
 
