@@ -46,8 +46,10 @@ SELECT i,
        i % 50 = 0 AS error
 FROM generate_series(1::bigint, :traces) i;
 
--- The time-ordered secondary indexes are rebuilt once after the load.
-DROP INDEX IF EXISTS spans_tenant_time, spans_tenant_service_time, llm_calls_tenant_time, llm_calls_tenant_model_time;
+-- The secondary indexes are rebuilt once after the load.
+DROP INDEX IF EXISTS llm_calls_tenant_time, llm_calls_tenant_model_time, trace_summaries_start,
+  trace_summaries_duration, trace_summaries_cost, trace_summaries_tokens, trace_summaries_spans,
+  trace_summaries_start_brin, trace_summaries_user, trace_summaries_session;
 
 INSERT INTO spans
 SELECT 'bench', t.trace_id,
@@ -79,10 +81,28 @@ SELECT 'bench', t.trace_id, decode(substr(md5('s' || t.i || '-1'), 1, 16), 'hex'
        CASE WHEN t.i % 2 = 0 THEN least(64, greatest(0, ceil(log(2, (t.llm_ms * 0.2)::numeric) * 4)))::int2 END
 FROM t JOIN models mo ON mo.m = t.m;
 
-CREATE INDEX IF NOT EXISTS spans_tenant_time ON spans (tenant, start_time DESC);
-CREATE INDEX IF NOT EXISTS spans_tenant_service_time ON spans (tenant, service, start_time DESC);
+-- The trace summaries, as the sink keeps them: the root ends last (its
+-- duration is the call's plus 500 ms), the call is the second span.
+INSERT INTO trace_summaries
+SELECT 'bench', t.trace_id, t.start_time, t.start_time + (t.llm_ms + 500) * interval '1 millisecond',
+       (t.llm_ms + 500) * 1000, t.service, 'agent run', false, t.start_time, 5,
+       (1 + CASE WHEN t.error THEN 4 ELSE 0 END)::int2, 1, t.input, t.output, 0, 0, 0, t.input + t.output,
+       (t.input * mo.input + t.output * mo.output) / 1e6, ARRAY[t.service], ARRAY[mo.model],
+       ARRAY[mo.provider], ARRAY[t.environment],
+       'user-' || (t.i % 1000), t.start_time + interval '1 millisecond',
+       's-' || (t.i % 50000), t.start_time + interval '1 millisecond'
+FROM t JOIN models mo ON mo.m = t.m;
+
 CREATE INDEX IF NOT EXISTS llm_calls_tenant_time ON llm_calls (tenant, start_time DESC);
 CREATE INDEX IF NOT EXISTS llm_calls_tenant_model_time ON llm_calls (tenant, model, start_time DESC);
+CREATE INDEX IF NOT EXISTS trace_summaries_start ON trace_summaries (tenant, start_time, trace_id);
+CREATE INDEX IF NOT EXISTS trace_summaries_duration ON trace_summaries (tenant, duration_us, trace_id, start_time);
+CREATE INDEX IF NOT EXISTS trace_summaries_cost ON trace_summaries (tenant, cost_usd, trace_id, start_time);
+CREATE INDEX IF NOT EXISTS trace_summaries_tokens ON trace_summaries (tenant, total_tokens, trace_id, start_time);
+CREATE INDEX IF NOT EXISTS trace_summaries_spans ON trace_summaries (tenant, span_count, trace_id, start_time);
+CREATE INDEX IF NOT EXISTS trace_summaries_start_brin ON trace_summaries USING brin (start_time);
+CREATE INDEX IF NOT EXISTS trace_summaries_user ON trace_summaries (tenant, user_id, start_time) WHERE user_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS trace_summaries_session ON trace_summaries (tenant, session_id, start_time) WHERE session_id IS NOT NULL;
 
 -- Rollups, per minute and per hour.
 INSERT INTO llm_rollup_1m
@@ -104,6 +124,6 @@ SELECT date_trunc('hour', bucket), tenant, service, provider, model, environment
 FROM llm_latency_1m GROUP BY 1, 2, 3, 4, 5, 6, 7, 8;
 
 VACUUM ANALYZE;
-SELECT (SELECT count(*) FROM spans) AS spans, (SELECT count(*) FROM llm_calls) AS llm_calls,
+SELECT (SELECT count(*) FROM spans) AS spans, (SELECT count(*) FROM trace_summaries) AS traces, (SELECT count(*) FROM llm_calls) AS llm_calls,
        (SELECT count(*) FROM llm_rollup_1m) AS rollup_1m_rows, (SELECT count(*) FROM llm_latency_1m) AS latency_1m_rows,
        (SELECT count(*) FROM llm_latency_1h) AS latency_1h_rows;

@@ -112,9 +112,43 @@ pub fn parse_trace_id(text: &str) -> Result<[u8; 16], Problem> {
     Ok(id)
 }
 
+/// One stored span as every reader of a trace gets it: both APIs' trace by
+/// id (`GET /api/v1/traces/{id}` and Tempo's) go through [`load_spans`].
+pub(crate) struct StoredSpan {
+    pub span_id: Vec<u8>,
+    pub parent_span_id: Option<Vec<u8>>,
+    pub service: String,
+    pub name: String,
+    pub kind: i16,
+    pub start: SystemTime,
+    pub duration_ns: i64,
+    pub status_code: i16,
+    pub status_message: String,
+    pub scope_name: String,
+    /// JSON text.
+    pub attributes: String,
+    /// JSON text.
+    pub resource: String,
+    /// JSON text.
+    pub events: String,
+    /// JSON text.
+    pub links: String,
+    pub llm: Option<LlmCall>,
+}
+
+impl StoredSpan {
+    /// Start, ns since the epoch.
+    pub fn start_ns(&self) -> u64 {
+        self.start
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    }
+}
+
 const QUERY: &str = "
 SELECT s.span_id, s.parent_span_id, s.service, s.name, s.kind, s.start_time, s.duration_ns,
-       s.status_code, s.status_message, s.attributes::text, s.resource::text, s.events::text, s.links::text,
+       s.status_code, s.status_message, s.scope_name, s.attributes::text, s.resource::text,
+       s.events::text, s.links::text,
        c.provider, c.model, c.operation, c.input_tokens, c.output_tokens, c.cache_read_tokens,
        c.cache_write_tokens, c.reasoning_tokens, c.cost_usd, c.time_to_first_token_ms
 FROM spans s
@@ -123,6 +157,49 @@ LEFT JOIN llm_calls c
 WHERE s.tenant = $1 AND s.trace_id = $2
 ORDER BY s.start_time, s.span_id
 LIMIT $3";
+
+/// The first `limit` spans of trace `id` of `tenant` by start time, with
+/// their model calls; empty when PostgreSQL has none.
+pub(crate) async fn load_spans(
+    client: &tokio_postgres::Client,
+    tenant: &str,
+    id: &[u8; 16],
+    limit: usize,
+) -> Result<Vec<StoredSpan>, tokio_postgres::Error> {
+    let limit = limit.min(i64::MAX as usize) as i64;
+    let rows = client.query(QUERY, &[&tenant, &&id[..], &limit]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| StoredSpan {
+            span_id: r.get(0),
+            parent_span_id: r.get(1),
+            service: r.get(2),
+            name: r.get(3),
+            kind: r.get(4),
+            start: r.get(5),
+            duration_ns: r.get(6),
+            status_code: r.get(7),
+            status_message: r.get(8),
+            scope_name: r.get(9),
+            attributes: r.get(10),
+            resource: r.get(11),
+            events: r.get(12),
+            links: r.get(13),
+            llm: r.get::<_, Option<String>>(14).map(|provider| LlmCall {
+                provider,
+                model: r.get(15),
+                operation: r.get(16),
+                input_tokens: r.get(17),
+                output_tokens: r.get(18),
+                cache_read_tokens: r.get(19),
+                cache_write_tokens: r.get(20),
+                reasoning_tokens: r.get(21),
+                cost_usd: r.get(22),
+                time_to_first_token_ms: r.get(23),
+            }),
+        })
+        .collect())
+}
 
 fn json(text: String) -> Value {
     serde_json::from_str(&text).unwrap_or(Value::Null)
@@ -135,50 +212,31 @@ pub async fn load(
     id: &[u8; 16],
     max_spans: usize,
 ) -> Result<Option<Trace>, tokio_postgres::Error> {
-    let limit = max_spans.saturating_add(1).min(i64::MAX as usize) as i64;
-    let mut rows = client.query(QUERY, &[&tenant, &&id[..], &limit]).await?;
-    if rows.is_empty() {
+    let mut spans = load_spans(client, tenant, id, max_spans.saturating_add(1)).await?;
+    if spans.is_empty() {
         return Ok(None);
     }
-    let truncated = rows.len() > max_spans;
-    rows.truncate(max_spans);
-    let mut nodes: Vec<SpanNode> = Vec::with_capacity(rows.len());
+    let truncated = spans.len() > max_spans;
+    spans.truncate(max_spans);
+    let mut nodes: Vec<SpanNode> = Vec::with_capacity(spans.len());
     let mut cost = 0.0;
-    for r in &rows {
-        let start: SystemTime = r.get(5);
-        let start_ns = start
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as i64);
-        let provider: Option<String> = r.get(13);
-        let llm = provider.map(|provider| LlmCall {
-            provider,
-            model: r.get(14),
-            operation: r.get(15),
-            input_tokens: r.get(16),
-            output_tokens: r.get(17),
-            cache_read_tokens: r.get(18),
-            cache_write_tokens: r.get(19),
-            reasoning_tokens: r.get(20),
-            cost_usd: r.get(21),
-            time_to_first_token_ms: r.get(22),
-        });
-        cost += llm.as_ref().and_then(|c| c.cost_usd).unwrap_or(0.0);
-        let parent: Option<Vec<u8>> = r.get(1);
+    for s in spans {
+        cost += s.llm.as_ref().and_then(|c| c.cost_usd).unwrap_or(0.0);
         nodes.push(SpanNode {
-            span_id: hex(r.get::<_, &[u8]>(0)),
-            parent_span_id: parent.map(|p| hex(&p)),
-            service: r.get(2),
-            name: r.get(3),
-            kind: r.get(4),
-            start_time: rfc3339_nanos(start_ns),
-            duration_ms: r.get::<_, i64>(6) as f64 / 1e6,
-            status_code: r.get(7),
-            status_message: r.get(8),
-            attributes: json(r.get(9)),
-            resource: json(r.get(10)),
-            events: json(r.get(11)),
-            links: json(r.get(12)),
-            llm,
+            span_id: hex(&s.span_id),
+            parent_span_id: s.parent_span_id.as_deref().map(hex),
+            start_time: rfc3339_nanos(s.start_ns() as i64),
+            duration_ms: s.duration_ns as f64 / 1e6,
+            service: s.service,
+            name: s.name,
+            kind: s.kind,
+            status_code: s.status_code,
+            status_message: s.status_message,
+            attributes: json(s.attributes),
+            resource: json(s.resource),
+            events: json(s.events),
+            links: json(s.links),
+            llm: s.llm,
             children: Vec::new(),
         });
     }

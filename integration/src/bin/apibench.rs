@@ -4,6 +4,10 @@
 //! Phases, each reported with latency percentiles measured at the client
 //! over loopback with keep-alive (an upper bound of the server time):
 //! 1. trace by id, random ids sampled from PostgreSQL, one at a time;
+//!    then the trace list over 24 hours, uncached (each request a distinct
+//!    `to`): every sort, page 1 and page 1 000 (by cursor, 50 a page), and
+//!    filters by model, user, session (summary columns) and by a span
+//!    attribute and a span name (checked on the spans);
 //! 2. a 24-hour `/llm/metrics` query uncached: each request has a distinct
 //!    `to` (so a distinct cache key) over the same amount of data;
 //! 3. the same query cached, one at a time;
@@ -42,6 +46,9 @@ struct Args {
     /// Connections of the throughput phase.
     #[arg(long, env = "APIBENCH_CONCURRENCY", default_value_t = 16)]
     concurrency: usize,
+    /// Requests of each trace-list case.
+    #[arg(long, env = "APIBENCH_LIST_REQUESTS", default_value_t = 200)]
+    list_requests: usize,
     /// Length of the throughput phase.
     #[arg(long, env = "APIBENCH_DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     duration: Duration,
@@ -61,6 +68,17 @@ struct Client {
 impl Client {
     /// GETs `path`; the latency and the X-Cache header.
     async fn get(&self, path: &str) -> anyhow::Result<(Duration, String)> {
+        let (took, cache, _) = self.get_all(path).await?;
+        Ok((took, cache))
+    }
+
+    /// GETs `path`; the latency and the body.
+    async fn get_body(&self, path: &str) -> anyhow::Result<(Duration, String)> {
+        let (took, _, body) = self.get_all(path).await?;
+        Ok((took, body))
+    }
+
+    async fn get_all(&self, path: &str) -> anyhow::Result<(Duration, String, String)> {
         let start = Instant::now();
         let response = self
             .http
@@ -77,10 +95,11 @@ impl Client {
             .to_owned();
         let body = response.bytes().await?;
         let took = start.elapsed();
+        let body = String::from_utf8_lossy(&body).into_owned();
         if !status.is_success() {
-            bail!("{path}: {status}: {}", String::from_utf8_lossy(&body));
+            bail!("{path}: {status}: {body}");
         }
-        Ok((took, cache))
+        Ok((took, cache, body))
     }
 }
 
@@ -109,8 +128,12 @@ async fn sequential(
     want_cache: Option<&str>,
 ) -> anyhow::Result<()> {
     let mut h = histogram();
+    let mut partial = 0;
     for (i, path) in paths.iter().enumerate() {
-        let (took, cache) = client.get(path).await?;
+        let (took, cache, body) = client.get_all(path).await?;
+        if i >= warmup && body.contains("\"partial\":true") {
+            partial += 1;
+        }
         if let Some(want) = want_cache {
             if i >= warmup && cache != want {
                 bail!("{name}: {path} was a cache {cache:?}, expected {want}");
@@ -124,6 +147,12 @@ async fn sequential(
         }
     }
     report(name, &h);
+    if partial > 0 {
+        println!(
+            "{name}: {partial} of {} answers partial (time budget spent)",
+            h.len()
+        );
+    }
     Ok(())
 }
 
@@ -163,8 +192,82 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     sequential(&client, "trace by id", &ids, 100, None).await?;
 
-    // 2. and 3. The 24-hour metrics query, uncached then cached.
+    // The trace list.
     let now = SystemTime::now();
+    let window = |i: usize| {
+        let to = now - Duration::from_secs(i as u64 + 1);
+        format!(
+            "from={}&to={}",
+            rfc3339(to - Duration::from_secs(86_400)),
+            rfc3339(to)
+        )
+    };
+    let n = args.list_requests;
+    for sort in ["start_time", "duration", "cost", "tokens", "span_count"] {
+        let paths: Vec<String> = (0..n + 10)
+            .map(|i| format!("/api/v1/traces?{}&sort={sort}&limit=50", window(i)))
+            .collect();
+        sequential(
+            &client,
+            &format!("list 24h sort={sort} page 1"),
+            &paths,
+            10,
+            Some("miss"),
+        )
+        .await?;
+        // The cursor after 999 pages of 50: walked in pages of 1 000.
+        let mut cursor = String::new();
+        for page in 0..50 {
+            let limit = if page == 49 { 950 } else { 1000 };
+            let (_, body) = client
+                .get_body(&format!(
+                    "/api/v1/traces?{}&sort={sort}&limit={limit}{cursor}",
+                    window(0)
+                ))
+                .await?;
+            let v: serde_json::Value = serde_json::from_str(&body)?;
+            let next = v["next_cursor"].as_str().context("a next page")?;
+            cursor = format!("&cursor={next}");
+        }
+        let paths: Vec<String> = (0..n + 10)
+            .map(|i| {
+                format!(
+                    "/api/v1/traces?{}&sort={sort}&limit=50{cursor}",
+                    window(i + n + 10)
+                )
+            })
+            .collect();
+        sequential(
+            &client,
+            &format!("list 24h sort={sort} page 1000"),
+            &paths,
+            10,
+            Some("miss"),
+        )
+        .await?;
+    }
+    for (label, filter) in [
+        ("model", "model=gpt-4o"),
+        ("user", "user=user-7"),
+        ("session", "session=s-777"),
+        ("model, sort=cost", "model=claude-3-5-haiku&sort=cost"),
+        ("attribute (spans)", "attr=tier:eq:gold"),
+        ("span name (spans)", "name=tool%20search&sort=duration"),
+    ] {
+        let paths: Vec<String> = (0..n + 10)
+            .map(|i| format!("/api/v1/traces?{}&{filter}&limit=50", window(i)))
+            .collect();
+        sequential(
+            &client,
+            &format!("list 24h {label}"),
+            &paths,
+            10,
+            Some("miss"),
+        )
+        .await?;
+    }
+
+    // 2. and 3. The 24-hour metrics query, uncached then cached.
     for (label, query) in [
         ("bucket=1h", "bucket=1h"),
         ("bucket=1h&group_by=model", "bucket=1h&group_by=model"),

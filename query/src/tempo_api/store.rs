@@ -38,14 +38,6 @@ pub const STATEMENT_TIMEOUT: &str = "10s";
 
 // ---- trace by id ----
 
-const TRACE: &str = "
-SELECT s.span_id, s.parent_span_id, s.name, s.kind, s.start_time, s.duration_ns, s.status_code,
-       s.status_message, s.scope_name, s.attributes::text, s.resource::text, s.events::text, s.links::text
-FROM spans s
-WHERE s.tenant = $1 AND s.trace_id = $2
-ORDER BY s.start_time, s.span_id
-LIMIT $3";
-
 fn unix_nanos(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
@@ -53,46 +45,41 @@ fn unix_nanos(t: SystemTime) -> u64 {
 
 /// The trace `id` of `tenant` as OTLP resource spans (grouped by resource
 /// and scope), its first `max_spans` spans by start time; `None` when
-/// PostgreSQL has no span of it.
+/// PostgreSQL has no span of it. Read by the same loader as
+/// `GET /api/v1/traces/{id}` ([`crate::traces::load_spans`]).
 pub async fn trace(
     client: &tokio_postgres::Client,
     tenant: &str,
     id: &[u8; 16],
     max_spans: usize,
 ) -> Result<Option<Vec<ResourceSpans>>, tokio_postgres::Error> {
-    let limit = max_spans.min(i64::MAX as usize) as i64;
-    let rows = client.query(TRACE, &[&tenant, &&id[..], &limit]).await?;
-    if rows.is_empty() {
+    let spans = crate::traces::load_spans(client, tenant, id, max_spans).await?;
+    if spans.is_empty() {
         return Ok(None);
     }
     let mut out: Vec<ResourceSpans> = Vec::new();
     let mut resources: HashMap<String, usize> = HashMap::new();
     let mut scopes: HashMap<(usize, String), usize> = HashMap::new();
-    for r in &rows {
-        let start = unix_nanos(r.get(4));
-        let duration: i64 = r.get(5);
-        let status_code: i16 = r.get(6);
-        let status_message: String = r.get(7);
-        let scope: String = r.get(8);
-        let resource: String = r.get(10);
+    for s in spans {
+        let start = s.start_ns();
         let span = Span {
             trace_id: id.to_vec(),
-            span_id: r.get::<_, Vec<u8>>(0),
-            parent_span_id: r.get::<_, Option<Vec<u8>>>(1).unwrap_or_default(),
-            name: r.get(2),
-            kind: i32::from(r.get::<_, i16>(3)),
+            span_id: s.span_id,
+            parent_span_id: s.parent_span_id.unwrap_or_default(),
+            name: s.name,
+            kind: i32::from(s.kind),
             start_time_unix_nano: start,
-            end_time_unix_nano: start + duration.max(0) as u64,
-            attributes: object_to_kvs(&parse(r.get(9))),
-            events: events(&parse(r.get(11))),
-            links: links(&parse(r.get(12))),
+            end_time_unix_nano: start + s.duration_ns.max(0) as u64,
+            attributes: object_to_kvs(&parse(s.attributes)),
+            events: events(&parse(s.events)),
+            links: links(&parse(s.links)),
             status: Some(Status {
-                code: i32::from(status_code),
-                message: status_message,
+                code: i32::from(s.status_code),
+                message: s.status_message,
             }),
             ..Default::default()
         };
-        let i = *resources.entry(resource).or_insert_with_key(|text| {
+        let i = *resources.entry(s.resource).or_insert_with_key(|text| {
             out.push(ResourceSpans {
                 resource: Some(Resource {
                     attributes: object_to_kvs(&parse(text.clone())),
@@ -102,16 +89,18 @@ pub async fn trace(
             });
             out.len() - 1
         });
-        let j = *scopes.entry((i, scope)).or_insert_with_key(|(_, name)| {
-            out[i].scope_spans.push(ScopeSpans {
-                scope: Some(InstrumentationScope {
-                    name: name.clone(),
+        let j = *scopes
+            .entry((i, s.scope_name))
+            .or_insert_with_key(|(_, name)| {
+                out[i].scope_spans.push(ScopeSpans {
+                    scope: Some(InstrumentationScope {
+                        name: name.clone(),
+                        ..Default::default()
+                    }),
                     ..Default::default()
-                }),
-                ..Default::default()
+                });
+                out[i].scope_spans.len() - 1
             });
-            out[i].scope_spans.len() - 1
-        });
         out[i].scope_spans[j].spans.push(span);
     }
     Ok(Some(out))
