@@ -94,7 +94,6 @@ SELECT 'bench', t.trace_id, t.start_time, t.start_time + (t.llm_ms + 500) * inte
 FROM t JOIN models mo ON mo.m = t.m;
 
 CREATE INDEX IF NOT EXISTS llm_calls_tenant_time ON llm_calls (tenant, start_time DESC);
-CREATE INDEX IF NOT EXISTS llm_calls_tenant_model_time ON llm_calls (tenant, model, start_time DESC);
 CREATE INDEX IF NOT EXISTS trace_summaries_start ON trace_summaries (tenant, start_time, trace_id);
 CREATE INDEX IF NOT EXISTS trace_summaries_duration ON trace_summaries (tenant, duration_us, trace_id, start_time);
 CREATE INDEX IF NOT EXISTS trace_summaries_cost ON trace_summaries (tenant, cost_usd, trace_id, start_time);

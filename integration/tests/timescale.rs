@@ -1000,6 +1000,19 @@ async fn a_trace_summary_is_exact_whatever_order_grouping_and_repeats_its_spans_
     assert_eq!(row.get::<_, Option<String>>(10).as_deref(), Some("s-1"));
     assert_eq!(row.get::<_, i64>(11), 6_000_000);
     assert_eq!(db.count("SELECT count(*) FROM trace_summaries").await, 2);
+    // Each service's resource is stored once; spans hold its id, and read
+    // through `span_rows` they have it back.
+    assert_eq!(db.count("SELECT count(*) FROM resources").await, 2);
+    assert_eq!(
+        db.count("SELECT count(*) FROM spans WHERE resource IS NULL AND resource_id IS NOT NULL")
+            .await,
+        6
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM span_rows WHERE resource ->> 'service.name' = service")
+            .await,
+        6
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

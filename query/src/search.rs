@@ -318,9 +318,23 @@ impl Search {
         self.name.is_some() || !self.attrs.is_empty()
     }
 
-    /// Whether candidates must be checked beyond their summary.
+    /// Whether candidates are checked a round at a time within the time
+    /// budget: conditions on the spans, and summary conditions that no
+    /// index of the list serves (a set, status, duration or cost: in the
+    /// order of another column they may match only far down, as the
+    /// costliest traces of a cheap model do). The window, user and session
+    /// are always in the candidates' own query.
     fn needs_scan(&self) -> bool {
-        self.has_span_condition() || self.text.is_some()
+        self.has_span_condition()
+            || self.text.is_some()
+            || self.service.is_some()
+            || self.provider.is_some()
+            || self.model.is_some()
+            || self.environment.is_some()
+            || self.status.is_some()
+            || self.min_duration.is_some()
+            || self.max_duration.is_some()
+            || self.min_cost.is_some()
     }
 }
 
@@ -387,49 +401,68 @@ const COLUMNS: &str = "t.trace_id, t.start_time, t.duration_us, t.span_count, t.
     t.statuses, t.root_service, t.root_name, t.models, t.total_tokens, t.input_tokens, t.output_tokens, \
     t.services, t.providers, t.user_id, t.session_id, t.root_parented";
 
-/// The candidates in order: the summary conditions, after `after`, at most
-/// `limit`. Every summary condition is here, so `candidates` alone answers
-/// a search without span-level conditions.
-fn candidates(search: &Search, tenant: &str, after: Option<&Cursor>, limit: i64, sql: &mut Sql) {
+/// The summary conditions that no index of the list serves (sets, status,
+/// duration, cost), as `AND ...` on the summary columns of `alias`.
+fn summary_conditions(search: &Search, alias: &str, sql: &mut Sql) -> String {
+    let mut out = String::new();
+    for (column, value) in [
+        ("services", &search.service),
+        ("providers", &search.provider),
+        ("models", &search.model),
+        ("environments", &search.environment),
+    ] {
+        if let Some(v) = value {
+            let p = sql.bind(v.clone());
+            out.push_str(&format!(" AND {p} = ANY({alias}.{column})"));
+        }
+    }
+    if let Some(status) = search.status {
+        let p = sql.bind(1i16 << status as i16);
+        out.push_str(&format!(" AND {alias}.statuses & {p} <> 0"));
+    }
+    if let Some(d) = search.min_duration {
+        let p = sql.bind(d.as_micros() as i64);
+        out.push_str(&format!(" AND {alias}.duration_us >= {p}"));
+    }
+    if let Some(d) = search.max_duration {
+        let p = sql.bind(d.as_micros().min(i64::MAX as u128) as i64);
+        out.push_str(&format!(" AND {alias}.duration_us <= {p}"));
+    }
+    if let Some(c) = search.min_cost {
+        let p = sql.bind(c);
+        out.push_str(&format!(" AND {alias}.cost_usd >= {p}"));
+    }
+    out
+}
+
+/// The candidates in order: the window, user and session (each with an
+/// index), after `after`, at most `limit`; with `all_conditions`, every
+/// other summary condition too.
+fn candidates(
+    search: &Search,
+    tenant: &str,
+    after: Option<&Cursor>,
+    limit: i64,
+    all_conditions: bool,
+    sql: &mut Sql,
+) {
     let t = sql.bind(tenant.to_owned());
     let from = sql.bind(search.range.from);
     let to = sql.bind(search.range.to);
     let key = search.sort.column();
     sql.push(&format!(
-        "SELECT {COLUMNS}, t.end_time, t.{key} AS order_key FROM trace_summaries t \
+        "SELECT {COLUMNS}, t.end_time, t.{key} AS order_key, t.environments FROM trace_summaries t \
          WHERE t.tenant = {t} AND t.start_time >= {from} AND t.start_time < {to}"
     ));
-    let any = |sql: &mut Sql, column: &str, value: &Option<String>| {
-        if let Some(v) = value {
-            let p = sql.bind(v.clone());
-            sql.push(&format!(" AND {p} = ANY(t.{column})"));
-        }
-    };
-    any(sql, "services", &search.service);
-    any(sql, "providers", &search.provider);
-    any(sql, "models", &search.model);
-    any(sql, "environments", &search.environment);
     for (column, value) in [("user_id", &search.user), ("session_id", &search.session)] {
         if let Some(v) = value {
             let p = sql.bind(v.clone());
             sql.push(&format!(" AND t.{column} = {p}"));
         }
     }
-    if let Some(status) = search.status {
-        let p = sql.bind(1i16 << status as i16);
-        sql.push(&format!(" AND t.statuses & {p} <> 0"));
-    }
-    if let Some(d) = search.min_duration {
-        let p = sql.bind(d.as_micros() as i64);
-        sql.push(&format!(" AND t.duration_us >= {p}"));
-    }
-    if let Some(d) = search.max_duration {
-        let p = sql.bind(d.as_micros().min(i64::MAX as u128) as i64);
-        sql.push(&format!(" AND t.duration_us <= {p}"));
-    }
-    if let Some(c) = search.min_cost {
-        let p = sql.bind(c);
-        sql.push(&format!(" AND t.cost_usd >= {p}"));
+    if all_conditions {
+        let more = summary_conditions(search, "t", sql);
+        sql.push(&more);
     }
     let (cmp, dir) = if search.descending {
         ("<", "DESC")
@@ -455,6 +488,7 @@ fn build(search: &Search, tenant: &str) -> Sql {
         tenant,
         search.cursor.as_ref(),
         search.limit + 1,
+        true,
         &mut sql,
     );
     sql
@@ -464,13 +498,13 @@ fn build(search: &Search, tenant: &str) -> Sql {
 /// its spans (and calls) meet the span-level conditions, found by key.
 fn build_scan(search: &Search, tenant: &str, after: Option<&Cursor>, chunk: i64) -> Sql {
     let mut sql = Sql::default();
-    candidates(search, tenant, after, chunk, &mut sql);
+    candidates(search, tenant, after, chunk, false, &mut sql);
     let inner = std::mem::take(&mut sql.text);
     // `candidates` bound the tenant first: it is $1.
-    let mut hit = Vec::new();
+    let mut hit = vec!["TRUE".to_owned() + &summary_conditions(search, "c", &mut sql)];
     if search.has_span_condition() {
         sql.push(
-            "EXISTS (SELECT 1 FROM spans s WHERE s.tenant = $1 AND s.trace_id = c.trace_id \
+            "EXISTS (SELECT 1 FROM span_rows s WHERE s.tenant = $1 AND s.trace_id = c.trace_id \
              AND s.start_time >= c.start_time AND s.start_time <= c.end_time",
         );
         for (column, value) in [("s.service", &search.service), ("s.name", &search.name)] {
@@ -634,7 +668,7 @@ pub async fn run(
             for r in rows {
                 scanned += 1;
                 after = Some(cursor_after(search, &r));
-                if r.get::<_, bool>(20) {
+                if r.get::<_, bool>(21) {
                     hits.push(r);
                     if hits.len() > limit {
                         break;

@@ -151,7 +151,7 @@ SELECT s.span_id, s.parent_span_id, s.service, s.name, s.kind, s.start_time, s.d
        s.events::text, s.links::text,
        c.provider, c.model, c.operation, c.input_tokens, c.output_tokens, c.cache_read_tokens,
        c.cache_write_tokens, c.reasoning_tokens, c.cost_usd, c.time_to_first_token_ms
-FROM spans s
+FROM span_rows s
 LEFT JOIN llm_calls c
   ON c.tenant = s.tenant AND c.trace_id = s.trace_id AND c.span_id = s.span_id AND c.start_time = s.start_time
 WHERE s.tenant = $1 AND s.trace_id = $2

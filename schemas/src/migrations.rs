@@ -38,6 +38,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "trace_summaries",
         sql: include_str!("../migrations/0004_trace_summaries.sql"),
     },
+    Migration {
+        version: 5,
+        name: "resources",
+        sql: include_str!("../migrations/0005_resources.sql"),
+    },
 ];
 
 /// The TimescaleDB statements that turn the tables of a migration into
@@ -110,7 +115,8 @@ mod tests {
                 "spans_llm_calls_rollups",
                 "budgets",
                 "hourly_rollups",
-                "trace_summaries"
+                "trace_summaries",
+                "resources"
             ]
         );
     }

@@ -22,6 +22,20 @@ fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
     hash
 }
 
+/// The id under which PostgreSQL stores a span's resource once per tenant
+/// (table `resources`): FNV-1a 64 of the resource's JSON text as the sink
+/// renders it, as a signed 64-bit integer. Stable across versions (a
+/// change would store every resource again under a new id).
+///
+/// ```
+/// use observatory_schemas::resource_key::stored_resource_id;
+/// assert_eq!(stored_resource_id("{}"), stored_resource_id("{}"));
+/// assert_ne!(stored_resource_id(r#"{"a":1}"#), stored_resource_id(r#"{"a":2}"#));
+/// ```
+pub fn stored_resource_id(json: &str) -> i64 {
+    fnv1a(FNV_OFFSET, json.as_bytes()) as i64
+}
+
 /// The key of a resource's messages.
 ///
 /// ```

@@ -18,6 +18,7 @@ use observatory_schemas::histogram;
 use observatory_schemas::kafka::headers;
 use observatory_schemas::otlp::trace_service::ExportTraceServiceRequest;
 use observatory_schemas::pricing::{cost_usd, PriceBook, Usage};
+use observatory_schemas::resource_key::stored_resource_id;
 use observatory_schemas::span::{flatten, SpanRow};
 use prost::Message;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -36,6 +37,8 @@ pub struct SpanRecord {
     pub duration_ns: i64,
     /// When the collector received it.
     pub received_at: SystemTime,
+    /// The id its resource is stored under, once per tenant (`resources`).
+    pub resource_id: i64,
 }
 
 /// An `llm_calls` row.
@@ -258,6 +261,7 @@ impl Preparer {
             }
             out.spans.push(SpanRecord {
                 tenant: tenant.clone(),
+                resource_id: stored_resource_id(&row.resource),
                 row,
                 start,
                 duration_ns,

@@ -327,6 +327,7 @@ mod tests {
             start: UNIX_EPOCH + Duration::from_secs(start_s),
             duration_ns: ms * 1_000_000,
             received_at: UNIX_EPOCH,
+            resource_id: 0,
         }
     }
 

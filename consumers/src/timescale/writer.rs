@@ -65,9 +65,10 @@ impl ToSql for Jsonb<'_> {
     to_sql_checked!();
 }
 
+/// The resource is stored once per tenant (`resources`), the span holds its id.
 const SPAN_COLUMNS: &str =
     "tenant, trace_id, span_id, parent_span_id, service, name, kind, start_time, duration_ns, \
-    status_code, status_message, scope_name, attributes, resource, events, links, received_at";
+    status_code, status_message, scope_name, attributes, resource_id, events, links, received_at";
 const SPAN_TYPES: [Type; 17] = [
     Type::TEXT,
     Type::BYTEA,
@@ -82,7 +83,7 @@ const SPAN_TYPES: [Type; 17] = [
     Type::TEXT,
     Type::TEXT,
     Type::JSONB,
-    Type::JSONB,
+    Type::INT8,
     Type::JSONB,
     Type::JSONB,
     Type::TIMESTAMPTZ,
@@ -274,6 +275,8 @@ pub struct Writer {
     stage_tables: bool,
     /// The next batch tries the direct way.
     direct: bool,
+    /// Resources known stored (committed), by (tenant, id): not sent again.
+    resources: HashSet<(String, i64)>,
 }
 
 impl Writer {
@@ -288,6 +291,7 @@ impl Writer {
             native_partitions,
             stage_tables: false,
             direct: true,
+            resources: HashSet::new(),
         }
     }
 
@@ -372,6 +376,30 @@ impl Writer {
         };
         let mut tx = client.transaction().await?;
 
+        // Resources first, each new one once (sorted: writers lock them in
+        // the same order), remembered only once the transaction commits.
+        let mut new_resources: Vec<(&str, i64, &str)> = rows
+            .spans
+            .iter()
+            .filter(|s| !self.resources.contains(&(s.tenant.clone(), s.resource_id)))
+            .map(|s| (s.tenant.as_str(), s.resource_id, s.row.resource.as_str()))
+            .collect();
+        new_resources.sort_unstable_by_key(|r| (r.0, r.1));
+        new_resources.dedup_by_key(|r| (r.0, r.1));
+        if !new_resources.is_empty() {
+            let tenants: Vec<&str> = new_resources.iter().map(|r| r.0).collect();
+            let ids: Vec<i64> = new_resources.iter().map(|r| r.1).collect();
+            let json: Vec<&str> = new_resources.iter().map(|r| r.2).collect();
+            tx.execute(
+                "INSERT INTO resources (tenant, id, attributes)
+                 SELECT t, i, a::jsonb FROM unnest($1::text[], $2::int8[], $3::text[]) AS r(t, i, a)
+                 ORDER BY t, i
+                 ON CONFLICT DO NOTHING",
+                &[&tenants, &ids, &json],
+            )
+            .await?;
+        }
+
         let mut inserted: Option<(Vec<&SpanRecord>, Vec<&CallRecord>)> = None;
         if self.direct {
             let direct = tx.savepoint("direct").await?;
@@ -448,6 +476,12 @@ impl Writer {
             .await?;
         }
         tx.commit().await?;
+        if self.resources.len() > 100_000 {
+            self.resources.clear(); // a bound on memory; they are sent again, harmlessly
+        }
+        for (tenant, id, _) in new_resources {
+            self.resources.insert((tenant.to_owned(), id));
+        }
         Ok(written)
     }
 }
@@ -592,12 +626,7 @@ async fn write_span(
     let r = &s.row;
     let (trace_id, span_id): (&[u8], &[u8]) = (&r.trace_id, &r.span_id);
     let parent: Option<&[u8]> = r.parent_span_id.as_ref().map(|p| &p[..]);
-    let (attributes, resource, events, links) = (
-        Jsonb(&r.attributes),
-        Jsonb(&r.resource),
-        Jsonb(&r.events),
-        Jsonb(&r.links),
-    );
+    let (attributes, events, links) = (Jsonb(&r.attributes), Jsonb(&r.events), Jsonb(&r.links));
     copy.write(&[
         &s.tenant,
         &trace_id,
@@ -612,7 +641,7 @@ async fn write_span(
         &r.status_message,
         &r.scope_name,
         &attributes,
-        &resource,
+        &s.resource_id,
         &events,
         &links,
         &s.received_at,

@@ -487,7 +487,7 @@ pub async fn search(
                    ORDER BY t.start_time DESC, t.trace_id DESC LIMIT {n}) t
              LEFT JOIN LATERAL (
                  SELECT s.span_id, s.name, s.start_time, s.duration_ns, count(*) OVER () AS matched{columns}
-                 FROM spans s
+                 FROM span_rows s
                  WHERE s.tenant = {t} AND s.trace_id = t.trace_id
                    AND s.start_time >= t.start_time AND s.start_time <= t.end_time AND {filter}
                  ORDER BY s.start_time LIMIT {per_set}) m ON true
@@ -632,7 +632,7 @@ fn sample(
          FROM (SELECT trace_id, start_time, end_time FROM trace_summaries
                WHERE tenant = {t} AND start_time >= {from} AND start_time <= {to}
                ORDER BY start_time DESC LIMIT {traces}) r
-         JOIN spans s ON s.tenant = {t} AND s.trace_id = r.trace_id
+         JOIN span_rows s ON s.tenant = {t} AND s.trace_id = r.trace_id
                      AND s.start_time >= r.start_time AND s.start_time <= r.end_time
          WHERE {filter}
          LIMIT {n}"
