@@ -75,7 +75,9 @@ struct Args {
     #[arg(long, env = "LOADGEN_COLLECTOR_PID")]
     collector_pid: Option<u32>,
     /// Give every request sent new trace and span ids (protobuf only), so a
-    /// sink downstream stores every span instead of deduplicating repeats.
+    /// sink downstream stores every span instead of deduplicating repeats;
+    /// the ids differ from one run to the next too (a trace id seen again an
+    /// hour later would be the same trace, an hour long).
     #[arg(long, env = "LOADGEN_UNIQUE_IDS", default_value_t = false)]
     unique_ids: bool,
     /// Stop after this many requests in total (0: no limit).
@@ -119,14 +121,16 @@ struct Encoded {
 }
 
 impl Encoded {
-    /// The request with every id's last 4 bytes XORed with `seq`: new
-    /// traces and spans, with every parent link kept.
-    fn with_fresh_ids(&self, seq: u32) -> Bytes {
-        if seq == 0 || self.id_tails.is_empty() {
+    /// The request with every id's last 4 bytes XORed with `seq ^ salt`
+    /// (`salt` chosen once per run): new traces and spans, with every
+    /// parent link kept.
+    fn with_fresh_ids(&self, seq: u32, salt: u32) -> Bytes {
+        let mask = seq ^ salt;
+        if mask == 0 || self.id_tails.is_empty() {
             return self.bytes.clone();
         }
         let mut out = self.bytes.to_vec();
-        let mask = seq.to_le_bytes();
+        let mask = mask.to_le_bytes();
         for &at in &self.id_tails {
             for i in 0..4 {
                 out[at + i] ^= mask[i];
@@ -228,6 +232,14 @@ async fn main() -> anyhow::Result<()> {
 
     let started = Instant::now();
     let deadline = started + args.duration;
+    // Another run's ids are other ids (zero without --unique-ids: unused).
+    let salt = if args.unique_ids {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.subsec_nanos() | 1)
+    } else {
+        0
+    };
     let sent = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let tally = Arc::new(Mutex::new(Tally::default()));
@@ -271,7 +283,7 @@ async fn main() -> anyhow::Result<()> {
                     tokio::time::sleep_until(slot.into()).await;
                 }
                 let encoded = &requests[n as usize % requests.len()];
-                let body = encoded.with_fresh_ids((n as usize / requests.len()) as u32);
+                let body = encoded.with_fresh_ids((n as usize / requests.len()) as u32, salt);
                 let t0 = Instant::now();
                 let outcome: Result<(), String> = match grpc.as_mut() {
                     Some(client) => {
