@@ -994,10 +994,12 @@ pub fn to_trace(id: &[u8; 16], resource_spans: Vec<ResourceSpans>) -> crate::tra
                 reasoning_tokens: call.reasoning_tokens,
                 cost_usd: call.client_cost_usd.or(computed),
                 time_to_first_token_ms: call.time_to_first_token_ms,
+                finish_reasons: call.finish_reasons,
+                messages: Default::default(),
             }
         });
         cost += llm.as_ref().and_then(|c| c.cost_usd).unwrap_or(0.0);
-        nodes.push(SpanNode {
+        nodes.push(crate::traces::with_messages(SpanNode {
             span_id: hex(&row.span_id),
             parent_span_id: row.parent_span_id.map(|p| hex(&p)),
             service: row.service,
@@ -1013,7 +1015,7 @@ pub fn to_trace(id: &[u8; 16], resource_spans: Vec<ResourceSpans>) -> crate::tra
             links: json(&row.links),
             llm,
             children: Vec::new(),
-        });
+        }));
     }
     Trace {
         trace_id: hex(id),

@@ -7,6 +7,7 @@
 
 use crate::problem::Problem;
 use observatory_schemas::civil::rfc3339_nanos;
+use observatory_schemas::messages::{chat, Chat};
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -35,6 +36,12 @@ pub struct LlmCall {
     pub cost_usd: Option<f64>,
     /// Time to first token.
     pub time_to_first_token_ms: Option<f64>,
+    /// Why generation stopped, one per choice.
+    pub finish_reasons: Vec<String>,
+    /// The captured content as chat messages (empty lists when the
+    /// instrumentation captured none), from any of the dialects
+    /// `observatory_schemas::messages` reads.
+    pub messages: Chat,
 }
 
 /// One span of the tree.
@@ -150,7 +157,8 @@ SELECT s.span_id, s.parent_span_id, s.service, s.name, s.kind, s.start_time, s.d
        s.status_code, s.status_message, s.scope_name, s.attributes::text, s.resource::text,
        s.events::text, s.links::text,
        c.provider, c.model, c.operation, c.input_tokens, c.output_tokens, c.cache_read_tokens,
-       c.cache_write_tokens, c.reasoning_tokens, c.cost_usd, c.time_to_first_token_ms
+       c.cache_write_tokens, c.reasoning_tokens, c.cost_usd, c.time_to_first_token_ms,
+       c.finish_reasons
 FROM span_rows s
 LEFT JOIN llm_calls c
   ON c.tenant = s.tenant AND c.trace_id = s.trace_id AND c.span_id = s.span_id AND c.start_time = s.start_time
@@ -196,6 +204,8 @@ pub(crate) async fn load_spans(
                 reasoning_tokens: r.get(21),
                 cost_usd: r.get(22),
                 time_to_first_token_ms: r.get(23),
+                finish_reasons: r.get(24),
+                messages: Chat::default(),
             }),
         })
         .collect())
@@ -222,7 +232,7 @@ pub async fn load(
     let mut cost = 0.0;
     for s in spans {
         cost += s.llm.as_ref().and_then(|c| c.cost_usd).unwrap_or(0.0);
-        nodes.push(SpanNode {
+        nodes.push(with_messages(SpanNode {
             span_id: hex(&s.span_id),
             parent_span_id: s.parent_span_id.as_deref().map(hex),
             start_time: rfc3339_nanos(s.start_ns() as i64),
@@ -238,7 +248,7 @@ pub async fn load(
             links: json(s.links),
             llm: s.llm,
             children: Vec::new(),
-        });
+        }));
     }
     Ok(Some(Trace {
         trace_id: hex(id),
@@ -247,6 +257,14 @@ pub async fn load(
         roots: tree(nodes),
         truncated,
     }))
+}
+
+/// Fills a model call's `messages` from its span's attributes and events.
+pub(crate) fn with_messages(mut node: SpanNode) -> SpanNode {
+    if let Some(llm) = node.llm.as_mut() {
+        llm.messages = chat(&node.attributes, &node.events);
+    }
+    node
 }
 
 /// Nests spans under their parents (input and children in start order).

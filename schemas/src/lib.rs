@@ -34,6 +34,7 @@ pub mod genai;
 pub mod histogram;
 pub mod ids;
 pub mod kafka;
+pub mod messages;
 pub mod migrations;
 pub mod murmur2;
 pub mod otlp;
