@@ -93,6 +93,46 @@ SELECT 'bench', t.trace_id, t.start_time, t.start_time + (t.llm_ms + 500) * inte
        's-' || (t.i % 50000), t.start_time + interval '1 millisecond'
 FROM t JOIN models mo ON mo.m = t.m;
 
+-- One large trace for the UI benchmark: 5 000 spans (md5('big-trace') is
+-- its id), an hour ago: a root, 99 agent steps under it, and under each step
+-- tool calls and model calls (every tenth span a model call of gpt-4o).
+CREATE TEMP TABLE big AS
+SELECT k,
+       decode(md5('big-trace'), 'hex') AS trace_id,
+       date_trunc('minute', now()) - interval '1 hour' + k * interval '2 milliseconds' AS start_time,
+       decode(substr(md5('big-' || k), 1, 16), 'hex') AS span_id,
+       CASE WHEN k = 0 THEN NULL WHEN k < 100 THEN decode(substr(md5('big-0'), 1, 16), 'hex')
+            ELSE decode(substr(md5('big-' || (1 + k % 99)), 1, 16), 'hex') END AS parent,
+       CASE WHEN k = 0 THEN 12000 WHEN k < 100 THEN 400 + k ELSE 5 + k % 300 END AS ms,
+       k > 0 AND k % 10 = 1 AS llm
+FROM generate_series(0, 4999) k;
+INSERT INTO spans
+SELECT 'bench', b.trace_id, b.span_id, b.parent, 'svc-' || (b.k % 5),
+       CASE WHEN b.k = 0 THEN 'agent run' WHEN b.k < 100 THEN 'agent step ' || b.k
+            WHEN b.llm THEN 'chat gpt-4o' ELSE 'tool search' END,
+       CASE WHEN b.llm THEN 3 ELSE 1 END, b.start_time, b.ms * 1000000::bigint,
+       CASE WHEN b.k % 97 = 5 THEN 2 ELSE 0 END, '', 'bench',
+       CASE WHEN b.llm THEN jsonb_build_object('gen_ai.operation.name', 'chat', 'gen_ai.provider.name', 'openai',
+                                               'gen_ai.request.model', 'gpt-4o', 'gen_ai.usage.input_tokens', 500,
+                                               'gen_ai.usage.output_tokens', 50)
+            ELSE jsonb_build_object('step', b.k) END,
+       jsonb_build_object('service.name', 'svc-' || (b.k % 5), 'deployment.environment.name', 'prod'),
+       '[]'::jsonb, '[]'::jsonb, now()
+FROM big b;
+INSERT INTO llm_calls
+SELECT 'bench', b.trace_id, b.span_id, b.start_time, 'svc-' || (b.k % 5), 'prod', 'openai', 'gpt-4o', 'gpt-4o',
+       'chat', b.ms, false, 500, 50, 0, 0, 0, 0.00175, 0.00175, NULL, NULL, ARRAY['stop'], 'user-big', 's-big',
+       NULL, NULL, NULL, NULL, least(64, greatest(0, ceil(log(2, b.ms::numeric) * 4)))::int2, NULL
+FROM big b WHERE b.llm;
+INSERT INTO trace_summaries
+SELECT 'bench', decode(md5('big-trace'), 'hex'), min(start_time), min(start_time) + interval '12 seconds',
+       12000000, 'svc-0', 'agent run', false, min(start_time), 5000,
+       (1 + CASE WHEN bool_or(k % 97 = 5) THEN 4 ELSE 0 END)::int2, count(*) FILTER (WHERE llm),
+       500 * count(*) FILTER (WHERE llm), 50 * count(*) FILTER (WHERE llm), 0, 0, 0, 550 * count(*) FILTER (WHERE llm),
+       0.00175 * count(*) FILTER (WHERE llm), ARRAY['svc-0', 'svc-1', 'svc-2', 'svc-3', 'svc-4'], ARRAY['gpt-4o'],
+       ARRAY['openai'], ARRAY['prod'], 'user-big', min(start_time), 's-big', min(start_time)
+FROM big;
+
 CREATE INDEX IF NOT EXISTS llm_calls_tenant_time ON llm_calls (tenant, start_time DESC);
 CREATE INDEX IF NOT EXISTS trace_summaries_start ON trace_summaries (tenant, start_time, trace_id);
 CREATE INDEX IF NOT EXISTS trace_summaries_duration ON trace_summaries (tenant, duration_us, trace_id, start_time);

@@ -12,6 +12,8 @@
 #    out of the way) is driven by apibench: trace by id, the 24-hour metrics
 #    query uncached and cached, and cached throughput; the API's CPU seconds
 #    over the throughput phase and its peak RSS are read from /proc.
+# 3. The web UI (BENCH_UI=0 skips it): uibench opens the trace list, the
+#    5 000-span trace and the 24-hour dashboard in headless Chromium.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -59,4 +61,12 @@ TP0=$(cat .stack/bench/api-ticks-start); TP1=$(cat .stack/bench/api-ticks-end)
 echo "api CPU over the throughput phase: $(awk -v t="$((TP1 - TP0))" -v hz="$HZ" 'BEGIN { printf "%.2f", t / hz }') s"
 echo "api CPU over the whole run: $(awk -v t="$(( $(ticks) - T0 ))" -v hz="$HZ" 'BEGIN { printf "%.2f", t / hz }') s"
 echo "api peak RSS: $(awk '/VmHWM/ { printf "%.0f MiB", $2 / 1024 }' "/proc/$API/status")"
+if [ "${BENCH_UI:-1}" = 1 ]; then
+  # The web UI's pages in headless Chromium, on the same data (uibench).
+  set -a
+  eval "$(integration/stack.sh browser)"
+  set +a
+  target/release/uibench --api http://127.0.0.1:18080 --token "$TOKEN" \
+    --trace "$(printf big-trace | md5sum | cut -c1-32)"
+fi
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"

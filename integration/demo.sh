@@ -59,7 +59,9 @@ if listening 8889; then
   echo "[demo] a sink already answers on :8889; using it" >&2
 else
   echo "[demo] starting observatory-consumer timescale into $DATABASE_URL (log: $STATE/consumer.log)" >&2
-  nohup "$BIN/observatory-consumer" timescale >"$STATE/consumer.log" 2>&1 &
+  # The demo keeps message content (CAPTURE_CONTENT; off by default), so
+  # that the web UI shows each model call's messages and `q=` finds words.
+  CAPTURE_CONTENT=true nohup "$BIN/observatory-consumer" timescale >"$STATE/consumer.log" 2>&1 &
   echo $! >"$STATE/consumer.pid"
 fi
 if listening 8890; then
@@ -112,6 +114,8 @@ The pipeline is running:
   Tempo blocks   s3://$S3_BUCKET/demo/single-tenant/<block id>/ on $S3_ENDPOINT
                  (files under $STATE/s3/$S3_BUCKET/demo/single-tenant/), vParquet4
   Tempo sink     http://127.0.0.1:8890/metrics, log $STATE/tempo.log
+  web UI         http://127.0.0.1:8080/#token=$TOKEN
+                 (signs you in as a viewer of tenant default; the token leaves the address bar at once)
   query API      http://127.0.0.1:8080 (docs/api.md; OpenAPI at /api/v1/openapi.json), log $STATE/api.log
                  a viewer token for tenant default (24 h): TOKEN=$TOKEN
                  costs by model, the 5 costliest and 5 slowest traces of the last hour, errors, metrics, Tempo's search:

@@ -4,6 +4,7 @@
 #   integration/stack.sh up       start whatever is missing (idempotent), print endpoints
 #   integration/stack.sh down     stop what this script started
 #   integration/stack.sh build-tools  install what compiling the workspace needs (.ci/run)
+#   integration/stack.sh browser  install headless Chromium and chromedriver (UI tests)
 #   integration/stack.sh status   say what is running
 #
 # - Kafka protocol: tansu 0.6 (crates.io) on 127.0.0.1:9092. It is installed
@@ -176,6 +177,15 @@ case "${1:-up}" in
     # What compiling the workspace needs (C toolchain, OpenSSL headers).
     build_tools
     ;;
+  browser)
+    # The UI tests' browser: Debian's chromium and chromium-driver.
+    if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
+      log "installing chromium and chromium-driver for the UI tests"
+      apt_install chromium chromium-driver
+    fi
+    echo "CHROMEDRIVER=$(command -v chromedriver)"
+    echo "CHROMIUM_BIN=$(command -v chromium)"
+    ;;
   up)
     build_tools
     kafka_up
@@ -205,7 +215,7 @@ EOT
     status_line s3 "$S3_PORT"
     ;;
   *)
-    echo "usage: $0 up|down|status" >&2
+    echo "usage: $0 up|down|status|build-tools|browser" >&2
     exit 2
     ;;
 esac

@@ -27,6 +27,11 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install cargo-nextest --locked >&2
 fi
 
+# The UI tests' headless browser (Debian's chromium and chromium-driver).
+set -a
+eval "$(integration/stack.sh browser)"
+set +a
+
 # The deployment checks' tools (a Python virtualenv, Debian's docker-compose).
 eval "$(integration/deploy-check/install.sh)"
 export DEPLOY_CHECK_PYTHON

@@ -17,6 +17,7 @@ pub mod kafka;
 pub mod postgres;
 pub mod process;
 pub mod proxy;
+pub mod webdriver;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;

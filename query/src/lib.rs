@@ -5,9 +5,10 @@
 //! reaches PostgreSQL as a bound parameter, never as SQL text; every error
 //! is an RFC 9457 problem document naming what was wrong ([`problem`]).
 //!
-//! Start reading at [`routes`]. Here so far: health, readiness and
-//! `GET /api/v1/traces/{trace_id}` from PostgreSQL ([`traces`]); the search,
-//! analytics, Tempo-compatible endpoints and the Redis cache are to come.
+//! Start reading at [`routes`]: health, the trace API ([`traces`],
+//! [`search`]), LLM analytics ([`analytics`], [`budgets`]), Grafana Tempo's
+//! API ([`tempo_api`]) over PostgreSQL and the Tempo blocks ([`blocks`]),
+//! and the web UI's assets ([`ui`]), which read only this public API.
 
 pub mod analytics;
 pub mod audit;
@@ -27,4 +28,5 @@ pub mod server;
 pub mod sql;
 pub mod tempo_api;
 pub mod traces;
+pub mod ui;
 pub mod v1;

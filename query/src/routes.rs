@@ -268,6 +268,8 @@ pub fn routes(state: State) -> impl Filter<Extract = (impl Reply,), Error = Infa
         .unify()
         .or(crate::tempo_api::routes(state))
         .unify()
+        .or(crate::ui::routes())
+        .unify()
         .recover(recover)
         .unify()
         .with(warp::log::custom(move |info| observe.observe(info)))

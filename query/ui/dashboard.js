@@ -1,0 +1,176 @@
+// Costs and performance over a window: cost, tokens, calls, error rate,
+// latency and time to first token by model, provider, service or
+// environment; totals, the most costly groups and the budgets with their
+// use and a month-end forecast. Reads /api/v1/llm/metrics, /llm/costs and
+// /budgets, the same numbers a script gets.
+
+import { get } from "./api.js";
+import { h, field, notice } from "./dom.js";
+import { lineChart } from "./chart.js";
+import * as fmt from "./format.js";
+
+const GROUPS = [
+  ["model", "Model"],
+  ["provider", "Provider"],
+  ["service", "Service"],
+  ["environment", "Environment"],
+];
+const MAX_SERIES = 8;
+
+export function render(main, _arg, params) {
+  const range = params.range || "24h";
+  const group = params.group_by || "model";
+  const controls = h(
+    "form",
+    { class: "filters", "aria-label": "Dashboard window" },
+    field("Window", h("select", { name: "range" }, fmt.RANGES.map(([k, label]) => h("option", { value: k, selected: k === range }, label)))),
+    field("By", h("select", { name: "group_by" }, GROUPS.map(([k, label]) => h("option", { value: k, selected: k === group }, label)))),
+  );
+  controls.addEventListener("change", () => {
+    const data = new FormData(controls);
+    location.hash = fmt.hashOf("dashboard", { range: data.get("range"), group_by: data.get("group_by") });
+  });
+  const body = h("div", { class: "dashboard", "aria-busy": "true" }, h("p", { class: "muted" }, "Loading…"));
+  main.replaceChildren(h("h1", {}, "Costs and performance"), controls, body);
+  load(body, range, group);
+}
+
+async function load(body, range, group) {
+  const { from, to } = fmt.timeWindow({ range });
+  let grouped;
+  let all;
+  let costs;
+  try {
+    [grouped, all, costs] = await Promise.all([
+      get("/api/v1/llm/metrics", { from, to, group_by: group }),
+      get("/api/v1/llm/metrics", { from, to }),
+      get("/api/v1/llm/costs", { from, to, group_by: group, top: 10 }),
+    ]);
+  } catch (e) {
+    body.setAttribute("aria-busy", "false");
+    body.replaceChildren(notice("error", `The dashboard did not load: ${e.message}`));
+    return;
+  }
+  body.setAttribute("aria-busy", "false");
+  const name = (s) => s.group[group] || "(none)";
+  // The costliest groups get a line each; the rest are summed in "other".
+  const rank = new Map(costs.top.map((g, i) => [g.group[group], i]));
+  const series = grouped.series
+    .slice()
+    .sort((a, b) => (rank.get(a.group[group]) ?? 1e9) - (rank.get(b.group[group]) ?? 1e9));
+  const shown = series.slice(0, MAX_SERIES);
+  const rest = series.slice(MAX_SERIES);
+  const lines = (value) => {
+    const out = shown.map((s) => ({ name: name(s), points: s.points.map((p) => [Date.parse(p.time), value(p)]) }));
+    if (rest.length) {
+      const sum = new Map();
+      for (const s of rest) for (const p of s.points) sum.set(p.time, (sum.get(p.time) || 0) + value(p));
+      out.push({ name: `other (${rest.length})`, colour: "#888", dash: "4 3", points: [...sum].map(([t, v]) => [Date.parse(t), v]) });
+    }
+    return out;
+  };
+  const total = all.series[0] ? all.series[0].points : [];
+  const one = (label, value, dash, colour) => ({ name: label, dash, colour, points: total.map((p) => [Date.parse(p.time), value(p)]) });
+  const w = { from: grouped.from, to: grouped.to };
+  const t = costs.total;
+  const tiles = h(
+    "div",
+    { class: "tiles" },
+    tile("Cost", fmt.cost(t.cost_usd), t.unpriced_calls ? `${fmt.int(t.unpriced_calls)} calls not priced` : ""),
+    tile("Model calls", fmt.int(t.calls)),
+    tile("Tokens", fmt.compact(t.input_tokens + t.output_tokens), `${fmt.compact(t.input_tokens)} in · ${fmt.compact(t.output_tokens)} out`),
+    tile("Error rate", fmt.percent(t.error_rate), `${fmt.int(t.errors)} errors`),
+  );
+  const charts = h(
+    "div",
+    { class: "charts" },
+    lineChart({ title: `Cost per ${grouped.bucket} (USD)`, ...w, series: lines((p) => p.cost_usd), format: fmt.cost }),
+    lineChart({ title: `Tokens per ${grouped.bucket}`, ...w, series: lines((p) => p.input_tokens + p.output_tokens), format: fmt.compact }),
+    lineChart({ title: `Model calls per ${grouped.bucket}`, ...w, series: lines((p) => p.calls), format: fmt.compact }),
+    lineChart({ title: "Error rate", ...w, series: lines((p) => p.error_rate), format: fmt.percent }),
+    lineChart({
+      title: "Latency, all calls",
+      ...w,
+      series: [
+        one("p50", (p) => (p.latency_ms ? p.latency_ms.p50 : null), null, "#2b7bb9"),
+        one("p95", (p) => (p.latency_ms ? p.latency_ms.p95 : null), "6 3", "#d08a10"),
+        one("p99", (p) => (p.latency_ms ? p.latency_ms.p99 : null), "2 2", "#c0392b"),
+      ],
+      format: fmt.duration,
+    }),
+    lineChart({
+      title: "Time to first token (streaming calls)",
+      ...w,
+      series: [one("p50", (p) => (p.ttft_ms ? p.ttft_ms.p50 : null), null, "#2b7bb9"), one("p95", (p) => (p.ttft_ms ? p.ttft_ms.p95 : null), "6 3", "#d08a10")],
+      format: fmt.duration,
+    }),
+  );
+  body.replaceChildren(tiles, charts, topTable(costs, group), budgets(costs.budgets));
+  fmt.rendered("dashboard");
+}
+
+function tile(label, value, sub) {
+  return h("div", { class: "tile" }, h("div", { class: "muted" }, label), h("div", { class: "big" }, value), sub ? h("div", { class: "muted small" }, sub) : null);
+}
+
+function topTable(costs, group) {
+  const rows = costs.top.map((g) =>
+    h(
+      "tr",
+      {},
+      h("th", { scope: "row" }, g.group[group] || "(none)"),
+      h("td", { class: "num" }, fmt.cost(g.cost_usd)),
+      h("td", { class: "num" }, fmt.percent(g.share)),
+      h("td", { class: "num" }, fmt.int(g.calls)),
+      h("td", { class: "num" }, fmt.compact(g.input_tokens + g.output_tokens)),
+      h("td", { class: "num" }, fmt.percent(g.error_rate)),
+    ),
+  );
+  if (costs.other) rows.push(h("tr", { class: "muted" }, h("th", { scope: "row" }, "everything else"), h("td", { class: "num" }, fmt.cost(costs.other.cost_usd)), h("td"), h("td", { class: "num" }, fmt.int(costs.other.calls)), h("td"), h("td")));
+  return h(
+    "section",
+    {},
+    h("h2", {}, `Top ${costs.top.length} by cost`),
+    rows.length
+      ? h("table", { class: "top" }, h("thead", {}, h("tr", {}, ["", "Cost", "Share", "Calls", "Tokens", "Errors"].map((c) => h("th", { scope: "col" }, c)))), h("tbody", {}, rows))
+      : h("p", { class: "muted" }, "No model calls in this window."),
+  );
+}
+
+/** Budgets: this month's spend, its share, and a straight-line forecast to month end. */
+function budgets(list) {
+  const now = new Date();
+  const monthStart = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1);
+  const monthEnd = Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1);
+  const elapsed = Math.max((now.getTime() - monthStart) / (monthEnd - monthStart), 1 / 720);
+  return h(
+    "section",
+    {},
+    h("h2", {}, "Budgets this month"),
+    list.length
+      ? h(
+          "table",
+          { class: "budgets" },
+          h("thead", {}, h("tr", {}, ["Scope", "Monthly", "Spent", "Used", "Forecast", ""].map((c) => h("th", { scope: "col" }, c)))),
+          h(
+            "tbody",
+            {},
+            list.map((b) => {
+              const forecast = b.spent_usd / elapsed;
+              const over = b.exceeded || forecast > b.monthly_usd;
+              return h(
+                "tr",
+                {},
+                h("th", { scope: "row" }, b.service ? `service ${b.service}` : "whole tenant"),
+                h("td", { class: "num" }, fmt.cost(b.monthly_usd)),
+                h("td", { class: "num" }, fmt.cost(b.spent_usd)),
+                h("td", {}, h("meter", { min: 0, max: 1, value: Math.min(b.used_fraction || 0, 1), "aria-label": "used" }), ` ${fmt.percent(b.used_fraction || 0)}`),
+                h("td", { class: "num" }, fmt.cost(forecast)),
+                h("td", {}, b.exceeded ? h("span", { class: "bad" }, "✕ exceeded") : over ? h("span", { class: "warn" }, "! on course to exceed") : h("span", { class: "ok" }, "✓ on track")),
+              );
+            }),
+          ),
+        )
+      : h("p", { class: "muted" }, "No budget is set. An admin sets one with PUT /api/v1/budgets/tenant."),
+  );
+}

@@ -1,0 +1,102 @@
+// How numbers, times and durations read on every page.
+
+export function duration(ms) {
+  if (ms === null || ms === undefined || Number.isNaN(ms)) return "–";
+  if (ms < 1) return `${(ms * 1000).toFixed(0)} µs`;
+  if (ms < 1000) return `${ms < 10 ? ms.toFixed(2) : ms.toFixed(0)} ms`;
+  if (ms < 60000) return `${(ms / 1000).toFixed(2)} s`;
+  const m = Math.floor(ms / 60000);
+  return `${m} min ${((ms % 60000) / 1000).toFixed(0)} s`;
+}
+
+export function cost(usd) {
+  if (usd === null || usd === undefined) return "–";
+  if (usd === 0) return "$0";
+  if (Math.abs(usd) < 0.01) return `$${usd.toFixed(5)}`;
+  return `$${usd.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
+}
+
+export function int(n) {
+  if (n === null || n === undefined) return "–";
+  return Number(n).toLocaleString("en-US");
+}
+
+export function compact(n) {
+  if (n === null || n === undefined) return "–";
+  const a = Math.abs(n);
+  if (a >= 1e9) return `${(n / 1e9).toFixed(1)}G`;
+  if (a >= 1e6) return `${(n / 1e6).toFixed(1)}M`;
+  if (a >= 1e3) return `${(n / 1e3).toFixed(1)}k`;
+  return Number.isInteger(n) ? String(n) : n.toFixed(2);
+}
+
+export function percent(x) {
+  if (x === null || x === undefined) return "–";
+  return `${(x * 100).toFixed(x < 0.1 ? 2 : 1)}%`;
+}
+
+/** A timestamp in the reader's local time, to the millisecond. */
+export function time(iso) {
+  if (!iso) return "–";
+  const d = new Date(iso);
+  const pad = (n, w = 2) => String(n).padStart(w, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(
+    d.getMinutes(),
+  )}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`;
+}
+
+/** Time ranges people pick. */
+export const RANGES = [
+  ["15m", "Last 15 minutes", 15 * 60e3],
+  ["1h", "Last hour", 3600e3],
+  ["6h", "Last 6 hours", 6 * 3600e3],
+  ["24h", "Last 24 hours", 24 * 3600e3],
+  ["7d", "Last 7 days", 7 * 24 * 3600e3],
+  ["30d", "Last 30 days", 30 * 24 * 3600e3],
+];
+
+/** `{from, to}` as RFC 3339 for a preset (default 1h) or explicit params. */
+export function timeWindow(params, fallback = "1h") {
+  if (params.from && params.to) return { from: params.from, to: params.to };
+  const range = RANGES.find(([k]) => k === (params.range || fallback)) || RANGES[1];
+  const to = new Date();
+  return { from: new Date(to.getTime() - range[2]).toISOString(), to: to.toISOString() };
+}
+
+/** Parses `#/page/arg?x=1&y=2` into {page, arg, params} (params: last value wins, `attr` is a list). */
+export function parseHash(hash) {
+  const [path, query = ""] = hash.replace(/^#/, "").split("?");
+  const parts = path.split("/").filter(Boolean);
+  const params = {};
+  const search = new URLSearchParams(query);
+  for (const [k, v] of search) {
+    if (k === "attr") (params.attr = params.attr || []).push(v);
+    else params[k] = v;
+  }
+  return { page: parts[0] || "", arg: parts[1] ? decodeURIComponent(parts[1]) : "", params };
+}
+
+/** `#/page?params` (empty values left out). */
+export function hashOf(page, params = {}) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) {
+    for (const one of Array.isArray(v) ? v : [v]) if (one !== undefined && one !== null && one !== "") q.append(k, one);
+  }
+  const s = q.toString();
+  return `#/${page}${s ? `?${s}` : ""}`;
+}
+
+/** A stable colour per name (services, models): a hue from its hash. */
+export function colour(name) {
+  let hash = 2166136261;
+  for (let i = 0; i < name.length; i++) hash = Math.imul(hash ^ name.charCodeAt(i), 16777619);
+  return `hsl(${(hash >>> 0) % 360} 60% 48%)`;
+}
+
+/**
+ * Marks that `page` has drawn its data (`observatory:rendered:<page>` in
+ * the Performance timeline; the UI benchmark reads it).
+ */
+export function rendered(page) {
+  performance.mark(`observatory:rendered:${page}`);
+}
