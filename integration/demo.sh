@@ -82,6 +82,7 @@ else
   AWS_ENDPOINT="$S3_ENDPOINT" AWS_ALLOW_HTTP=true AWS_REGION=us-east-1 \
     AWS_ACCESS_KEY_ID="$S3_ACCESS_KEY" AWS_SECRET_ACCESS_KEY="$S3_SECRET_KEY" \
     OBJECT_STORE_URL="s3://$S3_BUCKET/demo" \
+    PIPELINE_METRICS="collector=http://127.0.0.1:8888/metrics,timescale=http://127.0.0.1:8889/metrics,tempo=http://127.0.0.1:8890/metrics" \
     nohup "$BIN/observatory-api" >"$STATE/api.log" 2>&1 &
   echo $! >"$STATE/api.pid"
 fi
@@ -97,6 +98,7 @@ echo "[demo] sending LLM traces for ${SECONDS_TO_RUN}s at 5000 spans/s over OTLP
 sleep "${DEMO_SETTLE_SECONDS:-12}" # the Tempo sink cuts its blocks every 10 s here
 FROM=$(date -u -d '-1 hour' +%Y-%m-%dT%H:%M:%SZ)
 TOKEN=$("$BIN/observatory-api" token --tenant default --role viewer --ttl 24h)
+ADMIN_TOKEN=$("$BIN/observatory-api" token --tenant default --role admin --ttl 24h --sub demo-admin)
 
 cat <<EOT
 
@@ -116,6 +118,7 @@ The pipeline is running:
   Tempo sink     http://127.0.0.1:8890/metrics, log $STATE/tempo.log
   web UI         http://127.0.0.1:8080/#token=$TOKEN
                  (signs you in as a viewer of tenant default; the token leaves the address bar at once)
+                 as an admin, with the pipeline's health: http://127.0.0.1:8080/#token=$ADMIN_TOKEN
   query API      http://127.0.0.1:8080 (docs/api.md; OpenAPI at /api/v1/openapi.json), log $STATE/api.log
                  a viewer token for tenant default (24 h): TOKEN=$TOKEN
                  costs by model, the 5 costliest and 5 slowest traces of the last hour, errors, metrics, Tempo's search:

@@ -276,10 +276,18 @@ async fn every_page_in_a_real_browser_shows_what_the_api_answers_and_nothing_els
     .await;
     pipeline.wait_for_spans(20, WAIT).await;
 
+    let gone = observatory_integration::free_addr();
     let api = Service::api(&[
         ("DATABASE_URL", pipeline.db.url.clone()),
         ("JWT_SECRET", SECRET.into()),
         ("JWT_LEEWAY", "0s".into()),
+        (
+            "PIPELINE_METRICS",
+            format!(
+                "collector=http://{}/metrics,timescale=http://{}/metrics,tempo=http://{gone}/metrics",
+                collector.admin, pipeline.sink.admin
+            ),
+        ),
     ]);
     api.wait_ready(WAIT).await;
     let base = format!("http://{}", api.admin);
@@ -493,6 +501,61 @@ async fn every_page_in_a_real_browser_shows_what_the_api_answers_and_nothing_els
     );
     no_console_errors(&browser, "the dashboard").await;
     shot(&browser, "dashboard").await;
+
+    // Pipeline health is for admins: no link for a viewer, and the API refuses.
+    let health_link = browser.find_all("#nav a[data-page=health]").await.unwrap();
+    let shown = browser
+        .script(
+            "return !document.querySelector('#nav a[data-page=health]').hidden;",
+            json!([]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (health_link.len(), shown),
+        (1, json!(false)),
+        "a viewer sees no pipeline link"
+    );
+    browser.goto(&format!("{base}/#/health")).await.unwrap();
+    browser
+        .wait_text(".health", "did not load", PAGE)
+        .await
+        .unwrap();
+    // The browser logs the refused call itself, and nothing else.
+    let logged = browser.console().await.unwrap();
+    assert!(
+        logged
+            .iter()
+            .all(|(_, m)| m.contains("/api/v1/pipeline") && m.contains("403")),
+        "{logged:?}"
+    );
+    // An admin sees each service, the collector's accepted spans, the sink's
+    // lag per partition, and the service that does not answer as down.
+    let signout = browser.wait("#who button", PAGE).await.unwrap();
+    browser.click(&signout).await.unwrap();
+    sign_in(&browser, &base, &token("acme", "admin", "1h")).await;
+    browser.goto(&format!("{base}/#/health")).await.unwrap();
+    let health = browser.wait_text(".health", "Lag", PAGE).await.unwrap();
+    assert!(
+        health.contains("collector ✓ up") && health.contains("timescale ✓ up"),
+        "{health}"
+    );
+    assert!(
+        health.contains("tempo ✕ down") && health.contains("connect"),
+        "{health}"
+    );
+    assert!(health.contains("Kafka\n✓ ready"), "{health}");
+    assert!(
+        health.contains(&pipeline.topic),
+        "the lag names the topic: {health}"
+    );
+    // The second read gives rates.
+    browser
+        .wait_text(".health", "/s", Duration::from_secs(15))
+        .await
+        .unwrap();
+    no_console_errors(&browser, "the pipeline page").await;
+    shot(&browser, "pipeline").await;
 
     // Tenant B sees its own trace only, and A's trace is not found.
     let signout = browser.wait("#who button", PAGE).await.unwrap();

@@ -97,6 +97,11 @@ pub struct ServeArgs {
     /// (`partial`, and a cursor to go on).
     #[arg(long, env = "SEARCH_TIME_BUDGET", default_value = "400ms", value_parser = humantime::parse_duration)]
     pub search_time_budget: Duration,
+    /// The services' metrics the pipeline page reads (`GET /api/v1/pipeline`,
+    /// admin): `name=http://host:port/metrics,...`, e.g.
+    /// `collector=http://collector:8888/metrics,timescale=http://sink:8889/metrics`.
+    #[arg(long, env = "PIPELINE_METRICS", default_value = "", value_parser = parse_pipeline_metrics)]
+    pub pipeline_metrics: PipelineTargets,
     /// Most spans one trace answer holds; a larger trace is cut (the answer says `truncated`).
     #[arg(long, env = "TRACE_MAX_SPANS", default_value_t = 10_000)]
     pub trace_max_spans: usize,
@@ -325,4 +330,12 @@ mod tests {
             _ => panic!("token"),
         }
     }
+}
+
+/// The parsed `PIPELINE_METRICS`.
+#[derive(Debug, Clone, Default)]
+pub struct PipelineTargets(pub Vec<crate::pipeline::Target>);
+
+fn parse_pipeline_metrics(text: &str) -> Result<PipelineTargets, String> {
+    crate::pipeline::parse_targets(text).map(PipelineTargets)
 }

@@ -20,6 +20,7 @@ pub mod config;
 pub mod filters;
 pub mod metrics;
 pub mod openapi;
+pub mod pipeline;
 pub mod pool;
 pub mod problem;
 pub mod routes;

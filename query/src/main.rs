@@ -79,6 +79,7 @@ async fn main() -> anyhow::Result<()> {
         metrics,
         trace_max_spans: cli.serve.trace_max_spans.max(1),
         search_time_budget: cli.serve.search_time_budget,
+        pipeline: Arc::new(cli.serve.pipeline_metrics.0),
     };
     let listener = tokio::net::TcpListener::bind(cli.serve.api_addr)
         .await

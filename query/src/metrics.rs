@@ -338,7 +338,7 @@ fn method(m: &warp::http::Method) -> &'static str {
 
 /// Every route template the API serves (the OpenAPI document's paths, a
 /// test checks), and `other`.
-pub const ROUTES: [&str; 22] = [
+pub const ROUTES: [&str; 23] = [
     "/healthz",
     "/readyz",
     "/metrics",
@@ -350,6 +350,7 @@ pub const ROUTES: [&str; 22] = [
     "/api/v1/budgets/tenant",
     "/api/v1/budgets/services/{service}",
     "/api/v1/models",
+    "/api/v1/pipeline",
     "/api/v1/openapi.json",
     "/api/echo",
     "/api/status/buildinfo",
@@ -391,6 +392,7 @@ pub fn route(path: &str) -> &'static str {
         ["api", "v1", "budgets", "tenant"] => "/api/v1/budgets/tenant",
         ["api", "v1", "budgets", "services", _] => "/api/v1/budgets/services/{service}",
         ["api", "v1", "models"] => "/api/v1/models",
+        ["api", "v1", "pipeline"] => "/api/v1/pipeline",
         ["api", "v1", "openapi.json"] => "/api/v1/openapi.json",
         ["api", "echo"] => "/api/echo",
         ["api", "status", "buildinfo"] => "/api/status/buildinfo",

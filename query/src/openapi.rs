@@ -113,7 +113,7 @@ mod tests {
             parse(&mut p);
             p.asked().iter().cloned().collect()
         };
-        let cases: [(&str, BTreeSet<String>); 5] = [
+        let cases: [(&str, BTreeSet<String>); 6] = [
             (
                 "/api/v1/traces",
                 asked(&|p| {
@@ -139,6 +139,7 @@ mod tests {
                 }),
             ),
             ("/api/v1/budgets", BTreeSet::new()),
+            ("/api/v1/pipeline", BTreeSet::new()),
         ];
         for (path, parsed) in cases {
             assert_eq!(query_parameters(&doc, path), parsed, "{path}");
@@ -213,6 +214,7 @@ mod tests {
             metrics: std::sync::Arc::new(crate::metrics::Metrics::default()),
             trace_max_spans: 10_000,
             search_time_budget: std::time::Duration::from_millis(400),
+            pipeline: Default::default(),
         };
         let routes = crate::routes::routes(state);
         for (path, method, op) in operations(&doc()) {

@@ -34,6 +34,8 @@ pub struct State {
     pub trace_max_spans: usize,
     /// How long a span-level trace search may scan (`SEARCH_TIME_BUDGET`).
     pub search_time_budget: std::time::Duration,
+    /// The services whose metrics `GET /api/v1/pipeline` reads (`PIPELINE_METRICS`).
+    pub pipeline: Arc<Vec<crate::pipeline::Target>>,
 }
 
 /// Passes the claims of a token whose role is at least `need`, once the
@@ -239,6 +241,12 @@ pub fn routes(state: State) -> impl Filter<Extract = (impl Reply,), Error = Infa
         .and(with_state(state.clone()))
         .and(audit())
         .and_then(v1::delete_budget);
+    let pipeline = warp::path!("api" / "v1" / "pipeline")
+        .and(warp::get())
+        .and(query())
+        .and(admin())
+        .and(with_state(state.clone()))
+        .and_then(v1::pipeline);
     let openapi = warp::path!("api" / "v1" / "openapi.json")
         .and(warp::get())
         .map(crate::openapi::reply);
@@ -265,6 +273,8 @@ pub fn routes(state: State) -> impl Filter<Extract = (impl Reply,), Error = Infa
         .or(put_budget)
         .unify()
         .or(delete_budget)
+        .unify()
+        .or(pipeline)
         .unify()
         .or(crate::tempo_api::routes(state))
         .unify()

@@ -43,7 +43,7 @@ macro_rules! assets {
 
 const JS: &str = "text/javascript; charset=utf-8";
 
-static ASSETS: [Asset; 12] = assets![
+static ASSETS: [Asset; 13] = assets![
     "index.html" => "text/html; charset=utf-8",
     "style.css" => "text/css; charset=utf-8",
     "app.js" => JS,
@@ -56,6 +56,7 @@ static ASSETS: [Asset; 12] = assets![
     "traces.js" => JS,
     "trace.js" => JS,
     "dashboard.js" => JS,
+    "health.js" => JS,
 ];
 
 impl Asset {

@@ -130,6 +130,20 @@ pub async fn models(
 }
 
 /// `GET /api/v1/budgets`.
+/// `GET /api/v1/pipeline` (admin): the services' health from their own metrics.
+pub async fn pipeline(
+    pairs: Pairs,
+    _claims: Claims,
+    state: State,
+) -> Result<warp::reply::Response, Rejection> {
+    Params::new(pairs)
+        .and_then(|p| p.finish())
+        .map_err(reject)?;
+    let answer = crate::pipeline::read(&state.pipeline).await;
+    Ok(warp::reply::json(&answer).into_response())
+}
+
+/// `GET /api/v1/budgets`.
 pub async fn list_budgets(
     pairs: Pairs,
     claims: Claims,

@@ -1,5 +1,5 @@
 // The router: `#/traces`, `#/trace/<id>?span=<id>`, `#/dashboard`,
-// `#/signin`. Every page is a module with `render(main, arg, params)` that
+// `#/health` (admins), `#/signin`. Every page is a module with `render(main, arg, params)` that
 // may return a function to call when the page is left.
 
 import { user, signIn, signOut } from "./api.js";
@@ -9,8 +9,9 @@ import * as signin from "./signin.js";
 import * as traces from "./traces.js";
 import * as trace from "./trace.js";
 import * as dashboard from "./dashboard.js";
+import * as health from "./health.js";
 
-const PAGES = { signin, traces, trace, dashboard };
+const PAGES = { signin, traces, trace, dashboard, health };
 let leave = null;
 let expiry = null;
 
@@ -35,6 +36,7 @@ function header(claims) {
     h("button", { type: "button", class: "link", onclick: () => signOut("You signed out.") }, "Sign out"),
   );
   const { page } = parseHash(location.hash);
+  nav.querySelector('[data-page="health"]').hidden = claims.role !== "admin";
   for (const a of nav.querySelectorAll("a")) {
     if (a.dataset.page === page || (page === "trace" && a.dataset.page === "traces")) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");

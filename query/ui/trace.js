@@ -71,7 +71,7 @@ function view(main, trace, selectedId) {
     h("p", { class: "legend" }, services.map((s) => h("span", { class: "svc" }, h("i", { style: null, class: "swatch", dataset: { colour: s } }), s))),
   );
 
-  const ruler = h("div", { class: "ruler", "aria-hidden": "true" }, [0, 0.25, 0.5, 0.75, 1].map((f) => h("span", { class: "tick", dataset: { at: f } }, fmt.duration(total * f))));
+  const ruler = h("div", { class: "ruler", "aria-hidden": "true" }, [0, 0.25, 0.5, 0.75, 1].map((f) => h("span", { class: "tick", dataset: { at: f } }, f ? fmt.duration(total * f) : "0")));
   const spacer = h("div", { class: "spacer" });
   const tree = h(
     "div",
@@ -142,7 +142,8 @@ function view(main, trace, selectedId) {
     bar.style.left = `${left}%`;
     bar.style.width = `max(2px, ${(n.duration_ms / total) * 100}%)`;
     bar.style.background = fmt.colour(n.service);
-    el.querySelector(".bar-label").style.left = `min(${left}%, 80%)`;
+    // The duration to the right of the bar (inside it near the end of the trace).
+    el.querySelector(".bar-label").style.left = `min(${left + (n.duration_ms / total) * 100}%, 88%)`;
     for (const s of el.querySelectorAll(".swatch")) s.style.background = fmt.colour(s.dataset.colour);
     return el;
   }
