@@ -13,7 +13,8 @@
 #    query uncached and cached, and cached throughput; the API's CPU seconds
 #    over the throughput phase and its peak RSS are read from /proc.
 # 3. The web UI (BENCH_UI=0 skips it): uibench opens the trace list, the
-#    5 000-span trace and the 24-hour dashboard in headless Chromium.
+#    5 000-span trace and the 24-hour dashboard in headless Chromium, from a
+#    second API without Redis (every load uncached).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -66,7 +67,12 @@ if [ "${BENCH_UI:-1}" = 1 ]; then
   set -a
   eval "$(integration/stack.sh browser)"
   set +a
-  target/release/uibench --api http://127.0.0.1:18080 --token "$TOKEN" \
+  # A second API without Redis, so that every load is uncached.
+  env -u REDIS_URL API_ADDR=127.0.0.1:18081 target/release/observatory-api >.stack/bench/api-ui.log 2>&1 &
+  UI_API=$!
+  until (exec 3<>/dev/tcp/127.0.0.1/18081) 2>/dev/null; do sleep 0.2; done
+  target/release/uibench --api http://127.0.0.1:18081 --token "$TOKEN" \
     --trace "$(printf big-trace | md5sum | cut -c1-32)"
+  kill "$UI_API"
 fi
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)"

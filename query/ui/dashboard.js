@@ -16,6 +16,8 @@ const GROUPS = [
   ["environment", "Environment"],
 ];
 const MAX_SERIES = 8;
+/** The bucket of each window: under 300 points, hourly from 24 hours on. */
+const BUCKETS = { "15m": "1m", "1h": "1m", "6h": "5m", "24h": "1h", "7d": "6h", "30d": "12h" };
 
 export function render(main, _arg, params) {
   const range = params.range || "24h";
@@ -37,13 +39,16 @@ export function render(main, _arg, params) {
 
 async function load(body, range, group) {
   const { from, to } = fmt.timeWindow({ range });
+  // Whole-hour buckets read the hourly rollups (tens of milliseconds over
+  // a day); finer ones the per-minute rollups, which only short windows need.
+  const bucket = BUCKETS[range] || "1h";
   let grouped;
   let all;
   let costs;
   try {
     [grouped, all, costs] = await Promise.all([
-      get("/api/v1/llm/metrics", { from, to, group_by: group }),
-      get("/api/v1/llm/metrics", { from, to }),
+      get("/api/v1/llm/metrics", { from, to, bucket, group_by: group }),
+      get("/api/v1/llm/metrics", { from, to, bucket }),
       get("/api/v1/llm/costs", { from, to, group_by: group, top: 10 }),
     ]);
   } catch (e) {
