@@ -288,6 +288,7 @@ async fn every_page_in_a_real_browser_shows_what_the_api_answers_and_nothing_els
                 collector.admin, pipeline.sink.admin
             ),
         ),
+        ("PIPELINE_TENANTS", "acme".into()),
     ]);
     api.wait_ready(WAIT).await;
     let base = format!("http://{}", api.admin);
@@ -556,6 +557,15 @@ async fn every_page_in_a_real_browser_shows_what_the_api_answers_and_nothing_els
         .unwrap();
     no_console_errors(&browser, "the pipeline page").await;
     shot(&browser, "pipeline").await;
+    // It is every tenant's traffic together: an admin of another tenant than
+    // PIPELINE_TENANTS names is refused.
+    let other = reqwest::Client::new()
+        .get(format!("{base}/api/v1/pipeline"))
+        .bearer_auth(token("beta", "admin", "1h"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 403);
 
     // Tenant B sees its own trace only, and A's trace is not found.
     let signout = browser.wait("#who button", PAGE).await.unwrap();

@@ -102,6 +102,16 @@ pub struct ServeArgs {
     /// `collector=http://collector:8888/metrics,timescale=http://sink:8889/metrics`.
     #[arg(long, env = "PIPELINE_METRICS", default_value = "", value_parser = parse_pipeline_metrics)]
     pub pipeline_metrics: PipelineTargets,
+    /// Tenants whose admins may read the pipeline's health (comma-separated).
+    /// It is the whole pipeline's, every tenant's traffic together, so in a
+    /// shared deployment name only the operators' tenant.
+    #[arg(
+        long,
+        env = "PIPELINE_TENANTS",
+        default_value = "default",
+        value_delimiter = ','
+    )]
+    pub pipeline_tenants: Vec<String>,
     /// Most spans one trace answer holds; a larger trace is cut (the answer says `truncated`).
     #[arg(long, env = "TRACE_MAX_SPANS", default_value_t = 10_000)]
     pub trace_max_spans: usize,

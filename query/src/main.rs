@@ -80,6 +80,14 @@ async fn main() -> anyhow::Result<()> {
         trace_max_spans: cli.serve.trace_max_spans.max(1),
         search_time_budget: cli.serve.search_time_budget,
         pipeline: Arc::new(cli.serve.pipeline_metrics.0),
+        pipeline_tenants: Arc::new(
+            cli.serve
+                .pipeline_tenants
+                .iter()
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+                .collect(),
+        ),
     };
     let listener = tokio::net::TcpListener::bind(cli.serve.api_addr)
         .await

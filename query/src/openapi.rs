@@ -215,6 +215,7 @@ mod tests {
             trace_max_spans: 10_000,
             search_time_budget: std::time::Duration::from_millis(400),
             pipeline: Default::default(),
+            pipeline_tenants: Default::default(),
         };
         let routes = crate::routes::routes(state);
         for (path, method, op) in operations(&doc()) {

@@ -36,6 +36,8 @@ pub struct State {
     pub search_time_budget: std::time::Duration,
     /// The services whose metrics `GET /api/v1/pipeline` reads (`PIPELINE_METRICS`).
     pub pipeline: Arc<Vec<crate::pipeline::Target>>,
+    /// Tenants whose admins may read it (`PIPELINE_TENANTS`).
+    pub pipeline_tenants: Arc<Vec<String>>,
 }
 
 /// Passes the claims of a token whose role is at least `need`, once the

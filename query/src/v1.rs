@@ -133,12 +133,18 @@ pub async fn models(
 /// `GET /api/v1/pipeline` (admin): the services' health from their own metrics.
 pub async fn pipeline(
     pairs: Pairs,
-    _claims: Claims,
+    claims: Claims,
     state: State,
 ) -> Result<warp::reply::Response, Rejection> {
     Params::new(pairs)
         .and_then(|p| p.finish())
         .map_err(reject)?;
+    // Every tenant's traffic together: only the operators' tenants see it.
+    if !state.pipeline_tenants.contains(&claims.tenant) {
+        return Err(reject(Problem::forbidden(
+            "the pipeline's health is the whole deployment's: only admins of the tenants in PIPELINE_TENANTS read it",
+        )));
+    }
     let answer = crate::pipeline::read(&state.pipeline).await;
     Ok(warp::reply::json(&answer).into_response())
 }

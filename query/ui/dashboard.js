@@ -65,9 +65,10 @@ async function load(body, range, group) {
     .sort((a, b) => (rank.get(a.group[group]) ?? 1e9) - (rank.get(b.group[group]) ?? 1e9));
   const shown = series.slice(0, MAX_SERIES);
   const rest = series.slice(MAX_SERIES);
-  const lines = (value) => {
+  // `summed`: the rest of the groups as one "other" line (not for percentiles).
+  const lines = (value, summed = true) => {
     const out = shown.map((s) => ({ name: name(s), points: s.points.map((p) => [Date.parse(p.time), value(p)]) }));
-    if (rest.length) {
+    if (rest.length && summed) {
       const sum = new Map();
       for (const s of rest) for (const p of s.points) sum.set(p.time, (sum.get(p.time) || 0) + value(p));
       out.push({ name: `other (${rest.length})`, colour: "#888", dash: "4 3", points: [...sum].map(([t, v]) => [Date.parse(t), v]) });
@@ -103,6 +104,8 @@ async function load(body, range, group) {
       ],
       format: fmt.duration,
     }),
+    lineChart({ title: `Latency p95 by ${group}`, ...w, series: lines((p) => (p.latency_ms ? p.latency_ms.p95 : null), false), format: fmt.duration }),
+    lineChart({ title: `Time to first token p50 by ${group}`, ...w, series: lines((p) => (p.ttft_ms ? p.ttft_ms.p50 : null), false), format: fmt.duration }),
     lineChart({
       title: "Time to first token (streaming calls)",
       ...w,
