@@ -11,6 +11,10 @@
 # 2. Delay: with the sink running, loadgen sends 10k spans/s for 30 s and the
 #    p50/p99 of the sink's commit delay (collector receipt -> PostgreSQL
 #    commit, observatory_consumer_commit_delay_seconds) is read off /metrics.
+#
+# Also printed: the WAL the server wrote during the drain (pg_stat_wal).
+# BENCH_SKIP_DELAY=1 stops after the drain; BENCH_PERF=<file> records a
+# `perf` profile of the whole machine during the drain.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -56,13 +60,23 @@ metric() { get 18889 /metrics 2>/dev/null | awk -v m="$1" 'index($0, m) == 1 { s
 # CPU ticks of every PostgreSQL process (server-wide: the bench is the only load).
 pg_ticks() { cat /proc/[0-9]*/stat 2>/dev/null | awk '$2 == "(postgres)" { t += $14 + $15 } END { printf "%d", t }'; }
 broker_ticks() { awk '{ printf "%d", $14 + $15 }' "/proc/$BROKER/stat"; }
+# WAL written during the drain (server-wide): records, full-page images, bytes.
+wal() { psql "$PG/postgres" -Atc "SELECT wal_records, wal_fpi, wal_bytes FROM pg_stat_wal"; }
+WAL0=$(wal)
 PG0=$(pg_ticks); BR0=$(broker_ticks)
 START=$(date +%s.%N)
+# BENCH_PERF=<file>: a perf profile of the whole machine during the drain.
+if [ -n "${BENCH_PERF:-}" ]; then
+  perf record -e cpu-clock -g -a -o "$BENCH_PERF" >/dev/null 2>&1 &
+  PERF=$!
+fi
 CONSUMER_ADMIN_ADDR=127.0.0.1:18889 "$BIN"/observatory-consumer timescale >.stack/bench/sink.log 2>&1 &
 SINK=$!
 until [ "$(metric 'observatory_consumer_rows_written_total{sink="timescale",table="spans"}')" -ge "$TOTAL" ]; do sleep 0.5; done
 END=$(date +%s.%N)
 PG1=$(pg_ticks); BR1=$(broker_ticks)
+WAL1=$(wal)
+if [ -n "${PERF:-}" ]; then kill -INT "$PERF"; wait "$PERF" || true; fi
 read -r UT ST < <(awk '{print $14, $15}' "/proc/$SINK/stat")
 HWM=$(awk '/VmHWM/ {print $2}' "/proc/$SINK/status")
 awk -v t="$TOTAL" -v a="$START" -v b="$END" -v ut="$UT" -v st="$ST" -v hwm="$HWM" 'BEGIN {
@@ -72,6 +86,16 @@ awk -v t="$TOTAL" -v a="$START" -v b="$END" -v ut="$UT" -v st="$ST" -v hwm="$HWM
 awk -v t="$TOTAL" -v pg=$((PG1 - PG0)) -v br=$((BR1 - BR0)) 'BEGIN {
   printf "during the drain: PostgreSQL CPU %.1f s = %.2f CPU-s per million spans; broker CPU %.1f s\n",
     pg / 100, pg / 100 / (t / 1e6), br / 100 }'
+awk -v t="$TOTAL" -v a="$WAL0" -v b="$WAL1" 'BEGIN {
+  split(a, x, "|"); split(b, y, "|"); m = t / 1e6
+  printf "WAL during the drain, per million spans: %.0f records, %.0f full-page images, %.0f MiB\n",
+    (y[1] - x[1]) / m, (y[2] - x[2]) / m, (y[3] - x[3]) / m / 1048576 }'
+# BENCH_SKIP_DELAY=1: the drain only.
+if [ -n "${BENCH_SKIP_DELAY:-}" ]; then
+  kill -TERM "$SINK"; wait "$SINK" || true
+  psql "$PG/postgres" -qc "DROP DATABASE $DB" >/dev/null 2>&1 || true
+  exit 0
+fi
 
 # A fresh sink process (same group: it goes on from the committed offsets),
 # so that its delay histogram holds the paced phase only.

@@ -235,8 +235,9 @@ impl Browser {
     /// A PNG of the window.
     pub async fn screenshot(&self) -> Result<Vec<u8>> {
         let v = self.call("GET", "/screenshot", None).await?;
+        use base64::Engine;
         let b64 = v.as_str().ok_or_else(|| anyhow!("no screenshot"))?;
-        decode_base64(b64)
+        Ok(base64::engine::general_purpose::STANDARD.decode(b64)?)
     }
 }
 
@@ -258,27 +259,4 @@ impl Drop for Browser {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
-}
-
-fn decode_base64(text: &str) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0);
-    for c in text.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' | b'\n' | b'\r' => continue,
-            _ => bail!("not base64: {c}"),
-        } as u32;
-        acc = (acc << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-        }
-    }
-    Ok(out)
 }

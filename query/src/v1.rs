@@ -129,16 +129,18 @@ pub async fn models(
         .map_err(reject)
 }
 
-/// `GET /api/v1/budgets`.
+/// Refuses any query parameter (the endpoint takes none), with a 400 naming it.
+fn no_parameters(pairs: Pairs) -> Result<(), Rejection> {
+    Params::new(pairs).and_then(|p| p.finish()).map_err(reject)
+}
+
 /// `GET /api/v1/pipeline` (admin): the services' health from their own metrics.
 pub async fn pipeline(
     pairs: Pairs,
     claims: Claims,
     state: State,
 ) -> Result<warp::reply::Response, Rejection> {
-    Params::new(pairs)
-        .and_then(|p| p.finish())
-        .map_err(reject)?;
+    no_parameters(pairs)?;
     // Every tenant's traffic together: only the operators' tenants see it.
     if !state.pipeline_tenants.contains(&claims.tenant) {
         return Err(reject(Problem::forbidden(
@@ -155,9 +157,7 @@ pub async fn list_budgets(
     claims: Claims,
     state: State,
 ) -> Result<warp::reply::Response, Rejection> {
-    Params::new(pairs)
-        .and_then(|p| p.finish())
-        .map_err(reject)?;
+    no_parameters(pairs)?;
     let client = db(&state).await.map_err(reject)?;
     let budgets = budgets::usage(&client, &claims.tenant, SystemTime::now())
         .await

@@ -55,3 +55,8 @@ export function field(label, control) {
 export function notice(kind, text) {
   return h("p", { class: `notice ${kind}`, role: kind === "error" ? "alert" : "status" }, text);
 }
+
+/** A term and its value, for a <dl class="facts">. */
+export function fact(label, value) {
+  return [h("dt", {}, label), h("dd", {}, value)];
+}

@@ -5,7 +5,7 @@
 // two reads.
 
 import { get } from "./api.js";
-import { h, notice } from "./dom.js";
+import { h, fact, notice } from "./dom.js";
 import * as fmt from "./format.js";
 
 const EVERY_MS = 5000;
@@ -115,8 +115,4 @@ function card(s, prev, dt) {
       )
     : null;
   return h("section", { class: "card" }, head, h("dl", { class: "facts" }, facts), lagTable);
-}
-
-function fact(label, value) {
-  return [h("dt", {}, label), h("dd", {}, value)];
 }

@@ -5,7 +5,7 @@
 // `#/trace/<id>?span=<span id>` names the selected span.
 
 import { get } from "./api.js";
-import { h, notice, replace } from "./dom.js";
+import { h, fact, notice, replace } from "./dom.js";
 import { renderChat } from "./chat.js";
 import * as fmt from "./format.js";
 
@@ -144,7 +144,7 @@ function view(main, trace, selectedId) {
     bar.style.background = fmt.colour(n.service);
     // The duration to the right of the bar (inside it near the end of the trace).
     el.querySelector(".bar-label").style.left = `min(${left + (n.duration_ms / total) * 100}%, 88%)`;
-    for (const s of el.querySelectorAll(".swatch")) s.style.background = fmt.colour(s.dataset.colour);
+    paintSwatches(el);
     return el;
   }
 
@@ -200,10 +200,6 @@ function view(main, trace, selectedId) {
 function fracMs(iso) {
   const m = /\.(\d+)/.exec(iso);
   return m && m[1].length > 3 ? Number(`0.${m[1].slice(3)}`) : 0;
-}
-
-function fact(label, value) {
-  return [h("dt", {}, label), h("dd", {}, value)];
 }
 
 function paintSwatches(el) {
