@@ -47,7 +47,7 @@ SELECT i,
 FROM generate_series(1::bigint, :traces) i;
 
 -- The secondary indexes are rebuilt once after the load.
-DROP INDEX IF EXISTS llm_calls_tenant_time, llm_calls_tenant_model_time, trace_summaries_start,
+DROP INDEX IF EXISTS llm_calls_tenant_time, llm_calls_tenant_start, llm_calls_trace, llm_calls_tenant_model_time, trace_summaries_start,
   trace_summaries_duration, trace_summaries_cost, trace_summaries_tokens, trace_summaries_spans,
   trace_summaries_start_brin, trace_summaries_user, trace_summaries_session;
 
@@ -133,7 +133,8 @@ SELECT 'bench', decode(md5('big-trace'), 'hex'), min(start_time), min(start_time
        ARRAY['openai'], ARRAY['prod'], 'user-big', min(start_time), 's-big', min(start_time)
 FROM big;
 
-CREATE INDEX IF NOT EXISTS llm_calls_tenant_time ON llm_calls (tenant, start_time DESC);
+CREATE INDEX IF NOT EXISTS llm_calls_tenant_start ON llm_calls (tenant, start_time);
+CREATE INDEX IF NOT EXISTS llm_calls_trace ON llm_calls USING hash (trace_id);
 CREATE INDEX IF NOT EXISTS trace_summaries_start ON trace_summaries (tenant, start_time, trace_id);
 CREATE INDEX IF NOT EXISTS trace_summaries_duration ON trace_summaries (tenant, duration_us, trace_id, start_time);
 CREATE INDEX IF NOT EXISTS trace_summaries_cost ON trace_summaries (tenant, cost_usd, trace_id, start_time);

@@ -58,7 +58,7 @@ TOTAL=$((REQUESTS * 512))
 
 metric() { get 18889 /metrics 2>/dev/null | awk -v m="$1" 'index($0, m) == 1 { s += $NF } END { printf "%d", s }'; }
 # CPU ticks of every PostgreSQL process (server-wide: the bench is the only load).
-pg_ticks() { cat /proc/[0-9]*/stat 2>/dev/null | awk '$2 == "(postgres)" { t += $14 + $15 } END { printf "%d", t }'; }
+pg_ticks() { { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk '$2 == "(postgres)" { t += $14 + $15 } END { printf "%d", t }'; }
 broker_ticks() { awk '{ printf "%d", $14 + $15 }' "/proc/$BROKER/stat"; }
 # WAL written during the drain (server-wide): records, full-page images, bytes.
 wal() { psql "$PG/postgres" -Atc "SELECT wal_records, wal_fpi, wal_bytes FROM pg_stat_wal"; }

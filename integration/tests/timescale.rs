@@ -959,8 +959,16 @@ async fn a_trace_summary_is_exact_whatever_order_grouping_and_repeats_its_spans_
             "agent",
             vec![root, timed_span(2, 9, None, t0, 10, 10, vec![])],
         ),
-        // An earlier call arrives last: the user and the start move.
-        ("agent", vec![chat(2, 500, "gpt-4o", "u-first", 1000)]),
+        // An earlier call arrives last: the user and the start move. With
+        // it, a call already stored (a retry): the batch goes the staged
+        // way, and only the new span's call may be written.
+        (
+            "agent",
+            vec![
+                chat(2, 500, "gpt-4o", "u-first", 1000),
+                chat(3, 2_000, "gpt-4o-mini", "u-late", 200),
+            ],
+        ),
     ];
     let stored_after = [2, 3, 3, 5, 6];
     let duplicates =
@@ -1000,6 +1008,10 @@ async fn a_trace_summary_is_exact_whatever_order_grouping_and_repeats_its_spans_
     assert_eq!(row.get::<_, Option<String>>(10).as_deref(), Some("s-1"));
     assert_eq!(row.get::<_, i64>(11), 6_000_000);
     assert_eq!(db.count("SELECT count(*) FROM trace_summaries").await, 2);
+    // Each call once (`llm_calls` has no unique index: the spans' key
+    // keeps it exactly-once), and the rollups count each once.
+    assert_eq!(db.count("SELECT count(*) FROM llm_calls").await, 2);
+    assert_rollups_equal_calls(&db).await;
     // Each service's resource is stored once; spans hold its id, and read
     // through `span_rows` they have it back.
     assert_eq!(db.count("SELECT count(*) FROM resources").await, 2);

@@ -43,6 +43,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "resources",
         sql: include_str!("../migrations/0005_resources.sql"),
     },
+    Migration {
+        version: 6,
+        name: "calls_keyed_by_spans",
+        sql: include_str!("../migrations/0006_calls_keyed_by_spans.sql"),
+    },
 ];
 
 /// The TimescaleDB statements that turn the tables of a migration into
@@ -116,7 +121,8 @@ mod tests {
                 "budgets",
                 "hourly_rollups",
                 "trace_summaries",
-                "resources"
+                "resources",
+                "calls_keyed_by_spans"
             ]
         );
     }

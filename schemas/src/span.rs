@@ -201,19 +201,34 @@ pub fn any_value_json(value: Option<&AnyValue>, out: &mut String) {
 /// Writes `s` as a JSON string literal. NUL characters, which PostgreSQL's
 /// `jsonb` refuses, are written as U+FFFD.
 pub fn json_string(s: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(s.len() + 2);
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\0' => out.push('\u{fffd}'),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
+    // Runs of bytes that need no escape are copied whole; every byte that
+    // does is ASCII, so `i` is always a character boundary.
+    let mut run = 0;
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        let escaped = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0 => "\u{fffd}",
+            0x01..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&s[run..i]);
+        if escaped.is_empty() {
+            out.push_str("\\u00");
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 0xf) as usize] as char);
+        } else {
+            out.push_str(escaped);
         }
+        run = i + 1;
     }
+    out.push_str(&s[run..]);
     out.push('"');
 }
 
@@ -222,6 +237,26 @@ mod tests {
     use super::*;
     use crate::otlp::common::ArrayValue;
     use crate::testing::{kv, kv_str, TraceGenerator};
+
+    #[test]
+    fn strings_are_escaped_as_json_reads_them_back() {
+        for text in [
+            "",
+            "plain",
+            "é 日本 🦀 \"q\" back\\slash",
+            "\u{1}\u{1f}\n\r\t\u{7f}end",
+            "\u{1}",
+            "ends with a quote\"",
+        ] {
+            let mut out = String::new();
+            json_string(text, &mut out);
+            let back: String = serde_json::from_str(&out).unwrap();
+            assert_eq!(back, text, "{out}");
+        }
+        let mut out = String::from("x");
+        json_string("a\0b", &mut out);
+        assert_eq!(out, "x\"a\u{fffd}b\"");
+    }
 
     #[test]
     fn attributes_become_a_json_object() {

@@ -14,7 +14,8 @@
 //! writers lock summary rows in the same order and never deadlock).
 
 use super::rows::{CallRecord, SpanRecord};
-use std::collections::HashMap;
+/// Fast, with a random key per process (keys come from clients).
+type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Set values are sent as one text, separated by this (never in a name we

@@ -3,13 +3,18 @@
 //!
 //! Two ways in, same result:
 //! - *direct* (the common case: data never seen): binary COPY straight into
-//!   `spans` and `llm_calls` inside a savepoint. A row already stored fails
-//!   the COPY on its primary key (unique violation); the savepoint is rolled
-//!   back and the batch takes the staged way.
-//! - *staged* (re-delivery, replay): binary COPY into temporary staging
-//!   tables, then `INSERT ... ON CONFLICT DO NOTHING RETURNING` the keys of
-//!   the calls it added. The writer stays staged while batches keep holding
-//!   known rows and goes back to direct after a batch that held none.
+//!   `spans` inside a savepoint. A span already stored fails the COPY on its
+//!   primary key (unique violation); the savepoint is rolled back and the
+//!   batch takes the staged way.
+//! - *staged* (re-delivery, replay): binary COPY into a temporary staging
+//!   table, then `INSERT ... ON CONFLICT DO NOTHING RETURNING` the keys of
+//!   the spans it added. The writer stays staged while batches keep holding
+//!   known spans and goes back to direct after a batch that held none.
+//!
+//! Either way the calls of exactly the new spans are then copied into
+//! `llm_calls`, which has no unique index of its own: a call is stored only
+//! with its span, in one transaction, so the spans' key keeps both
+//! exactly-once (migration 6).
 //!
 //! Either way the rollups, per minute and per hour, get exactly the calls
 //! inserted (`rollups.rs`), and the trace summaries exactly the spans and
@@ -127,8 +132,7 @@ const CALL_TYPES: [Type; 30] = [
 ];
 
 const STAGE_TABLES: &str =
-    "CREATE TEMP TABLE IF NOT EXISTS stage_spans (LIKE spans) ON COMMIT DELETE ROWS; \
-    CREATE TEMP TABLE IF NOT EXISTS stage_llm_calls (LIKE llm_calls) ON COMMIT DELETE ROWS;";
+    "CREATE TEMP TABLE IF NOT EXISTS stage_spans (LIKE spans) ON COMMIT DELETE ROWS;";
 
 /// Column lists are explicit so that a migration adding columns does not
 /// break a running sink whose staging tables are older. Says which spans
@@ -136,14 +140,6 @@ const STAGE_TABLES: &str =
 fn insert_spans() -> String {
     format!(
         "INSERT INTO spans ({SPAN_COLUMNS}) SELECT {SPAN_COLUMNS} FROM stage_spans ON CONFLICT DO NOTHING \
-        RETURNING tenant, trace_id, span_id"
-    )
-}
-
-/// Inserts the staged calls; says which were new.
-fn insert_calls() -> String {
-    format!(
-        "INSERT INTO llm_calls ({CALL_COLUMNS}) SELECT {CALL_COLUMNS} FROM stage_llm_calls ON CONFLICT DO NOTHING \
         RETURNING tenant, trace_id, span_id"
     )
 }
@@ -169,8 +165,10 @@ impl<'a> Rows<'a> {
     pub fn dedup(batch: &[&'a Prepared]) -> Rows<'a> {
         let spans_n: usize = batch.iter().map(|p| p.spans.len()).sum();
         let calls_n: usize = batch.iter().map(|p| p.calls.len()).sum();
-        let mut seen: std::collections::HashSet<Key<'a>> =
-            std::collections::HashSet::with_capacity(spans_n);
+        // A fast hash with a random key per process (ids are the clients'
+        // choice: no crafted collisions).
+        let mut seen: HashSet<Key<'a>, ahash::RandomState> =
+            HashSet::with_capacity_and_hasher(spans_n, ahash::RandomState::new());
         let spans: Vec<&SpanRecord> = batch
             .iter()
             .flat_map(|p| &p.spans)
@@ -400,14 +398,13 @@ impl Writer {
             .await?;
         }
 
-        let mut inserted: Option<(Vec<&SpanRecord>, Vec<&CallRecord>)> = None;
+        let mut new_spans: Option<Vec<&SpanRecord>> = None;
         if self.direct {
             let direct = tx.savepoint("direct").await?;
-            match copy_rows(&direct, "spans", "llm_calls", batch).await {
+            match copy_spans(&direct, "spans", &batch.spans).await {
                 Ok(()) => {
                     direct.commit().await?;
-                    written.spans_inserted = written.spans;
-                    inserted = Some((rows.spans.clone(), calls.clone()));
+                    new_spans = Some(rows.spans.clone());
                 }
                 Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
                     direct.rollback().await?;
@@ -416,46 +413,41 @@ impl Writer {
                 Err(e) => return Err(e),
             }
         }
-        let (new_spans, inserted) = match inserted {
-            Some(all) => all,
+        let (new_spans, inserted) = match new_spans {
+            Some(all) => (all, calls),
             None => {
                 if !self.stage_tables {
                     tx.batch_execute(STAGE_TABLES).await?;
                     self.stage_tables = true;
                 }
-                copy_rows(&tx, "stage_spans", "stage_llm_calls", batch).await?;
-                let keys = |rows: Vec<tokio_postgres::Row>| -> HashSet<(String, Vec<u8>, Vec<u8>)> {
-                    rows.iter()
-                        .map(|r| (r.get(0), r.get(1), r.get(2)))
-                        .collect()
+                copy_spans(&tx, "stage_spans", &batch.spans).await?;
+                let new: HashSet<(String, [u8; 16], [u8; 8])> = tx
+                    .query(&insert_spans(), &[])
+                    .await?
+                    .iter()
+                    .map(|r| (r.get(0), id(r.get(1)), id(r.get(2))))
+                    .collect();
+                let is_new = |tenant: &str, trace: [u8; 16], span: [u8; 8]| -> bool {
+                    new.contains(&(tenant.to_owned(), trace, span))
                 };
-                let new = keys(tx.query(&insert_spans(), &[]).await?);
                 let new_spans: Vec<&SpanRecord> = rows
                     .spans
                     .iter()
                     .copied()
-                    .filter(|s| {
-                        new.contains(&(
-                            s.tenant.clone(),
-                            s.row.trace_id.to_vec(),
-                            s.row.span_id.to_vec(),
-                        ))
-                    })
+                    .filter(|s| is_new(&s.tenant, s.row.trace_id, s.row.span_id))
                     .collect();
-                written.spans_inserted = new_spans.len() as u64;
-                let new = keys(tx.query(&insert_calls(), &[]).await?);
-                let new: Vec<&CallRecord> = calls
+                // The calls of the new spans only (a call's key is its span's).
+                let new_calls: Vec<&CallRecord> = calls
                     .into_iter()
-                    .filter(|c| {
-                        new.contains(&(c.tenant.clone(), c.trace_id.to_vec(), c.span_id.to_vec()))
-                    })
+                    .filter(|c| is_new(&c.tenant, c.trace_id, c.span_id))
                     .collect();
-                // A batch of nothing but new rows: the next one tries direct.
-                self.direct =
-                    written.spans_inserted == written.spans && new.len() as u64 == written.calls;
-                (new_spans, new)
+                // A batch of nothing but new spans: the next one tries direct.
+                self.direct = new_spans.len() == rows.spans.len();
+                (new_spans, new_calls)
             }
         };
+        written.spans_inserted = new_spans.len() as u64;
+        copy_calls(&tx, &inserted).await?;
         written.calls_inserted = inserted.len() as u64;
 
         // Summaries first: every writer locks trace summary rows, then
@@ -584,39 +576,56 @@ async fn add_rollups(
     Ok(())
 }
 
-/// COPYs the spans and calls of `batch` into the two tables named.
-async fn copy_rows(
+/// COPYs `spans` into the table named (`spans` or its staging table).
+async fn copy_spans(
     tx: &Transaction<'_>,
-    spans_table: &str,
-    calls_table: &str,
-    batch: &Rows<'_>,
+    table: &str,
+    spans: &[&SpanRecord],
 ) -> Result<(), tokio_postgres::Error> {
     let sink = tx
         .copy_in(&format!(
-            "COPY {spans_table} ({SPAN_COLUMNS}) FROM STDIN (FORMAT binary)"
+            "COPY {table} ({SPAN_COLUMNS}) FROM STDIN (FORMAT binary)"
         ))
         .await?;
     let copy = BinaryCopyInWriter::new(sink, &SPAN_TYPES);
     pin_mut!(copy);
-    for span in &batch.spans {
+    for span in spans {
         write_span(copy.as_mut(), span).await?;
     }
     copy.finish().await?;
-    if batch.calls.is_empty() {
+    Ok(())
+}
+
+/// COPYs `calls`, each of a span this transaction inserted, into `llm_calls`.
+async fn copy_calls(
+    tx: &Transaction<'_>,
+    calls: &[&CallRecord],
+) -> Result<(), tokio_postgres::Error> {
+    if calls.is_empty() {
         return Ok(());
     }
     let sink = tx
         .copy_in(&format!(
-            "COPY {calls_table} ({CALL_COLUMNS}) FROM STDIN (FORMAT binary)"
+            "COPY llm_calls ({CALL_COLUMNS}) FROM STDIN (FORMAT binary)"
         ))
         .await?;
     let copy = BinaryCopyInWriter::new(sink, &CALL_TYPES);
     pin_mut!(copy);
-    for call in &batch.calls {
+    for call in calls {
         write_call(copy.as_mut(), call).await?;
     }
     copy.finish().await?;
     Ok(())
+}
+
+/// A fixed-size id from the server's `bytea` (ids are checked before they
+/// are stored, so a stored one always has the size).
+fn id<const N: usize>(bytes: &[u8]) -> [u8; N] {
+    let mut out = [0; N];
+    if bytes.len() == N {
+        out.copy_from_slice(bytes);
+    }
+    out
 }
 
 async fn write_span(
