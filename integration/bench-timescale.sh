@@ -67,7 +67,8 @@ PG0=$(pg_ticks); BR0=$(broker_ticks)
 START=$(date +%s.%N)
 # BENCH_PERF=<file>: a perf profile of the whole machine during the drain.
 if [ -n "${BENCH_PERF:-}" ]; then
-  perf record -e cpu-clock -g -a -o "$BENCH_PERF" >/dev/null 2>&1 &
+  eval "$(integration/stack.sh perf)"
+  "$PERF_BIN" record -e cpu-clock -g -a -o "$BENCH_PERF" >/dev/null 2>&1 &
   PERF=$!
 fi
 CONSUMER_ADMIN_ADDR=127.0.0.1:18889 "$BIN"/observatory-consumer timescale >.stack/bench/sink.log 2>&1 &

@@ -5,6 +5,7 @@
 #   integration/stack.sh down     stop what this script started
 #   integration/stack.sh build-tools  install what compiling the workspace needs (.ci/run)
 #   integration/stack.sh browser  install headless Chromium and chromedriver (UI tests)
+#   integration/stack.sh perf     install linux-perf (the sink benchmark's BENCH_PERF)
 #   integration/stack.sh status   say what is running
 #
 # - Kafka protocol: tansu 0.6 (crates.io) on 127.0.0.1:9092. It is installed
@@ -117,6 +118,12 @@ postgres_up() {
     pg_ctlcluster --skip-systemctl-redirect "$version" main start >&2 || true
     wait_port postgres "$PG_PORT" 60
   fi
+  # The scripts (test.sh, the benchmarks) use psql, also against a server
+  # that was already running.
+  if ! command -v psql >/dev/null 2>&1; then
+    log "postgres: installing the psql client from Debian's packages"
+    apt_install postgresql-client
+  fi
   if command -v psql >/dev/null 2>&1; then
     if ! psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -tAc "select 1 from pg_database where datname='test'" 2>/dev/null | grep -q 1; then
       # Trust auth for loopback may need setting up on a fresh install.
@@ -186,6 +193,14 @@ case "${1:-up}" in
     echo "CHROMEDRIVER=$(command -v chromedriver)"
     echo "CHROMIUM_BIN=$(command -v chromium)"
     ;;
+  perf)
+    # The profiler of the sink benchmark's BENCH_PERF: Debian's linux-perf.
+    if ! command -v perf >/dev/null 2>&1; then
+      log "installing linux-perf for the benchmark's profile"
+      apt_install linux-perf
+    fi
+    echo "PERF_BIN=$(command -v perf)"
+    ;;
   up)
     build_tools
     kafka_up
@@ -215,7 +230,7 @@ EOT
     status_line s3 "$S3_PORT"
     ;;
   *)
-    echo "usage: $0 up|down|status|build-tools|browser" >&2
+    echo "usage: $0 up|down|status|build-tools|browser|perf" >&2
     exit 2
     ;;
 esac

@@ -190,6 +190,19 @@ impl Browser {
             .map(drop)
     }
 
+    /// Clicks the first element matching `css`, waiting up to `timeout` for it.
+    pub async fn click_on(&self, css: &str, timeout: Duration) -> Result<()> {
+        let e = self.wait(css, timeout).await?;
+        self.click(&e).await
+    }
+
+    /// Types `text` into the first element matching `css` (after clearing
+    /// it), waiting up to `timeout` for it.
+    pub async fn fill(&self, css: &str, text: &str, timeout: Duration) -> Result<()> {
+        let e = self.wait(css, timeout).await?;
+        self.type_into(&e, text).await
+    }
+
     /// Types `text` into `e` (after clearing it).
     pub async fn type_into(&self, e: &Element, text: &str) -> Result<()> {
         self.call("POST", &format!("/element/{}/clear", e.0), None)

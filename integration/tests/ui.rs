@@ -185,14 +185,17 @@ fn ui_cost(usd: f64) -> String {
 
 async fn sign_in(browser: &Browser, base: &str, token: &str) {
     browser.goto(&format!("{base}/#/signin")).await.unwrap();
-    let input = browser.wait("#token", PAGE).await.unwrap();
-    browser.type_into(&input, token).await.unwrap();
-    let submit = browser
-        .wait("form.signin button[type=submit]", PAGE)
+    submit_token(browser, token).await;
+    browser.wait("table.traces, p.empty", PAGE).await.unwrap();
+}
+
+/// Pastes `token` into the sign-in form on the page and submits it.
+async fn submit_token(browser: &Browser, token: &str) {
+    browser.fill("#token", token, PAGE).await.unwrap();
+    browser
+        .click_on("form.signin button[type=submit]", PAGE)
         .await
         .unwrap();
-    browser.click(&submit).await.unwrap();
-    browser.wait("table.traces, p.empty", PAGE).await.unwrap();
 }
 
 /// `t` with its signature changed (a character in the middle, so that the
@@ -350,13 +353,14 @@ async fn every_page_in_a_real_browser_shows_what_the_api_answers_and_nothing_els
     shot(&browser, "traces").await;
 
     // A filter narrows the list, through the form.
-    let service = browser.wait("input[name=service]", PAGE).await.unwrap();
-    browser.type_into(&service, "billing-bot").await.unwrap();
-    let search = browser
-        .wait("form.filters button[type=submit]", PAGE)
+    browser
+        .fill("input[name=service]", "billing-bot", PAGE)
         .await
         .unwrap();
-    browser.click(&search).await.unwrap();
+    browser
+        .click_on("form.filters button[type=submit]", PAGE)
+        .await
+        .unwrap();
     browser
         .wait_text("table.traces", "answer billing question", PAGE)
         .await
@@ -445,8 +449,7 @@ async fn every_page_in_a_real_browser_shows_what_the_api_answers_and_nothing_els
         "{url}"
     );
     // Keyboard: down selects the next span (the tool call, in error).
-    let tree = browser.wait(".waterfall", PAGE).await.unwrap();
-    browser.click(&tree).await.unwrap();
+    browser.click_on(".waterfall", PAGE).await.unwrap();
     browser
         .script(
             "document.querySelector('.waterfall').dispatchEvent(new KeyboardEvent('keydown', {key: 'ArrowDown', bubbles: true}));",
@@ -532,8 +535,7 @@ async fn every_page_in_a_real_browser_shows_what_the_api_answers_and_nothing_els
     );
     // An admin sees each service, the collector's accepted spans, the sink's
     // lag per partition, and the service that does not answer as down.
-    let signout = browser.wait("#who button", PAGE).await.unwrap();
-    browser.click(&signout).await.unwrap();
+    browser.click_on("#who button", PAGE).await.unwrap();
     sign_in(&browser, &base, &token("acme", "admin", "1h")).await;
     browser.goto(&format!("{base}/#/health")).await.unwrap();
     let health = browser.wait_text(".health", "Lag", PAGE).await.unwrap();
@@ -568,8 +570,7 @@ async fn every_page_in_a_real_browser_shows_what_the_api_answers_and_nothing_els
     assert_eq!(other.status(), 403);
 
     // Tenant B sees its own trace only, and A's trace is not found.
-    let signout = browser.wait("#who button", PAGE).await.unwrap();
-    browser.click(&signout).await.unwrap();
+    browser.click_on("#who button", PAGE).await.unwrap();
     browser
         .wait_text("form.signin", "You signed out", PAGE)
         .await
@@ -608,13 +609,7 @@ async fn every_page_in_a_real_browser_shows_what_the_api_answers_and_nothing_els
     assert!(refused.contains("Paste a new token"), "{refused}");
     let expired = token("acme", "viewer", "1s");
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let input = browser.wait("#token", PAGE).await.unwrap();
-    browser.type_into(&input, &expired).await.unwrap();
-    let submit = browser
-        .wait("form.signin button[type=submit]", PAGE)
-        .await
-        .unwrap();
-    browser.click(&submit).await.unwrap();
+    submit_token(&browser, &expired).await;
     browser
         .wait_text("form.signin", "expired", PAGE)
         .await

@@ -22,6 +22,11 @@ pub mod rows;
 pub mod summaries;
 pub mod writer;
 
+/// The hasher of the sink's per-batch maps and sets: fast, and keyed at
+/// random per process, since the keys (trace ids, names) are the clients'
+/// choice and must not be able to collide on purpose.
+pub type FastHash = ahash::RandomState;
+
 use crate::admin::Health;
 use crate::config::{Db, TimescaleArgs};
 use crate::metrics::{Metrics, SinkLabels, TableLabels};

@@ -11,8 +11,7 @@
 //! upsert per table.
 
 use super::rows::CallRecord;
-/// Fast, with a random key per process (keys come from clients).
-type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
+type HashMap<K, V> = std::collections::HashMap<K, V, super::FastHash>;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The width of a rollup bucket, and so which pair of tables it goes to.

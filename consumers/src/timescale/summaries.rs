@@ -14,8 +14,7 @@
 //! writers lock summary rows in the same order and never deadlock).
 
 use super::rows::{CallRecord, SpanRecord};
-/// Fast, with a random key per process (keys come from clients).
-type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
+type HashMap<K, V> = std::collections::HashMap<K, V, super::FastHash>;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Set values are sent as one text, separated by this (never in a name we

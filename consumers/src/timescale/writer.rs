@@ -31,12 +31,13 @@ use super::partitions::Partitions;
 use super::rollups::{Resolution, Rollups};
 use super::rows::{CallRecord, Prepared, SpanRecord};
 use super::summaries::{self, Summaries};
+use super::FastHash;
 use crate::config::Db;
 use crate::source::WriteError;
 use bytes::{BufMut, BytesMut};
 use futures::pin_mut;
 use postgres_types::{to_sql_checked, IsNull, ToSql, Type};
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::error::Error;
 use std::pin::Pin;
 use std::time::Duration;
@@ -165,10 +166,8 @@ impl<'a> Rows<'a> {
     pub fn dedup(batch: &[&'a Prepared]) -> Rows<'a> {
         let spans_n: usize = batch.iter().map(|p| p.spans.len()).sum();
         let calls_n: usize = batch.iter().map(|p| p.calls.len()).sum();
-        // A fast hash with a random key per process (ids are the clients'
-        // choice: no crafted collisions).
-        let mut seen: HashSet<Key<'a>, ahash::RandomState> =
-            HashSet::with_capacity_and_hasher(spans_n, ahash::RandomState::new());
+        let mut seen: HashSet<Key<'a>, FastHash> =
+            HashSet::with_capacity_and_hasher(spans_n, FastHash::default());
         let spans: Vec<&SpanRecord> = batch
             .iter()
             .flat_map(|p| &p.spans)
@@ -273,8 +272,8 @@ pub struct Writer {
     stage_tables: bool,
     /// The next batch tries the direct way.
     direct: bool,
-    /// Resources known stored (committed), by (tenant, id): not sent again.
-    resources: HashSet<(String, i64)>,
+    /// Resources known stored (committed), ids by tenant: not sent again.
+    resources: HashMap<String, HashSet<i64, FastHash>, FastHash>,
 }
 
 impl Writer {
@@ -289,7 +288,7 @@ impl Writer {
             native_partitions,
             stage_tables: false,
             direct: true,
-            resources: HashSet::new(),
+            resources: HashMap::default(),
         }
     }
 
@@ -365,11 +364,9 @@ impl Writer {
         self.ensure_partitions(&days).await?;
         self.client().await?; // (re)connects, which resets `stage_tables`
         let client = self.client.as_mut().expect("connected above");
-        let calls: Vec<&CallRecord> = rows.calls.clone();
-        let batch = rows;
         let mut written = Written {
             spans: rows.spans.len() as u64,
-            calls: calls.len() as u64,
+            calls: rows.calls.len() as u64,
             ..Written::default()
         };
         let mut tx = client.transaction().await?;
@@ -379,7 +376,12 @@ impl Writer {
         let mut new_resources: Vec<(&str, i64, &str)> = rows
             .spans
             .iter()
-            .filter(|s| !self.resources.contains(&(s.tenant.clone(), s.resource_id)))
+            .filter(|s| {
+                !self
+                    .resources
+                    .get(&s.tenant)
+                    .is_some_and(|ids| ids.contains(&s.resource_id))
+            })
             .map(|s| (s.tenant.as_str(), s.resource_id, s.row.resource.as_str()))
             .collect();
         new_resources.sort_unstable_by_key(|r| (r.0, r.1));
@@ -401,7 +403,7 @@ impl Writer {
         let mut new_spans: Option<Vec<&SpanRecord>> = None;
         if self.direct {
             let direct = tx.savepoint("direct").await?;
-            match copy_spans(&direct, "spans", &batch.spans).await {
+            match copy_spans(&direct, "spans", &rows.spans).await {
                 Ok(()) => {
                     direct.commit().await?;
                     new_spans = Some(rows.spans.clone());
@@ -414,32 +416,26 @@ impl Writer {
             }
         }
         let (new_spans, inserted) = match new_spans {
-            Some(all) => (all, calls),
+            Some(all) => (all, rows.calls.clone()),
             None => {
                 if !self.stage_tables {
                     tx.batch_execute(STAGE_TABLES).await?;
                     self.stage_tables = true;
                 }
-                copy_spans(&tx, "stage_spans", &batch.spans).await?;
-                let new: HashSet<(String, [u8; 16], [u8; 8])> = tx
-                    .query(&insert_spans(), &[])
-                    .await?
-                    .iter()
-                    .map(|r| (r.get(0), id(r.get(1)), id(r.get(2))))
-                    .collect();
-                let is_new = |tenant: &str, trace: [u8; 16], span: [u8; 8]| -> bool {
-                    new.contains(&(tenant.to_owned(), trace, span))
-                };
+                copy_spans(&tx, "stage_spans", &rows.spans).await?;
+                let new = NewSpans::of(&tx.query(&insert_spans(), &[]).await?);
                 let new_spans: Vec<&SpanRecord> = rows
                     .spans
                     .iter()
                     .copied()
-                    .filter(|s| is_new(&s.tenant, s.row.trace_id, s.row.span_id))
+                    .filter(|s| new.has(&s.tenant, &s.row.trace_id, &s.row.span_id))
                     .collect();
                 // The calls of the new spans only (a call's key is its span's).
-                let new_calls: Vec<&CallRecord> = calls
-                    .into_iter()
-                    .filter(|c| is_new(&c.tenant, c.trace_id, c.span_id))
+                let new_calls: Vec<&CallRecord> = rows
+                    .calls
+                    .iter()
+                    .copied()
+                    .filter(|c| new.has(&c.tenant, &c.trace_id, &c.span_id))
                     .collect();
                 // A batch of nothing but new spans: the next one tries direct.
                 self.direct = new_spans.len() == rows.spans.len();
@@ -468,11 +464,14 @@ impl Writer {
             .await?;
         }
         tx.commit().await?;
-        if self.resources.len() > 100_000 {
+        if self.resources.values().map(HashSet::len).sum::<usize>() > 100_000 {
             self.resources.clear(); // a bound on memory; they are sent again, harmlessly
         }
         for (tenant, id, _) in new_resources {
-            self.resources.insert((tenant.to_owned(), id));
+            self.resources
+                .entry(tenant.to_owned())
+                .or_default()
+                .insert(id);
         }
         Ok(written)
     }
@@ -618,14 +617,33 @@ async fn copy_calls(
     Ok(())
 }
 
-/// A fixed-size id from the server's `bytea` (ids are checked before they
-/// are stored, so a stored one always has the size).
-fn id<const N: usize>(bytes: &[u8]) -> [u8; N] {
-    let mut out = [0; N];
-    if bytes.len() == N {
-        out.copy_from_slice(bytes);
+/// The spans the staged insert added, by tenant, keyed by trace id and span
+/// id together (looked up without allocating).
+struct NewSpans(HashMap<String, HashSet<Vec<u8>, FastHash>, FastHash>);
+
+impl NewSpans {
+    /// From the insert's `RETURNING tenant, trace_id, span_id`.
+    fn of(rows: &[tokio_postgres::Row]) -> NewSpans {
+        let mut by_tenant: HashMap<String, HashSet<Vec<u8>, FastHash>, FastHash> =
+            HashMap::default();
+        for r in rows {
+            let (tenant, trace, span): (&str, &[u8], &[u8]) = (r.get(0), r.get(1), r.get(2));
+            by_tenant
+                .entry(tenant.to_owned())
+                .or_default()
+                .insert([trace, span].concat());
+        }
+        NewSpans(by_tenant)
     }
-    out
+
+    fn has(&self, tenant: &str, trace: &[u8; 16], span: &[u8; 8]) -> bool {
+        let mut key = [0u8; 24];
+        key[..16].copy_from_slice(trace);
+        key[16..].copy_from_slice(span);
+        self.0
+            .get(tenant)
+            .is_some_and(|spans| spans.contains(&key[..]))
+    }
 }
 
 async fn write_span(
