@@ -13,6 +13,8 @@
 # LLM-application traces with the load generator, and prints where to look.
 # The pipeline keeps running afterwards; `integration/demo.sh stop` stops it.
 #
+# DEMO_DISTINCT=<n> sets how many distinct requests loadgen cycles through
+# (default: as many as the run sends, up to 5 000).
 # DEMO_BIN_DIR=<dir> uses the binaries there instead of building release
 # ones (the end-to-end test of the printed `curl` lines runs the debug
 # build: integration/tests/demo.rs). Every `curl` line printed is a
@@ -93,8 +95,15 @@ done
 ready || { echo "[demo] the collector is not ready; see $STATE/collector.log" >&2; exit 1; }
 
 echo "[demo] sending LLM traces for ${SECONDS_TO_RUN}s at 5000 spans/s over OTLP/gRPC" >&2
+# As many distinct requests as the run sends (up to 5 000, about 170 MB):
+# with fewer, the list would show the same trace over and over, new ids
+# on the same times and contents.
+# DEMO_DISTINCT sets it (the end-to-end test's debug loadgen builds them slowly).
+DISTINCT=${DEMO_DISTINCT:-$(( 5000 * SECONDS_TO_RUN / 100 ))}
+[ "$DISTINCT" -le 5000 ] || DISTINCT=5000
 "$BIN/loadgen" --endpoint 127.0.0.1:4317 --protocol grpc --rate 5000 --concurrency 4 \
-  --spans-per-request 100 --content-bytes 300 --duration "${SECONDS_TO_RUN}s" --unique-ids
+  --spans-per-request 100 --content-bytes 300 --duration "${SECONDS_TO_RUN}s" --unique-ids \
+  --distinct "$DISTINCT"
 sleep "${DEMO_SETTLE_SECONDS:-12}" # the Tempo sink cuts its blocks every 10 s here
 FROM=$(date -u -d '-1 hour' +%Y-%m-%dT%H:%M:%SZ)
 TOKEN=$("$BIN/observatory-api" token --tenant default --role viewer --ttl 24h)

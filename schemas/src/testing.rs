@@ -319,16 +319,7 @@ impl TraceGenerator {
                     let prompt = self.content("user");
                     let completion = self.content("assistant");
                     let a = &mut span.attributes;
-                    a.push(kv_str(
-                        "gen_ai.input.messages",
-                        format!(r#"[{{"role":"user","parts":[{{"type":"text","content":{prompt:?}}}]}}]"#),
-                    ));
-                    a.push(kv_str(
-                        "gen_ai.output.messages",
-                        format!(
-                            r#"[{{"role":"assistant","parts":[{{"type":"text","content":{completion:?}}}],"finish_reason":"stop"}}]"#
-                        ),
-                    ));
+                    a.extend(chat_messages(&prompt, &completion, "stop"));
                 }
             }
             Dialect::OpenLlmetry => {
@@ -422,8 +413,13 @@ impl TraceGenerator {
                     let prompt = self.content("user");
                     let completion = self.content("assistant");
                     let a = &mut span.attributes;
-                    a.push(kv_str("gen_ai.system_instructions", prompt));
-                    a.push(kv_str("gen_ai.output.messages", completion));
+                    // As the current conventions' JSON: the instructions
+                    // apart, then the conversation, then the answer.
+                    a.push(kv_str(
+                        "gen_ai.system_instructions",
+                        r#"[{"type":"text","content":"You are the support agent of an online shop. Answer briefly."}]"#,
+                    ));
+                    a.extend(chat_messages(&prompt, &completion, "end_turn"));
                 }
             }
         }
@@ -572,6 +568,24 @@ pub fn spans_by_trace(
         }
     }
     out
+}
+
+/// A user's prompt and the answer as the current conventions' JSON
+/// attributes (`gen_ai.input.messages`, `gen_ai.output.messages`). The
+/// texts are ASCII, so Rust's debug quoting is JSON's.
+fn chat_messages(prompt: &str, completion: &str, finish: &str) -> [KeyValue; 2] {
+    [
+        kv_str(
+            "gen_ai.input.messages",
+            format!(r#"[{{"role":"user","parts":[{{"type":"text","content":{prompt:?}}}]}}]"#),
+        ),
+        kv_str(
+            "gen_ai.output.messages",
+            format!(
+                r#"[{{"role":"assistant","parts":[{{"type":"text","content":{completion:?}}}],"finish_reason":"{finish}"}}]"#
+            ),
+        ),
+    ]
 }
 
 #[cfg(test)]
