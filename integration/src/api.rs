@@ -31,6 +31,19 @@ pub fn token(tenant: &str, role: &str, ttl: &str) -> String {
         .to_owned()
 }
 
+/// `text` percent-encoded for a query string (every byte but RFC 3986's
+/// unreserved ones).
+pub fn escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// Sends `request` over OTLP/gRPC with ingest key `key`; panics unless acknowledged.
 pub async fn export(collector: &Collector, key: &str, request: ExportTraceServiceRequest) {
     let mut client = TraceServiceClient::connect(format!("http://{}", collector.grpc))

@@ -2,7 +2,7 @@
 //! query API, on fixtures with known answers loaded through the pipeline
 //! (collector, broker, PostgreSQL sink) for two tenants.
 
-use observatory_integration::api::{export, token, Pipeline, SECRET};
+use observatory_integration::api::{escape, export, token, Pipeline, SECRET};
 use observatory_integration::process::Service;
 use observatory_integration::{unique, wait_for};
 use observatory_schemas::histogram::{bucket, upper_bound_ms};
@@ -431,6 +431,47 @@ async fn search_metrics_costs_budgets_and_models_on_known_fixtures() {
     for (query, want) in cases {
         let got = set(c.ids(&format!("{window}&{query}"), &viewer).await);
         assert_eq!(got, of(want), "{query}");
+    }
+    // Tempo's search compiles its span conditions with the same compiler:
+    // the same conditions in TraceQL find the same traces (a3's retries is
+    // the string "7", which both count as a number).
+    let tempo_window = format!("start={}&end={}", minute - 3600, minute + 600);
+    let same: &[(&str, &str)] = &[
+        ("attr=tier:eq:gold", r#"{ span.tier = "gold" }"#),
+        ("attr=tier:ne:gold", r#"{ span.tier != "gold" }"#),
+        ("attr=retries:gt:2", "{ span.retries > 2 }"),
+        ("attr=retries:lte:0", "{ span.retries <= 0 }"),
+        ("attr=retries:eq:7", r#"{ span.retries = "7" }"#),
+        (
+            "attr=region:regex:%5Eeu-(west%7Ccentral)-1%24",
+            r#"{ span.region =~ "eu-(west|central)-1" }"#,
+        ),
+        (
+            "attr=resource.deployment.environment.name:eq:staging",
+            r#"{ resource.deployment.environment.name = "staging" }"#,
+        ),
+        (
+            "service=support-bot&attr=tier:eq:bronze",
+            r#"{ resource.service.name = "support-bot" && span.tier = "bronze" }"#,
+        ),
+        (
+            "name=chat%20gpt-4o-mini",
+            r#"{ name = "chat gpt-4o-mini" }"#,
+        ),
+        ("status=error", "{ status = error }"),
+    ];
+    for (query, traceql) in same {
+        let listed = set(c.ids(&format!("{window}&{query}"), &viewer).await);
+        let path = format!("/api/search?{tempo_window}&q={}", escape(traceql));
+        let found = c.get(&path, &viewer).await;
+        let found = set(found["traces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| format!("{:0>32}", t["traceID"].as_str().unwrap())[..2].to_owned())
+            .collect());
+        assert_eq!(found, listed, "{query} and {traceql}");
+        assert!(!found.is_empty(), "{query}");
     }
     // Sorting, and a cursor walking every page once.
     let costs_asc = c

@@ -7,7 +7,7 @@
 //! search, tags, tenant isolation, auth and hostile input.
 
 use observatory_consumer::tempo::store::BlockStore;
-use observatory_integration::api::{export, token, Pipeline, SECRET};
+use observatory_integration::api::{escape, export, token, Pipeline, SECRET};
 use observatory_integration::bucket::{s3_endpoint, s3_env};
 use observatory_integration::process::Service;
 use observatory_integration::{kafka_brokers, now_ns, unique, wait_for};
@@ -159,17 +159,6 @@ fn search_path(params: &[(&str, &str)]) -> String {
         .map(|(k, v)| format!("{k}={}", escape(v)))
         .collect();
     format!("/api/search?{}", query.join("&"))
-}
-
-fn escape(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn found_ids(answer: &Answer) -> Vec<String> {

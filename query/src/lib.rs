@@ -6,7 +6,8 @@
 //! is an RFC 9457 problem document naming what was wrong ([`problem`]).
 //!
 //! Start reading at [`routes`]: health, the trace API ([`traces`],
-//! [`search`]), LLM analytics ([`analytics`], [`budgets`]), Grafana Tempo's
+//! [`search`], over [`summaries`] and [`span_filter`], which Tempo's search
+//! shares), LLM analytics ([`analytics`], [`budgets`]), Grafana Tempo's
 //! API ([`tempo_api`]) over PostgreSQL and the Tempo blocks ([`blocks`]),
 //! and the web UI's assets ([`ui`]), which read only this public API.
 
@@ -26,7 +27,9 @@ pub mod problem;
 pub mod routes;
 pub mod search;
 pub mod server;
+pub mod span_filter;
 pub mod sql;
+pub mod summaries;
 pub mod tempo_api;
 pub mod traces;
 pub mod ui;

@@ -318,8 +318,8 @@ pub(crate) fn parse_search(query: &mut Query) -> Result<store::Search, Problem> 
         end,
         limit: count(query, "limit", DEFAULT_LIMIT, MAX_LIMIT)?,
         spans_per_set: count(query, "spss", DEFAULT_SPSS, MAX_SPSS)?,
-        min_duration_ns,
-        max_duration_ns,
+        min_duration: min_duration_ns.map(|ns| Duration::from_nanos(ns as u64)),
+        max_duration: max_duration_ns.map(|ns| Duration::from_nanos(ns as u64)),
     })
 }
 

@@ -4,16 +4,21 @@
 //! Guarantees: every value from a request (tenant, ids, times, attribute
 //! keys, strings, numbers, regular expressions) is a bound parameter; the
 //! SQL text only ever holds column names and operators chosen from fixed
-//! lists. Search and tags are bounded: a time range (at most
-//! [`MAX_RANGE`]), a cap on the spans read ([`SCAN_SPANS`],
-//! [`SAMPLE_SPANS`]) and a statement timeout ([`STATEMENT_TIMEOUT`]), so a
-//! broad query costs at most that much and answers with the newest matches.
+//! lists (span filters are compiled by [`crate::span_filter`], candidates
+//! read by [`crate::summaries`], as `GET /api/v1/traces` does). Search and
+//! tags are bounded: a time range (at most [`MAX_RANGE`]), a time budget
+//! for search, a cap on the spans sampled for tags ([`SAMPLE_SPANS`]) and a
+//! statement timeout ([`STATEMENT_TIMEOUT`]), so a broad query costs at most
+//! that much and answers with the newest matches.
 
 use super::shapes::{
     key_value, trace_id_text, SearchMetrics, SearchResponse, SearchSpan, SpanSet,
     TraceSearchMetadata, TypedValue, ROOT_NOT_YET_RECEIVED,
 };
 use super::traceql::{anchored, Cond, Expr, Field, Literal, Op, Query};
+use crate::span_filter::{Attributes, Cmp, Column, Filter, Number, Subject, Test, TextOp};
+use crate::sql::Sql;
+use crate::summaries::{Candidates, Cursor, Next, Order, Rounds, SortKey, SummaryFilter};
 use observatory_schemas::otlp::common::{
     any_value::Value as Any, AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList,
 };
@@ -25,8 +30,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Longest search or tag range.
 pub const MAX_RANGE: Duration = Duration::from_secs(7 * 24 * 3600);
-/// Most traces a search looks at in one round (rounds start at 100 and double).
-pub const SCAN_TRACES: i64 = 5_000;
 /// Traces sampled (newest first) for tag names and values.
 pub const SAMPLE_TRACES: i64 = 1_000;
 /// Spans sampled from them.
@@ -182,132 +185,74 @@ fn links(v: &Value) -> Vec<span::Link> {
         .unwrap_or_default()
 }
 
-// ---- SQL building ----
+// ---- span filters ----
 
-pub use crate::sql::Sql;
-
-fn text_column(field: &Field) -> Option<&'static str> {
-    match field {
-        Field::Name => Some("s.name"),
-        Field::StatusMessage => Some("s.status_message"),
-        Field::Service => Some("s.service"),
-        Field::ScopeName => Some("s.scope_name"),
-        Field::SpanId => Some("encode(s.span_id, 'hex')"),
-        Field::ParentSpanId => Some("encode(s.parent_span_id, 'hex')"),
-        Field::TraceId => Some("encode(s.trace_id, 'hex')"),
-        _ => None,
-    }
-}
-
-fn number_text(v: &Literal) -> String {
-    match v {
-        Literal::Int(i) => i.to_string(),
-        Literal::Float(f) => f.to_string(),
-        _ => "0".into(),
-    }
-}
-
-/// The SQL of one attribute test on a jsonb column.
-fn attribute_sql(sql: &mut Sql, col: &str, key: &str, op: Op, value: &Literal) -> String {
-    let k = sql.bind(key.to_owned());
-    let get = format!("{col} -> {k}::text");
-    match (value, op) {
-        (Literal::Str(s), Op::Re | Op::NotRe) => {
-            let v = sql.bind(anchored(s));
-            format!(
-                "(CASE WHEN jsonb_typeof({get}) = 'string' THEN {col} ->> {k}::text END) {} {v}::text",
-                op.sql()
-            )
-        }
-        (Literal::Str(s), Op::Contains) => {
-            let v = sql.bind(s.clone());
-            format!("strpos({col} ->> {k}::text, {v}::text) > 0")
-        }
-        (Literal::Str(s), _) => {
-            let v = sql.bind(s.clone());
-            format!("{get} {} to_jsonb({v}::text)", op.sql())
-        }
-        (Literal::Int(_) | Literal::Float(_), op) if op.is_order() => {
-            let v = sql.bind(number_text(value));
-            format!(
-                "(CASE WHEN jsonb_typeof({get}) = 'number' THEN ({get})::numeric END) {} {v}::text::numeric",
-                op.sql()
-            )
-        }
-        (Literal::Int(_) | Literal::Float(_), _) => {
-            let v = sql.bind(number_text(value));
-            format!("{get} {} to_jsonb({v}::text::numeric)", op.sql())
-        }
-        (Literal::Bool(b), _) => {
-            let v = sql.bind(*b);
-            format!("{get} {} to_jsonb({v}::bool)", op.sql())
-        }
-        // The parser refuses every other pairing.
-        _ => "FALSE".into(),
-    }
-}
-
-fn cond_sql(sql: &mut Sql, c: &Cond) -> String {
-    if let (Some(col), Literal::Str(s)) = (text_column(&c.field), &c.value) {
-        return match c.op {
-            Op::Contains => {
-                let v = sql.bind(s.clone());
-                format!("strpos({col}, {v}::text) > 0")
-            }
-            Op::Re | Op::NotRe => {
-                let v = sql.bind(anchored(s));
-                format!("{col} {} {v}::text", c.op.sql())
-            }
-            op => {
-                let v = sql.bind(s.clone());
-                format!("{col} {} {v}::text", op.sql())
-            }
-        };
-    }
-    match (&c.field, &c.value) {
-        (Field::Status, Literal::Status(code)) => {
-            let v = sql.bind(*code);
-            format!("s.status_code {} {v}::int2", c.op.sql())
-        }
-        (Field::Kind, Literal::Kind(kind)) => {
-            let v = sql.bind(*kind);
-            format!("s.kind {} {v}::int2", c.op.sql())
-        }
-        (Field::Duration, Literal::Duration(ns)) => {
-            let v = sql.bind(*ns);
-            format!("s.duration_ns {} {v}::int8", c.op.sql())
-        }
-        (Field::Span(k), v) => attribute_sql(sql, "s.attributes", k, c.op, v),
-        (Field::Resource(k), v) => attribute_sql(sql, "s.resource", k, c.op, v),
-        (Field::Any(k), v) => {
-            let a = attribute_sql(sql, "s.attributes", k, c.op, v);
-            let b = attribute_sql(sql, "s.resource", k, c.op, v);
-            format!("({a} OR {b})")
-        }
-        // Trace-level conditions are applied to trace summaries.
-        _ => "TRUE".into(),
-    }
-}
-
-/// The SQL of a span filter.
-pub fn expr_sql(sql: &mut Sql, e: &Expr) -> String {
+/// A TraceQL span filter as the span filter both searches compile
+/// ([`crate::span_filter`]); trace-level conditions (checked on the
+/// summaries) hold for every span.
+pub fn span_filter(e: &Expr) -> Filter {
     match e {
-        Expr::Cond(c) => cond_sql(sql, c),
-        Expr::And(v) => format!(
-            "({})",
-            v.iter()
-                .map(|e| expr_sql(sql, e))
-                .collect::<Vec<_>>()
-                .join(" AND ")
-        ),
-        Expr::Or(v) => format!(
-            "({})",
-            v.iter()
-                .map(|e| expr_sql(sql, e))
-                .collect::<Vec<_>>()
-                .join(" OR ")
-        ),
+        Expr::Cond(c) => cond_filter(c),
+        Expr::And(v) => Filter::All(v.iter().map(span_filter).collect()),
+        Expr::Or(v) => Filter::Any(v.iter().map(span_filter).collect()),
     }
+}
+
+/// The span column a field reads, if it reads one.
+fn column(field: &Field) -> Option<Column> {
+    Some(match field {
+        Field::Name => Column::Name,
+        Field::StatusMessage => Column::StatusMessage,
+        Field::Service => Column::Service,
+        Field::ScopeName => Column::ScopeName,
+        Field::SpanId => Column::SpanId,
+        Field::ParentSpanId => Column::ParentSpanId,
+        Field::TraceId => Column::TraceId,
+        Field::Status => Column::Status,
+        Field::Kind => Column::Kind,
+        Field::Duration => Column::DurationNs,
+        _ => return None,
+    })
+}
+
+fn cond_filter(c: &Cond) -> Filter {
+    let subject = match (&c.field, column(&c.field)) {
+        (_, Some(column)) => Subject::Column(column),
+        (Field::Span(k), _) => Subject::Attribute(Attributes::Span, k.clone()),
+        (Field::Resource(k), _) => Subject::Attribute(Attributes::Resource, k.clone()),
+        (Field::Any(k), _) => Subject::Attribute(Attributes::Either, k.clone()),
+        // Trace-level conditions are checked on the summaries.
+        _ => return Filter::All(Vec::new()),
+    };
+    let cmp = match c.op {
+        Op::Eq => Some(Cmp::Eq),
+        Op::Ne => Some(Cmp::Ne),
+        Op::Gt => Some(Cmp::Gt),
+        Op::Ge => Some(Cmp::Ge),
+        Op::Lt => Some(Cmp::Lt),
+        Op::Le => Some(Cmp::Le),
+        Op::Re | Op::NotRe | Op::Contains => None,
+    };
+    let test = match (&c.value, c.op, cmp) {
+        (Literal::Str(s), Op::Re, _) => Test::Text(TextOp::Matches, anchored(s)),
+        (Literal::Str(s), Op::NotRe, _) => Test::Text(TextOp::NotMatches, anchored(s)),
+        (Literal::Str(s), Op::Contains, _) => Test::Text(TextOp::Contains, s.clone()),
+        (Literal::Str(s), _, Some(cmp)) => Test::Text(TextOp::Cmp(cmp), s.clone()),
+        (Literal::Int(i) | Literal::Duration(i), _, Some(cmp)) => {
+            Test::Number(cmp, Number::Int(*i))
+        }
+        (Literal::Status(i) | Literal::Kind(i), _, Some(cmp)) => {
+            Test::Number(cmp, Number::Int(i64::from(*i)))
+        }
+        (Literal::Float(f), _, Some(cmp)) => Test::Number(cmp, Number::Float(*f)),
+        (Literal::Bool(b), Op::Eq | Op::Ne, _) => Test::Bool {
+            equal: c.op == Op::Eq,
+            value: *b,
+        },
+        // The parser refuses every other pairing; none of them matches.
+        _ => return Filter::Any(Vec::new()),
+    };
+    Filter::Test(subject, test)
 }
 
 /// The attributes a query names, with the SQL that reads each (shown in
@@ -344,10 +289,10 @@ pub struct Search {
     pub limit: usize,
     /// Most spans per span set.
     pub spans_per_set: usize,
-    /// Shortest trace, ns.
-    pub min_duration_ns: Option<i64>,
-    /// Longest trace, ns.
-    pub max_duration_ns: Option<i64>,
+    /// Shortest trace.
+    pub min_duration: Option<Duration>,
+    /// Longest trace.
+    pub max_duration: Option<Duration>,
 }
 
 /// Why a store query failed.
@@ -415,20 +360,26 @@ fn trace_level_holds(c: &Cond, summary: &Summary) -> bool {
     }
 }
 
+/// What the search reads of a candidate, before its order value.
+const CANDIDATE: &str = "t.trace_id, t.start_time, t.end_time, t.root_service, t.root_name, \
+    t.root_parented, t.duration_us";
+/// Where the order value is in a row, and the matching span's columns after it.
+const ORDER_KEY: usize = 7;
+const SPAN: usize = ORDER_KEY + 1;
+
 /// Runs a search for `tenant`: the newest traces of the range from
-/// `trace_summaries` (as `GET /api/v1/traces` reads them), a chunk at a
-/// time, each with its spans that match the span conditions found by the
-/// trace's key; trace-level conditions are checked on the summary. Stops
-/// when `limit` traces matched, the range has no more traces, or
-/// `budget` is spent (the answer's metrics then say fewer jobs completed
-/// than there were).
+/// `trace_summaries` (the summary path of `GET /api/v1/traces`,
+/// [`crate::summaries`]), a round of candidates at a time, each with its
+/// spans that match the span filter found by the trace's key; trace-level
+/// conditions are checked on the summary. Stops when `limit` traces
+/// matched, the range has no more traces, or `budget` is spent (the
+/// answer's metrics then say fewer jobs completed than there were).
 pub async fn search(
     client: &mut deadpool_postgres::Client,
     tenant: &str,
     search: &Search,
     budget: Duration,
 ) -> Result<SearchResponse, StoreError> {
-    let started = std::time::Instant::now();
     let tx = client.transaction().await?;
     tx.batch_execute(&format!(
         "SET LOCAL statement_timeout = '{STATEMENT_TIMEOUT}'"
@@ -436,35 +387,42 @@ pub async fn search(
     .await?;
 
     let attributes = selected_attributes(&search.query);
+    let order = Order {
+        key: SortKey::StartTime,
+        descending: true,
+    };
+    let durations = SummaryFilter {
+        min_duration: search.min_duration,
+        max_duration: search.max_duration,
+        ..SummaryFilter::default()
+    };
     let mut traces = Vec::new();
     let mut inspected_traces = 0u32;
     let mut inspected_spans = 0u64;
-    let mut after: Option<(SystemTime, Vec<u8>)> = None;
-    let mut chunk: i64 = 100;
+    let mut after: Option<Cursor> = None;
+    let mut rounds = Rounds::new(budget);
     let mut complete = true;
     'scan: loop {
         let mut sql = Sql::default();
-        let t = sql.bind(tenant.to_owned());
-        let from = sql.bind(search.start);
-        let to = sql.bind(search.end);
-        let mut conditions = String::new();
-        if let Some(min) = search.min_duration_ns {
-            let p = sql.bind(min / 1000);
-            conditions.push_str(&format!(" AND t.duration_us >= {p}"));
+        Candidates {
+            tenant,
+            from: search.start,
+            // Tempo's end is inclusive.
+            to: search.end + Duration::from_micros(1),
+            order,
+            after: after.as_ref(),
+            limit: rounds.chunk(),
+            user: None,
+            session: None,
+            filter: None,
         }
-        if let Some(max) = search.max_duration_ns {
-            let p = sql.bind((max + 999) / 1000);
-            conditions.push_str(&format!(" AND t.duration_us <= {p}"));
-        }
-        if let Some((start, id)) = &after {
-            let p = sql.bind(*start);
-            let q = sql.bind(id.clone());
-            conditions.push_str(&format!(" AND (t.start_time, t.trace_id) < ({p}, {q})"));
-        }
-        let filter = match &search.query.spans {
-            Some(e) => expr_sql(&mut sql, e),
+        .sql(CANDIDATE, &mut sql);
+        let candidates = std::mem::take(&mut sql.text);
+        let mut filter = match &search.query.spans {
+            Some(e) => span_filter(e).sql(&mut sql),
             None => "TRUE".into(),
         };
+        filter.push_str(&durations.sql("t", &mut sql));
         // The selected attributes, named a0, a1, ... for the outer query.
         let (mut columns, mut columns_out) = (String::new(), String::new());
         for (i, (key, col, other)) in attributes.iter().enumerate() {
@@ -477,30 +435,25 @@ pub async fn search(
             }
             columns_out.push_str(&format!(", m.a{i}"));
         }
-        let n = sql.bind(chunk);
         let per_set = sql.bind(search.spans_per_set.max(1) as i64);
-        let text = format!(
-            "SELECT t.trace_id, t.start_time, t.end_time, t.root_service, t.root_name, t.root_parented,
-                    m.span_id, m.name, m.start_time, m.duration_ns, m.matched{columns_out}
-             FROM (SELECT * FROM trace_summaries t
-                   WHERE t.tenant = {t} AND t.start_time >= {from} AND t.start_time <= {to}{conditions}
-                   ORDER BY t.start_time DESC, t.trace_id DESC LIMIT {n}) t
+        // The candidates bound the tenant first: it is $1.
+        sql.text = format!(
+            "SELECT t.*, m.span_id, m.name, m.start_time, m.duration_ns, m.matched{columns_out}
+             FROM ({candidates}) t
              LEFT JOIN LATERAL (
                  SELECT s.span_id, s.name, s.start_time, s.duration_ns, count(*) OVER () AS matched{columns}
                  FROM span_rows s
-                 WHERE s.tenant = {t} AND s.trace_id = t.trace_id
+                 WHERE s.tenant = $1 AND s.trace_id = t.trace_id
                    AND s.start_time >= t.start_time AND s.start_time <= t.end_time AND {filter}
                  ORDER BY s.start_time LIMIT {per_set}) m ON true
-             ORDER BY t.start_time DESC, t.trace_id DESC, m.start_time"
+             ORDER BY t.order_key DESC, t.trace_id DESC, m.start_time"
         );
-        let rows = tx.query(&text, &sql.refs()).await.map_err(db_error)?;
+        let rows = tx.query(&sql.text, &sql.refs()).await.map_err(db_error)?;
         let mut found: Vec<Found> = Vec::new();
-        let mut candidates = 0i64;
         for r in &rows {
             let id: Vec<u8> = r.get(0);
             if found.last().is_none_or(|f| f.id != id) {
-                candidates += 1;
-                after = Some((r.get(1), id.clone()));
+                after = Some(Cursor::at_row(order, r, ORDER_KEY));
                 let parented: bool = r.get(5);
                 found.push(Found {
                     id,
@@ -514,30 +467,31 @@ pub async fn search(
                     },
                 });
             }
-            let Some(span_id) = r.get::<_, Option<&[u8]>>(6) else {
+            let Some(span_id) = r.get::<_, Option<&[u8]>>(SPAN) else {
                 continue; // no span of this trace matches
             };
             let f = found.last_mut().expect("pushed above");
-            f.matched = r.get::<_, i64>(10) as u32;
+            f.matched = r.get::<_, i64>(SPAN + 4) as u32;
             let mut hex = String::with_capacity(16);
             observatory_schemas::kafka::push_hex(&mut hex, span_id);
             let attrs = attributes
                 .iter()
                 .enumerate()
                 .filter_map(|(j, (key, _, _))| {
-                    let text: Option<String> = r.get(11 + j);
+                    let text: Option<String> = r.get(SPAN + 5 + j);
                     let value: Value = serde_json::from_str(&text?).ok()?;
                     Some(key_value(key, &value))
                 })
                 .collect();
             f.spans.push(SearchSpan {
                 span_id: hex,
-                name: r.get(7),
-                start_time_unix_nano: unix_nanos(r.get(8)).to_string(),
-                duration_nanos: r.get::<_, i64>(9).to_string(),
+                name: r.get(SPAN + 1),
+                start_time_unix_nano: unix_nanos(r.get(SPAN + 2)).to_string(),
+                duration_nanos: r.get::<_, i64>(SPAN + 3).to_string(),
                 attributes: attrs,
             });
         }
+        let candidates = found.len() as i64;
         inspected_traces += candidates as u32;
         for f in found {
             inspected_spans += u64::from(f.matched);
@@ -572,14 +526,14 @@ pub async fn search(
                 break 'scan;
             }
         }
-        if candidates < chunk {
-            break;
+        match rounds.next(candidates) {
+            Next::Round => {}
+            Next::Exhausted => break,
+            Next::BudgetSpent => {
+                complete = false;
+                break;
+            }
         }
-        if started.elapsed() >= budget {
-            complete = false;
-            break;
-        }
-        chunk = (chunk * 2).min(SCAN_TRACES);
     }
     tx.commit().await?;
     Ok(SearchResponse {
@@ -624,7 +578,7 @@ fn sample(
     let t = sql.bind(tenant.to_owned());
     let from = sql.bind(start);
     let to = sql.bind(end);
-    let filter = filter.map_or_else(|| "TRUE".to_owned(), |e| expr_sql(sql, e));
+    let filter = filter.map_or_else(|| "TRUE".to_owned(), |e| span_filter(e).sql(sql));
     let traces = sql.bind(SAMPLE_TRACES);
     let n = sql.bind(SAMPLE_SPANS);
     format!(
@@ -729,11 +683,17 @@ pub async fn tag_values(
             ]))
         }
         Field::Duration | Field::TraceDuration => return Ok(Vec::new()),
-        Field::Name | Field::RootName => ("s.name".to_owned(), false),
-        Field::Service | Field::RootServiceName => ("s.service".to_owned(), false),
-        Field::StatusMessage => ("s.status_message".to_owned(), false),
-        Field::ScopeName | Field::SpanId | Field::ParentSpanId | Field::TraceId => {
-            (text_column(field).unwrap_or("NULL::text").to_owned(), false)
+        Field::RootName => (Column::Name.sql().to_owned(), false),
+        Field::RootServiceName => (Column::Service.sql().to_owned(), false),
+        Field::Name
+        | Field::Service
+        | Field::StatusMessage
+        | Field::ScopeName
+        | Field::SpanId
+        | Field::ParentSpanId
+        | Field::TraceId => {
+            let column = column(field).expect("a column field");
+            (column.sql().to_owned(), false)
         }
         Field::Span(k) => {
             let k = sql.bind(k.clone());
@@ -796,7 +756,7 @@ mod tests {
     fn render(q: &str) -> (String, usize) {
         let query = parse(q).unwrap();
         let mut sql = Sql::default();
-        let text = expr_sql(&mut sql, query.spans.as_ref().unwrap());
+        let text = span_filter(query.spans.as_ref().unwrap()).sql(&mut sql);
         (text, sql.params.len())
     }
 
@@ -810,25 +770,43 @@ mod tests {
         assert!(!text.contains(hostile), "{text}");
         assert!(!text.contains("evil"), "keys are bound too: {text}");
         assert_eq!(n, 5);
-        assert!(text.starts_with(
-            "(s.name = $1::text AND s.attributes -> $2::text = to_jsonb($3::text) AND"
-        ));
+        assert_eq!(
+            text,
+            "(s.name = $1::text AND (s.attributes ->> $2::text) = $3::text \
+             AND (s.resource ->> $4::text) ~ $5::text)"
+        );
     }
 
     #[test]
-    fn typed_comparisons() {
-        let (text, _) = render("{ span.tokens > 100 }");
-        assert!(
-            text.contains("jsonb_typeof(s.attributes -> $1::text) = 'number'"),
-            "{text}"
+    fn each_condition_lowers_to_its_test() {
+        let lowered = |q: &str| span_filter(parse(q).unwrap().spans.as_ref().unwrap());
+        assert_eq!(
+            lowered("{ span.tokens > 100 }"),
+            Filter::Test(
+                Subject::Attribute(Attributes::Span, "tokens".into()),
+                Test::Number(Cmp::Gt, Number::Int(100))
+            )
         );
-        assert!(text.ends_with("> $2::text::numeric"), "{text}");
         let (text, _) = render("{ status = error || kind != server }");
-        assert_eq!(text, "(s.status_code = $1::int2 OR s.kind <> $2::int2)");
+        assert_eq!(text, "(s.status_code = $1::int8 OR s.kind <> $2::int8)");
         let (text, _) = render("{ duration >= 1s }");
         assert_eq!(text, "s.duration_ns >= $1::int8");
+        assert_eq!(
+            lowered(r#"{ name =~ "chat.*" }"#),
+            Filter::Test(
+                Subject::Column(Column::Name),
+                Test::Text(TextOp::Matches, "^(?:chat.*)$".into())
+            )
+        );
         let (text, _) = render("{ .region = true }");
         assert!(text.contains(" OR "), "{text}");
+        // Trace-level conditions are checked on the summaries, not the spans.
+        let trace_level = Cond {
+            field: Field::TraceDuration,
+            op: Op::Gt,
+            value: Literal::Duration(1),
+        };
+        assert_eq!(cond_filter(&trace_level), Filter::All(vec![]));
     }
 
     #[test]
