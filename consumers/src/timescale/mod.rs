@@ -8,13 +8,15 @@
 //! inserted, so a crash, a re-delivery or a replay writes nothing twice.
 //!
 //! Files: [`rows`] turns a message into rows (GenAI mapping, pricing,
-//! content policy), [`writer`] COPYs them in one transaction, [`rollups`]
+//! content policy), [`writer`] COPYs them in one transaction (through
+//! [`copy`], which hands the connection large chunks), [`rollups`]
 //! sums the calls it inserted, [`summaries`] merges what it inserted into
 //! one row per trace (`trace_summaries`, what the trace list reads),
 //! [`partitions`]
 //! and [`migrate`] keep the schema; [`crate::redact`] is the content
 //! policy.
 
+pub mod copy;
 pub mod migrate;
 pub mod partitions;
 pub mod rollups;

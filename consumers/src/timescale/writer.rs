@@ -27,6 +27,7 @@
 //! The transaction commits before the consumer commits any offset
 //! (`source.rs`).
 
+use super::copy::{CopyError, CopyRows};
 use super::partitions::Partitions;
 use super::rollups::{Resolution, Rollups};
 use super::rows::{CallRecord, Prepared, SpanRecord};
@@ -35,14 +36,11 @@ use super::FastHash;
 use crate::config::Db;
 use crate::source::WriteError;
 use bytes::{BufMut, BytesMut};
-use futures::pin_mut;
 use postgres_types::{to_sql_checked, IsNull, ToSql, Type};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::error::Error;
-use std::pin::Pin;
 use std::time::Duration;
 use std::time::SystemTime;
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Transaction};
 use tracing::warn;
@@ -351,10 +349,13 @@ impl Writer {
                 self.client = None;
             }
         }
-        result.map_err(classify)
+        result.map_err(|e| match e {
+            CopyError::Db(e) => classify(e),
+            e @ CopyError::Encode { .. } => WriteError::Permanent(e.to_string()),
+        })
     }
 
-    async fn write_inner(&mut self, rows: &Rows<'_>) -> Result<Written, tokio_postgres::Error> {
+    async fn write_inner(&mut self, rows: &Rows<'_>) -> Result<Written, CopyError> {
         let days: BTreeSet<i64> = rows
             .spans
             .iter()
@@ -408,7 +409,7 @@ impl Writer {
                     direct.commit().await?;
                     new_spans = Some(rows.spans.clone());
                 }
-                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                Err(CopyError::Db(e)) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
                     direct.rollback().await?;
                     self.direct = false;
                 }
@@ -580,38 +581,25 @@ async fn copy_spans(
     tx: &Transaction<'_>,
     table: &str,
     spans: &[&SpanRecord],
-) -> Result<(), tokio_postgres::Error> {
-    let sink = tx
-        .copy_in(&format!(
-            "COPY {table} ({SPAN_COLUMNS}) FROM STDIN (FORMAT binary)"
-        ))
-        .await?;
-    let copy = BinaryCopyInWriter::new(sink, &SPAN_TYPES);
-    pin_mut!(copy);
+) -> Result<(), CopyError> {
+    let statement = format!("COPY {table} ({SPAN_COLUMNS}) FROM STDIN (FORMAT binary)");
+    let mut copy = CopyRows::start(tx, &statement, &SPAN_TYPES).await?;
     for span in spans {
-        write_span(copy.as_mut(), span).await?;
+        write_span(&mut copy, span).await?;
     }
     copy.finish().await?;
     Ok(())
 }
 
 /// COPYs `calls`, each of a span this transaction inserted, into `llm_calls`.
-async fn copy_calls(
-    tx: &Transaction<'_>,
-    calls: &[&CallRecord],
-) -> Result<(), tokio_postgres::Error> {
+async fn copy_calls(tx: &Transaction<'_>, calls: &[&CallRecord]) -> Result<(), CopyError> {
     if calls.is_empty() {
         return Ok(());
     }
-    let sink = tx
-        .copy_in(&format!(
-            "COPY llm_calls ({CALL_COLUMNS}) FROM STDIN (FORMAT binary)"
-        ))
-        .await?;
-    let copy = BinaryCopyInWriter::new(sink, &CALL_TYPES);
-    pin_mut!(copy);
+    let statement = format!("COPY llm_calls ({CALL_COLUMNS}) FROM STDIN (FORMAT binary)");
+    let mut copy = CopyRows::start(tx, &statement, &CALL_TYPES).await?;
     for call in calls {
-        write_call(copy.as_mut(), call).await?;
+        write_call(&mut copy, call).await?;
     }
     copy.finish().await?;
     Ok(())
@@ -646,10 +634,7 @@ impl NewSpans {
     }
 }
 
-async fn write_span(
-    copy: Pin<&mut BinaryCopyInWriter>,
-    s: &SpanRecord,
-) -> Result<(), tokio_postgres::Error> {
+async fn write_span(copy: &mut CopyRows<'_>, s: &SpanRecord) -> Result<(), CopyError> {
     let r = &s.row;
     let (trace_id, span_id): (&[u8], &[u8]) = (&r.trace_id, &r.span_id);
     let parent: Option<&[u8]> = r.parent_span_id.as_ref().map(|p| &p[..]);
@@ -676,10 +661,7 @@ async fn write_span(
     .await
 }
 
-async fn write_call(
-    copy: Pin<&mut BinaryCopyInWriter>,
-    c: &CallRecord,
-) -> Result<(), tokio_postgres::Error> {
+async fn write_call(copy: &mut CopyRows<'_>, c: &CallRecord) -> Result<(), CopyError> {
     let (trace_id, span_id): (&[u8], &[u8]) = (&c.trace_id, &c.span_id);
     copy.write(&[
         &c.tenant,
