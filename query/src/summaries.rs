@@ -133,7 +133,7 @@ pub struct Cursor {
 }
 
 impl Cursor {
-    /// The position of a candidate row of [`candidates`] (its first column
+    /// The position of a candidate row of [`Candidates::sql`] (its first column
     /// the trace id, `order_key` the column at `key_index`).
     pub fn at_row(order: Order, row: &tokio_postgres::Row, key_index: usize) -> Cursor {
         let value = match order.key {

@@ -20,6 +20,8 @@ pub const TRACES_TOPIC: &str = "otlp_spans";
 pub const METRICS_TOPIC: &str = "otlp_metrics";
 /// Default topic of logs.
 pub const LOGS_TOPIC: &str = "otlp_logs";
+/// Default topic of scores (JSON messages of [`crate::scores`]).
+pub const SCORES_TOPIC: &str = "scores";
 /// Suffix of a topic's dead-letter topic: `otlp_spans` → `otlp_spans.dlq`.
 pub const DLQ_SUFFIX: &str = ".dlq";
 

@@ -14,6 +14,8 @@
 //! - [`span`], [`genai`], [`pricing`], [`histogram`]: the normalized span,
 //!   the GenAI mapping of every dialect into one LLM call, dated model prices,
 //!   and the rollups' latency buckets;
+//! - [`scores`]: scores and evaluations, the `scores` topic's messages and
+//!   their checks;
 //! - [`migrations`]: the SQL of the PostgreSQL store;
 //! - [`tempo`]: Grafana Tempo's vParquet4 block format (parquet, bloom
 //!   filters, `meta.json`), written and read in memory;
@@ -42,6 +44,7 @@ pub mod otlp;
 pub mod postgres_tls;
 pub mod pricing;
 pub mod resource_key;
+pub mod scores;
 pub mod settings;
 pub mod span;
 pub mod tempo;
