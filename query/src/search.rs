@@ -350,11 +350,9 @@ pub struct Page {
 
 fn summary(r: &tokio_postgres::Row) -> TraceSummary {
     let id: &[u8] = r.get(0);
-    let mut hex = String::with_capacity(32);
-    observatory_schemas::kafka::push_hex(&mut hex, id);
     let statuses: i16 = r.get(6);
     TraceSummary {
-        trace_id: hex,
+        trace_id: crate::traces::hex(id),
         start_time: format_time(r.get::<_, SystemTime>(1)),
         duration_ms: r.get::<_, i64>(2) as f64 / 1e3,
         span_count: r.get(3),

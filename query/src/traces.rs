@@ -95,7 +95,8 @@ pub struct Trace {
     pub truncated: bool,
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// `bytes` as lowercase hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(2 * bytes.len());
     observatory_schemas::kafka::push_hex(&mut out, bytes);
     out

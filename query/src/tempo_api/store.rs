@@ -329,34 +329,56 @@ struct Summary {
     root_name: Option<String>,
 }
 
-fn trace_level_holds(c: &Cond, summary: &Summary) -> bool {
-    let text = |v: &Option<String>| v.clone().unwrap_or_else(|| ROOT_NOT_YET_RECEIVED.into());
-    let compare = |have: &str, want: &str| match c.op {
-        Op::Eq => have == want,
-        Op::Ne => have != want,
-        Op::Contains => have.contains(want),
-        Op::Re | Op::NotRe => {
-            let hit = regex::Regex::new(&anchored(want)).is_ok_and(|re| re.is_match(have));
-            hit == (c.op == Op::Re)
+/// A trace-level condition, its regular expression compiled once per
+/// search (it is checked on every candidate).
+struct TraceLevel<'q> {
+    cond: &'q Cond,
+    re: Option<regex::Regex>,
+}
+
+impl<'q> TraceLevel<'q> {
+    fn new(cond: &'q Cond) -> TraceLevel<'q> {
+        let re = match (&cond.value, cond.op) {
+            (Literal::Str(want), Op::Re | Op::NotRe) => regex::Regex::new(&anchored(want)).ok(),
+            _ => None,
+        };
+        TraceLevel { cond, re }
+    }
+
+    fn holds(&self, summary: &Summary) -> bool {
+        let c = self.cond;
+        fn text(v: &Option<String>) -> &str {
+            v.as_deref().unwrap_or(ROOT_NOT_YET_RECEIVED)
         }
-        _ => false,
-    };
-    match (&c.field, &c.value) {
-        (Field::TraceDuration, Literal::Duration(want)) => {
-            let have = summary.end_ns.saturating_sub(summary.start_ns) as i64;
-            match c.op {
-                Op::Eq => have == *want,
-                Op::Ne => have != *want,
-                Op::Gt => have > *want,
-                Op::Ge => have >= *want,
-                Op::Lt => have < *want,
-                Op::Le => have <= *want,
-                _ => false,
+        let compare = |have: &str, want: &str| match c.op {
+            Op::Eq => have == want,
+            Op::Ne => have != want,
+            Op::Contains => have.contains(want),
+            Op::Re | Op::NotRe => {
+                let hit = self.re.as_ref().is_some_and(|re| re.is_match(have));
+                hit == (c.op == Op::Re)
             }
+            _ => false,
+        };
+        match (&c.field, &c.value) {
+            (Field::TraceDuration, Literal::Duration(want)) => {
+                let have = summary.end_ns.saturating_sub(summary.start_ns) as i64;
+                match c.op {
+                    Op::Eq => have == *want,
+                    Op::Ne => have != *want,
+                    Op::Gt => have > *want,
+                    Op::Ge => have >= *want,
+                    Op::Lt => have < *want,
+                    Op::Le => have <= *want,
+                    _ => false,
+                }
+            }
+            (Field::RootName, Literal::Str(want)) => compare(text(&summary.root_name), want),
+            (Field::RootServiceName, Literal::Str(want)) => {
+                compare(text(&summary.root_service), want)
+            }
+            _ => false,
         }
-        (Field::RootName, Literal::Str(want)) => compare(&text(&summary.root_name), want),
-        (Field::RootServiceName, Literal::Str(want)) => compare(&text(&summary.root_service), want),
-        _ => false,
     }
 }
 
@@ -387,6 +409,12 @@ pub async fn search(
     .await?;
 
     let attributes = selected_attributes(&search.query);
+    let trace_level: Vec<Vec<TraceLevel>> = search
+        .query
+        .traces
+        .iter()
+        .map(|any| any.iter().map(TraceLevel::new).collect())
+        .collect();
     let order = Order {
         key: SortKey::StartTime,
         descending: true,
@@ -472,8 +500,6 @@ pub async fn search(
             };
             let f = found.last_mut().expect("pushed above");
             f.matched = r.get::<_, i64>(SPAN + 4) as u32;
-            let mut hex = String::with_capacity(16);
-            observatory_schemas::kafka::push_hex(&mut hex, span_id);
             let attrs = attributes
                 .iter()
                 .enumerate()
@@ -484,7 +510,7 @@ pub async fn search(
                 })
                 .collect();
             f.spans.push(SearchSpan {
-                span_id: hex,
+                span_id: crate::traces::hex(span_id),
                 name: r.get(SPAN + 1),
                 start_time_unix_nano: unix_nanos(r.get(SPAN + 2)).to_string(),
                 duration_nanos: r.get::<_, i64>(SPAN + 3).to_string(),
@@ -496,13 +522,7 @@ pub async fn search(
         for f in found {
             inspected_spans += u64::from(f.matched);
             let s = &f.summary;
-            if f.matched == 0
-                || !search
-                    .query
-                    .traces
-                    .iter()
-                    .all(|any| any.iter().any(|c| trace_level_holds(c, s)))
-            {
+            if f.matched == 0 || !trace_level.iter().all(|any| any.iter().any(|c| c.holds(s))) {
                 continue;
             }
             let duration = s.end_ns.saturating_sub(s.start_ns) as i64;
@@ -847,8 +867,12 @@ mod tests {
             root_name: None,
         };
         let q = parse(r#"{ traceDuration > 2s && rootServiceName =~ "b.t" && rootName = "<root span not yet received>" }"#).unwrap();
-        assert!(q.traces.iter().flatten().all(|c| trace_level_holds(c, &s)));
+        assert!(q
+            .traces
+            .iter()
+            .flatten()
+            .all(|c| TraceLevel::new(c).holds(&s)));
         let q = parse("{ traceDuration < 2s }").unwrap();
-        assert!(!trace_level_holds(&q.traces[0][0], &s));
+        assert!(!TraceLevel::new(&q.traces[0][0]).holds(&s));
     }
 }
