@@ -291,7 +291,7 @@ pub struct TimescaleArgs {
     /// Connections a batch is written over at once (one transaction each).
     #[arg(long, env = "DB_WRITE_CONNECTIONS", default_value_t = 2)]
     pub db_write_connections: usize,
-    /// Most PostgreSQL connections the sink holds: its write connections and one for partition maintenance (unset: DB_WRITE_CONNECTIONS + 1).
+    /// Most PostgreSQL connections the sink holds: its write connections, one for partition maintenance and one for the scores loop (unset: DB_WRITE_CONNECTIONS + 2).
     #[arg(long, env = "DB_POOL_MAX_SIZE")]
     pub db_pool_max_size: Option<usize>,
     /// Write connections opened at start and kept open (the others open on first use).
@@ -321,19 +321,37 @@ pub struct TimescaleArgs {
     /// Apply the migrations at start-up.
     #[arg(long, env = "MIGRATE_ON_START", default_value_t = true, action = clap::ArgAction::Set)]
     pub migrate_on_start: bool,
+    /// The scores topic, read beside the spans in consumer group observatory-scores ("" to not read it here).
+    #[arg(long, env = "KAFKA_SCORES_TOPIC", default_value = kafka::SCORES_TOPIC)]
+    pub kafka_scores_topic: String,
 }
 
 impl TimescaleArgs {
+    /// Whether this process runs the scores loop too.
+    pub fn reads_scores(&self) -> bool {
+        !self.kafka_scores_topic.is_empty()
+    }
+
     /// Write connections: `DB_WRITE_CONNECTIONS`, within `DB_POOL_MAX_SIZE`
     /// less the maintenance connection.
+    /// The scores loop, when it runs, holds one more.
     pub fn write_connections(&self) -> Result<usize, ConfigError> {
         let wanted = self.db_write_connections.max(1);
+        let others = 1 + usize::from(self.reads_scores());
         match self.db_pool_max_size {
             None => Ok(wanted),
-            Some(max) if max >= 2 => Ok(wanted.min(max - 1)),
+            Some(max) if max > others => Ok(wanted.min(max - others)),
             Some(_) => Err(invalid(
                 "DB_POOL_MAX_SIZE",
-                "must be at least 2 (a write connection and the maintenance one)",
+                format!(
+                    "must be at least {} (a write connection, the maintenance one{})",
+                    others + 1,
+                    if others > 1 {
+                        " and the scores loop's"
+                    } else {
+                        ""
+                    }
+                ),
             )),
         }
     }

@@ -7,8 +7,8 @@
 //! alone lets its offset move on. Sinks write idempotently, so a crash, a
 //! rebalance or a replay stores nothing twice.
 //!
-//! Where to start reading: [`source`], then a sink: [`timescale`] or
-//! [`tempo`]; replays and dead letters: [`replay`].
+//! Where to start reading: [`source`], then a sink: [`timescale`] (with
+//! [`scores`] beside it) or [`tempo`]; replays and dead letters: [`replay`].
 
 pub mod admin;
 pub mod config;
@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod ops;
 pub mod redact;
 pub mod replay;
+pub mod scores;
 pub mod source;
 pub mod tempo;
 pub mod timescale;

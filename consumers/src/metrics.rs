@@ -151,6 +151,8 @@ pub struct Metrics {
     pub dlq_messages: Family<SinkLabels, Counter>,
     /// LLM calls whose model has no price.
     pub unpriced_llm_calls: Family<SinkLabels, Counter>,
+    /// `gen_ai.evaluation.result` events that are not a valid score.
+    pub invalid_evaluations: Family<SinkLabels, Counter>,
     /// Spans not stored because they are older than the retention.
     pub expired_spans: Family<SinkLabels, Counter>,
     /// Spans of messages dead-lettered because a span starts too far ahead.
@@ -196,6 +198,7 @@ impl Metrics {
             batch_duration: Family::new_with_constructor(seconds_histogram),
             dlq_messages: Family::default(),
             unpriced_llm_calls: Family::default(),
+            invalid_evaluations: Family::default(),
             expired_spans: Family::default(),
             future_spans: Family::default(),
             lag: Family::default(),
@@ -244,6 +247,11 @@ impl Metrics {
             format!("{p}unpriced_llm_calls"),
             "LLM calls stored without a price for their model",
             m.unpriced_llm_calls.clone(),
+        );
+        registry.register(
+            format!("{p}invalid_evaluations"),
+            "gen_ai.evaluation.result events not stored as a score (no name, no value, too large)",
+            m.invalid_evaluations.clone(),
         );
         registry.register(
             format!("{p}expired_spans"),
@@ -328,6 +336,7 @@ mod tests {
         m.messages.get_or_create(&labels).inc();
         m.dlq_messages.get_or_create(&labels).inc();
         m.unpriced_llm_calls.get_or_create(&labels).inc();
+        m.invalid_evaluations.get_or_create(&labels).inc();
         m.expired_spans.get_or_create(&labels).inc();
         m.future_spans.get_or_create(&labels).inc();
         let text = m.encode();
@@ -335,6 +344,7 @@ mod tests {
             "observatory_consumer_messages_total",
             "observatory_consumer_dlq_messages_total",
             "observatory_consumer_unpriced_llm_calls_total",
+            "observatory_consumer_invalid_evaluations_total",
             "observatory_consumer_expired_spans_total",
             "observatory_consumer_future_spans_total",
         ] {

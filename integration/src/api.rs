@@ -13,7 +13,7 @@ use std::time::Duration;
 /// The `JWT_SECRET` of the API in these tests.
 pub const SECRET: &str = "integration-test-secret";
 
-/// A token for `tenant` with `role` (`viewer`, `admin`), valid for `ttl` (`1h`).
+/// A token for `tenant` with `role` (`viewer`, `editor`, `admin`), valid for `ttl` (`1h`).
 pub fn token(tenant: &str, role: &str, ttl: &str) -> String {
     let out = std::process::Command::new(crate::workspace_bin("observatory-api"))
         .args(["token", "--tenant", tenant, "--role", role, "--ttl", ttl])
@@ -62,6 +62,8 @@ pub struct Pipeline {
     pub db: TestDb,
     /// The traces topic.
     pub topic: String,
+    /// The scores topic (the API's `KAFKA_SCORES_TOPIC` must name it).
+    pub scores_topic: String,
     /// The collector (ingest keys as given).
     pub collector: Collector,
     /// The PostgreSQL sink.
@@ -74,6 +76,7 @@ impl Pipeline {
     pub async fn start(keys: &str, sink_env: &[(&str, String)], timeout: Duration) -> Pipeline {
         let db = TestDb::create().await;
         let topic = unique("spans");
+        let scores_topic = unique("scores");
         let collector = Collector::spawn(&[
             ("KAFKA_BROKERS", kafka_brokers()),
             ("KAFKA_TRACES_TOPIC", topic.clone()),
@@ -86,6 +89,7 @@ impl Pipeline {
         let mut env = vec![
             ("KAFKA_BROKERS", kafka_brokers()),
             ("KAFKA_TRACES_TOPIC", topic.clone()),
+            ("KAFKA_SCORES_TOPIC", scores_topic.clone()),
             ("KAFKA_GROUP_ID", unique("group")),
             ("DATABASE_URL", db.url.clone()),
             ("COPY_FLUSH_INTERVAL", "200ms".into()),
@@ -96,6 +100,7 @@ impl Pipeline {
         Pipeline {
             db,
             topic,
+            scores_topic,
             collector,
             sink,
         }

@@ -334,46 +334,7 @@ impl Auditor {
 /// default replication), retrying in the background until it exists: the
 /// producer meanwhile keeps events queued (and counts what it drops).
 pub fn ensure_topic(kafka: &AuditKafka) {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    use rdkafka::client::DefaultClientContext;
-    use rdkafka::types::RDKafkaErrorCode;
-    let kafka = kafka.clone();
-    tokio::spawn(async move {
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            let mut config = rdkafka::ClientConfig::new();
-            config.set("bootstrap.servers", &kafka.brokers);
-            for (k, v) in &kafka.extra {
-                config.set(k, v);
-            }
-            let result = async {
-                let admin: AdminClient<DefaultClientContext> =
-                    config.create().map_err(|e| e.to_string())?;
-                let topic = NewTopic::new(&kafka.topic, 1, TopicReplication::Fixed(-1));
-                let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(5)));
-                for r in admin
-                    .create_topics([&topic], &options)
-                    .await
-                    .map_err(|e| e.to_string())?
-                {
-                    match r {
-                        Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                        Err((name, code)) => return Err(format!("{name}: {code}")),
-                    }
-                }
-                Ok::<(), String>(())
-            }
-            .await;
-            match result {
-                Ok(()) => return,
-                Err(error) => {
-                    tracing::warn!(%error, topic = %kafka.topic, "cannot create the audit topic yet");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
-                }
-            }
-        }
-    });
+    crate::topics::ensure(&kafka.brokers, &kafka.topic, 1, &kafka.extra);
 }
 
 /// `k=v&k=v`, percent-decoded.

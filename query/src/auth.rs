@@ -34,7 +34,9 @@ use thiserror::Error;
 pub enum Role {
     /// Reads.
     Viewer,
-    /// Reads and changes settings (budgets).
+    /// Reads and writes scores (annotations, evaluations).
+    Editor,
+    /// Reads, writes scores and changes settings (budgets, score configs).
     Admin,
 }
 
@@ -43,6 +45,7 @@ impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Viewer => "viewer",
+            Role::Editor => "editor",
             Role::Admin => "admin",
         }
     }

@@ -1015,6 +1015,7 @@ pub fn to_trace(id: &[u8; 16], resource_spans: Vec<ResourceSpans>) -> crate::tra
             links: json(&row.links),
             llm,
             children: Vec::new(),
+            scores: Vec::new(),
         }));
     }
     Trace {
@@ -1023,6 +1024,7 @@ pub fn to_trace(id: &[u8; 16], resource_spans: Vec<ResourceSpans>) -> crate::tra
         cost_usd: cost,
         roots: crate::traces::tree(nodes),
         truncated: false,
+        scores: Vec::new(),
     }
 }
 

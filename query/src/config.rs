@@ -112,6 +112,12 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub pipeline_tenants: Vec<String>,
+    /// The topic score writes are published to ("" turns score writes off: POST and DELETE answer 503).
+    #[arg(long, env = "KAFKA_SCORES_TOPIC", default_value = "scores")]
+    pub kafka_scores_topic: String,
+    /// Partitions of the scores topic when the API creates it (keep it equal to KAFKA_TRACES_PARTITIONS).
+    #[arg(long, env = "KAFKA_SCORES_PARTITIONS", default_value_t = 16)]
+    pub kafka_scores_partitions: i32,
     /// Most spans one trace answer holds; a larger trace is cut (the answer says `truncated`).
     #[arg(long, env = "TRACE_MAX_SPANS", default_value_t = 10_000)]
     pub trace_max_spans: usize,
@@ -138,10 +144,10 @@ pub struct AuditArgs {
     /// Kafka topic audit events are also produced to (acks=all); unset: stdout only.
     #[arg(long, env = "AUDIT_KAFKA_TOPIC")]
     pub audit_kafka_topic: Option<String>,
-    /// Kafka bootstrap servers of AUDIT_KAFKA_TOPIC.
+    /// Kafka bootstrap servers (the scores topic, and AUDIT_KAFKA_TOPIC).
     #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
     pub kafka_brokers: String,
-    /// Extra librdkafka producer settings of the audit producer, comma-separated key=value (TLS, SASL).
+    /// Extra librdkafka producer settings of the scores and audit producers, comma-separated key=value (TLS, SASL).
     #[arg(
         long,
         env = "KAFKA_PRODUCER_CONFIG",
@@ -152,6 +158,23 @@ pub struct AuditArgs {
 }
 
 impl AuditArgs {
+    /// The extra producer settings, refusing those the acknowledgement
+    /// relies on.
+    pub fn producer_settings(&self) -> Result<Vec<(String, String)>, ConfigError> {
+        let extra = observatory_schemas::settings::parse_pairs(&self.kafka_producer_config)
+            .map_err(|reason| invalid("KAFKA_PRODUCER_CONFIG", reason))?;
+        if let Some((k, _)) = extra
+            .iter()
+            .find(|(k, _)| matches!(k.as_str(), "acks" | "enable.idempotence"))
+        {
+            return Err(invalid(
+                "KAFKA_PRODUCER_CONFIG",
+                format!("{k} is fixed (acks=all, idempotent)"),
+            ));
+        }
+        Ok(extra)
+    }
+
     /// The Kafka settings of the audit producer, when a topic is set.
     pub fn kafka(&self) -> Result<Option<crate::audit::AuditKafka>, ConfigError> {
         let Some(topic) = self
@@ -186,7 +209,7 @@ pub struct TokenArgs {
     /// The tenant the token reads.
     #[arg(long)]
     pub tenant: String,
-    /// viewer or admin.
+    /// viewer, editor or admin.
     #[arg(long, default_value = "viewer")]
     pub role: String,
     /// Lifetime, e.g. 1h or 30d.
@@ -286,8 +309,9 @@ impl TokenArgs {
     pub fn role(&self) -> Result<Role, ConfigError> {
         match self.role.as_str() {
             "viewer" => Ok(Role::Viewer),
+            "editor" => Ok(Role::Editor),
             "admin" => Ok(Role::Admin),
-            _ => Err(invalid("--role", "viewer or admin")),
+            _ => Err(invalid("--role", "viewer, editor or admin")),
         }
     }
 }

@@ -9,6 +9,7 @@
 //! [`search`], over [`summaries`] and [`span_filter`], which Tempo's search
 //! shares), LLM analytics ([`analytics`], [`budgets`]), Grafana Tempo's
 //! API ([`tempo_api`]) over PostgreSQL and the Tempo blocks ([`blocks`]),
+//! scores, sessions and end users ([`scores`], [`sessions`], [`users`]),
 //! and the web UI's assets ([`ui`]), which read only this public API.
 
 pub mod analytics;
@@ -19,18 +20,23 @@ pub mod budgets;
 pub mod cache;
 pub mod config;
 pub mod filters;
+pub mod keyset;
 pub mod metrics;
 pub mod openapi;
 pub mod pipeline;
 pub mod pool;
 pub mod problem;
 pub mod routes;
+pub mod scores;
 pub mod search;
 pub mod server;
+pub mod sessions;
 pub mod span_filter;
 pub mod sql;
 pub mod summaries;
 pub mod tempo_api;
+pub mod topics;
 pub mod traces;
 pub mod ui;
+pub mod users;
 pub mod v1;

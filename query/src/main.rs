@@ -69,6 +69,26 @@ async fn main() -> anyhow::Result<()> {
         audit_kafka.as_ref(),
         metrics.clone(),
     )?;
+    let scores = if cli.serve.kafka_scores_topic.trim().is_empty() {
+        None
+    } else {
+        let extra = cli.serve.audit.producer_settings()?;
+        let topic = cli.serve.kafka_scores_topic.trim();
+        if !(1..=10_000).contains(&cli.serve.kafka_scores_partitions) {
+            anyhow::bail!("invalid KAFKA_SCORES_PARTITIONS: 1 to 10000");
+        }
+        observatory_api::topics::ensure(
+            &cli.serve.audit.kafka_brokers,
+            topic,
+            cli.serve.kafka_scores_partitions,
+            &extra,
+        );
+        Some(Arc::new(observatory_api::scores::publish::Publisher::new(
+            &cli.serve.audit.kafka_brokers,
+            topic,
+            &extra,
+        )?))
+    };
     keys.spawn_jwks_refresher(std::time::Duration::from_secs(10));
     let state = State {
         keys,
@@ -80,6 +100,7 @@ async fn main() -> anyhow::Result<()> {
         trace_max_spans: cli.serve.trace_max_spans.max(1),
         search_time_budget: cli.serve.search_time_budget,
         pipeline: Arc::new(cli.serve.pipeline_metrics.0),
+        scores,
         pipeline_tenants: Arc::new(
             cli.serve
                 .pipeline_tenants

@@ -104,6 +104,8 @@ pub struct Metrics {
     pub rate_limited_tenants: Family<TenantLabels, Counter>,
     /// Requests refused because they named another tenant than their token's.
     pub cross_tenant_refusals: Counter,
+    /// Scores published by `POST /api/v1/scores`.
+    pub scores_written: Counter,
     /// Audit events written.
     pub audit_events: Counter,
     /// Audit events dropped because their sink could not keep up.
@@ -134,6 +136,7 @@ impl Metrics {
             auth_failures: Family::default(),
             rate_limited_tenants: Family::default(),
             cross_tenant_refusals: Counter::default(),
+            scores_written: Counter::default(),
             audit_events: Counter::default(),
             audit_dropped: Family::default(),
             blocks_read_bytes: Counter::default(),
@@ -170,6 +173,11 @@ impl Metrics {
             format!("{p}rate_limited_requests"),
             "Requests refused with 429, by tenant (the first 100 tenants seen; then _other)",
             m.rate_limited_tenants.clone(),
+        );
+        registry.register(
+            format!("{p}scores_written"),
+            "Scores the broker acknowledged from POST /api/v1/scores",
+            m.scores_written.clone(),
         );
         registry.register(
             format!("{p}cross_tenant_refusals"),
@@ -338,7 +346,7 @@ fn method(m: &warp::http::Method) -> &'static str {
 
 /// Every route template the API serves (the OpenAPI document's paths, a
 /// test checks), and `other`.
-pub const ROUTES: [&str; 23] = [
+pub const ROUTES: [&str; 32] = [
     "/healthz",
     "/readyz",
     "/metrics",
@@ -351,6 +359,15 @@ pub const ROUTES: [&str; 23] = [
     "/api/v1/budgets/services/{service}",
     "/api/v1/models",
     "/api/v1/pipeline",
+    "/api/v1/scores",
+    "/api/v1/scores/summary",
+    "/api/v1/scores/{score_id}",
+    "/api/v1/score-configs",
+    "/api/v1/score-configs/{name}",
+    "/api/v1/sessions",
+    "/api/v1/sessions/{session_id}",
+    "/api/v1/users",
+    "/api/v1/users/{user_id}",
     "/api/v1/openapi.json",
     "/api/echo",
     "/api/status/buildinfo",
@@ -393,6 +410,15 @@ pub fn route(path: &str) -> &'static str {
         ["api", "v1", "budgets", "services", _] => "/api/v1/budgets/services/{service}",
         ["api", "v1", "models"] => "/api/v1/models",
         ["api", "v1", "pipeline"] => "/api/v1/pipeline",
+        ["api", "v1", "scores"] => "/api/v1/scores",
+        ["api", "v1", "scores", "summary"] => "/api/v1/scores/summary",
+        ["api", "v1", "scores", _] => "/api/v1/scores/{score_id}",
+        ["api", "v1", "score-configs"] => "/api/v1/score-configs",
+        ["api", "v1", "score-configs", _] => "/api/v1/score-configs/{name}",
+        ["api", "v1", "sessions"] => "/api/v1/sessions",
+        ["api", "v1", "sessions", _] => "/api/v1/sessions/{session_id}",
+        ["api", "v1", "users"] => "/api/v1/users",
+        ["api", "v1", "users", _] => "/api/v1/users/{user_id}",
         ["api", "v1", "openapi.json"] => "/api/v1/openapi.json",
         ["api", "echo"] => "/api/echo",
         ["api", "status", "buildinfo"] => "/api/status/buildinfo",

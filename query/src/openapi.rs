@@ -97,7 +97,11 @@ mod tests {
             let concrete = path
                 .replace("{trace_id}", "0af7651916cd43dd8448eb211c80319c")
                 .replace("{service}", "support-bot")
-                .replace("{tag}", "service.name");
+                .replace("{tag}", "service.name")
+                .replace("{score_id}", "s-1")
+                .replace("{name}", "helpfulness")
+                .replace("{session_id}", "sess-1")
+                .replace("{user_id}", "user-1");
             assert_eq!(crate::metrics::route(&concrete), path);
         }
     }
@@ -113,7 +117,7 @@ mod tests {
             parse(&mut p);
             p.asked().iter().cloned().collect()
         };
-        let cases: [(&str, BTreeSet<String>); 6] = [
+        let cases: [(&str, BTreeSet<String>); 11] = [
             (
                 "/api/v1/traces",
                 asked(&|p| {
@@ -136,6 +140,36 @@ mod tests {
                 "/api/v1/models",
                 asked(&|p| {
                     crate::analytics::parse_models(p, now).unwrap();
+                }),
+            ),
+            (
+                "/api/v1/scores",
+                asked(&|p| {
+                    crate::scores::read::ListQuery::parse(p, now).unwrap();
+                }),
+            ),
+            (
+                "/api/v1/scores/summary",
+                asked(&|p| {
+                    crate::scores::read::SummaryQuery::parse(p, now).unwrap();
+                }),
+            ),
+            (
+                "/api/v1/sessions",
+                asked(&|p| {
+                    crate::sessions::ListQuery::parse(p, now).unwrap();
+                }),
+            ),
+            (
+                "/api/v1/users",
+                asked(&|p| {
+                    crate::users::ListQuery::parse(p, now).unwrap();
+                }),
+            ),
+            (
+                "/api/v1/users/{user_id}",
+                asked(&|p| {
+                    crate::users::parse_detail(p, now).unwrap();
                 }),
             ),
             ("/api/v1/budgets", BTreeSet::new()),
@@ -216,13 +250,18 @@ mod tests {
             search_time_budget: std::time::Duration::from_millis(400),
             pipeline: Default::default(),
             pipeline_tenants: Default::default(),
+            scores: None,
         };
         let routes = crate::routes::routes(state);
         for (path, method, op) in operations(&doc()) {
             let concrete = path
                 .replace("{trace_id}", "0af7651916cd43dd8448eb211c80319c")
                 .replace("{service}", "support-bot")
-                .replace("{tag}", "service.name");
+                .replace("{tag}", "service.name")
+                .replace("{score_id}", "s-1")
+                .replace("{name}", "helpfulness")
+                .replace("{session_id}", "sess-1")
+                .replace("{user_id}", "user-1");
             let response = warp::test::request()
                 .method(&method.to_uppercase())
                 .path(&concrete)

@@ -13,6 +13,7 @@ use crate::v1;
 use deadpool_postgres::Pool;
 use std::convert::Infallible;
 use std::sync::Arc;
+use warp::filters::BoxedFilter;
 use warp::path::FullPath;
 use warp::{Filter, Rejection, Reply};
 
@@ -38,6 +39,8 @@ pub struct State {
     pub pipeline: Arc<Vec<crate::pipeline::Target>>,
     /// Tenants whose admins may read it (`PIPELINE_TENANTS`).
     pub pipeline_tenants: Arc<Vec<String>>,
+    /// The scores topic's producer; `None` when score writes are off.
+    pub scores: Option<Arc<crate::scores::publish::Publisher>>,
 }
 
 /// Passes the claims of a token whose role is at least `need`, once the
@@ -118,6 +121,11 @@ async fn trace_by_id(
         Ok(None) => None,
         Err(e) => return Err(warp::reject::custom(Problem::unavailable("PostgreSQL", e))),
     };
+    // Scores are kept past the spans' retention: a trace read from the
+    // blocks shows them too.
+    let scores = crate::scores::of_trace(&client, &claims.tenant, &id)
+        .await
+        .map_err(|e| warp::reject::custom(Problem::postgres(e)))?;
     drop(client);
     // Past the PostgreSQL retention, the Tempo blocks still hold it.
     let trace = match (trace, &state.blocks) {
@@ -135,7 +143,10 @@ async fn trace_by_id(
         (None, None) => None,
     };
     match trace {
-        Some(trace) => Ok(warp::reply::json(&trace).into_response()),
+        Some(mut trace) => {
+            trace.attach_scores(scores);
+            Ok(warp::reply::json(&trace).into_response())
+        }
         None => Err(warp::reject::custom(Problem::not_found(
             "no trace with this id for your tenant",
         ))),
@@ -156,6 +167,114 @@ async fn readyz(state: State) -> Result<warp::reply::Response, Infallible> {
         )
         .into_response()
     })
+}
+
+/// Scores, score configs, sessions and users: boxed, so that the route
+/// tree's type stays small (warp's nested `or` types otherwise make the
+/// crate slow to compile).
+fn evaluation_routes(state: State) -> BoxedFilter<(warp::reply::Response,)> {
+    let query = || warp::query::<v1::Pairs>();
+    let viewer = || authorized(state.clone(), Role::Viewer);
+    let admin = || authorized(state.clone(), Role::Admin);
+    let editor = || authorized(state.clone(), Role::Editor);
+    let post_scores = warp::path!("api" / "v1" / "scores")
+        .and(warp::post())
+        .and(editor())
+        .and(warp::body::content_length_limit(crate::scores::MAX_BODY))
+        .and(warp::body::bytes())
+        .and(with_state(state.clone()))
+        .and_then(crate::scores::post)
+        .boxed();
+    let delete_score = warp::path!("api" / "v1" / "scores" / String)
+        .and(warp::delete())
+        .and(editor())
+        .and(with_state(state.clone()))
+        .and_then(crate::scores::delete)
+        .boxed();
+    let list_scores = warp::path!("api" / "v1" / "scores")
+        .and(warp::get())
+        .and(query())
+        .and(viewer())
+        .and(with_state(state.clone()))
+        .and_then(v1::scores)
+        .boxed();
+    let score_summary = warp::path!("api" / "v1" / "scores" / "summary")
+        .and(warp::get())
+        .and(query())
+        .and(viewer())
+        .and(with_state(state.clone()))
+        .and_then(v1::score_summary)
+        .boxed();
+    let score_configs = warp::path!("api" / "v1" / "score-configs")
+        .and(warp::get())
+        .and(viewer())
+        .and(with_state(state.clone()))
+        .and_then(crate::scores::configs::list)
+        .boxed();
+    let put_score_config = warp::path!("api" / "v1" / "score-configs" / String)
+        .and(warp::put())
+        .and(admin())
+        .and(warp::body::content_length_limit(65_536))
+        .and(warp::body::bytes())
+        .and(with_state(state.clone()))
+        .and_then(crate::scores::configs::put)
+        .boxed();
+    let delete_score_config = warp::path!("api" / "v1" / "score-configs" / String)
+        .and(warp::delete())
+        .and(admin())
+        .and(with_state(state.clone()))
+        .and_then(crate::scores::configs::delete)
+        .boxed();
+    let sessions = warp::path!("api" / "v1" / "sessions")
+        .and(warp::get())
+        .and(query())
+        .and(viewer())
+        .and(with_state(state.clone()))
+        .and_then(v1::sessions)
+        .boxed();
+    let session = warp::path!("api" / "v1" / "sessions" / String)
+        .and(warp::get())
+        .and(query())
+        .and(viewer())
+        .and(with_state(state.clone()))
+        .and_then(v1::session)
+        .boxed();
+    let users = warp::path!("api" / "v1" / "users")
+        .and(warp::get())
+        .and(query())
+        .and(viewer())
+        .and(with_state(state.clone()))
+        .and_then(v1::users)
+        .boxed();
+    let user = warp::path!("api" / "v1" / "users" / String)
+        .and(warp::get())
+        .and(query())
+        .and(viewer())
+        .and(with_state(state.clone()))
+        .and_then(v1::user)
+        .boxed();
+    post_scores
+        .or(score_summary)
+        .unify()
+        .or(list_scores)
+        .unify()
+        .or(delete_score)
+        .unify()
+        .or(score_configs)
+        .unify()
+        .or(put_score_config)
+        .unify()
+        .or(delete_score_config)
+        .unify()
+        .or(sessions)
+        .unify()
+        .or(session)
+        .unify()
+        .or(users)
+        .unify()
+        .or(user)
+        .unify()
+        .boxed()
 }
 
 /// Every route.
@@ -277,6 +396,8 @@ pub fn routes(state: State) -> impl Filter<Extract = (impl Reply,), Error = Infa
         .or(delete_budget)
         .unify()
         .or(pipeline)
+        .unify()
+        .or(evaluation_routes(state.clone()))
         .unify()
         .or(crate::tempo_api::routes(state))
         .unify()

@@ -6,6 +6,7 @@
 //! are roots, so a partial trace still shows everything that arrived.
 
 use crate::problem::Problem;
+use crate::scores::read::ScoreView;
 use observatory_schemas::civil::rfc3339_nanos;
 use observatory_schemas::messages::{chat, Chat};
 use serde::Serialize;
@@ -77,6 +78,8 @@ pub struct SpanNode {
     pub llm: Option<LlmCall>,
     /// Child spans, by start time.
     pub children: Vec<SpanNode>,
+    /// Scores of this span, oldest first.
+    pub scores: Vec<ScoreView>,
 }
 
 /// The trace.
@@ -93,6 +96,29 @@ pub struct Trace {
     /// The trace has more spans than `TRACE_MAX_SPANS`: only the first
     /// ones (by start time) are here.
     pub truncated: bool,
+    /// Scores of the trace itself (not of one span), oldest first.
+    pub scores: Vec<ScoreView>,
+}
+
+impl Trace {
+    /// Puts `scores` (by span id, `""` for the trace's own) on the trace
+    /// and its spans; scores of a span not in the answer go to the trace.
+    pub fn attach_scores(&mut self, mut scores: HashMap<String, Vec<ScoreView>>) {
+        fn walk(node: &mut SpanNode, scores: &mut HashMap<String, Vec<ScoreView>>) {
+            if let Some(s) = scores.remove(&node.span_id) {
+                node.scores = s;
+            }
+            for child in &mut node.children {
+                walk(child, scores);
+            }
+        }
+        for root in &mut self.roots {
+            walk(root, &mut scores);
+        }
+        let mut rest: Vec<ScoreView> = scores.into_values().flatten().collect();
+        rest.sort_by(|a, b| a.time.cmp(&b.time));
+        self.scores = rest;
+    }
 }
 
 /// `bytes` as lowercase hex.
@@ -249,6 +275,7 @@ pub async fn load(
             links: json(s.links),
             llm: s.llm,
             children: Vec::new(),
+            scores: Vec::new(),
         }));
     }
     Ok(Some(Trace {
@@ -257,6 +284,7 @@ pub async fn load(
         cost_usd: cost,
         roots: tree(nodes),
         truncated,
+        scores: Vec::new(),
     }))
 }
 
@@ -361,6 +389,7 @@ mod tests {
             links: Value::Null,
             llm: None,
             children: vec![],
+            scores: vec![],
         }
     }
 

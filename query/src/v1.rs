@@ -30,7 +30,7 @@ fn reject(p: Problem) -> Rejection {
     warp::reject::custom(p)
 }
 
-async fn db(state: &State) -> Result<deadpool_postgres::Object, Problem> {
+pub(crate) async fn db(state: &State) -> Result<deadpool_postgres::Object, Problem> {
     state
         .db
         .get()
@@ -211,4 +211,159 @@ pub async fn delete_budget(
         }
         None => Err(reject(Problem::not_found("no such budget for your tenant"))),
     }
+}
+
+/// `GET /api/v1/scores`: newest first, short-lived cache (scores change).
+pub async fn scores(
+    pairs: Pairs,
+    claims: Claims,
+    state: State,
+) -> Result<warp::reply::Response, Rejection> {
+    let q = crate::scores::read::ListQuery::parse(
+        &mut Params::new(pairs.clone()).map_err(reject)?,
+        SystemTime::now(),
+    )
+    .map_err(reject)?;
+    state
+        .cache
+        .json(&claims.tenant, "scores", &pairs, true, || async {
+            let client = db(&state).await?;
+            crate::scores::read::list(&client, &claims.tenant, &q)
+                .await
+                .map_err(Problem::postgres)
+        })
+        .await
+        .map_err(reject)
+}
+
+/// `GET /api/v1/scores/summary`.
+pub async fn score_summary(
+    pairs: Pairs,
+    claims: Claims,
+    state: State,
+) -> Result<warp::reply::Response, Rejection> {
+    let q = crate::scores::read::SummaryQuery::parse(
+        &mut Params::new(pairs.clone()).map_err(reject)?,
+        SystemTime::now(),
+    )
+    .map_err(reject)?;
+    state
+        .cache
+        .json(&claims.tenant, "score_summary", &pairs, true, || async {
+            let client = db(&state).await?;
+            crate::scores::read::summary(&client, &claims.tenant, &q)
+                .await
+                .map_err(Problem::postgres)
+        })
+        .await
+        .map_err(reject)
+}
+
+/// `GET /api/v1/sessions`.
+pub async fn sessions(
+    pairs: Pairs,
+    claims: Claims,
+    state: State,
+) -> Result<warp::reply::Response, Rejection> {
+    let q = crate::sessions::ListQuery::parse(
+        &mut Params::new(pairs.clone()).map_err(reject)?,
+        SystemTime::now(),
+    )
+    .map_err(reject)?;
+    state
+        .cache
+        .json(&claims.tenant, "sessions", &pairs, true, || async {
+            let client = db(&state).await?;
+            crate::sessions::list(&client, &claims.tenant, &q)
+                .await
+                .map_err(Problem::postgres)
+        })
+        .await
+        .map_err(reject)
+}
+
+/// A path segment, percent-decoded, 1 to 256 bytes.
+fn path_id(raw: &str, name: &str) -> Result<String, Problem> {
+    let id = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| Problem::bad_parameter(name, "not UTF-8 once decoded"))?
+        .into_owned();
+    if id.is_empty() || id.len() > 256 {
+        return Err(Problem::bad_parameter(name, "1 to 256 bytes"));
+    }
+    Ok(id)
+}
+
+/// `GET /api/v1/sessions/{id}`: the conversation as a transcript.
+pub async fn session(
+    id: String,
+    pairs: Pairs,
+    claims: Claims,
+    state: State,
+) -> Result<warp::reply::Response, Rejection> {
+    no_parameters(pairs.clone())?;
+    let id = path_id(&id, "session_id").map_err(reject)?;
+    let key = vec![("id".to_owned(), id.clone())];
+    state
+        .cache
+        .json(&claims.tenant, "session", &key, true, || async {
+            let client = db(&state).await?;
+            crate::sessions::transcript(&client, &claims.tenant, &id)
+                .await
+                .map_err(Problem::postgres)?
+                .ok_or_else(|| Problem::not_found("no session with this id for your tenant"))
+        })
+        .await
+        .map_err(reject)
+}
+
+/// `GET /api/v1/users`.
+pub async fn users(
+    pairs: Pairs,
+    claims: Claims,
+    state: State,
+) -> Result<warp::reply::Response, Rejection> {
+    let q = crate::users::ListQuery::parse(
+        &mut Params::new(pairs.clone()).map_err(reject)?,
+        SystemTime::now(),
+    )
+    .map_err(reject)?;
+    state
+        .cache
+        .json(&claims.tenant, "users", &pairs, true, || async {
+            let client = db(&state).await?;
+            crate::users::list(&client, &claims.tenant, &q)
+                .await
+                .map_err(Problem::postgres)
+        })
+        .await
+        .map_err(reject)
+}
+
+/// `GET /api/v1/users/{id}`.
+pub async fn user(
+    id: String,
+    pairs: Pairs,
+    claims: Claims,
+    state: State,
+) -> Result<warp::reply::Response, Rejection> {
+    let range = crate::users::parse_detail(
+        &mut Params::new(pairs.clone()).map_err(reject)?,
+        SystemTime::now(),
+    )
+    .map_err(reject)?;
+    let id = path_id(&id, "user_id").map_err(reject)?;
+    let mut key = pairs;
+    key.push(("id".to_owned(), id.clone()));
+    state
+        .cache
+        .json(&claims.tenant, "user", &key, true, || async {
+            let client = db(&state).await?;
+            crate::users::detail(&client, &claims.tenant, &id, range)
+                .await
+                .map_err(Problem::postgres)?
+                .ok_or_else(|| Problem::not_found("no user with this id for your tenant"))
+        })
+        .await
+        .map_err(reject)
 }

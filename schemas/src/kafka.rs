@@ -156,6 +156,25 @@ pub fn push_hex(out: &mut String, bytes: &[u8]) {
     }
 }
 
+/// The bytes of a hex text (either case), `None` when it is not one.
+///
+/// ```
+/// use observatory_schemas::kafka::parse_hex;
+/// assert_eq!(parse_hex("0aFf"), Some(vec![0x0a, 0xff]));
+/// assert_eq!(parse_hex("abc"), None);
+/// assert_eq!(parse_hex("zz"), None);
+/// ```
+pub fn parse_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    text.as_bytes()
+        .chunks(2)
+        .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
+        .collect()
+}
+
 /// The partition of a message with this key among `partitions` partitions:
 /// `(murmur2(key) & 0x7fffffff) % partitions`, as the Java client's default
 /// partitioner and librdkafka's `murmur2_random` compute it.

@@ -48,6 +48,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "calls_keyed_by_spans",
         sql: include_str!("../migrations/0006_calls_keyed_by_spans.sql"),
     },
+    Migration {
+        version: 7,
+        name: "scores_sessions_users",
+        sql: include_str!("../migrations/0007_scores_sessions_users.sql"),
+    },
 ];
 
 /// The TimescaleDB statements that turn the tables of a migration into
@@ -122,7 +127,8 @@ mod tests {
                 "hourly_rollups",
                 "trace_summaries",
                 "resources",
-                "calls_keyed_by_spans"
+                "calls_keyed_by_spans",
+                "scores_sessions_users"
             ]
         );
     }

@@ -1,7 +1,10 @@
 //! The PostgreSQL/TimescaleDB sink: `observatory-consumer timescale`.
 //!
 //! Reads `otlp_spans` in its own consumer group (`observatory-timescale`)
-//! and writes `spans`, `llm_calls` and the per-minute and hourly rollups.
+//! and writes `spans`, `llm_calls`, the per-minute and hourly rollups, the
+//! trace, session and user summaries, and the scores of evaluation events;
+//! beside it, a second loop reads the `scores` topic in its own group
+//! (`observatory-timescale-scores`, [`crate::scores`]).
 //! Delivery: offsets are committed only after the PostgreSQL transaction of
 //! their batch committed (see [`crate::source`]); writes are idempotent on
 //! (tenant, trace id, span id), and rollups are fed only by rows actually
@@ -12,10 +15,12 @@
 //! [`copy`], which hands the connection large chunks), [`rollups`]
 //! sums the calls it inserted, [`summaries`] merges what it inserted into
 //! one row per trace (`trace_summaries`, what the trace list reads),
+//! [`activity`] into one per session and per end user,
 //! [`partitions`]
 //! and [`migrate`] keep the schema; [`crate::redact`] is the content
 //! policy.
 
+pub mod activity;
 pub mod copy;
 pub mod migrate;
 pub mod partitions;
@@ -124,6 +129,7 @@ impl Sink for TimescaleSink {
                     written.spans_inserted += w.spans_inserted;
                     written.calls += w.calls;
                     written.calls_inserted += w.calls_inserted;
+                    written.scores += w.scores;
                 }
                 // A permanent failure wins: it is what the source narrows down.
                 Err(e @ WriteError::Permanent(_)) => failure = Some(e),
@@ -143,6 +149,7 @@ impl Sink for TimescaleSink {
         };
         count("spans", written.spans_inserted);
         count("llm_calls", written.calls_inserted);
+        count("scores", written.scores);
         let dup = |table, n: u64| {
             self.metrics
                 .rows_duplicate
@@ -163,6 +170,11 @@ impl Sink for TimescaleSink {
             .expired_spans
             .get_or_create(&SinkLabels { sink: NAME })
             .inc_by(expired);
+        let invalid: u64 = items.iter().map(|p| p.invalid_scores).sum();
+        self.metrics
+            .invalid_evaluations
+            .get_or_create(&SinkLabels { sink: NAME })
+            .inc_by(invalid);
         let unpriced: u64 = items.iter().map(|p| p.unpriced).sum();
         self.metrics
             .unpriced_llm_calls
@@ -365,11 +377,46 @@ pub async fn run(args: TimescaleArgs, stop: Arc<AtomicBool>) -> Result<(), Start
     };
     let db = args.db.check()?;
     tokio::spawn(maintain(args.clone(), db, built.flavor, stop.clone()));
-    let shared = source::Shared {
-        metrics,
+    let shared = || source::Shared {
+        metrics: metrics.clone(),
         health: health.clone(),
         runtime: tokio::runtime::Handle::current(),
         stop: stop.clone(),
     };
-    Ok(source::run_on_thread(built.sink, built.kafka, built.batching, shared).await?)
+    // The scores loop: its own topic, group, offsets and dead letters.
+    let scores = if args.reads_scores() {
+        let mut kafka = built.kafka.clone();
+        kafka.topic = args.kafka_scores_topic.clone();
+        kafka.group_id = format!("{}-{}", built.kafka.group_id, crate::scores::NAME);
+        kafka.dlq_topic = observatory_schemas::kafka::dlq_topic(&kafka.topic);
+        crate::scores::ensure_topic(&kafka, &built.kafka.topic).await;
+        let sink = crate::scores::ScoresSink::new(args.db.check()?, metrics.clone());
+        Some((sink, kafka))
+    } else {
+        None
+    };
+    let spans = async {
+        let result = source::run_on_thread(built.sink, built.kafka, built.batching, shared()).await;
+        stop.store(true, Ordering::Relaxed); // one loop down stops the other
+        result
+    };
+    let scores = async {
+        let Some((sink, kafka)) = scores else {
+            return Ok(());
+        };
+        let result = source::run_on_thread(sink, kafka, SCORE_BATCHING, shared()).await;
+        stop.store(true, Ordering::Relaxed);
+        Ok::<(), StartError>(result?)
+    };
+    let (spans, scores) = tokio::join!(spans, scores);
+    spans?;
+    scores
 }
+
+/// How the scores loop batches: scores are small, and an API client waits
+/// for nothing here (it was answered once the broker had the score).
+const SCORE_BATCHING: source::Batching = source::Batching {
+    batch_size: 5_000,
+    batch_bytes: 16 << 20,
+    flush_interval: Duration::from_millis(200),
+};

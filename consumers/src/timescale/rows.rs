@@ -1,4 +1,5 @@
-//! Turning one Kafka message into the rows it adds: `spans` and `llm_calls`.
+//! Turning one Kafka message into the rows it adds: `spans`, `llm_calls`,
+//! and the scores of evaluation events (`gen_ai.evaluation.result`).
 //!
 //! Everything that can fail for good happens here, before any I/O, so that a
 //! message that can never be stored is recognised at once and sent to the
@@ -12,6 +13,7 @@
 //! day of the call) are applied here too; the writer only copies rows.
 
 use crate::redact::Policy;
+use crate::scores::store::ScoreWrite;
 use crate::source::InMessage;
 use observatory_schemas::genai::{environment, llm_call};
 use observatory_schemas::histogram;
@@ -19,6 +21,7 @@ use observatory_schemas::kafka::headers;
 use observatory_schemas::otlp::trace_service::ExportTraceServiceRequest;
 use observatory_schemas::pricing::{cost_usd, PriceBook, Usage};
 use observatory_schemas::resource_key::stored_resource_id;
+use observatory_schemas::scores::{from_evaluation_event, ScoreMessage};
 use observatory_schemas::span::{flatten, SpanRow};
 use prost::Message;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -117,6 +120,10 @@ pub struct Prepared {
     pub unpriced: u64,
     /// Spans left out because they are older than the traces retention.
     pub expired: u64,
+    /// Scores of the spans' `gen_ai.evaluation.result` events.
+    pub scores: Vec<ScoreWrite>,
+    /// Evaluation events that are not a valid score (no name, no value).
+    pub invalid_scores: u64,
 }
 
 /// Why a message can never be stored.
@@ -258,6 +265,19 @@ impl Preparer {
                     latency_bucket: histogram::bucket(duration_ms),
                     ttft_bucket: call.time_to_first_token_ms.map(histogram::bucket),
                 });
+            }
+            for event in &span.events {
+                match from_evaluation_event(&tenant, &row.trace_id, &row.span_id, event) {
+                    None => {}
+                    Some(Ok(mut score)) => {
+                        if score.time_unix_nano == 0 {
+                            score.time_unix_nano = row.start_unix_nano;
+                        }
+                        out.scores
+                            .push(ScoreWrite::of(ScoreMessage::Upsert { score }));
+                    }
+                    Some(Err(_)) => out.invalid_scores += 1,
+                }
             }
             out.spans.push(SpanRecord {
                 tenant: tenant.clone(),

@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Set values are sent as one text, separated by this (never in a name we
 /// store: control characters are rare and harmless to split on).
-const SEPARATOR: char = '\u{1f}';
+pub(super) const SEPARATOR: char = '\u{1f}';
 
 /// Most values kept in a set (services, models, providers, environments).
 pub const MAX_SET: usize = 64;
@@ -90,7 +90,7 @@ pub fn status_bit(code: i16) -> i16 {
 }
 
 /// A time as PostgreSQL stores it: whole microseconds.
-fn micros(t: SystemTime) -> SystemTime {
+pub(super) fn micros(t: SystemTime) -> SystemTime {
     let us = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_micros();
     UNIX_EPOCH + Duration::from_micros(us as u64)
 }
@@ -114,7 +114,7 @@ struct Summary<'a> {
     session: Option<(SystemTime, &'a str)>,
 }
 
-fn add<'a>(set: &mut Vec<&'a str>, value: &'a str) {
+pub(super) fn add<'a>(set: &mut Vec<&'a str>, value: &'a str) {
     if !value.is_empty() && set.len() < MAX_SET && !set.contains(&value) {
         set.push(value);
     }

@@ -27,6 +27,7 @@
 //! The transaction commits before the consumer commits any offset
 //! (`source.rs`).
 
+use super::activity::{self, Activity};
 use super::copy::{CopyError, CopyRows};
 use super::partitions::Partitions;
 use super::rollups::{Resolution, Rollups};
@@ -34,6 +35,7 @@ use super::rows::{CallRecord, Prepared, SpanRecord};
 use super::summaries::{self, Summaries};
 use super::FastHash;
 use crate::config::Db;
+use crate::scores::store::{Batch as ScoreBatch, ScoreWrite};
 use crate::source::WriteError;
 use bytes::{BufMut, BytesMut};
 use postgres_types::{to_sql_checked, IsNull, ToSql, Type};
@@ -150,6 +152,8 @@ pub struct Rows<'a> {
     pub spans: Vec<&'a SpanRecord>,
     /// LLM calls.
     pub calls: Vec<&'a CallRecord>,
+    /// Scores of evaluation events.
+    pub scores: Vec<&'a ScoreWrite>,
     /// Spans left out because the batch held them already.
     pub repeated_spans: u64,
     /// Calls left out because the batch held them already.
@@ -178,6 +182,7 @@ impl<'a> Rows<'a> {
             .filter(|c| seen.insert((&c.tenant, c.trace_id, c.span_id, c.start)))
             .collect();
         Rows {
+            scores: batch.iter().flat_map(|p| &p.scores).collect(),
             repeated_spans: (spans_n - spans.len()) as u64,
             repeated_calls: (calls_n - calls.len()) as u64,
             spans,
@@ -199,7 +204,17 @@ impl<'a> Rows<'a> {
         for call in &self.calls {
             out[part(&call.trace_id)].calls.push(call);
         }
-        out.retain(|r| !r.spans.is_empty() || !r.calls.is_empty());
+        for score in &self.scores {
+            // The last byte of the trace id, as for its spans.
+            let last = score
+                .score
+                .as_ref()
+                .and_then(|s| s.trace_id.as_deref())
+                .and_then(|t| u8::from_str_radix(t.get(30..32)?, 16).ok())
+                .unwrap_or(0);
+            out[last as usize % n].scores.push(score);
+        }
+        out.retain(|r| !r.spans.is_empty() || !r.calls.is_empty() || !r.scores.is_empty());
         out
     }
 }
@@ -215,6 +230,8 @@ pub struct Written {
     pub calls: u64,
     /// Calls inserted.
     pub calls_inserted: u64,
+    /// Scores of evaluation events stored or replaced.
+    pub scores: u64,
 }
 
 /// Sorts PostgreSQL errors into "retry later", "too much at once" and
@@ -339,6 +356,13 @@ impl Writer {
         Ok(())
     }
 
+    /// Forgets a closed connection: the next use opens a new one.
+    pub fn forget_closed(&mut self) {
+        if self.client.as_ref().is_some_and(Client::is_closed) {
+            self.client = None;
+        }
+    }
+
     /// Writes `rows` in one transaction.
     pub async fn write(&mut self, rows: &Rows<'_>) -> Result<Written, WriteError> {
         let result = self.write_inner(rows).await;
@@ -455,6 +479,17 @@ impl Writer {
         )
         .await?;
 
+        // Then sessions, users and their days, each in key order.
+        let activity = Activity::of(inserted.iter().copied());
+        add_activity(&tx, &activity).await?;
+
+        // Then scores, in key order (as the scores sink locks them).
+        let mut scores = ScoreBatch::default();
+        for score in &rows.scores {
+            scores.add(score);
+        }
+        written.scores = scores.upsert(&tx).await?;
+
         // Minutes then hours, every writer in this order (see `rollups.rs`).
         for resolution in Resolution::ALL {
             add_rollups(
@@ -476,6 +511,75 @@ impl Writer {
         }
         Ok(written)
     }
+}
+
+/// Adds what `activity` holds to the sessions and users tables.
+async fn add_activity(
+    tx: &Transaction<'_>,
+    activity: &Activity<'_>,
+) -> Result<(), tokio_postgres::Error> {
+    if activity.has_sessions() {
+        let c = activity.session_columns();
+        let t = &c.totals;
+        tx.execute(
+            activity::SESSIONS_UPSERT,
+            &[
+                &c.pair_tenant,
+                &c.pair_session,
+                &c.pair_trace,
+                &c.pair_start,
+                &c.tenant,
+                &c.session,
+                &c.first,
+                &c.last,
+                &t.calls,
+                &t.errors,
+                &t.input,
+                &t.output,
+                &t.cost,
+                &c.users,
+                &c.services,
+                &c.models,
+            ],
+        )
+        .await?;
+    }
+    if activity.has_users() {
+        let c = activity.user_columns();
+        let t = &c.totals;
+        tx.execute(
+            activity::USERS_UPSERT,
+            &[
+                &c.pair_tenant,
+                &c.pair_user,
+                &c.pair_session,
+                &c.pair_first,
+                &c.tenant,
+                &c.user,
+                &c.first,
+                &c.last,
+                &t.calls,
+                &t.errors,
+                &t.input,
+                &t.output,
+                &t.cost,
+                &c.duration_ms,
+                &c.latency,
+            ],
+        )
+        .await?;
+        let c = activity.user_day_columns();
+        let t = &c.totals;
+        tx.execute(
+            activity::USER_DAYS_UPSERT,
+            &[
+                &c.tenant, &c.user, &c.day, &c.model, &t.calls, &t.errors, &t.input, &t.output,
+                &t.cost,
+            ],
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// Merges `summaries` into `trace_summaries`.
