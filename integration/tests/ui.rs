@@ -7,6 +7,11 @@
 //! selects a span and names it in the URL; hostile text in attributes and
 //! messages renders as text; a viewer of one tenant never sees another's
 //! traces; a refused or expired token leads back to sign-in with a reason.
+//! Sessions, users and scores: the lists are the API's in its order, a
+//! session reads as its turns in order with their messages, a user page
+//! shows their cost, the trace view shows scores and an editor's annotation
+//! made through its form is stored (a viewer gets no form), and the
+//! dashboard summarises each score name.
 //! Screenshots of each page go to `UI_SCREENSHOTS_DIR` (default: the test's
 //! temporary folder; `docs/ui/` holds the ones the README shows).
 
@@ -34,12 +39,35 @@ struct Call<'a> {
     model: &'a str,
     input: i64,
     output: i64,
+    /// The model calls' `gen_ai.conversation.id`.
+    session: &'a str,
+    /// The model calls' `user.id`.
+    user: &'a str,
+    /// The user's message of the first call (hostile text is added).
+    prompt: &'a str,
+    /// How long before now the trace ended, ms (turns of a session in order).
+    ago_ms: u64,
+}
+
+impl Default for Call<'_> {
+    fn default() -> Self {
+        Call {
+            service: "travel-agent",
+            model: "gpt-4o",
+            input: 100,
+            output: 10,
+            session: "conv-42",
+            user: "user-7",
+            prompt: "What is the weather in Paris?",
+            ago_ms: 1000,
+        }
+    }
 }
 
 /// An agent trace: a root, a retrieval in another service, a model call
 /// with captured messages, a tool call and a second model call.
 fn agent_trace(id: u8, root_name: &str, call: Call, error: bool) -> ExportTraceServiceRequest {
-    let end = now_ns() - 1_000_000_000;
+    let end = now_ns() - call.ago_ms * 1_000_000;
     let ms = |n: u64| n * 1_000_000;
     let span = |sid: u8, parent: Option<u8>, name: &str, from: u64, to: u64| Span {
         trace_id: vec![id; 16],
@@ -59,13 +87,13 @@ fn agent_trace(id: u8, root_name: &str, call: Call, error: bool) -> ExportTraceS
             kv_str("gen_ai.request.model", call.model),
             kv_int("gen_ai.usage.input_tokens", input),
             kv_int("gen_ai.usage.output_tokens", output),
-            kv_str("gen_ai.conversation.id", "conv-42"),
-            kv_str("user.id", "user-7"),
+            kv_str("gen_ai.conversation.id", call.session),
+            kv_str("user.id", call.user),
         ];
         if messages {
             let input = json!([
                 {"role": "system", "parts": [{"type": "text", "content": "You are a helpful travel agent."}]},
-                {"role": "user", "parts": [{"type": "text", "content": format!("What is the weather in Paris? {HOSTILE}")}]}
+                {"role": "user", "parts": [{"type": "text", "content": format!("{} {HOSTILE}", call.prompt)}]}
             ]);
             let output = json!([{"role": "assistant", "finish_reason": "tool_call", "parts": [
                 {"type": "tool_call", "id": "call_1", "name": "get_weather", "arguments": {"city": "Paris"}}
@@ -236,6 +264,7 @@ async fn every_page_in_a_real_browser_shows_what_the_api_answers_and_nothing_els
                 model: "gpt-4o",
                 input: 1200,
                 output: 300,
+                ..Default::default()
             },
             true,
         ),
@@ -247,6 +276,7 @@ async fn every_page_in_a_real_browser_shows_what_the_api_answers_and_nothing_els
                 model: "gpt-4o-mini",
                 input: 800,
                 output: 120,
+                ..Default::default()
             },
             false,
         ),
@@ -258,6 +288,7 @@ async fn every_page_in_a_real_browser_shows_what_the_api_answers_and_nothing_els
                 model: "gpt-4o",
                 input: 4000,
                 output: 500,
+                ..Default::default()
             },
             false,
         ),
@@ -270,6 +301,7 @@ async fn every_page_in_a_real_browser_shows_what_the_api_answers_and_nothing_els
         model: "gpt-4o",
         input: 10,
         output: 1,
+        ..Default::default()
     };
     export(
         collector,
@@ -662,4 +694,745 @@ async fn a_sign_in_link_keeps_the_token_out_of_the_address_bar_and_the_history()
     let empty = browser.text_of("main").await.unwrap();
     assert!(empty.contains("No trace matches"), "{empty}");
     no_console_errors(&browser, "an empty tenant's list").await;
+}
+
+/// The UI's integer format (format.js `int`: thousands separated by commas).
+fn ui_int(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if n < 0 {
+        format!("-{out}")
+    } else {
+        out
+    }
+}
+
+/// The UI's score format (format.js `score`) below a thousand: up to
+/// three decimals, no trailing zeros.
+fn ui_score(x: f64) -> String {
+    let s = format!("{x:.3}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" {
+        "0".into()
+    } else {
+        s.into()
+    }
+}
+
+/// Creates `topic` with two partitions, so that the sink's scores loop
+/// finds it when it starts (the API creates it too, but later).
+async fn create_topic(topic: &str) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set(
+            "bootstrap.servers",
+            observatory_integration::kafka_brokers(),
+        )
+        .create()
+        .expect("a Kafka admin client");
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let created = admin
+        .create_topics(
+            [&NewTopic::new(topic, 2, TopicReplication::Fixed(-1))],
+            &options,
+        )
+        .await
+        .expect("the broker answers");
+    for result in created {
+        result.expect("the scores topic is created");
+    }
+}
+
+/// POSTs `body` to `/api/v1/scores`; answers the status and the JSON.
+async fn post_scores(api: &Service, token: &str, body: Value) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/api/v1/scores", api.admin))
+        .bearer_auth(token)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("the API answers");
+    let status = r.status().as_u16();
+    (
+        status,
+        serde_json::from_str(&r.text().await.unwrap()).unwrap_or(Value::Null),
+    )
+}
+
+/// The span `span_id` of a trace answer.
+fn span_node<'a>(node: &'a Value, span_id: &str) -> Option<&'a Value> {
+    if node["span_id"] == span_id {
+        return Some(node);
+    }
+    node["children"]
+        .as_array()?
+        .iter()
+        .find_map(|c| span_node(c, span_id))
+}
+
+/// The scores named `name` of span `span_id` ("" for the trace's own) of trace `id`.
+async fn scores_of(api: &Service, token: &str, id: &str, span_id: &str, name: &str) -> Vec<Value> {
+    let trace = api_get(api, &format!("/api/v1/traces/{id}"), token).await;
+    let scores = if span_id.is_empty() {
+        trace["scores"].clone()
+    } else {
+        span_node(&trace["roots"][0], span_id).expect("the span")["scores"].clone()
+    };
+    scores
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|s| s["name"] == name)
+        .collect()
+}
+
+/// The `data-<attr>` of every element matching `css`, in page order.
+async fn data_of(browser: &Browser, css: &str, attr: &str) -> Vec<String> {
+    let v = browser
+        .script(
+            "return [...document.querySelectorAll(arguments[0])].map((e) => e.dataset[arguments[1]]);",
+            json!([css, attr]),
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(v).unwrap()
+}
+
+/// Waits until the text of `css` no longer contains `needle`.
+async fn wait_text_gone(browser: &Browser, css: &str, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + PAGE;
+    loop {
+        let text = browser.text_of(css).await.unwrap_or_default();
+        if !text.contains(needle) {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{css} still says {needle:?}: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_users_and_scores_in_a_real_browser_show_what_the_api_answers() {
+    // A scores topic created before the sink starts, so that its scores
+    // loop is assigned it at once (it overrides the pipeline's own).
+    let scores_topic = observatory_integration::unique("scores");
+    create_topic(&scores_topic).await;
+    let pipeline = Pipeline::start(
+        "key-a=acme",
+        &[
+            ("CAPTURE_CONTENT", "true".into()),
+            ("KAFKA_SCORES_TOPIC", scores_topic.clone()),
+        ],
+        WAIT,
+    )
+    .await;
+    // Three turns of one conversation, in order; two single-turn sessions
+    // (one with an id that needs percent-encoding in a path).
+    let odd = "conv/odd id?#&";
+    let turns = [
+        (
+            0xc1,
+            "turn one",
+            "conv-paris",
+            "alice",
+            "Turn one: weather in Paris?",
+            9000,
+            "gpt-4o",
+        ),
+        (
+            0xc2,
+            "turn two",
+            "conv-paris",
+            "alice",
+            "Turn two: and tomorrow?",
+            6000,
+            "gpt-4o",
+        ),
+        (
+            0xc3,
+            "turn three",
+            "conv-paris",
+            "alice",
+            "Turn three: book a hotel",
+            3000,
+            "gpt-4o",
+        ),
+        (
+            0xc4,
+            "rome question",
+            "conv-rome",
+            "bob",
+            "Is Rome open on Mondays?",
+            12000,
+            "gpt-4o-mini",
+        ),
+        (
+            0xc5,
+            "odd question",
+            odd,
+            "carol@example.com",
+            "An odd question",
+            15000,
+            "gpt-4o-mini",
+        ),
+    ];
+    for (id, name, session, user, prompt, ago_ms, model) in turns {
+        let call = Call {
+            model,
+            input: 1000 + id as i64,
+            output: 200,
+            session,
+            user,
+            prompt,
+            ago_ms,
+            ..Default::default()
+        };
+        export(
+            &pipeline.collector,
+            "key-a",
+            agent_trace(id, name, call, id == 0xc4),
+        )
+        .await;
+    }
+    pipeline.wait_for_spans(25, WAIT).await;
+    let api = Service::api(&[
+        ("DATABASE_URL", pipeline.db.url.clone()),
+        ("JWT_SECRET", SECRET.into()),
+        ("KAFKA_SCORES_TOPIC", scores_topic.clone()),
+        ("KAFKA_SCORES_PARTITIONS", "2".into()),
+    ]);
+    api.wait_ready(WAIT).await;
+    let base = format!("http://{}", api.admin);
+    let viewer = token("acme", "viewer", "1h");
+    let editor = token("acme", "editor", "1h");
+    let trace = |b: u8| format!("{b:02x}").repeat(16);
+    let llm_span = "03".repeat(8);
+
+    // Scores from an evaluator, through the API: numeric on two turns, a
+    // boolean on a trace, a label on a span. A viewer may not write.
+    let body = json!([
+        {"trace_id": trace(0xc1), "name": "helpfulness", "value": 0.9, "source": "eval", "comment": "cites the forecast"},
+        {"trace_id": trace(0xc2), "name": "helpfulness", "value": 0.5, "source": "eval"},
+        {"trace_id": trace(0xc1), "name": "thumbs", "value": true},
+        {"trace_id": trace(0xc4), "span_id": llm_span, "name": "tone", "value": "polite"}
+    ]);
+    assert_eq!(post_scores(&api, &viewer, body.clone()).await.0, 403);
+    let (status, answer) = post_scores(&api, &editor, body).await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["ids"].as_array().unwrap().len(), 4, "{answer}");
+    observatory_integration::wait_for("the evaluator's scores stored", WAIT, || async {
+        let page = api_get(&api, "/api/v1/scores", &viewer).await;
+        (page["scores"].as_array().unwrap().len() == 4).then_some(())
+    })
+    .await;
+
+    let browser = Browser::start(1440, 900).await.expect("headless Chromium");
+    sign_in(&browser, &base, &viewer).await;
+    let nav = browser.text_of("#nav").await.unwrap();
+    assert!(nav.contains("Sessions") && nav.contains("Users"), "{nav}");
+
+    // Sessions: the API's sessions, in its order, with its numbers.
+    browser
+        .click_on("#nav a[data-page=sessions]", PAGE)
+        .await
+        .unwrap();
+    browser.wait("table.sessions tbody tr", PAGE).await.unwrap();
+    let listed = api_get(&api, "/api/v1/sessions", &viewer).await;
+    let listed = listed["sessions"].as_array().unwrap().clone();
+    let ids: Vec<&str> = listed
+        .iter()
+        .map(|s| s["session_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        ["conv-paris", "conv-rome", odd],
+        "newest activity first"
+    );
+    assert_eq!(
+        data_of(&browser, "table.sessions tbody tr", "sessionId").await,
+        ids
+    );
+    for s in &listed {
+        let id = s["session_id"].as_str().unwrap();
+        let row = browser
+            .text_of(&format!("tr[data-session-id='{id}']"))
+            .await
+            .unwrap();
+        for want in [
+            ui_cost(s["cost_usd"].as_f64().unwrap()),
+            ui_int(s["total_tokens"].as_i64().unwrap()),
+            s["users"][0].as_str().unwrap().to_owned(),
+        ] {
+            assert!(row.contains(&want), "{id}: {want} not in {row}");
+        }
+        let errors = s["errors"].as_i64().unwrap();
+        assert_eq!(row.contains('✕'), errors > 0, "{row}");
+    }
+    let paris = browser
+        .text_of("tr[data-session-id='conv-paris']")
+        .await
+        .unwrap();
+    assert!(
+        paris.contains("helpfulness 0.7"),
+        "the mean of 0.9 and 0.5: {paris}"
+    );
+    no_console_errors(&browser, "the sessions list").await;
+    shot(&browser, "sessions").await;
+    // Sorting by cost, through the form.
+    browser
+        .script(
+            "const s = document.querySelector('select[name=sort]'); s.value = 'cost'; s.dispatchEvent(new Event('change'));",
+            json!([]),
+        )
+        .await
+        .unwrap();
+    browser.wait("table.sessions", PAGE).await.unwrap();
+    let by_cost = api_get(&api, "/api/v1/sessions?sort=cost", &viewer).await;
+    let want: Vec<String> = by_cost["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["session_id"].as_str().unwrap().to_owned())
+        .collect();
+    observatory_integration::wait_for("the list sorted by cost", PAGE, || async {
+        let hash = browser
+            .script("return location.hash;", json!([]))
+            .await
+            .unwrap();
+        let got = data_of(&browser, "table.sessions tbody tr", "sessionId").await;
+        (hash.as_str().unwrap().contains("sort=cost") && got == want).then_some(())
+    })
+    .await;
+
+    // One session: its turns in order, each with its messages, cost and a
+    // link to its trace; the odd id survives the path.
+    browser
+        .click_on("tr[data-session-id='conv-paris'] a.rowlink", PAGE)
+        .await
+        .unwrap();
+    browser.wait(".transcript li.turn", PAGE).await.unwrap();
+    let session = api_get(&api, "/api/v1/sessions/conv-paris", &viewer).await;
+    let api_turns: Vec<String> = session["turns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["trace_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(api_turns, [trace(0xc1), trace(0xc2), trace(0xc3)]);
+    assert_eq!(
+        data_of(&browser, ".transcript li.turn", "traceId").await,
+        api_turns
+    );
+    let page = browser.text_of(".transcript").await.unwrap();
+    let at = |needle: &str| {
+        page.find(needle)
+            .unwrap_or_else(|| panic!("{needle} not in {page}"))
+    };
+    assert!(
+        at("Turn one: weather in Paris?") < at("Turn two: and tomorrow?")
+            && at("Turn two: and tomorrow?") < at("Turn three: book a hotel"),
+        "turns out of order: {page}"
+    );
+    for (i, t) in session["turns"].as_array().unwrap().iter().enumerate() {
+        let id = t["trace_id"].as_str().unwrap();
+        let turn = browser
+            .text_of(&format!("li.turn[data-trace-id='{id}']"))
+            .await
+            .unwrap();
+        assert!(turn.contains(&format!("Turn {}", i + 1)), "{turn}");
+        assert!(
+            turn.contains(&ui_cost(t["cost_usd"].as_f64().unwrap())),
+            "{turn}"
+        );
+        assert!(
+            turn.contains(&ui_int(t["total_tokens"].as_i64().unwrap())),
+            "{turn}"
+        );
+        assert!(turn.contains("get_weather"), "the tool call: {turn}");
+        let link = browser
+            .find_all(&format!(
+                "li.turn[data-trace-id='{id}'] a[href='#/trace/{id}']"
+            ))
+            .await
+            .unwrap();
+        assert_eq!(link.len(), 1, "a link to the trace");
+    }
+    let first = browser
+        .text_of(&format!("li.turn[data-trace-id='{}']", trace(0xc1)))
+        .await
+        .unwrap();
+    assert!(
+        first.contains("helpfulness") && first.contains("0.9") && first.contains("thumbs"),
+        "the turn's scores: {first}"
+    );
+    // The system prompt repeats in each call: folded after the first turn.
+    assert!(first.contains("You are a helpful travel agent."), "{first}");
+    let second = browser
+        .text_of(&format!("li.turn[data-trace-id='{}']", trace(0xc2)))
+        .await
+        .unwrap();
+    assert!(second.contains("1 earlier message"), "{second}");
+    assert!(
+        page.contains("<script>window.__pwned=1</script>"),
+        "hostile text as text"
+    );
+    assert_eq!(pwned(&browser).await, Value::Null, "a payload ran");
+    assert!(
+        browser
+            .find_all("form.score-form")
+            .await
+            .unwrap()
+            .is_empty(),
+        "a viewer gets no score form"
+    );
+    no_console_errors(&browser, "a session").await;
+    shot(&browser, "session").await;
+    browser.goto(&format!("{base}/#/sessions")).await.unwrap();
+    browser
+        .click_on("tr[data-session-id='conv/odd id?#&'] a.rowlink", PAGE)
+        .await
+        .unwrap();
+    let head = browser.wait_text(".session-head", odd, PAGE).await.unwrap();
+    assert!(head.contains("carol@example.com"), "{head}");
+    browser
+        .wait_text(".transcript", "An odd question", PAGE)
+        .await
+        .unwrap();
+
+    // Users: the API's users in its order; one user's cost and sessions.
+    browser
+        .click_on("#nav a[data-page=users]", PAGE)
+        .await
+        .unwrap();
+    browser.wait("table.users tbody tr", PAGE).await.unwrap();
+    let users = api_get(&api, "/api/v1/users", &viewer).await;
+    let users = users["users"].as_array().unwrap().clone();
+    let ids: Vec<&str> = users
+        .iter()
+        .map(|u| u["user_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 3, "{users:?}");
+    assert_eq!(
+        data_of(&browser, "table.users tbody tr", "userId").await,
+        ids
+    );
+    for u in &users {
+        let id = u["user_id"].as_str().unwrap();
+        let row = browser
+            .text_of(&format!("tr[data-user-id='{id}']"))
+            .await
+            .unwrap();
+        assert!(
+            row.contains(&ui_cost(u["cost_usd"].as_f64().unwrap())),
+            "{row}"
+        );
+        assert!(
+            row.contains(&ui_int(u["llm_calls"].as_i64().unwrap())),
+            "{row}"
+        );
+    }
+    no_console_errors(&browser, "the users list").await;
+    shot(&browser, "users").await;
+    browser
+        .click_on("tr[data-user-id='alice'] a.rowlink", PAGE)
+        .await
+        .unwrap();
+    let facts = browser
+        .wait_text(".user-facts", "Cost", PAGE)
+        .await
+        .unwrap();
+    let alice = api_get(&api, "/api/v1/users/alice", &viewer).await;
+    let cost = ui_cost(alice["cost_usd"].as_f64().unwrap());
+    assert!(facts.contains(&cost), "{cost} not in {facts}");
+    assert!(
+        facts.contains(&ui_int(alice["llm_calls"].as_i64().unwrap())),
+        "{facts}"
+    );
+    let by_model = browser.text_of("table.by-model").await.unwrap();
+    let day_cost: f64 = alice["cost_by_day"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["cost_usd"].as_f64().unwrap())
+        .sum();
+    assert!(
+        by_model.contains("gpt-4o") && by_model.contains(&ui_cost(day_cost)),
+        "{by_model}"
+    );
+    browser.wait("svg.chart rect", PAGE).await.unwrap();
+    let sessions = data_of(&browser, "table.sessions tbody tr", "sessionId").await;
+    assert_eq!(sessions, ["conv-paris"]);
+    no_console_errors(&browser, "a user").await;
+    shot(&browser, "user").await;
+
+    // The trace view shows the evaluator's scores; a viewer cannot annotate.
+    browser
+        .goto(&format!("{base}/#/trace/{}", trace(0xc1)))
+        .await
+        .unwrap();
+    let scores = browser
+        .wait_text(".trace-scores", "helpfulness", PAGE)
+        .await
+        .unwrap();
+    for want in [
+        "0.9",
+        "eval",
+        "operator",
+        "cites the forecast",
+        "thumbs",
+        "true",
+    ] {
+        assert!(scores.contains(want), "{want} not in {scores}");
+    }
+    assert!(browser
+        .find_all("form.score-form, button.icon")
+        .await
+        .unwrap()
+        .is_empty());
+    browser
+        .goto(&format!("{base}/#/trace/{}?span={llm_span}", trace(0xc4)))
+        .await
+        .unwrap();
+    let detail = browser
+        .wait_text(".detail .span-scores", "tone", PAGE)
+        .await
+        .unwrap();
+    assert!(
+        detail.contains("polite") && detail.contains("api"),
+        "{detail}"
+    );
+
+    // An editor annotates the selected span through the form: it shows
+    // once stored, and the API's trace has it.
+    browser.click_on("#who button", PAGE).await.unwrap();
+    sign_in(&browser, &base, &editor).await;
+    let c1 = trace(0xc1);
+    browser
+        .goto(&format!("{base}/#/trace/{c1}?span={llm_span}"))
+        .await
+        .unwrap();
+    browser
+        .fill(".detail form.score-form input[name=name]", "accuracy", PAGE)
+        .await
+        .unwrap();
+    browser
+        .fill(".detail form.score-form input[name=value]", "0.75", PAGE)
+        .await
+        .unwrap();
+    browser
+        .fill(
+            ".detail form.score-form input[name=comment]",
+            &format!("checked by hand {HOSTILE}"),
+            PAGE,
+        )
+        .await
+        .unwrap();
+    browser
+        .click_on(".detail form.score-form button[type=submit]", PAGE)
+        .await
+        .unwrap();
+    let detail = browser
+        .wait_text(".detail .span-scores", "accuracy", PAGE)
+        .await
+        .unwrap();
+    assert!(
+        detail.contains("0.75") && detail.contains("annotation"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("<script>window.__pwned=1</script>"),
+        "{detail}"
+    );
+    browser
+        .wait_text(".detail .score-status", "Stored", PAGE)
+        .await
+        .unwrap();
+    let stored = scores_of(&api, &editor, &c1, &llm_span, "accuracy").await;
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(
+        (
+            &stored[0]["value"],
+            &stored[0]["source"],
+            &stored[0]["author"],
+            &stored[0]["data_type"]
+        ),
+        (
+            &json!(0.75),
+            &json!("annotation"),
+            &json!("operator"),
+            &json!("numeric")
+        )
+    );
+    assert_eq!(pwned(&browser).await, Value::Null, "a payload ran");
+    // A label on the trace itself, from the header's form.
+    browser
+        .click_on(".trace-head details.add-score summary", PAGE)
+        .await
+        .unwrap();
+    browser
+        .fill(
+            ".trace-head form.score-form input[name=name]",
+            "verdict",
+            PAGE,
+        )
+        .await
+        .unwrap();
+    browser
+        .fill(
+            ".trace-head form.score-form input[name=value]",
+            "good",
+            PAGE,
+        )
+        .await
+        .unwrap();
+    browser
+        .click_on(".trace-head form.score-form button[type=submit]", PAGE)
+        .await
+        .unwrap();
+    browser
+        .wait_text(".trace-head .score-box", "verdict", PAGE)
+        .await
+        .unwrap();
+    let verdict = scores_of(&api, &editor, &c1, "", "verdict").await;
+    assert_eq!(
+        (
+            verdict.len(),
+            &verdict[0]["label"],
+            &verdict[0]["data_type"]
+        ),
+        (1, &json!("good"), &json!("categorical"))
+    );
+    no_console_errors(&browser, "annotating a trace").await;
+    shot(&browser, "trace-scores").await;
+    // A refused score shows the problem's detail and field.
+    browser
+        .fill(
+            ".trace-head form.score-form input[name=name]",
+            &"n".repeat(201),
+            PAGE,
+        )
+        .await
+        .unwrap();
+    browser
+        .fill(".trace-head form.score-form input[name=value]", "1", PAGE)
+        .await
+        .unwrap();
+    browser
+        .click_on(".trace-head form.score-form button[type=submit]", PAGE)
+        .await
+        .unwrap();
+    let refused = browser
+        .wait_text(".trace-head .score-status", "Not saved", PAGE)
+        .await
+        .unwrap();
+    assert!(
+        refused.contains("200 bytes") && refused.contains("(name)"),
+        "{refused}"
+    );
+    let logged = browser.console().await.unwrap();
+    assert!(
+        logged
+            .iter()
+            .all(|(_, m)| m.contains("/api/v1/scores") && m.contains("400")),
+        "{logged:?}"
+    );
+    // Deleting the annotation removes it, here and in the API.
+    browser
+        .click_on(
+            ".detail table.scores tr[data-score-name=accuracy] button.link-danger",
+            PAGE,
+        )
+        .await
+        .unwrap();
+    wait_text_gone(&browser, ".detail .span-scores", "accuracy").await;
+    assert!(scores_of(&api, &editor, &c1, &llm_span, "accuracy")
+        .await
+        .is_empty());
+    no_console_errors(&browser, "deleting a score").await;
+
+    // The dashboard: per score name its count and mean or labels, by model.
+    browser
+        .goto(&format!("{base}/#/dashboard?range=1h"))
+        .await
+        .unwrap();
+    let summary = browser
+        .wait_text(".score-summary", "helpfulness", PAGE)
+        .await
+        .unwrap();
+    let to = observatory_schemas::civil::rfc3339_nanos((now_ns() + 60_000_000_000) as i64);
+    let from = observatory_schemas::civil::rfc3339_nanos((now_ns() - 3_600_000_000_000) as i64);
+    let api_summary = api_get(
+        &api,
+        &format!("/api/v1/scores/summary?from={from}&to={to}&bucket=1m&group_by=model"),
+        &viewer,
+    )
+    .await;
+    let names: Vec<&str> = api_summary["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["helpfulness", "thumbs", "tone", "verdict"],
+        "{api_summary}"
+    );
+    assert!(!summary.contains("accuracy"), "a deleted score: {summary}");
+    for n in api_summary["names"].as_array().unwrap() {
+        let name = n["name"].as_str().unwrap();
+        let card = browser
+            .text_of(&format!("article.score-card[data-score-name='{name}']"))
+            .await
+            .unwrap();
+        let count = card
+            .split_once("Count")
+            .map(|(_, after)| after.trim_start());
+        assert!(
+            count.is_some_and(|c| c.starts_with(&n["count"].to_string())),
+            "{name}: count {} not in {card}",
+            n["count"]
+        );
+        if let Some(mean) = n["mean"].as_f64() {
+            assert!(
+                card.contains(&ui_score(mean)),
+                "{name}: {mean} not in {card}"
+            );
+        }
+        for (label, count) in n["labels"].as_object().into_iter().flatten() {
+            assert!(card.contains(&format!("{label} {count}")), "{card}");
+        }
+        for g in n["groups"].as_array().into_iter().flatten() {
+            assert!(card.contains(g["group"].as_str().unwrap()), "{card}");
+        }
+    }
+    let helpfulness = browser
+        .text_of("article.score-card[data-score-name='helpfulness']")
+        .await
+        .unwrap();
+    assert!(
+        helpfulness.contains("0.7") && helpfulness.contains("gpt-4o"),
+        "{helpfulness}"
+    );
+    no_console_errors(&browser, "the dashboard's scores").await;
+    browser
+        .script(
+            "document.querySelector('.score-summary').scrollIntoView();",
+            json!([]),
+        )
+        .await
+        .unwrap();
+    shot(&browser, "dashboard-scores").await;
 }

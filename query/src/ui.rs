@@ -43,7 +43,7 @@ macro_rules! assets {
 
 const JS: &str = "text/javascript; charset=utf-8";
 
-static ASSETS: [Asset; 13] = assets![
+static ASSETS: [Asset; 18] = assets![
     "index.html" => "text/html; charset=utf-8",
     "style.css" => "text/css; charset=utf-8",
     "app.js" => JS,
@@ -57,6 +57,11 @@ static ASSETS: [Asset; 13] = assets![
     "trace.js" => JS,
     "dashboard.js" => JS,
     "health.js" => JS,
+    "scores.js" => JS,
+    "sessions.js" => JS,
+    "session.js" => JS,
+    "users.js" => JS,
+    "user.js" => JS,
 ];
 
 impl Asset {

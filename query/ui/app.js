@@ -1,5 +1,6 @@
-// The router: `#/traces`, `#/trace/<id>?span=<id>`, `#/dashboard`,
-// `#/health` (admins), `#/signin`. Every page is a module with `render(main, arg, params)` that
+// The router: `#/traces`, `#/trace/<id>?span=<id>`, `#/sessions`,
+// `#/session/<id>`, `#/users`, `#/user/<id>`, `#/dashboard`, `#/health`
+// (admins), `#/signin`. Every page is a module with `render(main, arg, params)` that
 // may return a function to call when the page is left.
 
 import { user, signIn, signOut } from "./api.js";
@@ -8,10 +9,16 @@ import { parseHash } from "./format.js";
 import * as signin from "./signin.js";
 import * as traces from "./traces.js";
 import * as trace from "./trace.js";
+import * as sessions from "./sessions.js";
+import * as session from "./session.js";
+import * as users from "./users.js";
+import * as userPage from "./user.js";
 import * as dashboard from "./dashboard.js";
 import * as health from "./health.js";
 
-const PAGES = { signin, traces, trace, dashboard, health };
+const PAGES = { signin, traces, trace, sessions, session, users, user: userPage, dashboard, health };
+/** The nav entry of a page that has none of its own. */
+const PARENT = { trace: "traces", session: "sessions", user: "users" };
 let leave = null;
 let expiry = null;
 
@@ -38,7 +45,7 @@ function header(claims) {
   const { page } = parseHash(location.hash);
   nav.querySelector('[data-page="health"]').hidden = claims.role !== "admin";
   for (const a of nav.querySelectorAll("a")) {
-    if (a.dataset.page === page || (page === "trace" && a.dataset.page === "traces")) a.setAttribute("aria-current", "page");
+    if (a.dataset.page === (PARENT[page] || page)) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   }
 }

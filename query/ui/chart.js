@@ -56,3 +56,41 @@ function niceMax(v) {
   for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
   return 10 * p;
 }
+
+/**
+ * stackedBars({title, labels: ["2026-12-04", ...], series: [{name, values: [n per label]}], format}):
+ * a bar per label, its series stacked, with the same axis and legend as lineChart.
+ */
+export function stackedBars({ title, labels, series, format }) {
+  const totals = labels.map((_, i) => series.reduce((a, s) => a + (s.values[i] || 0), 0));
+  const max = niceMax(Math.max(0, ...totals));
+  const slot = (W - PAD.left - PAD.right) / Math.max(labels.length, 1);
+  const bar = Math.max(2, Math.min(40, slot * 0.7));
+  const y = (v) => H - PAD.bottom - (v / max) * (H - PAD.top - PAD.bottom);
+  const svg = h("svg:svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title, class: "chart" });
+  for (let i = 0; i <= 4; i++) {
+    const v = (max * i) / 4;
+    svg.append(
+      h("svg:line", { x1: PAD.left, x2: W - PAD.right, y1: y(v), y2: y(v), class: "grid" }),
+      h("svg:text", { x: PAD.left - 4, y: y(v) + 4, class: "axis", "text-anchor": "end" }, format(v)),
+    );
+  }
+  labels.forEach((label, i) => {
+    const x = PAD.left + slot * i + (slot - bar) / 2;
+    let base = 0;
+    for (const s of series) {
+      const v = s.values[i] || 0;
+      if (v > 0) svg.append(h("svg:rect", { x, width: bar, y: y(base + v), height: Math.max(0.5, y(base) - y(base + v)), fill: s.colour || colour(s.name) }, h("svg:title", {}, `${label} ${s.name}: ${format(v)}`)));
+      base += v;
+    }
+    // Every label when they fit, else about eight of them.
+    if (i % Math.ceil(labels.length / 8) === 0) svg.append(h("svg:text", { x: x + bar / 2, y: H - 6, class: "axis", "text-anchor": "middle" }, label.slice(5)));
+  });
+  return h(
+    "figure",
+    { class: "chart-box" },
+    h("figcaption", {}, title),
+    labels.length ? svg : h("p", { class: "muted empty-chart" }, "No data in this window."),
+    h("ul", { class: "chart-legend" }, series.map((s) => h("li", {}, h("svg:svg", { width: 10, height: 10, "aria-hidden": "true" }, h("svg:rect", { width: 10, height: 10, rx: 2, fill: s.colour || colour(s.name) })), ` ${s.name}`))),
+  );
+}

@@ -1,11 +1,12 @@
 // Costs and performance over a window: cost, tokens, calls, error rate,
 // latency and time to first token by model, provider, service or
-// environment; totals, the most costly groups and the budgets with their
-// use and a month-end forecast. Reads /api/v1/llm/metrics, /llm/costs and
-// /budgets, the same numbers a script gets.
+// environment; totals, the most costly groups, the budgets with their
+// use and a month-end forecast, and the scores per name (count, mean or
+// labels, over time and per model or service). Reads /api/v1/llm/metrics,
+// /llm/costs, /budgets and /scores/summary, the same numbers a script gets.
 
 import { get } from "./api.js";
-import { h, field, notice } from "./dom.js";
+import { h, field, fact, notice } from "./dom.js";
 import { lineChart } from "./chart.js";
 import * as fmt from "./format.js";
 
@@ -42,6 +43,9 @@ async function load(body, range, group) {
   // Whole-hour buckets read the hourly rollups (tens of milliseconds over
   // a day); finer ones the per-minute rollups, which only short windows need.
   const bucket = BUCKETS[range] || "1h";
+  // Scores group by model or service (the summary has no provider or environment).
+  const scoreGroup = group === "service" ? "service" : "model";
+  const scores = scoreSection(get("/api/v1/scores/summary", { from, to, bucket, group_by: scoreGroup }), scoreGroup, bucket);
   let grouped;
   let all;
   let costs;
@@ -113,7 +117,7 @@ async function load(body, range, group) {
       format: fmt.duration,
     }),
   );
-  body.replaceChildren(tiles, charts, topTable(costs, group), budgets(costs.budgets));
+  body.replaceChildren(tiles, charts, topTable(costs, group), budgets(costs.budgets), scores);
   fmt.rendered("dashboard");
 }
 
@@ -180,5 +184,73 @@ function budgets(list) {
           ),
         )
       : h("p", { class: "muted" }, "No budget is set. An admin sets one with PUT /api/v1/budgets/tenant."),
+  );
+}
+
+/** The scores of the window: a card per name, filled when `summary` answers. */
+function scoreSection(summary, group, bucket) {
+  const box = h("section", { class: "score-summary", "aria-busy": "true" }, h("h2", {}, "Scores"), h("p", { class: "muted" }, "Loading scores…"));
+  summary.then(
+    (s) => {
+      box.setAttribute("aria-busy", "false");
+      box.replaceChildren(
+        h("h2", {}, "Scores"),
+        s.names.length ? h("div", { class: "charts" }, s.names.map((n) => scoreCard(n, s, group, bucket))) : h("p", { class: "muted" }, "No scores in this window. Editors add them on a trace; evaluators send them to POST /api/v1/scores."),
+      );
+    },
+    (e) => {
+      box.setAttribute("aria-busy", "false");
+      box.replaceChildren(h("h2", {}, "Scores"), notice("error", `The scores did not load: ${e.message}`));
+    },
+  );
+  return box;
+}
+
+/** Labels and their counts, most first, as text: "good 5 (63%) · bad 3 (38%)". */
+function labelText(labels, count) {
+  return Object.entries(labels || {})
+    .sort((a, b) => b[1] - a[1])
+    .map(([l, n]) => `${l} ${fmt.int(n)} (${fmt.percent(n / Math.max(count, 1))})`)
+    .join(" · ");
+}
+
+function scoreCard(n, s, group, bucket) {
+  const labelled = n.labels && Object.keys(n.labels).length;
+  const series = n.series || [];
+  const w = { from: s.from, to: s.to };
+  const chart =
+    n.mean !== null
+      ? lineChart({ title: `Mean per ${bucket}`, ...w, series: [{ name: n.name, points: series.map((p) => [Date.parse(p.time), p.mean]) }], format: fmt.score })
+      : lineChart({
+          title: `Scores per ${bucket}${labelled ? " by label" : ""}`,
+          ...w,
+          series: labelled ? Object.keys(n.labels).map((l) => ({ name: l, points: series.map((p) => [Date.parse(p.time), (p.labels || {})[l] || 0]) })) : [{ name: n.name, points: series.map((p) => [Date.parse(p.time), p.count]) }],
+          format: fmt.compact,
+        });
+  const groups = n.groups || [];
+  return h(
+    "article",
+    { class: "chart-box score-card", dataset: { scoreName: n.name } },
+    h("h3", {}, n.name, h("span", { class: "chip" }, n.data_type)),
+    h(
+      "dl",
+      { class: "facts inline" },
+      fact("Count", fmt.int(n.count)),
+      n.mean !== null ? fact("Mean", fmt.score(n.mean)) : null,
+      labelled ? fact("Labels", labelText(n.labels, n.count)) : null,
+    ),
+    chart,
+    groups.length
+      ? h(
+          "table",
+          { class: "top score-groups" },
+          h("thead", {}, h("tr", {}, [group === "service" ? "Service" : "Model", "Count", n.mean !== null ? "Mean" : "Labels"].map((c, i) => h("th", { scope: "col", class: i === 1 ? "num" : null }, c)))),
+          h(
+            "tbody",
+            {},
+            groups.map((g) => h("tr", {}, h("th", { scope: "row" }, g.group || "(unknown)"), h("td", { class: "num" }, fmt.int(g.count)), h("td", { class: n.mean !== null ? "num" : null }, n.mean !== null ? fmt.score(g.mean) : labelText(g.labels, g.count)))),
+          ),
+        )
+      : null,
   );
 }

@@ -31,6 +31,14 @@ export function compact(n) {
   return Number.isInteger(n) ? String(n) : n.toFixed(2);
 }
 
+/** A score's number: up to three decimals, no trailing zeros (0.75, 1, 0.333). */
+export function score(x) {
+  if (x === null || x === undefined) return "–";
+  if (Math.abs(x) >= 1000) return compact(x);
+  const s = String(Number(x.toFixed(3)));
+  return s === "-0" ? "0" : s;
+}
+
 export function percent(x) {
   if (x === null || x === undefined) return "–";
   return `${(x * 100).toFixed(x < 0.1 ? 2 : 1)}%`;

@@ -2,11 +2,15 @@
 // placed by start and duration relative to the trace) and the selected
 // span's details. Only the rows on screen exist in the page (a virtualized
 // list, as Jaeger's), so a trace of thousands of spans scrolls smoothly.
-// `#/trace/<id>?span=<span id>` names the selected span.
+// `#/trace/<id>?span=<span id>` names the selected span. Scores of the
+// trace and of the selected span show in the header and the detail, with a
+// form to add one (editors and admins); after a write the trace is re-read
+// until the score is stored.
 
 import { get } from "./api.js";
 import { h, fact, notice, replace } from "./dom.js";
 import { renderChat } from "./chat.js";
+import { scoreChips, scoreTable, scoreForm, deleteScore, untilStored } from "./scores.js";
 import * as fmt from "./format.js";
 
 const ROW = 26; // px per row
@@ -18,7 +22,7 @@ export function render(main, id, params) {
   let cleanup = () => {};
   get(`/api/v1/traces/${encodeURIComponent(id)}`).then(
     (trace) => {
-      cleanup = view(main, trace, params.span);
+      cleanup = view(main, trace, params.span, id);
     },
     (e) => main.replaceChildren(h("h1", {}, "Trace"), notice("error", e.status === 404 ? "No trace with this id for your tenant." : `The trace did not load: ${e.message}`)),
   );
@@ -38,7 +42,18 @@ function flatten(roots) {
   return all;
 }
 
-function view(main, trace, selectedId) {
+/** Ids of every score of a trace answer (the trace's own and its spans'). */
+function scoreIds(trace) {
+  const ids = new Set((trace.scores || []).map((s) => s.id));
+  const walk = (n) => {
+    for (const s of n.scores || []) ids.add(s.id);
+    n.children.forEach(walk);
+  };
+  trace.roots.forEach(walk);
+  return ids;
+}
+
+function view(main, trace, selectedId, id) {
   const all = flatten(trace.roots);
   const starts = all.map((r) => Date.parse(r.node.start_time) + fracMs(r.node.start_time));
   const t0 = Math.min(...starts);
@@ -48,6 +63,53 @@ function view(main, trace, selectedId) {
   const collapsed = new Set();
   let visible = all;
   let selected = Math.max(0, all.findIndex((r) => r.node.span_id === selectedId));
+
+  let alive = true;
+  const traceScores = h("div", { class: "score-box" });
+  const form = scoreForm({ trace_id: trace.trace_id }, (ids, status) => refresh((got) => ids.every((i) => got.has(i)), status));
+  const addTraceScore = form ? h("details", { class: "add-score" }, h("summary", {}, "Add score to the trace"), form) : null;
+  // The selected span's scores box (filled by drawScores).
+  let spanScores = null;
+
+  /** Re-reads the trace until `done(ids)` holds, then shows its scores. */
+  async function refresh(done, status) {
+    let result;
+    try {
+      result = await untilStored(() => get(`/api/v1/traces/${encodeURIComponent(id)}`), (t) => done(scoreIds(t)));
+    } catch (e) {
+      if (status) status.replaceChildren(notice("error", `The trace did not reload: ${e.message}`));
+      return;
+    }
+    if (!alive) return;
+    const fresh = new Map();
+    const walk = (n) => {
+      fresh.set(n.span_id, n.scores || []);
+      n.children.forEach(walk);
+    };
+    result.answer.roots.forEach(walk);
+    for (const r of all) r.node.scores = fresh.get(r.node.span_id) || [];
+    trace.scores = result.answer.scores || [];
+    drawScores();
+    draw();
+    if (status) status.replaceChildren(result.stored ? h("span", { class: "ok" }, "✓ Stored.") : notice("info", "Accepted, but not stored yet after 5 s: reload the trace in a moment."));
+  }
+
+  const remove = (s, button) => deleteScore(s, button, (gone) => refresh((got) => !got.has(gone)));
+
+  function drawScores() {
+    traceScores.replaceChildren(scoreChips(trace.scores, remove));
+    if (!spanScores) return;
+    spanScores.head.textContent = `Scores (${(spanScores.node.scores || []).length})`;
+    spanScores.box.replaceChildren(scoreTable(spanScores.node.scores, remove));
+  }
+
+  /** The selected span's scores: the table and the form. */
+  function spanScoresPart(node) {
+    spanScores = { node, head: h("h3", {}), box: h("div", { class: "span-scores" }) };
+    drawScores();
+    const add = scoreForm({ trace_id: trace.trace_id, span_id: node.span_id }, (ids, status) => refresh((got) => ids.every((i) => got.has(i)), status));
+    return h("section", { class: "scores-part", "aria-label": "Scores of the span" }, spanScores.head, spanScores.box, add);
+  }
 
   const root = trace.roots[0];
   const errors = all.filter((r) => r.node.status_code === 2).length;
@@ -67,6 +129,7 @@ function view(main, trace, selectedId) {
       fact("Cost", fmt.cost(trace.cost_usd)),
       fact("Errors", errors ? h("span", { class: "bad" }, `✕ ${errors}`) : "0"),
     ),
+    h("div", { class: "trace-scores" }, h("span", { class: "muted small" }, "Scores"), traceScores, addTraceScore),
     trace.truncated ? notice("info", `This trace is longer than the API returns: the first ${fmt.int(trace.span_count)} spans by start time are shown.`) : null,
     h("p", { class: "legend" }, services.map((s) => h("span", { class: "svc" }, h("i", { style: null, class: "swatch", dataset: { colour: s } }), s))),
   );
@@ -131,6 +194,7 @@ function view(main, trace, selectedId) {
         h("span", { class: "op" }, n.name),
         n.status_code === 2 ? h("span", { class: "bad", title: "error" }, " ✕") : null,
         n.llm ? h("span", { class: "chip" }, n.llm.model) : null,
+        n.scores && n.scores.length ? h("span", { class: "chip scored", title: n.scores.map((x) => x.name).join(", ") }, `★ ${n.scores.length}`) : null,
       ),
       h("div", { class: "span-bar" }, h("span", { class: "bar", dataset: { left: r.offset / total, width: n.duration_ms / total, colour: n.service } }), h("span", { class: "bar-label" }, fmt.duration(n.duration_ms))),
     );
@@ -167,7 +231,7 @@ function view(main, trace, selectedId) {
     else if ((pos + 1) * ROW > tree.scrollTop + tree.clientHeight) tree.scrollTop = (pos + 1) * ROW - tree.clientHeight;
     draw();
     tree.setAttribute("aria-activedescendant", `span-${n.span_id}`);
-    renderDetail(detail, all[index], trace, total);
+    renderDetail(detail, all[index], total, spanScoresPart(n));
   }
 
   tree.addEventListener("scroll", () => requestAnimationFrame(draw), { passive: true });
@@ -191,9 +255,13 @@ function view(main, trace, selectedId) {
   const onResize = () => draw();
   window.addEventListener("resize", onResize);
   recompute();
+  drawScores();
   select(selected, !selectedId);
   fmt.rendered("trace");
-  return () => window.removeEventListener("resize", onResize);
+  return () => {
+    alive = false;
+    window.removeEventListener("resize", onResize);
+  };
 }
 
 /** Sub-millisecond part of an RFC 3339 time (Date.parse keeps milliseconds). */
@@ -214,7 +282,7 @@ function placeTicks(ruler) {
   }
 }
 
-function renderDetail(box, r, trace, total) {
+function renderDetail(box, r, total, scores) {
   const n = r.node;
   const sections = [
     h("h2", {}, n.name),
@@ -231,7 +299,7 @@ function renderDetail(box, r, trace, total) {
     ),
   ];
   if (n.llm) sections.push(llm(n.llm));
-  sections.push(h("h3", {}, "Scores"), h("p", { class: "muted" }, "Scores on this trace and span will show here once the scores API lands (issue 17)."));
+  sections.push(scores);
   sections.push(kv("Attributes", n.attributes));
   if (Array.isArray(n.events) && n.events.length) {
     sections.push(
