@@ -777,6 +777,23 @@ async fn captured_content_is_redacted_and_old_data_follows_retention() {
         .await
         .unwrap();
     assert_eq!(db.count("SELECT count(*) FROM trace_summaries").await, 2);
+    // A session, a user, a user's day and a score last active before it.
+    db.client()
+        .await
+        .batch_execute(
+            "INSERT INTO session_summaries VALUES ('t', 'old-session', '2020-01-01', '2020-01-01', 1, 1, 0,
+                 0, 0, 0, 0, '{}', '{}', '{}');
+             INSERT INTO session_traces VALUES ('t', 'old-session', '\\x01', '2020-01-01');
+             INSERT INTO user_summaries VALUES ('t', 'old-user', '2020-01-01', '2020-01-01', 1, 0, 0, 0, 0,
+                 0, 0, 1, '{}');
+             INSERT INTO user_sessions VALUES ('t', 'old-user', 'old-session', '2020-01-01');
+             INSERT INTO user_calls_1d VALUES ('t', 'old-user', '2020-01-01', 'm', 1, 0, 0, 0, 0);
+             INSERT INTO scores (tenant, id, session_id, name, data_type, source, time, time_ns, metadata,
+                 deleted) VALUES ('t', 'old-score', 'old-session', 'q', 'numeric', 'api', '2020-01-01', 0,
+                 '{}', false);",
+        )
+        .await
+        .unwrap();
     sink.kill();
     sink.start();
     wait_count(
@@ -786,6 +803,21 @@ async fn captured_content_is_redacted_and_old_data_follows_retention() {
     )
     .await;
     wait_count(&db, "SELECT count(*) FROM trace_summaries", 1).await;
+    for table in [
+        "session_summaries",
+        "session_traces",
+        "user_summaries",
+        "user_sessions",
+        "user_calls_1d",
+        "scores",
+    ] {
+        wait_count(
+            &db,
+            &format!("SELECT count(*) FROM {table} WHERE tenant = 't'"),
+            0,
+        )
+        .await;
+    }
     assert_eq!(
         assert_hourly_is_minutely_by_hour(&db).await,
         1,

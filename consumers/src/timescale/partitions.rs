@@ -34,6 +34,18 @@ fn bound(day: i64) -> String {
     format!("{y:04}-{m:02}-{d:02} 00:00:00+00")
 }
 
+/// Unpartitioned tables kept as long as the traces, each with the time
+/// column a row expires by (fixed names, never from input).
+const EXPIRING: [(&str, &str); 7] = [
+    ("trace_summaries", "start_time"),
+    ("session_traces", "start_time"),
+    ("session_summaries", "last_time"),
+    ("user_sessions", "first_time"),
+    ("user_summaries", "last_seen"),
+    ("user_calls_1d", "day"),
+    ("scores", "time"),
+];
+
 impl Partitions {
     /// The day (since the epoch, UTC) of a time.
     pub fn day_of(t: SystemTime) -> i64 {
@@ -80,7 +92,10 @@ impl Partitions {
 
     /// Deletes the trace summaries of traces that started before the first
     /// day the traces' retention keeps (the day of the oldest partition of
-    /// `spans` kept), a batch at a time; returns how many.
+    /// `spans` kept), a batch at a time, and with them what else is kept
+    /// per trace, session and user past that day: sessions and users last
+    /// active before it (with their pairs and days), and scores given before
+    /// it; returns how many rows.
     pub async fn expire_summaries(
         client: &mut Client,
         traces_days: u32,
@@ -90,17 +105,17 @@ impl Partitions {
                 (Self::today() - i64::from(traces_days)).max(0) as u64 * 86_400,
             );
         let mut deleted = 0;
-        loop {
-            let n = client
-                .execute(
-                    "DELETE FROM trace_summaries WHERE ctid = ANY(ARRAY(
-                         SELECT ctid FROM trace_summaries WHERE start_time < $1 LIMIT 10000))",
-                    &[&oldest_kept],
-                )
-                .await? as usize;
-            deleted += n;
-            if n == 0 {
-                break;
+        for (table, column) in EXPIRING {
+            let sql = format!(
+                "DELETE FROM {table} WHERE ctid = ANY(ARRAY(
+                     SELECT ctid FROM {table} WHERE {column} < $1::timestamptz LIMIT 10000))"
+            );
+            loop {
+                let n = client.execute(&sql, &[&oldest_kept]).await? as usize;
+                deleted += n;
+                if n == 0 {
+                    break;
+                }
             }
         }
         if deleted > 0 {
