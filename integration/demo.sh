@@ -108,6 +108,7 @@ sleep "${DEMO_SETTLE_SECONDS:-12}" # the Tempo sink cuts its blocks every 10 s h
 FROM=$(date -u -d '-1 hour' +%Y-%m-%dT%H:%M:%SZ)
 TOKEN=$("$BIN/observatory-api" token --tenant default --role viewer --ttl 24h)
 ADMIN_TOKEN=$("$BIN/observatory-api" token --tenant default --role admin --ttl 24h --sub demo-admin)
+EDITOR_TOKEN=$("$BIN/observatory-api" token --tenant default --role editor --ttl 24h --sub demo-reviewer)
 
 cat <<EOT
 
@@ -128,6 +129,7 @@ The pipeline is running:
   web UI         http://127.0.0.1:8080/#token=$TOKEN
                  (signs you in as a viewer of tenant default; the token leaves the address bar at once)
                  as an admin, with the pipeline's health: http://127.0.0.1:8080/#token=$ADMIN_TOKEN
+                 as an editor, who may score answers: http://127.0.0.1:8080/#token=$EDITOR_TOKEN
   query API      http://127.0.0.1:8080 (docs/api.md; OpenAPI at /api/v1/openapi.json), log $STATE/api.log
                  a viewer token for tenant default (24 h): TOKEN=$TOKEN
                  costs by model, the 5 costliest and 5 slowest traces of the last hour, errors, metrics, Tempo's search:
@@ -138,6 +140,13 @@ The pipeline is running:
                  curl -H "Authorization: Bearer \$TOKEN" 'http://127.0.0.1:8080/api/v1/llm/metrics?from=$FROM&bucket=1m&group_by=model'
                  curl -H "Authorization: Bearer \$TOKEN" 'http://127.0.0.1:8080/api/search?limit=5'
                  curl -H "Authorization: Bearer \$TOKEN" 'http://127.0.0.1:8080/api/v2/search/tag/resource.service.name/values'
+                 the costliest sessions and end users, and the scores by model:
+                 curl -H "Authorization: Bearer \$TOKEN" 'http://127.0.0.1:8080/api/v1/sessions?sort=cost&limit=5'
+                 curl -H "Authorization: Bearer \$TOKEN" 'http://127.0.0.1:8080/api/v1/users?sort=cost&limit=5'
+                 curl -H "Authorization: Bearer \$TOKEN" 'http://127.0.0.1:8080/api/v1/scores/summary?group_by=model'
+                 scoring a trace (as the editor; a trace id from the list above):
+                 EDITOR_TOKEN=$EDITOR_TOKEN
+                 curl -X POST -H "Authorization: Bearer \$EDITOR_TOKEN" -d '{"trace_id":"<id>","name":"helpfulness","value":0.9}' http://127.0.0.1:8080/api/v1/scores
                  Grafana: a Tempo data source at http://127.0.0.1:8080 with header Authorization: Bearer <token>
 Stop it with: integration/demo.sh stop
 EOT

@@ -61,7 +61,7 @@ async fn every_curl_line_the_demo_prints_answers_200_on_its_data() {
         .expect("the demo prints a token");
     let urls: Vec<&str> = stdout
         .lines()
-        .filter(|l| l.trim_start().starts_with("curl "))
+        .filter(|l| l.trim_start().starts_with("curl -H "))
         .map(|l| {
             l.rsplit('\'')
                 .nth(1)
@@ -97,4 +97,36 @@ async fn every_curl_line_the_demo_prints_answers_200_on_its_data() {
         }
         println!("{url}: 200 in {:?}", started.elapsed());
     }
+
+    // The scoring line: its body with a trace of the demo, as the editor.
+    let post = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("curl -X POST "))
+        .expect("the demo prints how to score a trace");
+    let editor = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("EDITOR_TOKEN="))
+        .expect("the demo prints an editor token");
+    let body = post.split('\'').nth(1).expect("the body is quoted");
+    let url = post.rsplit(' ').next().expect("the URL ends the line");
+    let traces = http
+        .get("http://127.0.0.1:8080/api/v1/traces?limit=1")
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let traces: serde_json::Value = serde_json::from_slice(&traces).unwrap();
+    let id = traces["traces"][0]["trace_id"].as_str().expect("a trace");
+    let response = http
+        .post(url)
+        .bearer_auth(editor)
+        .body(body.replace("<id>", id))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    assert_eq!(status, 202, "{post}: {}", response.text().await.unwrap());
 }
