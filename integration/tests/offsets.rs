@@ -150,6 +150,8 @@ async fn gauge_lag(sink: &Service, partitions: usize) -> Option<Vec<f64>> {
     let values: Vec<f64> = text
         .lines()
         .filter(|l| l.starts_with("observatory_consumer_lag_messages{"))
+        // The spans' group only, not the scores loop beside it.
+        .filter(|l| !l.contains("topic=\"scores\""))
         .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
         .collect();
     (values.len() == partitions).then_some(values)

@@ -85,11 +85,12 @@ CREATE TABLE IF NOT EXISTS session_summaries (
     PRIMARY KEY (tenant, session_id)
 );
 
--- One per sort of the list, each led by the tenant and ending in the key
--- (the keyset tie-breaker).
+-- One per sort of the list, each led by the tenant, then the sort value and
+-- the key (the keyset tie-breaker), then the last activity (so the window
+-- is checked inside the index).
 CREATE INDEX IF NOT EXISTS session_summaries_last ON session_summaries (tenant, last_time, session_id);
-CREATE INDEX IF NOT EXISTS session_summaries_cost ON session_summaries (tenant, cost_usd, session_id);
-CREATE INDEX IF NOT EXISTS session_summaries_traces ON session_summaries (tenant, traces, session_id);
+CREATE INDEX IF NOT EXISTS session_summaries_cost ON session_summaries (tenant, cost_usd, session_id, last_time);
+CREATE INDEX IF NOT EXISTS session_summaries_traces ON session_summaries (tenant, traces, session_id, last_time);
 
 CREATE TABLE IF NOT EXISTS session_traces (
     tenant      text        NOT NULL,
@@ -119,8 +120,8 @@ CREATE TABLE IF NOT EXISTS user_summaries (
 );
 
 CREATE INDEX IF NOT EXISTS user_summaries_last ON user_summaries (tenant, last_seen, user_id);
-CREATE INDEX IF NOT EXISTS user_summaries_cost ON user_summaries (tenant, cost_usd, user_id);
-CREATE INDEX IF NOT EXISTS user_summaries_calls ON user_summaries (tenant, llm_calls, user_id);
+CREATE INDEX IF NOT EXISTS user_summaries_cost ON user_summaries (tenant, cost_usd, user_id, last_seen);
+CREATE INDEX IF NOT EXISTS user_summaries_calls ON user_summaries (tenant, llm_calls, user_id, last_seen);
 
 CREATE TABLE IF NOT EXISTS user_sessions (
     tenant      text        NOT NULL,

@@ -162,23 +162,22 @@ async fn main() -> anyhow::Result<()> {
         api: args.api.trim_end_matches('/').to_owned(),
         auth: format!("Bearer {}", args.token),
     };
-    let sample = |table: &'static str, column: &'static str| {
+    let sample = |sql: &'static str| {
         let db = &db;
         let tenant = args.tenant.clone();
         async move {
-            let rows = db
-                .query(
-                    &format!(
-                        "SELECT {column} FROM {table} TABLESAMPLE SYSTEM (1) WHERE tenant = $1 LIMIT 2000"
-                    ),
-                    &[&tenant],
-                )
-                .await?;
+            let rows = db.query(sql, &[&tenant]).await?;
             Ok::<Vec<String>, anyhow::Error>(rows.iter().map(|r| r.get(0)).collect())
         }
     };
-    let sessions = sample("session_traces", "session_id").await?;
-    let users = sample("user_summaries", "user_id").await?;
+    // Sessions with traces (the list also holds sessions without), users.
+    let sessions = sample(
+        "SELECT session_id FROM session_traces TABLESAMPLE SYSTEM (1) WHERE tenant = $1 LIMIT 2000",
+    )
+    .await?;
+    let users =
+        sample("SELECT user_id FROM user_summaries WHERE tenant = $1 ORDER BY random() LIMIT 2000")
+            .await?;
     if sessions.len() < 50 || users.len() < 50 {
         bail!("too few sessions or users sampled: is the data loaded?");
     }
