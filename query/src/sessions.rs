@@ -525,9 +525,13 @@ pub async fn transcript(
     let scores = client
         .query(
             &format!(
-                "SELECT {SCORE_COLUMNS} FROM scores
-                  WHERE tenant = $1 AND NOT deleted AND (trace_id = ANY($2) OR (session_id = $3 AND trace_id IS NULL))
-                  ORDER BY time"
+                "SELECT * FROM (
+                    SELECT {SCORE_COLUMNS} FROM scores
+                     WHERE tenant = $1 AND trace_id = ANY($2) AND NOT deleted
+                    UNION ALL
+                    SELECT {SCORE_COLUMNS} FROM scores
+                     WHERE tenant = $1 AND session_key = $3 AND trace_id IS NULL AND NOT deleted
+                 ) s ORDER BY time"
             ),
             &[&tenant, &ids, &id],
         )

@@ -196,7 +196,7 @@ async fn main() -> anyhow::Result<()> {
             has("sessions"),
         )
         .await?;
-        let list = format!("/api/v1/sessions?sort={sort}&{}", window(100_000));
+        let list = format!("/api/v1/sessions?sort={sort}&{}", window(n + 50));
         let cursor = cursor_at(&client, &list, sort, 100).await?;
         // Page 100 by its cursor, each request a distinct window (a distinct
         // cache key); the cursor, not the window, places the page.
@@ -302,6 +302,11 @@ async fn main() -> anyhow::Result<()> {
     let mut writers = Vec::new();
     let client = Arc::new(client);
     let traces = Arc::new(traces);
+    // Ids of this run only: a second run must add rows, not replace them.
+    let run = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
     for w in 0..args.concurrency {
         let (client, sent, traces) = (client.clone(), sent.clone(), traces.clone());
         let (batch, duration) = (args.batch, args.duration);
@@ -313,7 +318,7 @@ async fn main() -> anyhow::Result<()> {
                     .map(|j| {
                         k += 1;
                         serde_json::json!({
-                            "id": format!("bench-{w}-{k}-{j}"),
+                            "id": format!("bench-{run}-{w}-{k}-{j}"),
                             "trace_id": traces[(w * 7919 + k) % traces.len()],
                             "name": "bench_quality",
                             "value": (k % 10) as f64 / 10.0,
