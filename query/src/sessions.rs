@@ -15,6 +15,7 @@ use crate::keyset;
 use crate::problem::Problem;
 use crate::scores::read::{ScoreView, COLUMNS as SCORE_COLUMNS};
 use crate::sql::Sql;
+use crate::summaries::micros;
 use crate::traces::{hex, LlmCall};
 use observatory_schemas::messages::chat;
 use serde::Serialize;
@@ -287,10 +288,6 @@ pub struct SessionPage {
     pub sessions: Vec<SessionRow>,
     /// The next page's `cursor`, when there is one.
     pub next_cursor: Option<String>,
-}
-
-fn micros(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_micros() as i64
 }
 
 /// The mean scores of `keys` (sessions, or users with `column`

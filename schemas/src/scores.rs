@@ -57,6 +57,30 @@ pub enum DataType {
     Text,
 }
 
+impl DataType {
+    /// Its name, as the API and the table spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DataType::Numeric => "numeric",
+            DataType::Categorical => "categorical",
+            DataType::Boolean => "boolean",
+            DataType::Text => "text",
+        }
+    }
+
+    /// The type a name spells ([`DataType::as_str`]).
+    pub fn parse(name: &str) -> Option<DataType> {
+        [
+            DataType::Numeric,
+            DataType::Categorical,
+            DataType::Boolean,
+            DataType::Text,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == name)
+    }
+}
+
 /// Where a score came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -69,6 +93,18 @@ pub enum Source {
     Eval,
     /// A `gen_ai.evaluation.result` event in OTLP.
     Otlp,
+}
+
+impl Source {
+    /// Its name, as the API and the table spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Api => "api",
+            Source::Annotation => "annotation",
+            Source::Eval => "eval",
+            Source::Otlp => "otlp",
+        }
+    }
 }
 
 /// One score.
@@ -337,12 +373,7 @@ pub fn derived_id(score: &Score, extra: &str) -> String {
         score.span_id.as_deref().unwrap_or_default(),
         score.session_id.as_deref().unwrap_or_default(),
         score.name.as_str(),
-        match score.source {
-            Source::Api => "api",
-            Source::Annotation => "annotation",
-            Source::Eval => "eval",
-            Source::Otlp => "otlp",
-        },
+        score.source.as_str(),
         score.author.as_deref().unwrap_or_default(),
         extra,
     ];

@@ -10,7 +10,7 @@
 //! again after it changes nothing.
 
 use observatory_schemas::kafka::parse_hex;
-use observatory_schemas::scores::{DataType, Score, ScoreMessage, Source};
+use observatory_schemas::scores::{Score, ScoreMessage};
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio_postgres::Transaction;
@@ -155,26 +155,6 @@ impl<'a> Batch<'a> {
     }
 }
 
-/// A data type as the table stores it.
-pub fn data_type_name(t: DataType) -> &'static str {
-    match t {
-        DataType::Numeric => "numeric",
-        DataType::Categorical => "categorical",
-        DataType::Boolean => "boolean",
-        DataType::Text => "text",
-    }
-}
-
-/// A source as the table stores it.
-pub fn source_name(s: Source) -> &'static str {
-    match s {
-        Source::Api => "api",
-        Source::Annotation => "annotation",
-        Source::Eval => "eval",
-        Source::Otlp => "otlp",
-    }
-}
-
 /// The parameters of [`UPSERT`], in its order.
 #[derive(Debug, Default)]
 struct Columns<'a> {
@@ -213,11 +193,11 @@ impl<'a> Columns<'a> {
                     c.span_id.push(hex(&s.span_id));
                     c.session_id.push(s.session_id.as_deref());
                     c.name.push(&s.name);
-                    c.data_type.push(data_type_name(s.data_type));
+                    c.data_type.push(s.data_type.as_str());
                     c.value.push(s.value);
                     c.label.push(s.label.as_deref());
                     c.comment.push(s.comment.as_deref());
-                    c.source.push(source_name(s.source));
+                    c.source.push(s.source.as_str());
                     c.author.push(s.author.as_deref());
                     c.metadata.push(
                         serde_json::to_string(&s.metadata).unwrap_or_else(|_| "{}".to_owned()),
@@ -245,6 +225,7 @@ impl<'a> Columns<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use observatory_schemas::scores::{DataType, Source};
 
     fn write(id: &str, time_ns: u64, delete: bool) -> ScoreWrite {
         let score = Score {

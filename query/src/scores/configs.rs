@@ -13,7 +13,6 @@
 use crate::auth::Claims;
 use crate::problem::Problem;
 use crate::routes::State;
-use crate::scores::read::data_type_name;
 use observatory_schemas::scores::{Category, DataType, ScoreConfig, MAX_LABEL_LEN, MAX_NAME_LEN};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
@@ -49,20 +48,11 @@ pub struct ConfigView {
     pub updated_by: String,
 }
 
-fn parse_type(text: &str) -> DataType {
-    match text {
-        "categorical" => DataType::Categorical,
-        "boolean" => DataType::Boolean,
-        "text" => DataType::Text,
-        _ => DataType::Numeric,
-    }
-}
-
 fn of_row(row: &tokio_postgres::Row) -> ScoreConfig {
     let categories: &str = row.get(2);
     ScoreConfig {
         name: row.get(0),
-        data_type: parse_type(row.get(1)),
+        data_type: DataType::parse(row.get(1)).unwrap_or(DataType::Numeric),
         categories: serde_json::from_str(categories).unwrap_or_default(),
         min: row.get(3),
         max: row.get(4),
@@ -214,7 +204,7 @@ pub async fn put(
                 &[
                     &claims.tenant,
                     &name,
-                    &data_type_name(body.data_type),
+                    &body.data_type.as_str(),
                     &categories,
                     &body.min,
                     &body.max,

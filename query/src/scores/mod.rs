@@ -88,10 +88,7 @@ fn value_of(
             Ok((DataType::Categorical, None, Some(s.clone())))
         }
         (Some(DataType::Text), Value::String(s)) => Ok((DataType::Text, None, Some(s.clone()))),
-        (Some(t), v) => Err(format!(
-            "a {} score's value cannot be {v}",
-            crate::scores::read::data_type_name(t)
-        )),
+        (Some(t), v) => Err(format!("a {} score's value cannot be {v}", t.as_str())),
         (None, v) => Err(format!(
             "a number, a boolean or a label, not {}",
             if v.is_null() { "null" } else { "this" }
@@ -218,23 +215,48 @@ async fn check_targets(
             ));
         }
     }
-    for (i, s) in scores.iter().enumerate() {
-        let at = (scores.len() > 1).then_some(i);
-        if let (Some(trace), Some(span)) = (&s.trace_id, &s.span_id) {
-            let row = client
-                .query_opt(
-                    "SELECT 1 FROM spans WHERE tenant = $1 AND trace_id = $2 AND span_id = $3 LIMIT 1",
-                    &[&tenant, &parse_hex(trace), &parse_hex(span)],
-                )
-                .await
-                .map_err(Problem::postgres)?;
-            if row.is_none() {
-                return Err(bad(
-                    at,
-                    "span_id",
-                    format!("trace {trace} has no span {span}"),
-                ));
-            }
+    // Spans in one query for the whole batch.
+    let pairs: Vec<(usize, Vec<u8>, Vec<u8>)> = scores
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            Some((
+                i,
+                parse_hex(s.trace_id.as_deref()?)?,
+                parse_hex(s.span_id.as_deref()?)?,
+            ))
+        })
+        .collect();
+    if !pairs.is_empty() {
+        let traces: Vec<&[u8]> = pairs.iter().map(|p| p.1.as_slice()).collect();
+        let spans: Vec<&[u8]> = pairs.iter().map(|p| p.2.as_slice()).collect();
+        let found: BTreeSet<(Vec<u8>, Vec<u8>)> = client
+            .query(
+                "SELECT DISTINCT s.trace_id, s.span_id FROM spans s
+                   JOIN unnest($2::bytea[], $3::bytea[]) AS w(trace_id, span_id)
+                     ON s.trace_id = w.trace_id AND s.span_id = w.span_id
+                  WHERE s.tenant = $1",
+                &[&tenant, &traces, &spans],
+            )
+            .await
+            .map_err(Problem::postgres)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        if let Some((i, _, _)) = pairs
+            .iter()
+            .find(|(_, t, s)| !found.contains(&(t.clone(), s.clone())))
+        {
+            let s = &scores[*i];
+            return Err(bad(
+                (scores.len() > 1).then_some(*i),
+                "span_id",
+                format!(
+                    "trace {} has no span {}",
+                    s.trace_id.as_deref().unwrap_or_default(),
+                    s.span_id.as_deref().unwrap_or_default()
+                ),
+            ));
         }
     }
     let sessions: Vec<&str> = scores

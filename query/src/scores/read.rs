@@ -11,9 +11,9 @@ use crate::filters::{format_time, parse_duration, parse_in, Params, Range};
 use crate::keyset;
 use crate::problem::Problem;
 use crate::sql::Sql;
+use crate::summaries::micros;
 use crate::traces::hex;
 use observatory_schemas::kafka::parse_hex;
-use observatory_schemas::scores::DataType;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -22,16 +22,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub const COLUMNS: &str =
     "id, trace_id, span_id, session_id, name, data_type, value, label, comment, \
     source, author, time_ns, metadata::text, time";
-
-/// A data type as the API and the table spell it.
-pub fn data_type_name(t: DataType) -> &'static str {
-    match t {
-        DataType::Numeric => "numeric",
-        DataType::Categorical => "categorical",
-        DataType::Boolean => "boolean",
-        DataType::Text => "text",
-    }
-}
 
 /// One stored score.
 #[derive(Debug, Clone, Serialize)]
@@ -132,10 +122,6 @@ fn number(text: &str) -> Result<f64, String> {
         .ok()
         .filter(|v| v.is_finite())
         .ok_or_else(|| "a finite number".to_owned())
-}
-
-fn micros(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_micros() as i64
 }
 
 impl ListQuery {
