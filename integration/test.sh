@@ -6,7 +6,8 @@
 # Starts whatever of the stack is missing (integration/stack.sh up), builds
 # the binaries the end-to-end tests start as processes, then runs every unit,
 # integration and doc test. Installs cargo-nextest when it is missing, and
-# the deployment checks' tools (integration/deploy-check/install.sh).
+# the deployment checks' tools (integration/deploy-check/install.sh) and the
+# OpenTelemetry Python SDK (integration/otel-python/install.sh).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -35,6 +36,10 @@ set +a
 # The deployment checks' tools (a Python virtualenv, Debian's docker-compose).
 eval "$(integration/deploy-check/install.sh)"
 export DEPLOY_CHECK_PYTHON
+
+# The official OpenTelemetry Python SDK the metrics and logs tests send with
+# (a virtualenv; the tests run the same script, which is then a no-op).
+integration/otel-python/install.sh >/dev/null
 
 cargo build --workspace --bins
 cargo nextest run --workspace --no-fail-fast "$@"

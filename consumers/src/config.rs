@@ -44,19 +44,45 @@ pub enum Command {
 /// A sink a replay writes through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SinkName {
-    /// `observatory-consumer timescale`.
+    /// `observatory-consumer timescale`: spans.
     Timescale,
     /// `observatory-consumer tempo`.
     Tempo,
+    /// The metrics loop of `observatory-consumer timescale` (`otlp_metrics`).
+    Metrics,
+    /// The logs loop of `observatory-consumer timescale` (`otlp_logs`).
+    Logs,
 }
 
 impl SinkName {
-    /// Its subcommand name.
+    /// Its name in dead letters and default group names.
     pub fn as_str(self) -> &'static str {
         match self {
             SinkName::Timescale => "timescale",
             SinkName::Tempo => "tempo",
+            SinkName::Metrics => "metrics",
+            SinkName::Logs => "logs",
         }
+    }
+
+    /// The subcommand whose settings configure it.
+    pub fn subcommand(self) -> &'static str {
+        match self {
+            SinkName::Tempo => "tempo",
+            _ => "timescale",
+        }
+    }
+
+    /// The topic it reads by default (`KAFKA_METRICS_TOPIC` and
+    /// `KAFKA_LOGS_TOPIC` when set); `None` for the traces topic of
+    /// `KAFKA_TRACES_TOPIC`.
+    pub fn own_topic(self) -> Option<String> {
+        let (env, default) = match self {
+            SinkName::Metrics => ("KAFKA_METRICS_TOPIC", kafka::METRICS_TOPIC),
+            SinkName::Logs => ("KAFKA_LOGS_TOPIC", kafka::LOGS_TOPIC),
+            _ => return None,
+        };
+        Some(std::env::var(env).unwrap_or_else(|_| default.to_owned()))
     }
 }
 
@@ -65,7 +91,7 @@ impl SinkName {
 /// its flags given after `--`.
 #[derive(Debug, Clone, Args)]
 pub struct ReplayArgs {
-    /// The sink written through: timescale or tempo.
+    /// The sink written through: timescale (spans), metrics, logs or tempo.
     #[arg(long, env = "REPLAY_SINK", value_enum)]
     pub sink: SinkName,
     /// First message: an RFC 3339 time (Kafka message timestamp) or an offset.
@@ -291,7 +317,7 @@ pub struct TimescaleArgs {
     /// Connections a batch is written over at once (one transaction each).
     #[arg(long, env = "DB_WRITE_CONNECTIONS", default_value_t = 2)]
     pub db_write_connections: usize,
-    /// Most PostgreSQL connections the sink holds: its write connections, one for partition maintenance and one for the scores loop (unset: DB_WRITE_CONNECTIONS + 2).
+    /// Most PostgreSQL connections the sink holds: its write connections, one for partition maintenance and one for each of the scores, metrics and logs loops it runs (unset: DB_WRITE_CONNECTIONS + those).
     #[arg(long, env = "DB_POOL_MAX_SIZE")]
     pub db_pool_max_size: Option<usize>,
     /// Write connections opened at start and kept open (the others open on first use).
@@ -324,12 +350,74 @@ pub struct TimescaleArgs {
     /// The scores topic, read beside the spans in consumer group observatory-scores ("" to not read it here).
     #[arg(long, env = "KAFKA_SCORES_TOPIC", default_value = kafka::SCORES_TOPIC)]
     pub kafka_scores_topic: String,
+    /// The signals this process consumes, comma-separated: traces (with the scores topic), metrics, logs; each in its own consumer group (KAFKA_GROUP_ID, KAFKA_GROUP_ID-metrics, KAFKA_GROUP_ID-logs), so each can run in its own deployment.
+    #[arg(long, env = "SIGNALS", default_value = "traces,metrics,logs")]
+    pub signals: String,
+    /// The metrics topic.
+    #[arg(long, env = "KAFKA_METRICS_TOPIC", default_value = kafka::METRICS_TOPIC)]
+    pub kafka_metrics_topic: String,
+    /// The logs topic.
+    #[arg(long, env = "KAFKA_LOGS_TOPIC", default_value = kafka::LOGS_TOPIC)]
+    pub kafka_logs_topic: String,
+    /// Most series one metric may have per tenant; points of further new series are not stored (counted as cardinality_limit).
+    #[arg(long, env = "METRICS_MAX_SERIES", default_value_t = 10_000)]
+    pub metrics_max_series: u32,
+    /// Longest body of a log record stored, bytes of JSON (longer ones are cut and counted as body_truncated; GenAI content bodies follow CONTENT_MAX_BYTES).
+    #[arg(long, env = "LOG_BODY_MAX_BYTES", default_value_t = 64 * 1024)]
+    pub log_body_max_bytes: usize,
+}
+
+/// The signals one sink process consumes (`SIGNALS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signals {
+    /// Spans (and the scores topic).
+    pub traces: bool,
+    /// Metric points.
+    pub metrics: bool,
+    /// Log records.
+    pub logs: bool,
+}
+
+impl Signals {
+    /// Parses `traces,metrics,logs` (any non-empty subset).
+    pub fn parse(text: &str) -> Result<Signals, ConfigError> {
+        let mut out = Signals {
+            traces: false,
+            metrics: false,
+            logs: false,
+        };
+        for name in parse_list(text) {
+            match name.as_str() {
+                "traces" => out.traces = true,
+                "metrics" => out.metrics = true,
+                "logs" => out.logs = true,
+                other => {
+                    return Err(invalid(
+                        "SIGNALS",
+                        format!("unknown signal {other:?} (traces, metrics, logs)"),
+                    ))
+                }
+            }
+        }
+        if !(out.traces || out.metrics || out.logs) {
+            return Err(invalid(
+                "SIGNALS",
+                "names no signal (traces, metrics, logs)",
+            ));
+        }
+        Ok(out)
+    }
 }
 
 impl TimescaleArgs {
     /// Whether this process runs the scores loop too.
     pub fn reads_scores(&self) -> bool {
-        !self.kafka_scores_topic.is_empty()
+        !self.kafka_scores_topic.is_empty() && self.signals().is_ok_and(|s| s.traces)
+    }
+
+    /// The signals consumed.
+    pub fn signals(&self) -> Result<Signals, ConfigError> {
+        Signals::parse(&self.signals)
     }
 
     /// Write connections: `DB_WRITE_CONNECTIONS`, within `DB_POOL_MAX_SIZE`
@@ -337,7 +425,11 @@ impl TimescaleArgs {
     /// The scores loop, when it runs, holds one more.
     pub fn write_connections(&self) -> Result<usize, ConfigError> {
         let wanted = self.db_write_connections.max(1);
-        let others = 1 + usize::from(self.reads_scores());
+        let signals = self.signals()?;
+        let others = 1
+            + usize::from(self.reads_scores())
+            + usize::from(signals.metrics)
+            + usize::from(signals.logs);
         match self.db_pool_max_size {
             None => Ok(wanted),
             Some(max) if max > others => Ok(wanted.min(max - others)),
@@ -347,7 +439,7 @@ impl TimescaleArgs {
                     "must be at least {} (a write connection, the maintenance one{})",
                     others + 1,
                     if others > 1 {
-                        " and the scores loop's"
+                        " and one per scores, metrics or logs loop"
                     } else {
                         ""
                     }

@@ -8,12 +8,15 @@
 //! rebalance or a replay stores nothing twice.
 //!
 //! Where to start reading: [`source`], then a sink: [`timescale`] (with
-//! [`scores`] beside it) or [`tempo`]; replays and dead letters: [`replay`].
+//! [`scores`], [`otel_metrics`] and [`logs`] beside it) or [`tempo`];
+//! replays and dead letters: [`replay`].
 
 pub mod admin;
 pub mod config;
+pub mod logs;
 pub mod metrics;
 pub mod ops;
+pub mod otel_metrics;
 pub mod redact;
 pub mod replay;
 pub mod scores;

@@ -49,6 +49,15 @@ pub struct FlushLabels {
     pub reason: &'static str,
 }
 
+/// Labels of counts by a fixed reason.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// The sink.
+    pub sink: &'static str,
+    /// A fixed reason (never from input).
+    pub reason: &'static str,
+}
+
 /// Labels of consumer lag.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 pub struct LagLabels {
@@ -157,6 +166,10 @@ pub struct Metrics {
     pub expired_spans: Family<SinkLabels, Counter>,
     /// Spans of messages dead-lettered because a span starts too far ahead.
     pub future_spans: Family<SinkLabels, Counter>,
+    /// Metric points and log records not stored, by reason.
+    pub items_dropped: Family<ReasonLabels, Counter>,
+    /// Metric points and log records stored with a change or a remark, by reason.
+    pub items_flagged: Family<ReasonLabels, Counter>,
     /// Messages behind the end of each partition.
     pub lag: Family<LagLabels, Gauge>,
     /// Age of the oldest message read but not yet durable in the store.
@@ -201,6 +214,8 @@ impl Metrics {
             invalid_evaluations: Family::default(),
             expired_spans: Family::default(),
             future_spans: Family::default(),
+            items_dropped: Family::default(),
+            items_flagged: Family::default(),
             lag: Family::default(),
             oldest_unwritten: Family::default(),
             commit_delay: Family::new_with_constructor(delay_histogram),
@@ -262,6 +277,16 @@ impl Metrics {
             format!("{p}future_spans"),
             "Spans of messages dead-lettered because a span starts more than ACCEPT_SPANS_MAX_FUTURE ahead",
             m.future_spans.clone(),
+        );
+        registry.register(
+            format!("{p}items_dropped"),
+            "Metric points and log records not stored, by reason: cardinality_limit, invalid_histogram, invalid_summary, non_finite, missing_time, expired, future",
+            m.items_dropped.clone(),
+        );
+        registry.register(
+            format!("{p}items_flagged"),
+            "Metric points and log records stored with a remark, by reason: cumulative_reset (a cumulative series went down without a new start time), body_truncated",
+            m.items_flagged.clone(),
         );
         registry.register(
             format!("{p}lag_messages"),

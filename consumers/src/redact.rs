@@ -174,6 +174,17 @@ impl Policy {
         out
     }
 
+    /// Whether prompt and completion text is stored (`CAPTURE_CONTENT`).
+    pub fn captures_content(&self) -> bool {
+        self.capture_content
+    }
+
+    /// Applies the policy to attributes (of a span, an event, a log
+    /// record), in place: dropped, hashed, content removed or redacted.
+    pub fn apply_to_attributes(&self, attributes: &mut Vec<KeyValue>) {
+        self.apply(attributes);
+    }
+
     fn apply(&self, attributes: &mut Vec<KeyValue>) {
         attributes.retain(|kv| {
             !self.drop.contains(&kv.key) && (self.capture_content || !is_content_key(&kv.key))

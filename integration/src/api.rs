@@ -64,6 +64,10 @@ pub struct Pipeline {
     pub topic: String,
     /// The scores topic (the API's `KAFKA_SCORES_TOPIC` must name it).
     pub scores_topic: String,
+    /// The metrics topic.
+    pub metrics_topic: String,
+    /// The logs topic.
+    pub logs_topic: String,
     /// The collector (ingest keys as given).
     pub collector: Collector,
     /// The PostgreSQL sink.
@@ -77,11 +81,13 @@ impl Pipeline {
         let db = TestDb::create().await;
         let topic = unique("spans");
         let scores_topic = unique("scores");
+        let metrics_topic = unique("metrics");
+        let logs_topic = unique("logs");
         let collector = Collector::spawn(&[
             ("KAFKA_BROKERS", kafka_brokers()),
             ("KAFKA_TRACES_TOPIC", topic.clone()),
-            ("KAFKA_METRICS_TOPIC", unique("metrics")),
-            ("KAFKA_LOGS_TOPIC", unique("logs")),
+            ("KAFKA_METRICS_TOPIC", metrics_topic.clone()),
+            ("KAFKA_LOGS_TOPIC", logs_topic.clone()),
             ("KAFKA_TRACES_PARTITIONS", "2".into()),
             ("INGEST_API_KEYS", keys.to_owned()),
         ]);
@@ -90,6 +96,9 @@ impl Pipeline {
             ("KAFKA_BROKERS", kafka_brokers()),
             ("KAFKA_TRACES_TOPIC", topic.clone()),
             ("KAFKA_SCORES_TOPIC", scores_topic.clone()),
+            ("KAFKA_METRICS_TOPIC", metrics_topic.clone()),
+            ("KAFKA_LOGS_TOPIC", logs_topic.clone()),
+            ("SIGNALS", "traces,metrics,logs".into()),
             ("KAFKA_GROUP_ID", unique("group")),
             ("DATABASE_URL", db.url.clone()),
             ("COPY_FLUSH_INTERVAL", "200ms".into()),
@@ -101,6 +110,8 @@ impl Pipeline {
             db,
             topic,
             scores_topic,
+            metrics_topic,
+            logs_topic,
             collector,
             sink,
         }

@@ -19,10 +19,13 @@ pub struct Service {
 
 impl Service {
     /// Starts `observatory-consumer <sink>` with `env`, on a free admin port.
+    /// The PostgreSQL sink reads traces only unless `env` sets `SIGNALS`
+    /// (the metrics and logs topics are shared by every test otherwise).
     pub fn consumer(sink: &str, env: &[(&str, String)]) -> Service {
         let admin = free_addr();
-        let mut env: Vec<(String, String)> = env
+        let mut env: Vec<(String, String)> = [("SIGNALS", "traces".to_owned())]
             .iter()
+            .chain(env)
             .map(|(k, v)| (k.to_string(), v.clone()))
             .collect();
         env.push(("CONSUMER_ADMIN_ADDR".into(), admin.to_string()));

@@ -11,6 +11,7 @@
 
 use observatory_integration::api::{export, token, Pipeline, SECRET};
 use observatory_integration::process::Service;
+use observatory_integration::wait_for;
 use observatory_schemas::otlp::resource::Resource;
 use observatory_schemas::otlp::trace::{ResourceSpans, ScopeSpans, Span};
 use observatory_schemas::otlp::trace_service::ExportTraceServiceRequest;
@@ -174,15 +175,26 @@ fn concrete(op: &Operation) -> String {
     } else {
         "service.name"
     };
-    op.path
+    let path = op
+        .path
         .replace("{trace_id}", ACME_ID)
         .replace("{service}", "acme-private-svc")
         .replace("{tag}", tag)
         .replace("{score_id}", "acme-score-1")
         .replace("{name}", "acme-marker-7")
         .replace("{session_id}", "acme-session")
-        .replace("{user_id}", "acme-user")
+        .replace("{user_id}", "acme-user");
+    // A required query parameter: acme's metric.
+    match op.path.as_str() {
+        "/api/v1/metrics/labels" | "/api/v1/metrics/query" => {
+            format!("{path}?name={ACME_METRIC}")
+        }
+        _ => path,
+    }
 }
+
+/// A metric both tenants send (acme's description and labels hold markers).
+const ACME_METRIC: &str = "queue.depth";
 
 /// The body a write sends: acme's budget, score config or score.
 fn body_of(method: &Method, path: &str) -> Option<String> {
@@ -204,6 +216,7 @@ fn probe_query(op: &Operation) -> &'static str {
     match op.path.as_str() {
         "/api/v1/llm/metrics" => "group_by=service,user,environment,model",
         "/api/v1/llm/costs" => "group_by=service,user,model&top=100",
+        "/api/v1/metrics/query" => "group_by=svc",
         _ => "",
     }
 }
@@ -257,9 +270,97 @@ impl Client {
     }
 }
 
+/// Sends one gauge point of [`ACME_METRIC`] labelled `svc` (described,
+/// for acme) and one log
+/// record of service `svc` with `body`, with the tenant's ingest `key`.
+async fn signals(pipeline: &Pipeline, key: &str, svc: &str, body: &str) {
+    use observatory_schemas::otlp::common::{any_value, AnyValue};
+    use observatory_schemas::otlp::logs::{LogRecord, ResourceLogs, ScopeLogs};
+    use observatory_schemas::otlp::logs_service::logs_service_client::LogsServiceClient;
+    use observatory_schemas::otlp::logs_service::ExportLogsServiceRequest;
+    use observatory_schemas::otlp::metrics::{
+        metric, number_data_point, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics,
+    };
+    use observatory_schemas::otlp::metrics_service::metrics_service_client::MetricsServiceClient;
+    use observatory_schemas::otlp::metrics_service::ExportMetricsServiceRequest;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let resource = Some(Resource {
+        attributes: vec![kv_str("service.name", svc)],
+        ..Default::default()
+    });
+    fn keyed<T>(key: &str, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request
+            .metadata_mut()
+            .insert("x-api-key", key.parse().unwrap());
+        request
+    }
+    let endpoint = format!("http://{}", pipeline.collector.grpc);
+    let metrics = ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: resource.clone(),
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: ACME_METRIC.into(),
+                    description: if svc.starts_with("acme") {
+                        "confidential queue depth".into()
+                    } else {
+                        String::new()
+                    },
+                    data: Some(metric::Data::Gauge(Gauge {
+                        data_points: vec![NumberDataPoint {
+                            attributes: vec![kv_str("svc", svc)],
+                            time_unix_nano: now,
+                            value: Some(number_data_point::Value::AsDouble(3.0)),
+                            ..Default::default()
+                        }],
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    MetricsServiceClient::connect(endpoint.clone())
+        .await
+        .unwrap()
+        .export(keyed(key, metrics))
+        .await
+        .expect("metrics accepted");
+    let logs = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource,
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord {
+                    time_unix_nano: now,
+                    severity_number: 9,
+                    body: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue(body.into())),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    LogsServiceClient::connect(endpoint)
+        .await
+        .unwrap()
+        .export(keyed(key, logs))
+        .await
+        .expect("logs accepted");
+}
+
 fn with_query(path: &str, query: &str) -> String {
     if query.is_empty() {
         path.to_owned()
+    } else if path.contains('?') {
+        format!("{path}&{query}")
     } else {
         format!("{path}?{query}")
     }
@@ -286,6 +387,22 @@ async fn every_operation_checks_auth_keeps_tenants_apart_and_names_bad_parameter
     )
     .await;
     pipeline.wait_for_spans(4, WAIT).await;
+    // A metric and a log record of each tenant, acme's with markers.
+    for (key, svc, body) in [
+        ("key-acme", "acme-private-svc", "acme-marker-7 confidential"),
+        ("key-beta", "beta-svc", "beta record"),
+    ] {
+        signals(&pipeline, key, svc, body).await;
+    }
+    wait_for("the metrics and logs stored", WAIT, || async {
+        let points = pipeline
+            .db
+            .count("SELECT count(*) FROM metric_points")
+            .await;
+        let logs = pipeline.db.count("SELECT count(*) FROM logs").await;
+        (points == 2 && logs == 2).then_some(())
+    })
+    .await;
 
     let api = Service::api(&[
         ("DATABASE_URL", pipeline.db.url.clone()),
@@ -465,7 +582,7 @@ async fn every_operation_checks_auth_keeps_tenants_apart_and_names_bad_parameter
             let a = c
                 .call(
                     Method::GET,
-                    &format!("{path}?{name}={huge}"),
+                    &with_query(&path, &format!("{name}={huge}")),
                     Some(&beta_viewer),
                 )
                 .await;
@@ -476,7 +593,7 @@ async fn every_operation_checks_auth_keeps_tenants_apart_and_names_bad_parameter
                 let a = c
                     .call(
                         Method::GET,
-                        &format!("{path}?{name}={value}"),
+                        &with_query(&path, &format!("{name}={value}")),
                         Some(&beta_viewer),
                     )
                     .await;
@@ -493,7 +610,7 @@ async fn every_operation_checks_auth_keeps_tenants_apart_and_names_bad_parameter
                 let a = c
                     .call(
                         Method::GET,
-                        &format!("{path}?{name}=1&{name}=2"),
+                        &with_query(&path, &format!("{name}=1&{name}=2")),
                         Some(&beta_viewer),
                     )
                     .await;
@@ -517,7 +634,7 @@ async fn every_operation_checks_auth_keeps_tenants_apart_and_names_bad_parameter
         };
         if let Some((query, bound)) = inverted {
             let a = c
-                .call(Method::GET, &format!("{path}?{query}"), Some(&beta_viewer))
+                .call(Method::GET, &with_query(&path, query), Some(&beta_viewer))
                 .await;
             assert_eq!(
                 (a.status, a.parameter()),

@@ -1016,6 +1016,7 @@ pub fn to_trace(id: &[u8; 16], resource_spans: Vec<ResourceSpans>) -> crate::tra
             llm,
             children: Vec::new(),
             scores: Vec::new(),
+            logs: Vec::new(),
         }));
     }
     Trace {
@@ -1025,6 +1026,7 @@ pub fn to_trace(id: &[u8; 16], resource_spans: Vec<ResourceSpans>) -> crate::tra
         roots: crate::traces::tree(nodes),
         truncated: false,
         scores: Vec::new(),
+        logs: Vec::new(),
     }
 }
 

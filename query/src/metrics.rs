@@ -346,7 +346,7 @@ fn method(m: &warp::http::Method) -> &'static str {
 
 /// Every route template the API serves (the OpenAPI document's paths, a
 /// test checks), and `other`.
-pub const ROUTES: [&str; 32] = [
+pub const ROUTES: [&str; 36] = [
     "/healthz",
     "/readyz",
     "/metrics",
@@ -368,6 +368,10 @@ pub const ROUTES: [&str; 32] = [
     "/api/v1/sessions/{session_id}",
     "/api/v1/users",
     "/api/v1/users/{user_id}",
+    "/api/v1/logs",
+    "/api/v1/metrics/names",
+    "/api/v1/metrics/labels",
+    "/api/v1/metrics/query",
     "/api/v1/openapi.json",
     "/api/echo",
     "/api/status/buildinfo",
@@ -419,6 +423,10 @@ pub fn route(path: &str) -> &'static str {
         ["api", "v1", "sessions", _] => "/api/v1/sessions/{session_id}",
         ["api", "v1", "users"] => "/api/v1/users",
         ["api", "v1", "users", _] => "/api/v1/users/{user_id}",
+        ["api", "v1", "logs"] => "/api/v1/logs",
+        ["api", "v1", "metrics", "names"] => "/api/v1/metrics/names",
+        ["api", "v1", "metrics", "labels"] => "/api/v1/metrics/labels",
+        ["api", "v1", "metrics", "query"] => "/api/v1/metrics/query",
         ["api", "v1", "openapi.json"] => "/api/v1/openapi.json",
         ["api", "echo"] => "/api/echo",
         ["api", "status", "buildinfo"] => "/api/status/buildinfo",

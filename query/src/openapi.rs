@@ -117,7 +117,24 @@ mod tests {
             parse(&mut p);
             p.asked().iter().cloned().collect()
         };
-        let cases: [(&str, BTreeSet<String>); 11] = [
+        let named = |parse: &dyn Fn(&mut Params)| -> BTreeSet<String> {
+            let mut p = Params::new(vec![("name".into(), "m".into())]).unwrap();
+            parse(&mut p);
+            p.asked().iter().cloned().collect()
+        };
+        let cases: [(&str, BTreeSet<String>); 13] = [
+            (
+                "/api/v1/logs",
+                asked(&|p| {
+                    crate::logs::ListQuery::parse(p, now).unwrap();
+                }),
+            ),
+            (
+                "/api/v1/metrics/query",
+                named(&|p| {
+                    crate::metric_queries::MetricQuery::parse(p, now).unwrap();
+                }),
+            ),
             (
                 "/api/v1/traces",
                 asked(&|p| {

@@ -126,6 +126,9 @@ async fn trace_by_id(
     let scores = crate::scores::of_trace(&client, &claims.tenant, &id)
         .await
         .map_err(|e| warp::reject::custom(Problem::postgres(e)))?;
+    let logs = crate::logs::of_trace(&client, &claims.tenant, &id)
+        .await
+        .map_err(|e| warp::reject::custom(Problem::postgres(e)))?;
     drop(client);
     // Past the PostgreSQL retention, the Tempo blocks still hold it.
     let trace = match (trace, &state.blocks) {
@@ -145,6 +148,7 @@ async fn trace_by_id(
     match trace {
         Some(mut trace) => {
             trace.attach_scores(scores);
+            trace.attach_logs(logs);
             Ok(warp::reply::json(&trace).into_response())
         }
         None => Err(warp::reject::custom(Problem::not_found(
@@ -253,7 +257,44 @@ fn evaluation_routes(state: State) -> BoxedFilter<(warp::reply::Response,)> {
         .and(with_state(state.clone()))
         .and_then(v1::user)
         .boxed();
+    let logs = warp::path!("api" / "v1" / "logs")
+        .and(warp::get())
+        .and(query())
+        .and(viewer())
+        .and(with_state(state.clone()))
+        .and_then(v1::logs)
+        .boxed();
+    let metric_names = warp::path!("api" / "v1" / "metrics" / "names")
+        .and(warp::get())
+        .and(viewer())
+        .and(with_state(state.clone()))
+        .and_then(v1::metric_names)
+        .boxed();
+    let metric_labels = warp::path!("api" / "v1" / "metrics" / "labels")
+        .and(warp::get())
+        .and(query())
+        .and(viewer())
+        .and(with_state(state.clone()))
+        .and_then(v1::metric_labels)
+        .boxed();
+    let metric_query = warp::path!("api" / "v1" / "metrics" / "query")
+        .and(warp::get())
+        .and(query())
+        .and(viewer())
+        .and(with_state(state.clone()))
+        .and_then(v1::metric_query)
+        .boxed();
+    let signals = logs
+        .or(metric_names)
+        .unify()
+        .or(metric_labels)
+        .unify()
+        .or(metric_query)
+        .unify()
+        .boxed();
     post_scores
+        .or(signals)
+        .unify()
         .or(score_summary)
         .unify()
         .or(list_scores)

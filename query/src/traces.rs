@@ -5,6 +5,7 @@
 //! parent is not in the trace (not received yet, or dropped by the sender)
 //! are roots, so a partial trace still shows everything that arrived.
 
+use crate::logs::LogView;
 use crate::problem::Problem;
 use crate::scores::read::ScoreView;
 use observatory_schemas::civil::rfc3339_nanos;
@@ -80,6 +81,9 @@ pub struct SpanNode {
     pub children: Vec<SpanNode>,
     /// Scores of this span, oldest first.
     pub scores: Vec<ScoreView>,
+    /// Log records of this span, oldest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<LogView>,
 }
 
 /// The trace.
@@ -98,6 +102,9 @@ pub struct Trace {
     pub truncated: bool,
     /// Scores of the trace itself (not of one span), oldest first.
     pub scores: Vec<ScoreView>,
+    /// Log records of the trace that name no span of it, oldest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<LogView>,
 }
 
 impl Trace {
@@ -118,6 +125,43 @@ impl Trace {
         let mut rest: Vec<ScoreView> = scores.into_values().flatten().collect();
         rest.sort_by(|a, b| a.time.cmp(&b.time));
         self.scores = rest;
+    }
+
+    /// Puts log `records` (oldest first) on the spans they name, the rest
+    /// on the trace; a model call whose span has GenAI content records
+    /// reads its messages from its attributes, its events and those
+    /// records together (each side from the first shape that holds it).
+    pub fn attach_logs(&mut self, records: Vec<LogView>) {
+        let mut by_span: HashMap<String, Vec<LogView>> = HashMap::new();
+        for r in records {
+            by_span
+                .entry(r.span_id.clone().unwrap_or_default())
+                .or_default()
+                .push(r);
+        }
+        fn walk(node: &mut SpanNode, by_span: &mut HashMap<String, Vec<LogView>>) {
+            if let Some(records) = by_span.remove(&node.span_id) {
+                let content: Vec<Value> =
+                    records.iter().filter_map(crate::logs::as_event).collect();
+                if !content.is_empty() {
+                    if let Some(llm) = node.llm.as_mut() {
+                        let mut events = node.events.as_array().cloned().unwrap_or_default();
+                        events.extend(content);
+                        llm.messages = chat(&node.attributes, &Value::Array(events));
+                    }
+                }
+                node.logs = records;
+            }
+            for child in &mut node.children {
+                walk(child, by_span);
+            }
+        }
+        for root in &mut self.roots {
+            walk(root, &mut by_span);
+        }
+        let mut rest: Vec<LogView> = by_span.into_values().flatten().collect();
+        rest.sort_by(|a, b| a.time.cmp(&b.time));
+        self.logs = rest;
     }
 }
 
@@ -276,6 +320,7 @@ pub async fn load(
             llm: s.llm,
             children: Vec::new(),
             scores: Vec::new(),
+            logs: Vec::new(),
         }));
     }
     Ok(Some(Trace {
@@ -285,6 +330,7 @@ pub async fn load(
         roots: tree(nodes),
         truncated,
         scores: Vec::new(),
+        logs: Vec::new(),
     }))
 }
 
@@ -390,6 +436,7 @@ mod tests {
             llm: None,
             children: vec![],
             scores: vec![],
+            logs: vec![],
         }
     }
 

@@ -367,3 +367,101 @@ pub async fn user(
         .await
         .map_err(reject)
 }
+
+/// `GET /api/v1/logs`: log records, newest first.
+pub async fn logs(
+    pairs: Pairs,
+    claims: Claims,
+    state: State,
+) -> Result<warp::reply::Response, Rejection> {
+    let now = SystemTime::now();
+    let q = crate::logs::ListQuery::parse(&mut Params::new(pairs.clone()).map_err(reject)?, now)
+        .map_err(reject)?;
+    state
+        .cache
+        .json(&claims.tenant, "logs", &pairs, true, || async {
+            let client = db(&state).await?;
+            crate::logs::list(&client, &claims.tenant, &q)
+                .await
+                .map_err(Problem::postgres)
+        })
+        .await
+        .map_err(reject)
+}
+
+/// `GET /api/v1/metrics/names`: the stored metrics.
+pub async fn metric_names(
+    claims: Claims,
+    state: State,
+) -> Result<warp::reply::Response, Rejection> {
+    state
+        .cache
+        .json(&claims.tenant, "metric_names", &[], true, || async {
+            let client = db(&state).await?;
+            crate::metric_queries::names(&client, &claims.tenant)
+                .await
+                .map_err(Problem::postgres)
+        })
+        .await
+        .map_err(reject)
+}
+
+/// `GET /api/v1/metrics/labels?name=`: a metric's label keys and values.
+pub async fn metric_labels(
+    pairs: Pairs,
+    claims: Claims,
+    state: State,
+) -> Result<warp::reply::Response, Rejection> {
+    let mut p = Params::new(pairs.clone()).map_err(reject)?;
+    let name = p
+        .one("name")
+        .map_err(reject)?
+        .filter(|n| !n.is_empty() && n.len() <= 256)
+        .ok_or_else(|| {
+            reject(Problem::bad_parameter(
+                "name",
+                "the metric's name, 1 to 256 bytes",
+            ))
+        })?;
+    p.finish().map_err(reject)?;
+    state
+        .cache
+        .json(&claims.tenant, "metric_labels", &pairs, true, || async {
+            let client = db(&state).await?;
+            crate::metric_queries::labels(&client, &claims.tenant, &name)
+                .await
+                .map_err(Problem::postgres)
+        })
+        .await
+        .map_err(reject)
+}
+
+/// `GET /api/v1/metrics/query`: a metric over time, aggregated.
+pub async fn metric_query(
+    pairs: Pairs,
+    claims: Claims,
+    state: State,
+) -> Result<warp::reply::Response, Rejection> {
+    let now = SystemTime::now();
+    let q = crate::metric_queries::MetricQuery::parse(
+        &mut Params::new(pairs.clone()).map_err(reject)?,
+        now,
+    )
+    .map_err(reject)?;
+    let open = q.range.is_open(now, std::time::Duration::from_secs(120));
+    state
+        .cache
+        .json(&claims.tenant, "metric_query", &pairs, open, || async {
+            let client = db(&state).await?;
+            crate::metric_queries::query(&client, &claims.tenant, &q)
+                .await
+                .map_err(|e| match e {
+                    crate::metric_queries::QueryError::Db(e) => Problem::postgres(e),
+                    crate::metric_queries::QueryError::Invalid(why) => {
+                        Problem::bad_parameter("agg", why)
+                    }
+                })
+        })
+        .await
+        .map_err(reject)
+}

@@ -53,6 +53,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "scores_sessions_users",
         sql: include_str!("../migrations/0007_scores_sessions_users.sql"),
     },
+    Migration {
+        version: 8,
+        name: "metrics_logs",
+        sql: include_str!("../migrations/0008_metrics_logs.sql"),
+    },
 ];
 
 /// The TimescaleDB statements that turn the tables of a migration into
@@ -65,6 +70,10 @@ const TIMESCALEDB_HYPERTABLES: &[(i32, &str)] = &[
     (
         3,
         include_str!("../migrations/0003_timescaledb_hypertables.sql"),
+    ),
+    (
+        8,
+        include_str!("../migrations/0008_timescaledb_hypertables.sql"),
     ),
 ];
 
@@ -86,7 +95,8 @@ pub fn timescaledb_sql() -> Vec<(Migration, String)> {
             let mut sql = m
                 .sql
                 .replace(") PARTITION BY RANGE (start_time);", ");")
-                .replace(") PARTITION BY RANGE (bucket);", ");");
+                .replace(") PARTITION BY RANGE (bucket);", ");")
+                .replace(") PARTITION BY RANGE (time);", ");");
             for (_, hypertables) in TIMESCALEDB_HYPERTABLES
                 .iter()
                 .filter(|(version, _)| *version == m.version)
@@ -108,6 +118,8 @@ pub const PARTITIONED_TABLES: &[(&str, bool)] = &[
     ("llm_latency_1m", false),
     ("llm_rollup_1h", false),
     ("llm_latency_1h", false),
+    ("metric_points", false),
+    ("logs", true),
 ];
 
 #[cfg(test)]
@@ -128,7 +140,8 @@ mod tests {
                 "trace_summaries",
                 "resources",
                 "calls_keyed_by_spans",
-                "scores_sessions_users"
+                "scores_sessions_users",
+                "metrics_logs"
             ]
         );
     }

@@ -11,10 +11,13 @@ use crate::kafka::push_hex;
 use crate::otlp::resource::Resource;
 use prost::Message;
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+/// FNV-1a 64's offset basis: the hash of nothing.
+pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
-fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
+/// FNV-1a 64 of `bytes`, continuing from `hash` ([`FNV_OFFSET`] to start):
+/// the stable hash of stored ids (resources, metric series, log records).
+pub fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
     for b in bytes {
         hash ^= *b as u64;
         hash = hash.wrapping_mul(FNV_PRIME);

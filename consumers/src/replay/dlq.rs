@@ -116,7 +116,10 @@ fn committed(
 /// `dlq list`: prints every dead letter (of `--sink` only, if given).
 pub async fn list(args: DlqListArgs) -> Result<(), ReplayError> {
     let kafka = args.kafka.into_config("dlq")?;
-    let topic = kafka.dlq_topic.clone();
+    let topic = match args.sink.and_then(SinkName::own_topic) {
+        Some(own) => observatory_schemas::kafka::dlq_topic(&own),
+        None => kafka.dlq_topic.clone(),
+    };
     let client = lookup_client(&kafka, "observatory-dlq-list")?;
     let partitions = match super::range::partitions_of(&client, &topic) {
         Ok(p) => p,
@@ -135,7 +138,12 @@ pub async fn list(args: DlqListArgs) -> Result<(), ReplayError> {
         }
     }
     let mut sent_back: BTreeMap<String, BTreeMap<i32, i64>> = BTreeMap::new();
-    for sink in [SinkName::Timescale, SinkName::Tempo] {
+    for sink in [
+        SinkName::Timescale,
+        SinkName::Tempo,
+        SinkName::Metrics,
+        SinkName::Logs,
+    ] {
         let group = args.group.clone().unwrap_or_else(|| default_group(sink));
         // Unknown when the broker cannot say: the letters show as pending.
         let offsets = committed(&kafka, &group, &topic, &partitions).unwrap_or_default();
@@ -273,17 +281,35 @@ pub async fn replay(args: DlqReplayArgs, stop: Arc<AtomicBool>) -> Result<(), Re
             else {
                 return Err(ReplayError::Interrupted);
             };
-            let sink = OnlyOwnLetters { inner: built.sink };
-            go(
-                sink,
-                built.kafka,
-                built.batching,
-                &args,
-                group,
-                metrics,
-                stop,
-            )
-            .await
+            let native = built.flavor == timescale::migrate::Flavor::Postgres;
+            let batching = timescale::SIGNAL_BATCHING;
+            match args.sink {
+                SinkName::Metrics => {
+                    let kafka = timescale::signal_kafka(&settings, &built.kafka, args.sink);
+                    let inner = timescale::metrics_sink(&settings, native, metrics.clone())?;
+                    let sink = OnlyOwnLetters { inner };
+                    go(sink, kafka, batching, &args, group, metrics, stop).await
+                }
+                SinkName::Logs => {
+                    let kafka = timescale::signal_kafka(&settings, &built.kafka, args.sink);
+                    let inner = timescale::logs_sink(&settings, native, metrics.clone())?;
+                    let sink = OnlyOwnLetters { inner };
+                    go(sink, kafka, batching, &args, group, metrics, stop).await
+                }
+                _ => {
+                    let sink = OnlyOwnLetters { inner: built.sink };
+                    go(
+                        sink,
+                        built.kafka,
+                        built.batching,
+                        &args,
+                        group,
+                        metrics,
+                        stop,
+                    )
+                    .await
+                }
+            }
         }
         SinkSettings::Tempo(settings) => {
             let (sink, kafka, batching) = tempo::build(&settings, metrics.clone())?;

@@ -96,7 +96,7 @@ pub enum SinkSettings {
 impl SinkSettings {
     /// Parses the settings of `sink`.
     pub fn parse(sink: SinkName, flags: &[String]) -> Result<SinkSettings, ReplayError> {
-        let argv = ["observatory-consumer", sink.as_str()]
+        let argv = ["observatory-consumer", sink.subcommand()]
             .into_iter()
             .map(str::to_owned)
             .chain(flags.iter().cloned());

@@ -1,5 +1,6 @@
-//! `observatory-consumer replay --sink timescale|tempo --from X [--to Y]
-//! [--partitions 0,3]`: reads a range of the traces topic again through a
+//! `observatory-consumer replay --sink timescale|metrics|logs|tempo --from X
+//! [--to Y] [--partitions 0,3]`: reads a range of the sink's topic again
+//! (traces; `otlp_metrics` for metrics, `otlp_logs` for logs) through the
 //! sink, to backfill its store, and stops by itself at the end.
 //!
 //! The range is resolved once, at start (`--to` defaults to the end offsets
@@ -11,7 +12,7 @@
 
 use super::range::{self, parse_partitions, Position, RangeError};
 use super::{drive, finish, lookup_client, ReplayError, SinkSettings};
-use crate::config::{KafkaConfig, ReplayArgs};
+use crate::config::{KafkaConfig, ReplayArgs, SinkName};
 use crate::metrics::Metrics;
 use crate::source::{Batching, Sink};
 use crate::{tempo, timescale};
@@ -57,17 +58,33 @@ pub async fn run(args: ReplayArgs, stop: Arc<AtomicBool>) -> Result<(), ReplayEr
             else {
                 return Err(ReplayError::Interrupted);
             };
-            go(
-                built.sink,
-                built.kafka,
-                built.batching,
-                &args,
-                &wanted,
-                group,
-                metrics,
-                stop,
-            )
-            .await
+            let native = built.flavor == timescale::migrate::Flavor::Postgres;
+            let batching = timescale::SIGNAL_BATCHING;
+            match args.sink {
+                SinkName::Metrics => {
+                    let kafka = timescale::signal_kafka(&settings, &built.kafka, args.sink);
+                    let sink = timescale::metrics_sink(&settings, native, metrics.clone())?;
+                    go(sink, kafka, batching, &args, &wanted, group, metrics, stop).await
+                }
+                SinkName::Logs => {
+                    let kafka = timescale::signal_kafka(&settings, &built.kafka, args.sink);
+                    let sink = timescale::logs_sink(&settings, native, metrics.clone())?;
+                    go(sink, kafka, batching, &args, &wanted, group, metrics, stop).await
+                }
+                _ => {
+                    go(
+                        built.sink,
+                        built.kafka,
+                        built.batching,
+                        &args,
+                        &wanted,
+                        group,
+                        metrics,
+                        stop,
+                    )
+                    .await
+                }
+            }
         }
         SinkSettings::Tempo(settings) => {
             let (sink, kafka, batching) = tempo::build(&settings, metrics.clone())?;

@@ -40,9 +40,10 @@ impl ScoresSink {
     }
 }
 
-/// Creates the scores topic when it is missing, with as many partitions as
-/// `like` (the traces topic; 16 when it cannot be read), so that a trace's
-/// spans and scores share a partition number. A topic the API has not
+/// Creates a topic read beside the spans (scores, metrics, logs) when it
+/// is missing, with as many partitions as `like` (the traces topic; 16
+/// when it cannot be read), so that a trace's spans and scores share a
+/// partition number. A topic the API has not
 /// created yet would otherwise be seen by this group's subscription only at
 /// librdkafka's next metadata refresh (5 minutes). Best effort: a few
 /// tries, then a warning; the loop subscribes either way.
@@ -96,7 +97,7 @@ pub async fn ensure_topic(config: &crate::config::KafkaConfig, like: &str) {
         match result {
             Ok(()) => return,
             Err(error) if attempt == 4 => {
-                tracing::warn!(%error, topic = %config.topic, "cannot create the scores topic; subscribing anyway");
+                tracing::warn!(%error, topic = %config.topic, "cannot create the topic; subscribing anyway");
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(500 << attempt)).await,
         }

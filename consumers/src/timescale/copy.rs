@@ -15,8 +15,10 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::SinkExt;
-use postgres_types::{IsNull, ToSql, Type};
+use postgres_types::{to_sql_checked, IsNull, ToSql, Type};
+use std::error::Error;
 use std::pin::Pin;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::{CopyInSink, Transaction};
 
 /// Bytes handed to the connection at a time.
@@ -80,6 +82,139 @@ impl<'t> CopyRows<'t> {
         self.sink.send(self.buf.split().freeze()).await?;
         Ok(self.sink.as_mut().finish().await?)
     }
+}
+
+/// JSON text already rendered, sent as `jsonb` without parsing it again.
+#[derive(Debug)]
+pub struct Jsonb<'a>(pub &'a str);
+
+impl ToSql for Jsonb<'_> {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+        if *ty == Type::JSONB {
+            out.put_u8(1); // jsonb binary format version
+        }
+        out.extend_from_slice(self.0.as_bytes());
+        Ok(IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::JSONB || *ty == Type::JSON
+    }
+
+    to_sql_checked!();
+}
+
+/// Rows encoded once in the binary COPY format, for [`copy_once`]: the
+/// same bytes go to the table or, when some rows are stored already, to a
+/// staging table.
+pub struct Encoded {
+    types: &'static [Type],
+    buf: BytesMut,
+    rows: usize,
+}
+
+impl Encoded {
+    /// No rows yet, of columns of `types`.
+    pub fn new(types: &'static [Type]) -> Encoded {
+        Encoded {
+            types,
+            buf: BytesMut::new(),
+            rows: 0,
+        }
+    }
+
+    /// Adds one row; `values` are in the order of the types.
+    pub fn push(&mut self, values: &[&(dyn ToSql + Sync)]) -> Result<(), CopyError> {
+        assert_eq!(values.len(), self.types.len(), "one value per column");
+        encode_row(&mut self.buf, self.types, values)?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Rows held.
+    pub fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// Whether it holds no row.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    async fn send(
+        &self,
+        tx: &Transaction<'_>,
+        table: &str,
+        columns: &str,
+    ) -> Result<u64, CopyError> {
+        let statement = format!("COPY {table} ({columns}) FROM STDIN (FORMAT binary)");
+        let mut sink = Box::pin(tx.copy_in(statement.as_str()).await?);
+        let mut head = BytesMut::with_capacity(19);
+        head.put_slice(b"PGCOPY\n\xff\r\n\0");
+        head.put_i32(0);
+        head.put_i32(0);
+        sink.send(head.freeze()).await?;
+        let body = Bytes::copy_from_slice(&self.buf);
+        let mut at = 0;
+        while at < body.len() {
+            let end = (at + CHUNK).min(body.len());
+            sink.send(body.slice(at..end)).await?;
+            at = end;
+        }
+        sink.send(Bytes::from_static(&[0xff, 0xff])).await?;
+        Ok(sink.as_mut().finish().await?)
+    }
+}
+
+/// COPYs `rows` into `table`, each row at most once, and returns how many
+/// were new. With `*direct` set (the common case: data never seen) the COPY
+/// goes straight into the table inside a savepoint; a row already stored
+/// fails it on the primary key, the savepoint is rolled back, and
+/// `*direct` is cleared. Without it, the rows go through a temporary
+/// staging table and `INSERT ... ON CONFLICT DO NOTHING`; `*direct` is set
+/// again when none of them was stored. Nothing is committed here.
+pub async fn copy_once(
+    tx: &mut Transaction<'_>,
+    table: &str,
+    columns: &str,
+    rows: &Encoded,
+    direct: &mut bool,
+) -> Result<u64, CopyError> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    if *direct {
+        let savepoint = tx.savepoint("copy_once").await?;
+        match rows.send(&savepoint, table, columns).await {
+            Ok(n) => {
+                savepoint.commit().await?;
+                return Ok(n);
+            }
+            Err(CopyError::Db(e)) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                savepoint.rollback().await?;
+                *direct = false;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let stage = format!("stage_{table}");
+    tx.batch_execute(&format!(
+        "CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table}) ON COMMIT DELETE ROWS"
+    ))
+    .await?;
+    rows.send(tx, &stage, columns).await?;
+    let inserted = tx
+        .execute(
+            &format!("INSERT INTO {table} ({columns}) SELECT {columns} FROM {stage} ON CONFLICT DO NOTHING"),
+            &[],
+        )
+        .await?;
+    *direct = inserted == rows.len() as u64;
+    Ok(inserted)
 }
 
 /// Appends one row in the binary COPY format.

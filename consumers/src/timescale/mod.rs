@@ -383,35 +383,131 @@ pub async fn run(args: TimescaleArgs, stop: Arc<AtomicBool>) -> Result<(), Start
         runtime: tokio::runtime::Handle::current(),
         stop: stop.clone(),
     };
-    // The scores loop: its own topic, group, offsets and dead letters.
+    let signals = args.signals()?;
+    let native = built.flavor == Flavor::Postgres;
+    let side = |topic: &str, name: &str| side_kafka(&built.kafka, topic, name);
     let scores = if args.reads_scores() {
-        let mut kafka = built.kafka.clone();
-        kafka.topic = args.kafka_scores_topic.clone();
-        kafka.group_id = format!("{}-{}", built.kafka.group_id, crate::scores::NAME);
-        kafka.dlq_topic = observatory_schemas::kafka::dlq_topic(&kafka.topic);
+        let kafka = side(&args.kafka_scores_topic, crate::scores::NAME);
         crate::scores::ensure_topic(&kafka, &built.kafka.topic).await;
         let sink = crate::scores::ScoresSink::new(args.db.check()?, metrics.clone());
         Some((sink, kafka))
     } else {
         None
     };
-    let spans = async {
-        let result = source::run_on_thread(built.sink, built.kafka, built.batching, shared()).await;
-        stop.store(true, Ordering::Relaxed); // one loop down stops the other
-        result
+    let points = if signals.metrics {
+        let kafka = side(&args.kafka_metrics_topic, crate::otel_metrics::NAME);
+        crate::scores::ensure_topic(&kafka, &built.kafka.topic).await;
+        Some((metrics_sink(&args, native, metrics.clone())?, kafka))
+    } else {
+        None
     };
-    let scores = async {
-        let Some((sink, kafka)) = scores else {
-            return Ok(());
-        };
-        let result = source::run_on_thread(sink, kafka, SCORE_BATCHING, shared()).await;
-        stop.store(true, Ordering::Relaxed);
-        Ok::<(), StartError>(result?)
+    let logs = if signals.logs {
+        let kafka = side(&args.kafka_logs_topic, crate::logs::NAME);
+        crate::scores::ensure_topic(&kafka, &built.kafka.topic).await;
+        Some((logs_sink(&args, native, metrics.clone())?, kafka))
+    } else {
+        None
     };
-    let (spans, scores) = tokio::join!(spans, scores);
-    spans?;
-    scores
+    let spans = signals.traces.then_some((built.sink, built.kafka));
+    let (spans, scores, points, logs) = tokio::join!(
+        run_loop(spans, built.batching, shared(), &stop),
+        run_loop(scores, SCORE_BATCHING, shared(), &stop),
+        run_loop(points, SIGNAL_BATCHING, shared(), &stop),
+        run_loop(logs, SIGNAL_BATCHING, shared(), &stop),
+    );
+    spans.and(scores).and(points).and(logs)
 }
+
+/// The Kafka settings of a loop beside the spans': its own topic, group
+/// (`<group>-<name>`), offsets and dead letters.
+pub fn side_kafka(
+    spans: &crate::config::KafkaConfig,
+    topic: &str,
+    name: &str,
+) -> crate::config::KafkaConfig {
+    let mut kafka = spans.clone();
+    kafka.topic = topic.to_owned();
+    kafka.group_id = format!("{}-{name}", spans.group_id);
+    kafka.dlq_topic = observatory_schemas::kafka::dlq_topic(&kafka.topic);
+    kafka
+}
+
+/// The Kafka settings of the metrics or logs sink for a replay.
+pub fn signal_kafka(
+    args: &TimescaleArgs,
+    spans: &crate::config::KafkaConfig,
+    sink: crate::config::SinkName,
+) -> crate::config::KafkaConfig {
+    let topic = match sink {
+        crate::config::SinkName::Metrics => args.kafka_metrics_topic.clone(),
+        crate::config::SinkName::Logs => args.kafka_logs_topic.clone(),
+        _ => spans.topic.clone(),
+    };
+    side_kafka(spans, &topic, sink.as_str())
+}
+
+/// Runs one consumer loop, when there is one, to its end; one loop down
+/// stops the others (the process exits and is restarted whole).
+async fn run_loop<S: Sink>(
+    sink: Option<(S, crate::config::KafkaConfig)>,
+    batching: source::Batching,
+    shared: source::Shared,
+    stop: &AtomicBool,
+) -> Result<(), StartError> {
+    let Some((sink, kafka)) = sink else {
+        return Ok(());
+    };
+    let result = source::run_on_thread(sink, kafka, batching, shared).await;
+    stop.store(true, Ordering::Relaxed);
+    Ok(result?)
+}
+
+/// The metrics sink of these settings (`replay --signal metrics` too).
+pub fn metrics_sink(
+    args: &TimescaleArgs,
+    native_partitions: bool,
+    metrics: Arc<Metrics>,
+) -> Result<crate::otel_metrics::MetricsSink, StartError> {
+    let preparer = crate::otel_metrics::rows::Preparer {
+        max_age: Duration::from_secs(86_400 * u64::from(args.retention_metrics_days)),
+        max_future: args.accept_spans_max_future,
+    };
+    Ok(crate::otel_metrics::MetricsSink::new(
+        args.db.check()?,
+        native_partitions,
+        preparer,
+        args.metrics_max_series,
+        metrics,
+    ))
+}
+
+/// The logs sink of these settings (`replay --signal logs` too).
+pub fn logs_sink(
+    args: &TimescaleArgs,
+    native_partitions: bool,
+    metrics: Arc<Metrics>,
+) -> Result<crate::logs::LogsSink, StartError> {
+    let preparer = crate::logs::rows::Preparer {
+        policy: args.content.policy(),
+        body_max_bytes: args.log_body_max_bytes.max(64),
+        max_age: args.retention(),
+        max_future: args.accept_spans_max_future,
+    };
+    Ok(crate::logs::LogsSink::new(
+        args.db.check()?,
+        native_partitions,
+        preparer,
+        metrics,
+    ))
+}
+
+/// How the metrics and logs loops batch: points and records are small;
+/// larger transactions cost less per row.
+pub const SIGNAL_BATCHING: source::Batching = source::Batching {
+    batch_size: 20_000,
+    batch_bytes: 32 << 20,
+    flush_interval: Duration::from_millis(500),
+};
 
 /// How the scores loop batches: scores are small, and an API client waits
 /// for nothing here (it was answered once the broker had the score).

@@ -28,7 +28,7 @@
 //! (`source.rs`).
 
 use super::activity::{self, Activity};
-use super::copy::{CopyError, CopyRows};
+use super::copy::{CopyError, CopyRows, Jsonb};
 use super::partitions::Partitions;
 use super::rollups::{Resolution, Rollups};
 use super::rows::{CallRecord, Prepared, SpanRecord};
@@ -37,39 +37,13 @@ use super::FastHash;
 use crate::config::Db;
 use crate::scores::store::{Batch as ScoreBatch, ScoreWrite};
 use crate::source::WriteError;
-use bytes::{BufMut, BytesMut};
-use postgres_types::{to_sql_checked, IsNull, ToSql, Type};
+use postgres_types::Type;
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::error::Error;
 use std::time::Duration;
 use std::time::SystemTime;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Transaction};
 use tracing::warn;
-
-/// JSON text already rendered, sent as `jsonb` without parsing it again.
-#[derive(Debug)]
-struct Jsonb<'a>(&'a str);
-
-impl ToSql for Jsonb<'_> {
-    fn to_sql(
-        &self,
-        ty: &Type,
-        out: &mut BytesMut,
-    ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
-        if *ty == Type::JSONB {
-            out.put_u8(1); // jsonb binary format version
-        }
-        out.extend_from_slice(self.0.as_bytes());
-        Ok(IsNull::No)
-    }
-
-    fn accepts(ty: &Type) -> bool {
-        *ty == Type::JSONB || *ty == Type::JSON
-    }
-
-    to_sql_checked!();
-}
 
 /// The resource is stored once per tenant (`resources`), the span holds its id.
 const SPAN_COLUMNS: &str =
@@ -262,6 +236,14 @@ pub fn classify(error: tokio_postgres::Error) -> WriteError {
     }
 }
 
+/// [`classify`] for a COPY's error: a value that does not encode is permanent.
+pub fn classify_copy(error: CopyError) -> WriteError {
+    match error {
+        CopyError::Db(e) => classify(e),
+        e @ CopyError::Encode { .. } => WriteError::Permanent(e.to_string()),
+    }
+}
+
 /// The error as the DLQ's `dlq-reason` and the logs show it: for a server
 /// error its severity, message and SQLSTATE (tokio-postgres alone says only
 /// "db error"). Not its detail, which can quote the row (prompts, users).
@@ -373,10 +355,7 @@ impl Writer {
                 self.client = None;
             }
         }
-        result.map_err(|e| match e {
-            CopyError::Db(e) => classify(e),
-            e @ CopyError::Encode { .. } => WriteError::Permanent(e.to_string()),
-        })
+        result.map_err(classify_copy)
     }
 
     async fn write_inner(&mut self, rows: &Rows<'_>) -> Result<Written, CopyError> {
@@ -412,17 +391,7 @@ impl Writer {
         new_resources.sort_unstable_by_key(|r| (r.0, r.1));
         new_resources.dedup_by_key(|r| (r.0, r.1));
         if !new_resources.is_empty() {
-            let tenants: Vec<&str> = new_resources.iter().map(|r| r.0).collect();
-            let ids: Vec<i64> = new_resources.iter().map(|r| r.1).collect();
-            let json: Vec<&str> = new_resources.iter().map(|r| r.2).collect();
-            tx.execute(
-                "INSERT INTO resources (tenant, id, attributes)
-                 SELECT t, i, a::jsonb FROM unnest($1::text[], $2::int8[], $3::text[]) AS r(t, i, a)
-                 ORDER BY t, i
-                 ON CONFLICT DO NOTHING",
-                &[&tenants, &ids, &json],
-            )
-            .await?;
+            insert_resources(&tx, &new_resources).await?;
         }
 
         let mut new_spans: Option<Vec<&SpanRecord>> = None;
@@ -511,6 +480,26 @@ impl Writer {
         }
         Ok(written)
     }
+}
+
+/// Stores resources `(tenant, id, attributes JSON)` not stored yet, in
+/// key order (every writer locks them in the same order).
+pub async fn insert_resources(
+    tx: &Transaction<'_>,
+    resources: &[(&str, i64, &str)],
+) -> Result<(), tokio_postgres::Error> {
+    let tenants: Vec<&str> = resources.iter().map(|r| r.0).collect();
+    let ids: Vec<i64> = resources.iter().map(|r| r.1).collect();
+    let json: Vec<&str> = resources.iter().map(|r| r.2).collect();
+    tx.execute(
+        "INSERT INTO resources (tenant, id, attributes)
+         SELECT t, i, a::jsonb FROM unnest($1::text[], $2::int8[], $3::text[]) AS r(t, i, a)
+         ORDER BY t, i
+         ON CONFLICT DO NOTHING",
+        &[&tenants, &ids, &json],
+    )
+    .await?;
+    Ok(())
 }
 
 /// Adds what `activity` holds to the sessions and users tables.

@@ -1,0 +1,670 @@
+//! End to end: OTLP metrics and logs through the real pipeline (collector,
+//! broker, the PostgreSQL sink's metrics and logs loops, `observatory-api`).
+//!
+//! - The official OpenTelemetry Python SDK sends metrics and logs over HTTP
+//!   and gRPC; every point and record is stored exactly once, through a
+//!   SIGKILL of the sink and a replay of each topic (`replay --sink metrics`
+//!   and `--sink logs`) in a fresh group.
+//! - A model call whose content came only as a
+//!   `gen_ai.client.inference.operation.details` log record shows the
+//!   messages with the call; `gen_ai.evaluation.result` records become the
+//!   span's scores; the metrics API answers the SDK's known totals.
+//! - Hostile input (100 000 attribute sets of one metric, inconsistent
+//!   histograms, NaN and infinite values, a cumulative counter going
+//!   backwards, a 10 MB log body) is handled with a counted reason, and
+//!   nothing else of the same requests is lost.
+
+use observatory_integration::api::{export, token, Pipeline, SECRET};
+use observatory_integration::process::Service;
+use observatory_integration::{now_ns, wait_for, workspace_bin};
+use observatory_schemas::otlp::common::{any_value, AnyValue, KeyValue};
+use observatory_schemas::otlp::logs::{LogRecord, ResourceLogs, ScopeLogs};
+use observatory_schemas::otlp::logs_service::logs_service_client::LogsServiceClient;
+use observatory_schemas::otlp::logs_service::ExportLogsServiceRequest;
+use observatory_schemas::otlp::metrics::{
+    metric, number_data_point, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
+    ResourceMetrics, ScopeMetrics, Sum,
+};
+use observatory_schemas::otlp::metrics_service::metrics_service_client::MetricsServiceClient;
+use observatory_schemas::otlp::metrics_service::ExportMetricsServiceRequest;
+use observatory_schemas::otlp::resource::Resource;
+use observatory_schemas::otlp::trace::{ResourceSpans, ScopeSpans, Span};
+use observatory_schemas::otlp::trace_service::ExportTraceServiceRequest;
+use observatory_schemas::testing::{kv_int, kv_str};
+use serde_json::Value;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(120);
+const MS: u64 = 1_000_000;
+
+/// The Python SDK's virtualenv, made (once) by the project's script.
+fn python() -> String {
+    let out = std::process::Command::new("integration/otel-python/install.sh")
+        .current_dir(workspace_root())
+        .output()
+        .expect("run integration/otel-python/install.sh");
+    assert!(
+        out.status.success(),
+        "install.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .expect("install.sh prints the python path")
+        .trim()
+        .to_owned()
+}
+
+fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+/// Runs `send.py`; returns its summary line.
+fn send(python: &str, args: &[&str]) -> Value {
+    let out = std::process::Command::new(python)
+        .arg("integration/otel-python/send.py")
+        .args(args)
+        .current_dir(workspace_root())
+        .output()
+        .expect("run send.py");
+    assert!(
+        out.status.success(),
+        "send.py {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap()).expect("a JSON summary")
+}
+
+async fn count(pipeline: &Pipeline, sql: &str, run: &str) -> i64 {
+    let client = pipeline.db.client().await;
+    client
+        .query_one(sql, &[&run])
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+}
+
+const POINTS_OF_RUN: &str =
+    "SELECT count(*) FROM metric_points p JOIN metric_series s USING (series_id)
+     WHERE s.attributes ->> 'run_id' = $1";
+const LOGS_OF_RUN: &str = "SELECT count(*) FROM logs WHERE attributes ->> 'run_id' = $1";
+
+async fn wait_counts(pipeline: &Pipeline, run: &str, points: i64, logs: i64) {
+    wait_for(
+        &format!("run {run}: {points} points, {logs} records"),
+        WAIT,
+        || async {
+            let p = count(pipeline, POINTS_OF_RUN, run).await;
+            let l = count(pipeline, LOGS_OF_RUN, run).await;
+            assert!(
+                p <= points && l <= logs,
+                "run {run}: {p} points, {l} records: more than sent"
+            );
+            if std::env::var_os("METRICS_LOGS_DEBUG").is_some() {
+                eprintln!("run {run}: {p} points, {l} records");
+            }
+            (p == points && l == logs).then_some(())
+        },
+    )
+    .await;
+}
+
+/// A trace with one model call whose span carries no content.
+fn model_call(trace: [u8; 16], span: [u8; 8], at: u64) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv_str("service.name", "chat-app")],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: vec![Span {
+                    trace_id: trace.to_vec(),
+                    span_id: span.to_vec(),
+                    name: "chat gpt-4o-mini".into(),
+                    kind: 3,
+                    start_time_unix_nano: at,
+                    end_time_unix_nano: at + 400 * MS,
+                    attributes: vec![
+                        kv_str("gen_ai.operation.name", "chat"),
+                        kv_str("gen_ai.provider.name", "openai"),
+                        kv_str("gen_ai.request.model", "gpt-4o-mini"),
+                        kv_int("gen_ai.usage.input_tokens", 12),
+                        kv_int("gen_ai.usage.output_tokens", 1),
+                    ],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn replay(pipeline: &Pipeline, sink: &str) {
+    let out = std::process::Command::new(workspace_bin("observatory-consumer"))
+        .args(["replay", "--sink", sink, "--from", "earliest"])
+        .env("KAFKA_BROKERS", observatory_integration::kafka_brokers())
+        .env("KAFKA_TRACES_TOPIC", &pipeline.topic)
+        .env("KAFKA_METRICS_TOPIC", &pipeline.metrics_topic)
+        .env("KAFKA_LOGS_TOPIC", &pipeline.logs_topic)
+        .env("KAFKA_SCORES_TOPIC", &pipeline.scores_topic)
+        .env("REPLAY_GROUP_ID", observatory_integration::unique("replay"))
+        .env("DATABASE_URL", &pipeline.db.url)
+        .env(
+            "CONSUMER_ADMIN_ADDR",
+            observatory_integration::free_addr().to_string(),
+        )
+        .output()
+        .expect("run observatory-consumer replay");
+    assert!(
+        out.status.success(),
+        "replay --sink {sink}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+async fn api_get(api: &Service, path: &str, token: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .get(format!("http://{}{path}", api.admin))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_sdk_metrics_and_logs_arrive_once_through_a_kill_and_a_replay() {
+    let python = python();
+    // Content is stored only when captured (the content policy applies to
+    // log records as to spans).
+    let mut pipeline =
+        Pipeline::start("key-acme=acme", &[("CAPTURE_CONTENT", "true".into())], WAIT).await;
+    let trace = [0x5a; 16];
+    let span = [0x5b; 8];
+    export(
+        &pipeline.collector,
+        "key-acme",
+        model_call(trace, span, now_ns() - 5_000 * MS),
+    )
+    .await;
+    pipeline.wait_for_spans(1, WAIT).await;
+
+    // HTTP, with content and evaluation events on the call's span.
+    let run_a = observatory_integration::unique("run-a");
+    let http = format!("http://{}", pipeline.collector.http);
+    let a = send(
+        &python,
+        &[
+            "--protocol",
+            "http",
+            "--endpoint",
+            &http,
+            "--run-id",
+            &run_a,
+            "--header",
+            "x-api-key=key-acme",
+            "--trace-id",
+            &hex(&trace),
+            "--span-id",
+            &hex(&span),
+        ],
+    );
+    let points_a = a["points"].as_i64().unwrap();
+    let logs_a = a["logs"].as_i64().unwrap();
+    assert_eq!((points_a, logs_a), (24, 13), "{a}");
+    wait_counts(&pipeline, &run_a, points_a, logs_a).await;
+
+    // gRPC while the sink is down (SIGKILL): stored once it is back.
+    pipeline.sink.kill();
+    let run_b = observatory_integration::unique("run-b");
+    let grpc = format!("http://{}", pipeline.collector.grpc);
+    let b = send(
+        &python,
+        &[
+            "--protocol",
+            "grpc",
+            "--endpoint",
+            &grpc,
+            "--run-id",
+            &run_b,
+            "--header",
+            "x-api-key=key-acme",
+            "--delta",
+            "--logs",
+            "25",
+        ],
+    );
+    // Let the killed member's session expire, then start it again.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    pipeline.sink.start();
+    let (points_b, logs_b) = (b["points"].as_i64().unwrap(), b["logs"].as_i64().unwrap());
+    wait_counts(&pipeline, &run_b, points_b, logs_b).await;
+    wait_counts(&pipeline, &run_a, points_a, logs_a).await;
+
+    // A replay of each topic in a fresh group changes nothing.
+    let scores_before = count(&pipeline, "SELECT count(*) FROM scores WHERE $1 <> ''", "x").await;
+    replay(&pipeline, "metrics");
+    replay(&pipeline, "logs");
+    for (run, points, logs) in [(&run_a, points_a, logs_a), (&run_b, points_b, logs_b)] {
+        assert_eq!(
+            count(&pipeline, POINTS_OF_RUN, run).await,
+            points,
+            "{run}: points after replay"
+        );
+        assert_eq!(
+            count(&pipeline, LOGS_OF_RUN, run).await,
+            logs,
+            "{run}: records after replay"
+        );
+    }
+    assert_eq!(
+        count(&pipeline, "SELECT count(*) FROM scores WHERE $1 <> ''", "x").await,
+        scores_before
+    );
+
+    // The API: the call shows the messages of its log record, its logs and
+    // the scores of the evaluation records.
+    let api = Service::api(&[
+        ("DATABASE_URL", pipeline.db.url.clone()),
+        ("JWT_SECRET", SECRET.into()),
+    ]);
+    api.wait_ready(WAIT).await;
+    let viewer = token("acme", "viewer", "1h");
+    let (status, body) = api_get(&api, &format!("/api/v1/traces/{}", hex(&trace)), &viewer).await;
+    assert_eq!(status, 200, "{body}");
+    let node = &body["roots"][0];
+    let messages = &node["llm"]["messages"];
+    assert_eq!(messages["input"][0]["role"], "user", "{node}");
+    assert_eq!(messages["input"][0]["content"], "What is 2+2?", "{node}");
+    assert_eq!(messages["output"][0]["content"], "4", "{node}");
+    assert_eq!(node["logs"].as_array().map(Vec::len), Some(3), "{node}");
+    let names: Vec<&str> = node["scores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"relevance") && names.contains(&"groundedness"),
+        "{names:?}"
+    );
+
+    // Logs search: by text, by attribute, by severity; another tenant sees none.
+    let (status, page) = api_get(
+        &api,
+        &format!("/api/v1/logs?q=record%203%20of%20{run_a}"),
+        &viewer,
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["records"].as_array().unwrap().len(), 1, "{page}");
+    let (_, page) = api_get(
+        &api,
+        &format!("/api/v1/logs?attr=run_id={run_b}&limit=10"),
+        &viewer,
+    )
+    .await;
+    assert_eq!(page["records"].as_array().unwrap().len(), 10, "{page}");
+    assert!(page["next_cursor"].is_string(), "{page}");
+    let (_, warn) = api_get(
+        &api,
+        &format!("/api/v1/logs?attr=run_id={run_b}&severity=warn"),
+        &viewer,
+    )
+    .await;
+    assert_eq!(
+        warn["records"].as_array().unwrap().len(),
+        5,
+        "every 5th of 25 is WARN: {warn}"
+    );
+    let other = token("beta", "viewer", "1h");
+    let (_, none) = api_get(&api, &format!("/api/v1/logs?attr=run_id={run_b}"), &other).await;
+    assert_eq!(none["records"].as_array().unwrap().len(), 0, "{none}");
+    let (status, bad) = api_get(&api, "/api/v1/logs?severity=loud", &viewer).await;
+    assert_eq!(
+        (status, bad["parameter"].as_str()),
+        (400, Some("severity")),
+        "{bad}"
+    );
+
+    // Metrics: names, labels, and the SDK's known totals.
+    let (_, names) = api_get(&api, "/api/v1/metrics/names", &viewer).await;
+    let listed: Vec<&str> = names["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["name"].as_str())
+        .collect();
+    for name in [
+        "obs.test.requests",
+        "gen_ai.client.token.usage",
+        "obs.test.size",
+    ] {
+        assert!(listed.contains(&name), "{name} in {listed:?}");
+    }
+    let (_, labels) = api_get(
+        &api,
+        "/api/v1/metrics/labels?name=gen_ai.client.token.usage",
+        &viewer,
+    )
+    .await;
+    assert!(labels.to_string().contains("gen_ai.token.type"), "{labels}");
+    for (run, summary) in [(&run_a, &a), (&run_b, &b)] {
+        let total = |answer: &Value| -> f64 {
+            answer["series"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|s| s["points"].as_array().unwrap())
+                .map(|p| p[1].as_f64().unwrap())
+                .sum()
+        };
+        let (status, inc) = api_get(
+            &api,
+            &format!("/api/v1/metrics/query?name=obs.test.requests&filter=run_id={run}&agg=increase&step=1h"),
+            &viewer,
+        )
+        .await;
+        assert_eq!(status, 200, "{inc}");
+        assert_eq!(
+            total(&inc),
+            summary["counter_total"].as_f64().unwrap(),
+            "{run}: {inc}"
+        );
+        let (_, tokens) = api_get(
+            &api,
+            &format!("/api/v1/metrics/query?name=gen_ai.client.token.usage&filter=run_id={run}&group_by=gen_ai.token.type&agg=sum&step=1h"),
+            &viewer,
+        )
+        .await;
+        for line in tokens["series"].as_array().unwrap() {
+            let kind = line["labels"]["gen_ai.token.type"].as_str().unwrap();
+            let sum: f64 = line["points"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p[1].as_f64().unwrap())
+                .sum();
+            assert_eq!(
+                sum,
+                summary["tokens"][kind].as_f64().unwrap(),
+                "{run} {kind}: {tokens}"
+            );
+        }
+        let (status, p95) = api_get(
+            &api,
+            &format!("/api/v1/metrics/query?name=gen_ai.client.operation.duration&filter=run_id={run}&agg=p95&step=1h"),
+            &viewer,
+        )
+        .await;
+        assert_eq!(status, 200, "{p95}");
+        assert!(total(&p95) > 0.0, "{p95}");
+    }
+    let (status, wrong) = api_get(
+        &api,
+        "/api/v1/metrics/query?name=obs.test.requests&agg=p95",
+        &viewer,
+    )
+    .await;
+    assert_eq!(status, 400, "{wrong}");
+}
+
+/// A request with the tenant's ingest key.
+fn keyed_request<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("x-api-key", "key-acme".parse().unwrap());
+    request
+}
+
+fn attrs(n: usize) -> Vec<KeyValue> {
+    vec![kv_str("request.id", format!("r{n}"))]
+}
+
+fn gauge_point(value: f64, attributes: Vec<KeyValue>, t: u64) -> NumberDataPoint {
+    NumberDataPoint {
+        attributes,
+        time_unix_nano: t,
+        value: Some(number_data_point::Value::AsDouble(value)),
+        ..Default::default()
+    }
+}
+
+fn metrics_request(metrics: Vec<Metric>) -> ExportMetricsServiceRequest {
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(Resource {
+                attributes: vec![kv_str("service.name", "hostile")],
+                ..Default::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                metrics,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_metrics_and_logs_are_counted_and_nothing_else_is_lost() {
+    let pipeline = Pipeline::start(
+        "key-acme=acme",
+        &[
+            ("METRICS_MAX_SERIES", "1000".into()),
+            ("LOG_BODY_MAX_BYTES", "65536".into()),
+        ],
+        WAIT,
+    )
+    .await;
+    let endpoint = format!("http://{}", pipeline.collector.grpc);
+    let mut metrics = MetricsServiceClient::connect(endpoint.clone())
+        .await
+        .unwrap();
+    let t = now_ns();
+    // 100 000 attribute sets of one metric, 10 000 per request, and a good
+    // gauge in every request.
+    for batch in 0..10 {
+        let points = (0..10_000)
+            .map(|i| gauge_point(1.0, attrs(batch * 10_000 + i), t))
+            .collect();
+        let good = gauge_point(
+            batch as f64,
+            vec![kv_str("kind", "good")],
+            t + batch as u64 * MS,
+        );
+        let request = metrics_request(vec![
+            Metric {
+                name: "hostile.cardinality".into(),
+                data: Some(metric::Data::Gauge(Gauge {
+                    data_points: points,
+                })),
+                ..Default::default()
+            },
+            Metric {
+                name: "hostile.good".into(),
+                data: Some(metric::Data::Gauge(Gauge {
+                    data_points: vec![good],
+                })),
+                ..Default::default()
+            },
+        ]);
+        metrics
+            .export(keyed_request(request))
+            .await
+            .expect("accepted");
+    }
+    // NaN, infinity, an inconsistent histogram, a counter going backwards.
+    let histogram = |counts: Vec<u64>, count: u64, at: u64| HistogramDataPoint {
+        time_unix_nano: at,
+        start_time_unix_nano: t - 1_000 * MS,
+        count,
+        sum: Some(1.0),
+        bucket_counts: counts,
+        explicit_bounds: vec![1.0, 2.0],
+        ..Default::default()
+    };
+    let counter = |value: f64, at: u64| NumberDataPoint {
+        start_time_unix_nano: t - 1_000 * MS,
+        time_unix_nano: at,
+        value: Some(number_data_point::Value::AsDouble(value)),
+        ..Default::default()
+    };
+    let request = metrics_request(vec![
+        Metric {
+            name: "hostile.values".into(),
+            data: Some(metric::Data::Gauge(Gauge {
+                data_points: vec![
+                    gauge_point(f64::NAN, vec![], t),
+                    gauge_point(f64::INFINITY, vec![], t + 1),
+                    gauge_point(7.0, vec![], t + 2),
+                ],
+            })),
+            ..Default::default()
+        },
+        Metric {
+            name: "hostile.histogram".into(),
+            data: Some(metric::Data::Histogram(Histogram {
+                data_points: vec![
+                    histogram(vec![1, 1], 2, t),
+                    histogram(vec![1, 1, 1], 3, t + 1),
+                ],
+                aggregation_temporality: 2,
+            })),
+            ..Default::default()
+        },
+        Metric {
+            name: "hostile.counter".into(),
+            data: Some(metric::Data::Sum(Sum {
+                data_points: vec![counter(10.0, t), counter(4.0, t + 1_000 * MS)],
+                aggregation_temporality: 2,
+                is_monotonic: true,
+            })),
+            ..Default::default()
+        },
+    ]);
+    metrics
+        .export(keyed_request(request))
+        .await
+        .expect("accepted");
+
+    // A 10 MB log body (the collector's limit is 8 MiB per request: refused
+    // whole with a clear error), then records around a 1 MB body.
+    let mut logs = LogsServiceClient::connect(endpoint)
+        .await
+        .unwrap()
+        .max_encoding_message_size(64 << 20);
+    let record = |body: String, n: i64| LogRecord {
+        time_unix_nano: t,
+        body: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(body)),
+        }),
+        attributes: vec![kv_int("n", n)],
+        ..Default::default()
+    };
+    let logs_request = |records: Vec<LogRecord>| ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![kv_str("service.name", "hostile")],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: records,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let huge = logs
+        .export(keyed_request(logs_request(vec![record(
+            "x".repeat(10 << 20),
+            0,
+        )])))
+        .await
+        .expect_err("a 10 MB request is refused");
+    assert!(
+        matches!(
+            huge.code(),
+            tonic::Code::ResourceExhausted | tonic::Code::InvalidArgument | tonic::Code::OutOfRange
+        ),
+        "{huge:?}"
+    );
+    logs.export(keyed_request(logs_request(vec![
+        record("before".into(), 1),
+        record("y".repeat(900_000), 2),
+        record("after".into(), 3),
+    ])))
+    .await
+    .expect("accepted");
+
+    let sink = &pipeline.sink;
+    wait_for("every point and record counted", WAIT, || async {
+        let dropped = |reason: &str| {
+            let name = format!("observatory_consumer_items_dropped_total{{sink=\"metrics\",reason=\"{reason}\"}}");
+            async move { sink.metric(&name).await }
+        };
+        let done = dropped("cardinality_limit").await == 99_000.0
+            && dropped("non_finite").await == 2.0
+            && dropped("invalid_histogram").await == 1.0
+            && sink
+                .metric("observatory_consumer_items_flagged_total{sink=\"logs\",reason=\"body_truncated\"}")
+                .await
+                == 1.0;
+        done.then_some(())
+    })
+    .await;
+    let client = pipeline.db.client().await;
+    let one = |sql: &'static str| {
+        let client = &client;
+        async move { client.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
+    };
+    assert_eq!(
+        one("SELECT count(*) FROM metric_series WHERE name = 'hostile.cardinality'").await,
+        1000
+    );
+    assert_eq!(
+        one("SELECT series FROM metric_names WHERE name = 'hostile.cardinality'").await,
+        1000
+    );
+    assert_eq!(
+        one("SELECT count(*) FROM metric_points p JOIN metric_series s USING (series_id) WHERE s.name = 'hostile.good'").await,
+        10,
+        "the good metric of every request is stored"
+    );
+    assert_eq!(
+        one("SELECT count(*) FROM metric_points p JOIN metric_series s USING (series_id) WHERE s.name IN ('hostile.values', 'hostile.histogram', 'hostile.counter')").await,
+        4,
+        "the finite gauge, the consistent histogram, both counter points"
+    );
+    assert_eq!(
+        sink.metric("observatory_consumer_items_flagged_total{sink=\"metrics\",reason=\"cumulative_reset\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        one("SELECT count(*) FROM logs WHERE service = 'hostile'").await,
+        3
+    );
+    assert_eq!(
+        one("SELECT count(*) FROM logs WHERE service = 'hostile' AND length(body::text) < 70000")
+            .await,
+        3,
+        "the long body is cut"
+    );
+}
