@@ -753,7 +753,14 @@ async fn captured_content_is_redacted_and_old_data_follows_retention() {
     // Retention drops whole partitions past RETENTION_TRACES_DAYS (spans)
     // and RETENTION_METRICS_DAYS (rollups, per minute and per hour) when the
     // sink's maintenance runs.
-    let old_partitions = ["spans", "llm_rollup_1m", "llm_rollup_1h", "llm_latency_1h"];
+    let old_partitions = [
+        "spans",
+        "llm_rollup_1m",
+        "llm_rollup_1h",
+        "llm_latency_1h",
+        "metric_points",
+        "logs",
+    ];
     for table in old_partitions {
         db.client()
             .await
@@ -794,8 +801,40 @@ async fn captured_content_is_redacted_and_old_data_follows_retention() {
         )
         .await
         .unwrap();
+    // A metric series last seen before the metrics' retention, and one
+    // seen today, of one metric.
+    db.client()
+        .await
+        .batch_execute(
+            "INSERT INTO metric_series VALUES
+                 (1, 't', 'm', 1, 0, false, '', '', 's', '', 0, '{}', NULL, '2020-01-01', '2020-01-01'),
+                 (2, 't', 'm', 1, 0, false, '', '', 's', '', 0, '{\"a\":1}', NULL, now(), now());
+             INSERT INTO metric_names VALUES ('t', 'm', 2), ('t', 'gone', 1);
+             INSERT INTO metric_series VALUES
+                 (3, 't', 'gone', 1, 0, false, '', '', 's', '', 0, '{}', NULL, '2020-01-01', '2020-01-01');",
+        )
+        .await
+        .unwrap();
     sink.kill();
     sink.start();
+    wait_count(
+        &db,
+        "SELECT count(*) FROM metric_series WHERE tenant = 't'",
+        1,
+    )
+    .await;
+    wait_count(
+        &db,
+        "SELECT series FROM metric_names WHERE tenant = 't' AND name = 'm'",
+        1,
+    )
+    .await;
+    wait_count(
+        &db,
+        "SELECT count(*) FROM metric_names WHERE name = 'gone'",
+        0,
+    )
+    .await;
     wait_count(
         &db,
         "SELECT count(*) FROM pg_class WHERE relname LIKE '%_p20200101'",

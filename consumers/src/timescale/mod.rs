@@ -249,8 +249,9 @@ fn days_ahead(args: &TimescaleArgs) -> u32 {
 }
 
 /// Hourly: create tomorrow's partitions and drop expired ones (plain
-/// PostgreSQL; TimescaleDB's policies do that), and delete the summaries of
-/// traces that started before the traces' retention (both).
+/// PostgreSQL; TimescaleDB's policies do that), delete the summaries of
+/// traces that started before the traces' retention, and the metric series
+/// not seen within the metrics' retention (both).
 async fn maintain(args: TimescaleArgs, db: Db, flavor: Flavor, stop: Arc<AtomicBool>) {
     while !stop.load(Ordering::Relaxed) {
         let mut writer = Writer::new(db.clone(), true);
@@ -270,7 +271,8 @@ async fn maintain(args: TimescaleArgs, db: Db, flavor: Flavor, stop: Arc<AtomicB
                 .await?;
             }
             let client = writer.client().await?;
-            Partitions::expire_summaries(client, args.retention_traces_days).await
+            Partitions::expire_summaries(client, args.retention_traces_days).await?;
+            Partitions::expire_series(client, args.retention_metrics_days).await
         }
         .await;
         if let Err(error) = result {

@@ -124,6 +124,66 @@ impl Partitions {
         Ok(deleted)
     }
 
+    /// Deletes the metric series not seen (`last_seen`, which the sink moves
+    /// once a day per series it writes) for `metrics_days`, whose points
+    /// retention dropped with their partitions, a batch at a time, and
+    /// recounts the series of the metrics that lost some (a metric left
+    /// with none is forgotten); returns how many series.
+    pub async fn expire_series(
+        client: &mut Client,
+        metrics_days: u32,
+    ) -> Result<usize, tokio_postgres::Error> {
+        let oldest_kept = UNIX_EPOCH
+            + std::time::Duration::from_secs(
+                (Self::today() - i64::from(metrics_days)).max(0) as u64 * 86_400,
+            );
+        let mut metrics: HashSet<(String, String)> = HashSet::new();
+        let mut deleted = 0;
+        loop {
+            let rows = client
+                .query(
+                    "DELETE FROM metric_series WHERE series_id = ANY(ARRAY(
+                         SELECT series_id FROM metric_series WHERE last_seen < $1::timestamptz LIMIT 10000))
+                     RETURNING tenant, name",
+                    &[&oldest_kept],
+                )
+                .await?;
+            if rows.is_empty() {
+                break;
+            }
+            deleted += rows.len();
+            metrics.extend(rows.iter().map(|r| (r.get(0), r.get(1))));
+        }
+        let mut sorted: Vec<(String, String)> = metrics.into_iter().collect();
+        sorted.sort();
+        for (tenant, name) in &sorted {
+            let tx = client.transaction().await?;
+            // The sinks' lock order: the metric's row, then its series.
+            tx.execute(
+                "SELECT 1 FROM metric_names WHERE tenant = $1 AND name = $2 FOR UPDATE",
+                &[tenant, name],
+            )
+            .await?;
+            tx.execute(
+                "UPDATE metric_names SET series = (SELECT count(*) FROM metric_series
+                         WHERE tenant = $1 AND name = $2)
+                  WHERE tenant = $1 AND name = $2",
+                &[tenant, name],
+            )
+            .await?;
+            tx.execute(
+                "DELETE FROM metric_names WHERE tenant = $1 AND name = $2 AND series = 0",
+                &[tenant, name],
+            )
+            .await?;
+            tx.commit().await?;
+        }
+        if deleted > 0 {
+            info!(deleted, "retention deleted metric series");
+        }
+        Ok(deleted)
+    }
+
     /// Drops the partitions older than the retention of their table, and
     /// those more than `ahead_days` after today; returns how many.
     pub async fn drop_expired(
