@@ -9,6 +9,8 @@
 //!   `gen_ai.client.inference.operation.details` log record shows the
 //!   messages with the call; `gen_ai.evaluation.result` records become the
 //!   span's scores; the metrics API answers the SDK's known totals.
+//! - The Rust OpenTelemetry SDK's OTLP exporters (metrics over gRPC, logs
+//!   over HTTP) deliver every record once and the counter's true total.
 //! - Hostile input (100 000 attribute sets of one metric, inconsistent
 //!   histograms, NaN and infinite values, a cumulative counter going
 //!   backwards, a 10 MB log body) is handled with a counted reason, and
@@ -666,5 +668,114 @@ async fn hostile_metrics_and_logs_are_counted_and_nothing_else_is_lost() {
             .await,
         3,
         "the long body is cut"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rust_sdk_metrics_and_logs_arrive_once() {
+    use opentelemetry::logs::{LogRecord as _, Logger as _, LoggerProvider as _, Severity};
+    use opentelemetry::metrics::MeterProvider as _;
+    use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
+    let pipeline = Pipeline::start("key-acme=acme", &[], WAIT).await;
+    let run = observatory_integration::unique("rust-run");
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name("rust-sdk")
+        .build();
+
+    // Metrics over gRPC, flushed by hand three times.
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    metadata.insert("x-api-key", "key-acme".parse().unwrap());
+    let exporter = opentelemetry_otlp::MetricExporter::builder()
+        .with_tonic()
+        .with_endpoint(format!("http://{}", pipeline.collector.grpc))
+        .with_metadata(metadata)
+        .build()
+        .unwrap();
+    let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(exporter)
+        .with_interval(Duration::from_secs(3600))
+        .build();
+    let meters = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
+        .with_reader(reader)
+        .with_resource(resource.clone())
+        .build();
+    let meter = meters.meter("observatory-test");
+    let counter = meter.u64_counter("rust.requests").build();
+    let latency = meter.f64_histogram("rust.latency").with_unit("s").build();
+    let labels = [opentelemetry::KeyValue::new("run_id", run.clone())];
+    for i in 0..3u64 {
+        counter.add(i + 1, &labels);
+        latency.record(0.1 * (i + 1) as f64, &labels);
+        meters.force_flush().expect("metrics exported");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    meters.shutdown().expect("metrics exporter shut down");
+
+    // Logs over HTTP/protobuf.
+    let exporter = opentelemetry_otlp::LogExporter::builder()
+        .with_http()
+        .with_endpoint(format!("http://{}/v1/logs", pipeline.collector.http))
+        .with_headers([("x-api-key".to_owned(), "key-acme".to_owned())].into())
+        .build()
+        .unwrap();
+    let loggers = opentelemetry_sdk::logs::SdkLoggerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource)
+        .build();
+    let logger = loggers.logger("observatory-test");
+    for i in 0..20 {
+        let mut record = logger.create_log_record();
+        record.set_body(format!("rust record {i}").into());
+        record.set_severity_number(Severity::Info);
+        record.add_attribute("run_id", run.clone());
+        record.add_attribute("index", i as i64);
+        logger.emit(record);
+    }
+    loggers.force_flush().expect("logs exported");
+    loggers.shutdown().expect("logs exporter shut down");
+
+    // Every record once; the counter's last cumulative value is its total,
+    // and every export's points are stored once.
+    wait_for("the Rust SDK's records and points", WAIT, || async {
+        let logs = count(&pipeline, LOGS_OF_RUN, &run).await;
+        assert!(logs <= 20, "{logs} records of 20");
+        let total = pipeline
+            .db
+            .client()
+            .await
+            .query_one(
+                "SELECT coalesce(max(p.value), 0) FROM metric_points p JOIN metric_series s USING (series_id)
+                  WHERE s.name = 'rust.requests' AND s.attributes ->> 'run_id' = $1",
+                &[&run],
+            )
+            .await
+            .unwrap()
+            .get::<_, f64>(0);
+        (logs == 20 && total == 6.0).then_some(())
+    })
+    .await;
+    let client = pipeline.db.client().await;
+    let duplicates: i64 = client
+        .query_one(
+            "SELECT count(*) - count(DISTINCT (p.series_id, p.time)) FROM metric_points p
+               JOIN metric_series s USING (series_id) WHERE s.attributes ->> 'run_id' = $1",
+            &[&run],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(duplicates, 0);
+    let histograms: i64 = client
+        .query_one(
+            "SELECT count(*) FROM metric_points p JOIN metric_series s USING (series_id)
+              WHERE s.name = 'rust.latency' AND s.kind = 3 AND s.attributes ->> 'run_id' = $1
+                AND p.count IS NOT NULL AND cardinality(p.buckets) = cardinality(s.bounds) + 1",
+            &[&run],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        histograms >= 3,
+        "{histograms} histogram points with their buckets"
     );
 }
