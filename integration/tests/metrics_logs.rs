@@ -669,6 +669,69 @@ async fn hostile_metrics_and_logs_are_counted_and_nothing_else_is_lost() {
         3,
         "the long body is cut"
     );
+
+    // A message that is not OTLP at all goes to its signal's dead-letter
+    // topic, where `dlq list --sink` finds it; the loops keep serving.
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set(
+            "bootstrap.servers",
+            observatory_integration::kafka_brokers(),
+        )
+        .create()
+        .unwrap();
+    for (topic, sink, what) in [
+        (
+            &pipeline.metrics_topic,
+            "metrics",
+            "undecodable OTLP metrics protobuf",
+        ),
+        (
+            &pipeline.logs_topic,
+            "logs",
+            "undecodable OTLP logs protobuf",
+        ),
+    ] {
+        producer
+            .send(
+                FutureRecord::to(topic)
+                    .partition(0)
+                    .key("poison")
+                    .payload(&b"\xff\xff\xffnot protobuf"[..]),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("the topic takes the record");
+        let brokers = observatory_integration::kafka_brokers();
+        let dlq = format!("{topic}.dlq");
+        let letters = tokio::task::spawn_blocking(move || {
+            observatory_integration::kafka::read_topic(&brokers, &dlq, WAIT, |r| !r.is_empty())
+        })
+        .await
+        .unwrap();
+        assert_eq!(letters.len(), 1, "{sink}: one letter");
+        assert!(
+            letters[0].headers["dlq-reason"].contains(what),
+            "{:?}",
+            letters[0].headers
+        );
+        let env_topic = if sink == "metrics" {
+            "KAFKA_METRICS_TOPIC"
+        } else {
+            "KAFKA_LOGS_TOPIC"
+        };
+        let out = std::process::Command::new(workspace_bin("observatory-consumer"))
+            .args(["dlq", "list", "--sink", sink])
+            .env("KAFKA_BROKERS", observatory_integration::kafka_brokers())
+            .env(env_topic, topic.as_str())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains("letters=1"),
+            "dlq list --sink {sink}: {text}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
