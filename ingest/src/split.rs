@@ -1,7 +1,8 @@
 //! Splitting an OTLP export request into Kafka messages: the collector's hot path.
 //!
-//! Traces become **one message per trace**, keyed by the trace id; metrics
-//! and logs one message per resource, keyed by [`resource_key`]. Every
+//! Traces become **one message per trace**, keyed by the trace id; log
+//! records that carry a trace id likewise; metrics, and logs without a
+//! trace, one message per resource, keyed by [`resource_key`]. Every
 //! message is itself a valid export request of its signal that keeps the
 //! resource and scope of its items, so a stock OpenTelemetry Collector kafka
 //! receiver reads it as it is.
@@ -418,22 +419,29 @@ pub fn split_metrics(
     builder.finish()
 }
 
-/// Splits logs into one message per resource (several when a resource's
-/// records are larger than `budget` bytes), keyed by [`resource_key`].
+/// Splits logs into one message per trace for the records that carry a
+/// trace id (keyed by [`trace_key`], as the trace's spans are, so a trace's
+/// spans and records share a partition number), and one per resource for
+/// the others (keyed by [`resource_key`]); several when a group is larger
+/// than `budget` bytes.
 pub fn split_logs(request: ExportLogsServiceRequest, budget: usize, size_hint: usize) -> Split {
     let mut builder = Builder::new(budget, size_hint);
     let mut by_key: HashMap<String, usize> = HashMap::new();
     for mut resource_logs in request.resource_logs {
         let scopes = std::mem::take(&mut resource_logs.scope_logs);
-        let key = resource_key(resource_logs.resource.as_ref());
-        let group = *by_key
-            .entry(key.clone())
-            .or_insert_with(|| builder.group(key));
+        let own_key = resource_key(resource_logs.resource.as_ref());
         let resource = builder.begin_resource(&resource_logs);
         for mut scope_logs in scopes {
             let records = std::mem::take(&mut scope_logs.log_records);
             let scope = builder.begin_scope(resource, &scope_logs);
             for record in records {
+                let key = match <[u8; 16]>::try_from(record.trace_id.as_slice()) {
+                    Ok(trace) if trace != [0; 16] => trace_key(&trace),
+                    _ => own_key.clone(),
+                };
+                let group = *by_key
+                    .entry(key.clone())
+                    .or_insert_with(|| builder.group(key));
                 builder.push_item(group, scope, &record, 1, |len, budget| {
                     format!(
                         "a log record of {len} bytes encoded cannot fit a Kafka message of at most \

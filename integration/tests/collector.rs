@@ -295,7 +295,7 @@ async fn json_yields_the_same_spans_as_protobuf() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_and_logs_reach_their_topics_keyed_by_resource() {
+async fn metrics_and_logs_reach_their_topics_keyed_by_resource_or_trace() {
     use observatory_schemas::otlp::common::KeyValue;
     use observatory_schemas::otlp::logs::{LogRecord, ResourceLogs, ScopeLogs};
     use observatory_schemas::otlp::logs_service::ExportLogsServiceRequest;
@@ -338,13 +338,25 @@ async fn metrics_and_logs_reach_their_topics_keyed_by_resource() {
         resource_logs: vec![ResourceLogs {
             resource: Some(resource("chat")),
             scope_logs: vec![ScopeLogs {
-                log_records: vec![
-                    LogRecord {
-                        attributes: vec![KeyValue::default()],
-                        ..Default::default()
-                    };
-                    3
-                ],
+                log_records: [
+                    vec![
+                        LogRecord {
+                            attributes: vec![KeyValue::default()],
+                            ..Default::default()
+                        };
+                        3
+                    ],
+                    // Records of a trace: keyed by it, as its spans are.
+                    vec![
+                        LogRecord {
+                            trace_id: vec![0x7e; 16],
+                            span_id: vec![1; 8],
+                            ..Default::default()
+                        };
+                        2
+                    ],
+                ]
+                .concat(),
                 ..Default::default()
             }],
             ..Default::default()
@@ -372,7 +384,7 @@ async fn metrics_and_logs_reach_their_topics_keyed_by_resource() {
     let (metric_records, log_records) = tokio::task::spawn_blocking(move || {
         (
             read_topic(&brokers, &mt, READ_TIMEOUT, |r| r.len() >= 2),
-            read_topic(&brokers, &lt, READ_TIMEOUT, |r| !r.is_empty()),
+            read_topic(&brokers, &lt, READ_TIMEOUT, |r| r.len() >= 2),
         )
     })
     .await
@@ -391,13 +403,25 @@ async fn metrics_and_logs_reach_their_topics_keyed_by_resource() {
         assert_eq!(r.headers["otlp-signal"], "metrics");
         assert_eq!(r.headers["span-count"], "2", "data points per message");
     }
-    assert_eq!(log_records.len(), 1);
-    assert_eq!(log_records[0].headers["otlp-signal"], "logs");
-    assert_eq!(log_records[0].headers["span-count"], "3");
     assert_eq!(
-        log_records[0].key.as_deref(),
-        Some(resource_key(Some(&resource("chat"))).as_str())
+        log_records.len(),
+        2,
+        "one message per resource, one per trace"
     );
+    let mut by_key: HashMap<String, String> = log_records
+        .iter()
+        .map(|r| {
+            assert_eq!(r.headers["otlp-signal"], "logs");
+            (r.key.clone().unwrap(), r.headers["span-count"].clone())
+        })
+        .collect();
+    assert_eq!(
+        by_key
+            .remove(&resource_key(Some(&resource("chat"))))
+            .as_deref(),
+        Some("3")
+    );
+    assert_eq!(by_key.remove(&"7e".repeat(16)).as_deref(), Some("2"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
