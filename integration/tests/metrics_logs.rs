@@ -644,6 +644,42 @@ async fn hostile_metrics_and_logs_are_counted_and_nothing_else_is_lost() {
         one("SELECT series FROM metric_names WHERE name = 'hostile.cardinality'").await,
         1000
     );
+    // The first 10 000 attribute sets again, a second later, in a batch of
+    // their own: the admitted series get a point each, the refused ones
+    // are refused again (never taken as known), and no point is stored
+    // without its series.
+    let again = (0..10_000)
+        .map(|i| gauge_point(1.0, attrs(i), t + 1_000 * MS))
+        .collect();
+    metrics
+        .export(keyed_request(metrics_request(vec![Metric {
+            name: "hostile.cardinality".into(),
+            data: Some(metric::Data::Gauge(Gauge { data_points: again })),
+            ..Default::default()
+        }])))
+        .await
+        .expect("accepted");
+    // Every point of the 110 000 sent is stored or counted as refused.
+    wait_for("the repeated attribute sets stored or counted", WAIT, || async {
+        let dropped = sink
+            .metric("observatory_consumer_items_dropped_total{sink=\"metrics\",reason=\"cardinality_limit\"}")
+            .await as i64;
+        let stored = pipeline
+            .db
+            .count("SELECT count(*) FROM metric_points p JOIN metric_series s USING (series_id) WHERE s.name = 'hostile.cardinality'")
+            .await;
+        let orphans = pipeline
+            .db
+            .count("SELECT count(*) FROM metric_points p WHERE NOT EXISTS (SELECT 1 FROM metric_series s WHERE s.series_id = p.series_id)")
+            .await;
+        (dropped + stored + orphans == 110_000).then_some(())
+    })
+    .await;
+    assert_eq!(
+        one("SELECT count(*) FROM metric_points p WHERE NOT EXISTS (SELECT 1 FROM metric_series s WHERE s.series_id = p.series_id)").await,
+        0,
+        "no point without its series"
+    );
     assert_eq!(
         one("SELECT count(*) FROM metric_points p JOIN metric_series s USING (series_id) WHERE s.name = 'hostile.good'").await,
         10,

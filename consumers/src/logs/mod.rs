@@ -30,7 +30,7 @@ use crate::timescale::writer::{classify, classify_copy, Writer};
 use crate::timescale::FastHash;
 use postgres_types::Type;
 use rows::{LogRow, Prepared, Preparer};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 /// The sink's name in metrics and dead letters.
@@ -62,8 +62,8 @@ pub struct LogsSink {
     writer: Writer,
     preparer: Preparer,
     metrics: Arc<Metrics>,
-    /// Resources known stored, by (tenant, id).
-    resources: HashSet<(String, i64), FastHash>,
+    /// Resources known stored (committed), ids by tenant.
+    resources: HashMap<String, HashSet<i64, FastHash>, FastHash>,
     direct: bool,
 }
 
@@ -80,7 +80,7 @@ impl LogsSink {
             writer: Writer::new(db, native_partitions),
             preparer,
             metrics,
-            resources: HashSet::default(),
+            resources: HashMap::default(),
             direct: true,
         }
     }
@@ -110,7 +110,12 @@ impl Sink for LogsSink {
             .collect();
         let new_resources: BTreeMap<(&str, i64), &str> = rows
             .iter()
-            .filter(|r| !self.resources.contains(&(r.tenant.clone(), r.resource_id)))
+            .filter(|r| {
+                !self
+                    .resources
+                    .get(&r.tenant)
+                    .is_some_and(|ids| ids.contains(&r.resource_id))
+            })
             .map(|r| ((r.tenant.as_str(), r.resource_id), r.resource.as_str()))
             .collect();
         let mut encoded = Encoded::new(&TYPES);
@@ -173,11 +178,14 @@ impl Sink for LogsSink {
                 return Err(e);
             }
         };
-        if self.resources.len() > 100_000 {
-            self.resources.clear();
+        if self.resources.values().map(HashSet::len).sum::<usize>() > 100_000 {
+            self.resources.clear(); // a bound on memory; sent again, harmlessly
         }
         for (tenant, id) in new_resources.keys() {
-            self.resources.insert(((*tenant).to_owned(), *id));
+            self.resources
+                .entry((*tenant).to_owned())
+                .or_default()
+                .insert(*id);
         }
         let m = &self.metrics;
         let table = |table| TableLabels { sink: NAME, table };

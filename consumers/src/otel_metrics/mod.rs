@@ -189,7 +189,9 @@ impl Sink for MetricsSink {
         }
         // Series stored before this process saw them (their last_seen was
         // moved in the transaction).
-        for s in &series {
+        // Not those the cardinality limit refused: a refused series taken
+        // as known would have its next points stored without a series.
+        for s in series.iter().filter(|s| !stored.refused.contains(&s.id)) {
             self.known.entry(s.id).or_insert(today);
         }
         let resets = self.count_resets(&series, &points);

@@ -169,23 +169,28 @@ impl Prepared {
 /// monotonicity, unit, resource, scope, attributes and bounds, each
 /// followed by a 0 byte.
 pub fn series_id(s: &Series) -> i64 {
+    id_of(
+        [
+            s.tenant.as_bytes(),
+            s.name.as_bytes(),
+            &[s.kind as u8, s.temporality as u8, u8::from(s.monotonic)],
+            s.unit.as_bytes(),
+            s.resource.as_bytes(),
+            s.scope_name.as_bytes(),
+            s.attributes.as_bytes(),
+        ],
+        s.bounds.as_deref(),
+    )
+}
+
+fn id_of(parts: [&[u8]; 7], bounds: Option<&[f64]>) -> i64 {
     let mut h = FNV_OFFSET;
-    for part in [
-        s.tenant.as_bytes(),
-        s.name.as_bytes(),
-        &[s.kind as u8, s.temporality as u8, u8::from(s.monotonic)],
-        s.unit.as_bytes(),
-        s.resource.as_bytes(),
-        s.scope_name.as_bytes(),
-        s.attributes.as_bytes(),
-    ] {
+    for part in parts {
         h = fnv1a(h, part);
         h = fnv1a(h, &[0]);
     }
-    if let Some(bounds) = &s.bounds {
-        for b in bounds {
-            h = fnv1a(h, &b.to_le_bytes());
-        }
+    for b in bounds.unwrap_or_default() {
+        h = fnv1a(h, &b.to_le_bytes());
     }
     h as i64
 }
@@ -193,11 +198,14 @@ pub fn series_id(s: &Series) -> i64 {
 /// Attributes as JSON with keys in order: the same set gives the same text
 /// whatever order the SDK sent it in.
 fn sorted_json(attributes: &[KeyValue]) -> String {
-    let mut sorted: Vec<&KeyValue> = attributes.iter().collect();
-    sorted.sort_by(|a, b| a.key.cmp(&b.key));
-    let owned: Vec<KeyValue> = sorted.into_iter().cloned().collect();
     let mut out = String::new();
-    attributes_json(&owned, &mut out);
+    if attributes.windows(2).all(|w| w[0].key <= w[1].key) {
+        attributes_json(attributes, &mut out); // the common case: no copy
+    } else {
+        let mut sorted = attributes.to_vec();
+        sorted.sort_by(|a, b| a.key.cmp(&b.key));
+        attributes_json(&sorted, &mut out);
+    }
     out
 }
 
@@ -272,6 +280,48 @@ struct Stream<'a> {
     resource_id: i64,
 }
 
+impl Stream<'_> {
+    /// [`series_id`] of this stream's series with `attributes`, without
+    /// building the series.
+    fn series_id(&self, attributes: &str, bounds: Option<&[f64]>) -> i64 {
+        id_of(
+            [
+                self.tenant.as_bytes(),
+                self.metric.name.as_bytes(),
+                &[
+                    self.kind as u8,
+                    self.temporality as u8,
+                    u8::from(self.monotonic),
+                ],
+                self.metric.unit.as_bytes(),
+                self.resource.as_bytes(),
+                self.scope.as_bytes(),
+                attributes.as_bytes(),
+            ],
+            bounds,
+        )
+    }
+
+    fn series(&self, id: i64, attributes: String, bounds: Option<Vec<f64>>) -> Series {
+        Series {
+            id,
+            tenant: self.tenant.to_owned(),
+            name: self.metric.name.clone(),
+            kind: self.kind,
+            temporality: self.temporality,
+            monotonic: self.monotonic,
+            unit: self.metric.unit.clone(),
+            description: self.metric.description.clone(),
+            service: self.service.to_owned(),
+            scope_name: self.scope.to_owned(),
+            resource_id: self.resource_id,
+            resource: self.resource.to_owned(),
+            attributes,
+            bounds,
+        }
+    }
+}
+
 /// The OTLP "no recorded value" flag.
 const NO_RECORDED_VALUE: u32 = 1;
 
@@ -330,7 +380,7 @@ impl Preparer {
                     };
                     let mut add = |out: &mut Prepared,
                                    attributes: &[KeyValue],
-                                   bounds: Option<Vec<f64>>,
+                                   bounds: Option<&[f64]>,
                                    time: u64,
                                    start: u64,
                                    point: Result<Point, Drop>| {
@@ -350,25 +400,15 @@ impl Preparer {
                             Ok(p) => p,
                             Err(why) => return out.drop(why),
                         };
-                        let mut series = Series {
-                            id: 0,
-                            tenant: stream.tenant.to_owned(),
-                            name: stream.metric.name.clone(),
-                            kind: stream.kind,
-                            temporality: stream.temporality,
-                            monotonic: stream.monotonic,
-                            unit: stream.metric.unit.clone(),
-                            description: stream.metric.description.clone(),
-                            service: stream.service.to_owned(),
-                            scope_name: stream.scope.to_owned(),
-                            resource_id: stream.resource_id,
-                            resource: stream.resource.to_owned(),
-                            attributes: sorted_json(attributes),
-                            bounds,
-                        };
-                        series.id = series_id(&series);
-                        let at = *index.entry(series.id).or_insert_with(|| {
-                            out.series.push(series);
+                        let attributes = sorted_json(attributes);
+                        let id = stream.series_id(&attributes, bounds);
+                        // The series is built (its texts copied) once per message.
+                        let at = *index.entry(id).or_insert_with(|| {
+                            out.series.push(stream.series(
+                                id,
+                                attributes,
+                                bounds.map(<[f64]>::to_vec),
+                            ));
                             out.series.len() - 1
                         });
                         point.series = at;
@@ -404,7 +444,7 @@ impl Preparer {
                         }
                         Some(metric::Data::Histogram(h)) => {
                             for p in &h.data_points {
-                                let bounds = Some(p.explicit_bounds.clone());
+                                let bounds = Some(&p.explicit_bounds[..]);
                                 let point = histogram(p);
                                 let (time, start) = (p.time_unix_nano, p.start_time_unix_nano);
                                 add(&mut out, &p.attributes, bounds, time, start, point);
@@ -624,6 +664,11 @@ mod tests {
         assert_eq!(out.points.len(), 2);
         assert_eq!(out.series[0].service, "svc");
         assert_eq!(out.series[0].attributes, r#"{"a":"1","b":"2"}"#);
+        assert_eq!(
+            series_id(&out.series[0]),
+            out.series[0].id,
+            "one hash, two ways in"
+        );
     }
 
     #[test]

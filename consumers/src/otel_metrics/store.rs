@@ -55,6 +55,9 @@ pub struct Stored {
     pub series: u64,
     /// Points left out by the cardinality limit.
     pub over_limit: u64,
+    /// Series left out by the cardinality limit: not stored, so never to
+    /// be taken as known.
+    pub refused: HashSet<i64>,
 }
 
 /// Writes `series` (each once) and `points` (indexes into `series`);
@@ -138,6 +141,7 @@ pub async fn write(
                 if list.len() > room {
                     for s in &list[room..] {
                         allowed.remove(&s.id);
+                        stored.refused.insert(s.id);
                     }
                     list.truncate(room);
                 }
