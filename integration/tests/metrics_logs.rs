@@ -11,6 +11,10 @@
 //!   span's scores; the metrics API answers the SDK's known totals.
 //! - The Rust OpenTelemetry SDK's OTLP exporters (metrics over gRPC, logs
 //!   over HTTP) deliver every record once and the counter's true total.
+//! - Known answer: an application tracing one call in ten but recording the
+//!   GenAI metrics of all of them (`genai_app.py`, the Python SDK):
+//!   `/llm/costs` and `/llm/metrics` with `source=auto` give the true totals
+//!   of every call, each once, beside an application that has spans only.
 //! - Hostile input (100 000 attribute sets of one metric, inconsistent
 //!   histograms, NaN and infinite values, a cumulative counter going
 //!   backwards, a 10 MB log body) is handled with a counted reason, and
@@ -67,15 +71,20 @@ fn workspace_root() -> std::path::PathBuf {
 
 /// Runs `send.py`; returns its summary line.
 fn send(python: &str, args: &[&str]) -> Value {
+    run_script(python, "send.py", args)
+}
+
+/// Runs a script of integration/otel-python/; returns its summary line.
+fn run_script(python: &str, script: &str, args: &[&str]) -> Value {
     let out = std::process::Command::new(python)
-        .arg("integration/otel-python/send.py")
+        .arg(format!("integration/otel-python/{script}"))
         .args(args)
         .current_dir(workspace_root())
         .output()
-        .expect("run send.py");
+        .expect("run the script");
     assert!(
         out.status.success(),
-        "send.py {args:?} failed: {}{}",
+        "{script} {args:?} failed: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
@@ -877,4 +886,230 @@ async fn rust_sdk_metrics_and_logs_arrive_once() {
         histograms >= 3,
         "{histograms} histogram points with their buckets"
     );
+}
+
+/// USD per million (input, output) tokens today, from the price table's
+/// public figures (schemas/src/prices.json).
+fn price(model: &str) -> (f64, f64) {
+    match model {
+        "gpt-4o" => (2.5, 10.0),
+        "gpt-4o-mini" => (0.15, 0.6),
+        "claude-sonnet-4-20250514" => (3.0, 15.0),
+        other => panic!("no price for {other}"),
+    }
+}
+
+/// (calls, errors, input, output, cost) of a `genai_app.py` summary: all
+/// calls, or the traced ones only.
+fn expected(summary: &Value, traced_only: bool) -> (i64, i64, i64, i64, f64) {
+    let mut out = (0, 0, 0, 0, 0.0);
+    for (model, m) in summary["models"].as_object().unwrap() {
+        let get = |k: &str| m[k].as_i64().unwrap();
+        let (calls, input, output) = if traced_only {
+            (get("traced"), get("traced_input"), get("traced_output"))
+        } else {
+            (get("calls"), get("input"), get("output"))
+        };
+        let (pi, po) = price(model);
+        out.0 += calls;
+        out.1 += if traced_only { 0 } else { get("errors") };
+        out.2 += input;
+        out.3 += output;
+        out.4 += (input as f64 * pi + output as f64 * po) / 1e6;
+    }
+    out
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 + 1e-9 * b.abs()
+}
+
+/// Known answer: an application makes 1 000 model calls and traces one in
+/// ten, recording the GenAI metrics (duration, token usage) of every call
+/// through the official Python SDK (cumulative); a second one does 200 in
+/// delta temporality, tracing one in five; a third has no metrics and
+/// traces every call. `/llm/costs` with `source=auto` (the default) gives
+/// the hand-computed totals of all 1 250 calls, each counted once; `spans`
+/// gives the traced ones; `metrics` the 1 200; grouped and filtered answers
+/// add up, and `/llm/metrics` agrees in minute and hour buckets.
+#[tokio::test(flavor = "multi_thread")]
+async fn sampled_traces_still_give_true_totals_from_the_genai_metrics() {
+    let python = python();
+    let pipeline = Pipeline::start("key-acme=acme", &[], WAIT).await;
+    let from = humantime::format_rfc3339(std::time::SystemTime::now() - Duration::from_secs(600));
+    let http = format!("http://{}", pipeline.collector.http);
+    let header = "x-api-key=key-acme";
+    let app = run_script(
+        &python,
+        "genai_app.py",
+        &["--endpoint", &http, "--header", header, "--calls", "1000"],
+    );
+    let plain = run_script(
+        &python,
+        "genai_app.py",
+        &[
+            "--endpoint",
+            &http,
+            "--header",
+            header,
+            "--calls",
+            "50",
+            "--spans-only",
+            "--service",
+            "spans-only-app",
+        ],
+    );
+    // A third in delta temporality, tracing one call in five.
+    let delta = run_script(
+        &python,
+        "genai_app.py",
+        &[
+            "--endpoint",
+            &http,
+            "--header",
+            header,
+            "--calls",
+            "200",
+            "--traced-every",
+            "5",
+            "--delta",
+            "--service",
+            "genai-delta-app",
+        ],
+    );
+    assert_eq!(app["traced"], 100, "{app}");
+    assert_eq!(plain["traced"], 50, "{plain}");
+    assert_eq!(delta["traced"], 40, "{delta}");
+    let add = |a: (i64, i64, i64, i64, f64), b: (i64, i64, i64, i64, f64)| {
+        (a.0 + b.0, a.1 + b.1, a.2 + b.2, a.3 + b.3, a.4 + b.4)
+    };
+    let all = add(expected(&app, false), expected(&delta, false));
+    let traced = add(expected(&app, true), expected(&delta, true));
+    let others = expected(&plain, false);
+    assert_eq!(all.0, 1200);
+
+    let api = Service::api(&[
+        ("DATABASE_URL", pipeline.db.url.clone()),
+        ("JWT_SECRET", SECRET.into()),
+    ]);
+    api.wait_ready(WAIT).await;
+    let viewer = token("acme", "viewer", "1h");
+    let costs = |query: String| {
+        let (api, viewer, from) = (&api, &viewer, &from);
+        async move {
+            let (status, body) = api_get(
+                api,
+                &format!("/api/v1/llm/costs?from={from}{query}"),
+                viewer,
+            )
+            .await;
+            assert_eq!(status, 200, "{query}: {body}");
+            body
+        }
+    };
+    // Everything stored: the 190 spans' calls, and every call in metrics.
+    wait_for(
+        "190 traced calls and 1 200 calls in metrics",
+        WAIT,
+        || async {
+            let spans = costs("&source=spans".into()).await;
+            let metrics = costs("&source=metrics".into()).await;
+            (spans["total"]["calls"] == 190 && metrics["total"]["calls"] == 1200).then_some(())
+        },
+    )
+    .await;
+
+    let auto = costs(String::new()).await;
+    let total = &auto["total"];
+    assert_eq!(total["calls"], all.0 + others.0, "{auto}");
+    assert_eq!(total["errors"], all.1 + others.1, "{auto}");
+    assert_eq!(total["input_tokens"], all.2 + others.2, "{auto}");
+    assert_eq!(total["output_tokens"], all.3 + others.3, "{auto}");
+    let cost = total["cost_usd"].as_f64().unwrap();
+    assert!(
+        close(cost, all.4 + others.4),
+        "{cost} vs {}",
+        all.4 + others.4
+    );
+    assert_eq!(auto["signal"]["requested"], "auto", "{auto}");
+    assert_eq!(auto["signal"]["used"], "both", "{auto}");
+    assert_eq!(
+        auto["signal"]["metrics_services"],
+        serde_json::json!(["genai-app", "genai-delta-app"])
+    );
+
+    let spans = costs("&source=spans".into()).await;
+    assert_eq!(spans["total"]["calls"], traced.0 + others.0, "{spans}");
+    let spans_cost = spans["total"]["cost_usd"].as_f64().unwrap();
+    assert!(close(spans_cost, traced.4 + others.4), "{spans_cost}");
+    assert_eq!(spans["signal"]["used"], "spans");
+
+    let metrics = costs("&source=metrics".into()).await;
+    assert_eq!(metrics["total"]["calls"], all.0, "{metrics}");
+    assert_eq!(metrics["total"]["errors"], all.1, "{metrics}");
+    assert!(close(metrics["total"]["cost_usd"].as_f64().unwrap(), all.4));
+    assert_eq!(metrics["signal"]["used"], "metrics");
+
+    // Grouped and filtered answers add up to the total.
+    let by_model = costs("&group_by=model,service".into()).await;
+    let calls: i64 = by_model["top"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["calls"].as_i64().unwrap())
+        .sum();
+    assert_eq!(calls, all.0 + others.0, "{by_model}");
+    let gpt4o = by_model["top"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["group"]["model"] == "gpt-4o" && g["group"]["service"] == "genai-app")
+        .unwrap();
+    assert_eq!(gpt4o["calls"], app["models"]["gpt-4o"]["calls"], "{gpt4o}");
+    assert_eq!(gpt4o["group"]["service"], "genai-app");
+    let app_only = costs("&service=genai-app&environment=prod".into()).await;
+    assert_eq!(app_only["total"]["calls"], 1000, "{app_only}");
+    assert_eq!(app_only["signal"]["used"], "metrics", "{app_only}");
+
+    // The time series, in minutes (every point read) and in hours (the
+    // points reduced per hour in PostgreSQL): the same calls, with
+    // percentiles from the histograms.
+    for bucket in ["1m", "1h"] {
+        let (status, series) = api_get(
+            &api,
+            &format!("/api/v1/llm/metrics?from={from}&bucket={bucket}"),
+            &viewer,
+        )
+        .await;
+        assert_eq!(status, 200, "{series}");
+        let points: Vec<&Value> = series["series"][0]["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .collect();
+        let calls: i64 = points.iter().map(|p| p["calls"].as_i64().unwrap()).sum();
+        assert_eq!(calls, all.0 + others.0, "{bucket}: {series}");
+        let cost: f64 = points.iter().map(|p| p["cost_usd"].as_f64().unwrap()).sum();
+        assert!(close(cost, all.4 + others.4), "{bucket}: {cost}");
+        // Durations are 0.05 to 2 s: p95 in the metric's bucket (1.28, 2.56].
+        let p95 = points
+            .iter()
+            .filter_map(|p| p["latency_ms"]["p95"].as_f64())
+            .fold(0.0, f64::max);
+        assert!((1280.0..=3100.0).contains(&p95), "{bucket}: p95 {p95}");
+        assert_eq!(series["signal"]["used"], "both");
+    }
+
+    // Metrics carry no user: refused with metrics, spans only with auto.
+    let (status, body) = api_get(
+        &api,
+        "/api/v1/llm/costs?source=metrics&group_by=user",
+        &viewer,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("source"), "{body}");
+    let by_user = costs("&group_by=user".into()).await;
+    assert_eq!(by_user["signal"]["used"], "spans", "{by_user}");
+    assert_eq!(by_user["total"]["calls"], traced.0 + others.0, "{by_user}");
 }

@@ -12,8 +12,15 @@
 //! ([`observatory_schemas::histogram`]): the upper bound of the bucket
 //! holding the rank, so at most 19% above the exact value, never below it.
 //! Grouping columns come from a closed enum; every value is bound.
+//!
+//! `source` chooses where calls are read from: `spans` (the rollups),
+//! `metrics` (the GenAI metrics, [`crate::genai_metrics`]) or `auto`, the
+//! default: metrics where they cover a (service, provider)'s minutes, its
+//! spans elsewhere, never both for the same calls. The answer's `signal`
+//! says which were used.
 
 use crate::filters::{format_time, parse_in, Params, Range};
+use crate::genai_metrics::{self, Cover, FromMetrics, Signal, Source};
 use crate::problem::Problem;
 use crate::sql::Sql;
 use observatory_schemas::histogram::upper_bound_ms;
@@ -112,6 +119,8 @@ pub struct Selection {
     pub group_by: Vec<Dim>,
     /// Keep only rows with these values.
     pub filters: Vec<(Dim, String)>,
+    /// Where calls are read from.
+    pub source: Source,
 }
 
 impl Selection {
@@ -124,11 +133,35 @@ impl Selection {
                 filters.push((dim, v));
             }
         }
-        Ok(Selection {
+        let source = p.parsed("source", Source::parse)?.unwrap_or_default();
+        let selection = Selection {
             range,
             group_by,
             filters,
-        })
+            source,
+        };
+        if source == Source::Metrics && selection.needs_calls() {
+            return Err(Problem::bad_parameter(
+                "source",
+                "GenAI metrics carry no user: group or filter by user with source=spans or auto",
+            ));
+        }
+        Ok(selection)
+    }
+
+    /// Whether the GenAI metrics are read (`auto` with `user` reads spans
+    /// only: metrics carry no user).
+    fn reads_metrics(&self) -> bool {
+        match self.source {
+            Source::Spans => false,
+            Source::Metrics => true,
+            Source::Auto => !self.needs_calls(),
+        }
+    }
+
+    /// Whether the spans are read.
+    fn reads_spans(&self) -> bool {
+        self.source != Source::Metrics
     }
 
     /// Whether only `llm_calls` can answer (the rollups keep no user).
@@ -267,7 +300,7 @@ pub struct Totals {
 }
 
 impl Totals {
-    fn add(&mut self, other: &Totals) {
+    pub(crate) fn add(&mut self, other: &Totals) {
         self.calls += other.calls;
         self.errors += other.errors;
         self.input_tokens += other.input_tokens;
@@ -280,7 +313,7 @@ impl Totals {
         self.finish();
     }
 
-    fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         self.error_rate = if self.calls > 0 {
             self.errors as f64 / self.calls as f64
         } else {
@@ -323,8 +356,10 @@ pub struct MetricsAnswer {
     pub bucket: &'static str,
     /// The grouping.
     pub group_by: Vec<&'static str>,
-    /// `rollups_1m`, `rollups_1h` or `llm_calls`.
+    /// The spans' table: `rollups_1m`, `rollups_1h` or `llm_calls`.
     pub source: &'static str,
+    /// Spans, metrics or both.
+    pub signal: Signal,
     /// One series per group.
     pub series: Vec<Series>,
 }
@@ -371,6 +406,10 @@ const ROLLUP_COLUMNS: &str = "bucket, tenant, service, provider, model, environm
      errors, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, \
      reasoning_tokens, cost_usd, unpriced_calls";
 
+/// The columns the minute and hour latency histograms share.
+const LATENCY_COLUMNS: &str =
+    "bucket, tenant, service, provider, model, environment, metric, le, count";
+
 /// Whether buckets of `step` seconds can be read from the hourly rollups.
 fn hourly(step: u64) -> bool {
     step.is_multiple_of(3600)
@@ -389,17 +428,99 @@ fn whole_hours(range: Range) -> (SystemTime, SystemTime) {
     )
 }
 
+/// The hours of `[first, last)` a cover starts or ends inside: the hourly
+/// rollups cannot tell their covered minutes from the others.
+fn split_hours(covers: &[Cover], first: SystemTime, last: SystemTime) -> Vec<SystemTime> {
+    let mut hours: Vec<SystemTime> = covers
+        .iter()
+        .flat_map(|c| [c.from, c.to])
+        .filter_map(|t| {
+            let secs = t.duration_since(UNIX_EPOCH).ok()?.as_secs();
+            let hour = UNIX_EPOCH + Duration::from_secs(secs / 3600 * 3600);
+            (secs % 3600 != 0 && hour >= first && hour < last).then_some(hour)
+        })
+        .collect();
+    hours.sort_unstable();
+    hours.dedup();
+    hours
+}
+
+/// Leaves out the rows of the (service, provider, minute)s that metrics cover.
+fn exclude_covers(sql: &mut Sql, covers: &[Cover]) {
+    if covers.is_empty() {
+        return;
+    }
+    let s = sql.bind(covers.iter().map(|c| c.service.clone()).collect::<Vec<_>>());
+    let p = sql.bind(
+        covers
+            .iter()
+            .map(|c| c.provider.clone())
+            .collect::<Vec<_>>(),
+    );
+    let f = sql.bind(covers.iter().map(|c| c.from).collect::<Vec<_>>());
+    let t = sql.bind(covers.iter().map(|c| c.to).collect::<Vec<_>>());
+    sql.push(&format!(
+        " AND NOT EXISTS (SELECT 1 FROM unnest({s}::text[], {p}::text[], {f}::timestamptz[], \
+         {t}::timestamptz[]) AS c(s, p, f, t) \
+         WHERE c.s = service AND c.p = provider AND bucket >= c.f AND bucket < c.t)"
+    ));
+}
+
+/// The rollup rows (`columns`) of the window, as a `UNION ALL` of reads:
+/// when `use_hours`, whole hours from the hourly table `tables.0` except
+/// the hours a cover splits, everything else from the minute table
+/// `tables.1`; rows inside a cover left out.
+fn rollup_rows(
+    sql: &mut Sql,
+    sel: &Selection,
+    tenant: &str,
+    columns: &str,
+    tables: (&str, &str),
+    use_hours: bool,
+    covers: &[Cover],
+) {
+    let (hour_table, minute_table) = tables;
+    let (first, last) = whole_hours(sel.range);
+    let mut parts = 0;
+    let mut part = |sql: &mut Sql, table: &str, from: SystemTime, to: SystemTime| {
+        if parts > 0 {
+            sql.push(" UNION ALL ");
+        }
+        parts += 1;
+        sql.push(&format!("SELECT {columns} FROM {table}"));
+        sel.where_between(sql, tenant, "bucket", from, to);
+        exclude_covers(sql, covers);
+    };
+    if !use_hours || first >= last {
+        part(sql, minute_table, sel.range.from, sel.range.to);
+        return;
+    }
+    let split = split_hours(covers, first, last);
+    part(sql, hour_table, first, last);
+    if !split.is_empty() {
+        let h = sql.bind(split.clone());
+        sql.push(&format!(" AND bucket <> ALL({h})"));
+        part(sql, minute_table, first, last);
+        let h = sql.bind(split);
+        sql.push(&format!(
+            " AND date_bin('1 hour', bucket, TIMESTAMPTZ '2000-01-01 00:00:00+00') = ANY({h})"
+        ));
+    }
+    if sel.range.from < first {
+        part(sql, minute_table, sel.range.from, first);
+    }
+    if last < sel.range.to {
+        part(sql, minute_table, last, sel.range.to);
+    }
+}
+
 /// The sums per (bucket of `step`, group), or per group over the whole
-/// window when `step` is `None`. Rollups: hour buckets from the hourly
-/// tables, others from the minute ones; a whole-window sum takes its whole
-/// hours from the hourly tables and only the ragged ends from the minutes.
-fn sums_sql(sel: &Selection, tenant: &str, step: Option<u64>) -> Sql {
+/// window when `step` is `None`, of the spans outside `covers`. Rollups:
+/// hour buckets and a whole window's whole hours from the hourly tables,
+/// the rest from the minute ones.
+fn sums_sql(sel: &Selection, tenant: &str, step: Option<u64>, covers: &[Cover]) -> Sql {
     let mut sql = Sql::default();
     let groups = sel.group_columns();
-    let rollup_sums = "sum(calls)::int8, sum(errors)::int8, sum(input_tokens)::int8, \
-         sum(output_tokens)::int8, sum(cache_read_tokens)::int8, \
-         sum(cache_write_tokens)::int8, sum(reasoning_tokens)::int8, \
-         sum(cost_usd)::float8, sum(unpriced_calls)::int8";
     if sel.needs_calls() {
         let sums = "count(*)::int8, count(*) FILTER (WHERE is_error)::int8, \
              coalesce(sum(input_tokens), 0)::int8, coalesce(sum(output_tokens), 0)::int8, \
@@ -412,44 +533,33 @@ fn sums_sql(sel: &Selection, tenant: &str, step: Option<u64>) -> Sql {
         };
         sql.push(&format!("SELECT {t}{groups}, {sums} FROM llm_calls"));
         sel.where_clause(&mut sql, tenant, "start_time");
-    } else if let Some(step) = step {
-        let t = bucket_expr(&mut sql, step, "bucket");
-        let table = if hourly(step) {
-            "llm_rollup_1h"
-        } else {
-            "llm_rollup_1m"
-        };
-        sql.push(&format!("SELECT {t}{groups}, {rollup_sums} FROM {table}"));
-        sel.where_clause(&mut sql, tenant, "bucket");
     } else {
-        let (first, last) = whole_hours(sel.range);
+        let t = match step {
+            Some(step) => bucket_expr(&mut sql, step, "bucket"),
+            None => "NULL::timestamptz".into(),
+        };
         sql.push(&format!(
-            "SELECT NULL::timestamptz{groups}, {rollup_sums} FROM ("
+            "SELECT {t}{groups}, sum(calls)::int8, sum(errors)::int8, sum(input_tokens)::int8, \
+             sum(output_tokens)::int8, sum(cache_read_tokens)::int8, \
+             sum(cache_write_tokens)::int8, sum(reasoning_tokens)::int8, \
+             sum(cost_usd)::float8, sum(unpriced_calls)::int8 FROM ("
         ));
-        if first < last {
-            let parts = [
-                ("llm_rollup_1h", first, last),
-                ("llm_rollup_1m", sel.range.from, first),
-                ("llm_rollup_1m", last, sel.range.to),
-            ];
-            for (i, (table, from, to)) in parts.into_iter().enumerate() {
-                if i > 0 {
-                    sql.push(" UNION ALL ");
-                }
-                sql.push(&format!("SELECT {ROLLUP_COLUMNS} FROM {table}"));
-                sel.where_between(&mut sql, tenant, "bucket", from, to);
-            }
-        } else {
-            sql.push(&format!("SELECT {ROLLUP_COLUMNS} FROM llm_rollup_1m"));
-            sel.where_clause(&mut sql, tenant, "bucket");
-        }
+        rollup_rows(
+            &mut sql,
+            sel,
+            tenant,
+            ROLLUP_COLUMNS,
+            ("llm_rollup_1h", "llm_rollup_1m"),
+            step.is_none_or(hourly),
+            covers,
+        );
         sql.push(") r");
     }
     sql.push(&format!(" GROUP BY 1{groups}"));
     sql
 }
 
-fn latency_sql(sel: &Selection, tenant: &str, step: u64) -> Sql {
+fn latency_sql(sel: &Selection, tenant: &str, step: u64, covers: &[Cover]) -> Sql {
     let mut sql = Sql::default();
     let groups = sel.group_columns();
     if sel.needs_calls() {
@@ -478,16 +588,19 @@ fn latency_sql(sel: &Selection, tenant: &str, step: u64) -> Sql {
         sql.push(&format!(") calls GROUP BY t{outer}, metric, le"));
     } else {
         let t = bucket_expr(&mut sql, step, "bucket");
-        let table = if hourly(step) {
-            "llm_latency_1h"
-        } else {
-            "llm_latency_1m"
-        };
         sql.push(&format!(
-            "SELECT {t}{groups}, metric, le, sum(count)::int8 FROM {table}"
+            "SELECT {t}{groups}, metric, le, sum(count)::int8 FROM ("
         ));
-        sel.where_clause(&mut sql, tenant, "bucket");
-        sql.push(&format!(" GROUP BY 1{groups}, metric, le"));
+        rollup_rows(
+            &mut sql,
+            sel,
+            tenant,
+            LATENCY_COLUMNS,
+            ("llm_latency_1h", "llm_latency_1m"),
+            hourly(step),
+            covers,
+        );
+        sql.push(&format!(") r GROUP BY 1{groups}, metric, le"));
     }
     sql
 }
@@ -526,13 +639,18 @@ pub async fn metrics(
 ) -> Result<MetricsAnswer, tokio_postgres::Error> {
     let sel = &q.selection;
     let n = sel.group_by.len();
-    let sums = sums_sql(sel, tenant, Some(q.step));
-    let lat = latency_sql(sel, tenant, q.step);
-    let (sum_params, lat_params) = (sums.refs(), lat.refs());
-    let (sum_rows, lat_rows) = futures::try_join!(
-        client.query(sums.text.as_str(), &sum_params),
-        client.query(lat.text.as_str(), &lat_params)
-    )?;
+    let from_metrics = read_metrics(client, tenant, sel, Some(q.step)).await?;
+    let (sum_rows, lat_rows) = if sel.reads_spans() {
+        let sums = sums_sql(sel, tenant, Some(q.step), &from_metrics.covers);
+        let lat = latency_sql(sel, tenant, q.step, &from_metrics.covers);
+        let (sum_params, lat_params) = (sums.refs(), lat.refs());
+        futures::try_join!(
+            client.query(sums.text.as_str(), &sum_params),
+            client.query(lat.text.as_str(), &lat_params)
+        )?
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let mut points: BTreeMap<GroupKey, BTreeMap<i64, Bucket>> = BTreeMap::new();
     for r in &sum_rows {
         let t: SystemTime = r.get(0);
@@ -558,6 +676,18 @@ pub async fn metrics(
             h.push((le, count));
         }
     }
+    for ((key, at), cell) in &from_metrics.cells {
+        let t = UNIX_EPOCH + Duration::from_micros(*at as u64);
+        let point = points
+            .entry(key.clone())
+            .or_default()
+            .entry(*at)
+            .or_insert_with(|| (t, Totals::default(), vec![], vec![]));
+        point.1.add(&cell.totals);
+        point.2.extend_from_slice(&cell.latency);
+        point.3.extend_from_slice(&cell.ttft);
+    }
+    let signal = Signal::new(sel.source, !sum_rows.is_empty(), &from_metrics);
     let series = points
         .into_iter()
         .map(|(key, by_time)| Series {
@@ -599,6 +729,7 @@ pub async fn metrics(
         } else {
             "rollups_1m"
         },
+        signal,
         series,
     })
 }
@@ -664,6 +795,8 @@ pub struct CostsAnswer {
     pub top: Vec<GroupCost>,
     /// The sums of the other groups, when there are more than `top`.
     pub other: Option<Totals>,
+    /// Spans, metrics or both.
+    pub signal: Signal,
     /// Budgets of the tenant and of its services, with this month's spend.
     pub budgets: Vec<crate::budgets::BudgetUse>,
 }
@@ -676,17 +809,12 @@ pub async fn costs(
     now: SystemTime,
 ) -> Result<CostsAnswer, tokio_postgres::Error> {
     let sel = &q.selection;
-    let n = sel.group_by.len();
-    let sums = sums_sql(sel, tenant, None);
-    let params = sums.refs();
-    let (rows, budgets) = futures::try_join!(
-        client.query(sums.text.as_str(), &params),
+    let (sums, budgets) = futures::try_join!(
+        window_sums(client, tenant, sel),
         crate::budgets::usage(client, tenant, now)
     )?;
-    let mut groups: Vec<(GroupKey, Totals)> = rows
-        .iter()
-        .map(|r| (group_key(r, n), totals_from(r, 1 + n)))
-        .collect();
+    let (mut groups, signal) = sums;
+    let n = sel.group_by.len();
     let mut total = Totals::default();
     for (_, t) in &groups {
         total.add(t);
@@ -726,11 +854,52 @@ pub async fn costs(
         group_by: sel.group_by.iter().map(|d| d.name()).collect(),
         top,
         other,
+        signal,
         budgets,
     })
 }
 
-/// Cost by service over `[from, now]` (whole minutes), for budgets.
+/// The tenant's GenAI metrics over the selection, when it reads them.
+async fn read_metrics(
+    client: &tokio_postgres::Client,
+    tenant: &str,
+    sel: &Selection,
+    step: Option<u64>,
+) -> Result<FromMetrics, tokio_postgres::Error> {
+    if !sel.reads_metrics() {
+        return Ok(FromMetrics::default());
+    }
+    genai_metrics::read(client, tenant, sel, step, crate::blocks::prices()).await
+}
+
+/// The sums per group over the whole window, from spans outside the
+/// metrics' covers and from metrics, and what was used.
+async fn window_sums(
+    client: &tokio_postgres::Client,
+    tenant: &str,
+    sel: &Selection,
+) -> Result<(Vec<(GroupKey, Totals)>, Signal), tokio_postgres::Error> {
+    let n = sel.group_by.len();
+    let from_metrics = read_metrics(client, tenant, sel, None).await?;
+    let rows = if sel.reads_spans() {
+        let sums = sums_sql(sel, tenant, None, &from_metrics.covers);
+        client.query(sums.text.as_str(), &sums.refs()).await?
+    } else {
+        Vec::new()
+    };
+    let mut groups: BTreeMap<GroupKey, Totals> = rows
+        .iter()
+        .map(|r| (group_key(r, n), totals_from(r, 1 + n)))
+        .collect();
+    for ((key, _), cell) in &from_metrics.cells {
+        groups.entry(key.clone()).or_default().add(&cell.totals);
+    }
+    let signal = Signal::new(sel.source, !rows.is_empty(), &from_metrics);
+    Ok((groups.into_iter().collect(), signal))
+}
+
+/// Cost by service over `[from, now]` (whole minutes), for budgets: as
+/// `/llm/costs` with `source=auto`, from spans and GenAI metrics.
 pub async fn cost_by_service(
     client: &tokio_postgres::Client,
     tenant: &str,
@@ -741,12 +910,12 @@ pub async fn cost_by_service(
         range: Range { from, to: now }.aligned(Duration::from_secs(60)),
         group_by: vec![Dim::Service],
         filters: vec![],
+        source: Source::Auto,
     };
-    let sql = sums_sql(&sel, tenant, None);
-    let rows = client.query(sql.text.as_str(), &sql.refs()).await?;
-    Ok(rows
-        .iter()
-        .map(|r| (r.get(1), totals_from(r, 2).cost_usd))
+    let (groups, _) = window_sums(client, tenant, &sel).await?;
+    Ok(groups
+        .into_iter()
+        .map(|(mut key, totals)| (key.pop().unwrap_or_default(), totals.cost_usd))
         .collect())
 }
 
@@ -908,14 +1077,14 @@ mod tests {
         let now = parse_rfc3339("2026-11-27T10:00:00Z").unwrap();
         let q = MetricsQuery::parse(&mut params(&[("group_by", "model,service")]), now).unwrap();
         assert!(!q.selection.needs_calls());
-        assert!(sums_sql(&q.selection, "t", Some(60))
+        assert!(sums_sql(&q.selection, "t", Some(60), &[])
             .text
             .contains("FROM llm_rollup_1m"));
         assert_eq!(q.step, 300);
         let q = MetricsQuery::parse(&mut params(&[("user", "u-1")]), now).unwrap();
         assert!(q.selection.needs_calls());
         let q = MetricsQuery::parse(&mut params(&[("group_by", "user")]), now).unwrap();
-        let sql = latency_sql(&q.selection, "t", 60);
+        let sql = latency_sql(&q.selection, "t", 60, &[]);
         assert!(sql.text.contains("FROM llm_calls"), "{}", sql.text);
         assert!(
             sql.text.contains("GROUP BY t, g0, metric, le"),
@@ -938,8 +1107,9 @@ mod tests {
             range,
             group_by: vec![Dim::Service],
             filters: vec![(Dim::Model, "gpt-4o".into())],
+            source: Source::Auto,
         };
-        let sql = sums_sql(&sel, "t", None);
+        let sql = sums_sql(&sel, "t", None, &[]);
         assert_eq!(
             sql.text.matches("FROM llm_rollup_1h").count(),
             1,
@@ -963,6 +1133,7 @@ mod tests {
             },
             "t",
             None,
+            &[],
         );
         assert!(!sql.text.contains("llm_rollup_1h"), "{}", sql.text);
     }
@@ -971,16 +1142,63 @@ mod tests {
     fn hour_buckets_read_the_hourly_tables() {
         let now = parse_rfc3339("2026-11-27T10:00:30Z").unwrap();
         let q = MetricsQuery::parse(&mut params(&[("bucket", "1h")]), now).unwrap();
-        assert!(sums_sql(&q.selection, "t", Some(q.step))
+        assert!(sums_sql(&q.selection, "t", Some(q.step), &[])
             .text
             .contains("llm_rollup_1h"));
-        assert!(latency_sql(&q.selection, "t", q.step)
+        assert!(latency_sql(&q.selection, "t", q.step, &[])
             .text
             .contains("llm_latency_1h"));
         let q = MetricsQuery::parse(&mut params(&[("bucket", "15m")]), now).unwrap();
-        assert!(latency_sql(&q.selection, "t", q.step)
+        assert!(latency_sql(&q.selection, "t", q.step, &[])
             .text
             .contains("llm_latency_1m"));
+    }
+
+    #[test]
+    fn covered_minutes_leave_spans_out_and_split_their_hours() {
+        let t = |s| parse_rfc3339(s).unwrap();
+        let sel = Selection {
+            range: Range {
+                from: t("2026-11-27T09:00:00Z"),
+                to: t("2026-11-27T13:00:00Z"),
+            },
+            group_by: vec![],
+            filters: vec![],
+            source: Source::Auto,
+        };
+        let covers = vec![Cover {
+            service: "a".into(),
+            provider: "openai".into(),
+            from: t("2026-11-27T10:30:00Z"),
+            to: t("2026-11-27T12:00:00Z"),
+        }];
+        assert_eq!(
+            split_hours(&covers, sel.range.from, sel.range.to),
+            vec![t("2026-11-27T10:00:00Z")],
+            "12:00 is a whole hour: only 10:00 is split"
+        );
+        let sql = sums_sql(&sel, "t", None, &covers);
+        assert_eq!(sql.text.matches("NOT EXISTS").count(), 2, "{}", sql.text);
+        assert!(sql.text.contains("bucket <> ALL"), "{}", sql.text);
+        assert_eq!(
+            sql.text.matches("FROM llm_rollup_1m").count(),
+            1,
+            "{}",
+            sql.text
+        );
+        // Without covers, nothing is left out.
+        let sql = sums_sql(&sel, "t", None, &[]);
+        assert!(!sql.text.contains("NOT EXISTS"), "{}", sql.text);
+        // Metrics and user: refused, naming the parameter.
+        let now = t("2026-11-27T10:00:00Z");
+        let e = MetricsQuery::parse(
+            &mut params(&[("source", "metrics"), ("group_by", "user")]),
+            now,
+        )
+        .unwrap_err();
+        assert_eq!(e.parameter.as_deref(), Some("source"));
+        let q = CostsQuery::parse(&mut params(&[("source", "auto"), ("user", "u")]), now).unwrap();
+        assert!(!q.selection.reads_metrics() && q.selection.reads_spans());
     }
 
     #[test]

@@ -250,8 +250,14 @@ fn known_footer(lookup: &Lookup) -> bool {
     lookup.metadata().is_some()
 }
 
-/// The prices of [`to_trace`]: the built-in table plus `PRICING_FILE`.
+/// The prices of [`to_trace`] and of the analytics read from metrics: the
+/// built-in table plus `PRICING_FILE`, as the PostgreSQL sink prices spans.
 static PRICES: OnceLock<PriceBook> = OnceLock::new();
+
+/// The API's price table (set when [`Blocks::open`] runs at start-up).
+pub fn prices() -> &'static PriceBook {
+    PRICES.get_or_init(PriceBook::builtin)
+}
 
 /// What a lookup needs of a block's `meta.json`.
 #[derive(Debug, Clone, PartialEq)]
@@ -948,7 +954,7 @@ fn merge(parts: impl Iterator<Item = Vec<ResourceSpans>>) -> Vec<ResourceSpans> 
 pub fn to_trace(id: &[u8; 16], resource_spans: Vec<ResourceSpans>) -> crate::traces::Trace {
     use crate::traces::{LlmCall, SpanNode, Trace};
     use observatory_schemas::ids;
-    let prices = PRICES.get_or_init(PriceBook::builtin);
+    let prices = prices();
     // Spans with ids PostgreSQL would refuse are left out, as the sink does.
     let mut request = ExportTraceServiceRequest { resource_spans };
     for rs in &mut request.resource_spans {

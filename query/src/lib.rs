@@ -20,6 +20,7 @@ pub mod budgets;
 pub mod cache;
 pub mod config;
 pub mod filters;
+pub mod genai_metrics;
 pub mod keyset;
 pub mod logs;
 pub mod metric_queries;

@@ -220,8 +220,16 @@ const PROMPT: &[&str] = &[
 ];
 const COMPLETION: &[&str] = &["gen_ai.output.messages", "output.value", "ai.response.text"];
 
-/// The provider as the current conventions name it.
-fn normalize_provider(raw: &str, from_vercel: bool) -> String {
+/// The provider as the current conventions name it (`gen_ai.provider.name`
+/// values): older and vendor spellings mapped, lower case. The Vercel AI
+/// SDK's `openai.chat` style is cut at its first dot when `from_vercel`.
+///
+/// ```
+/// use observatory_schemas::genai::normalize_provider;
+/// assert_eq!(normalize_provider("Vertex", false), "gcp.vertex_ai");
+/// assert_eq!(normalize_provider("openai.chat", true), "openai");
+/// ```
+pub fn normalize_provider(raw: &str, from_vercel: bool) -> String {
     let lower = raw.trim().to_ascii_lowercase();
     // The Vercel AI SDK writes `openai.chat`, `anthropic.messages`, ...
     let base = if from_vercel {
