@@ -104,6 +104,9 @@ DISTINCT=${DEMO_DISTINCT:-$(( 5000 * SECONDS_TO_RUN / 100 ))}
 "$BIN/loadgen" --endpoint 127.0.0.1:4317 --protocol grpc --rate 5000 --concurrency 4 \
   --spans-per-request 100 --content-bytes 300 --duration "${SECONDS_TO_RUN}s" --unique-ids \
   --distinct "$DISTINCT"
+echo "[demo] sending OTLP metrics (GenAI histograms, counters, gauges) and logs (GenAI events, application logs)" >&2
+"$BIN/signalgen" --signal metrics --requests 20 --per-request 1000 --series 200 >/dev/null
+"$BIN/signalgen" --signal logs --requests 20 --per-request 500 >/dev/null
 sleep "${DEMO_SETTLE_SECONDS:-12}" # the Tempo sink cuts its blocks every 10 s here
 FROM=$(date -u -d '-1 hour' +%Y-%m-%dT%H:%M:%SZ)
 TOKEN=$("$BIN/observatory-api" token --tenant default --role viewer --ttl 24h)
@@ -144,6 +147,11 @@ The pipeline is running:
                  curl -H "Authorization: Bearer \$TOKEN" 'http://127.0.0.1:8080/api/v1/sessions?sort=cost&limit=5'
                  curl -H "Authorization: Bearer \$TOKEN" 'http://127.0.0.1:8080/api/v1/users?sort=cost&limit=5'
                  curl -H "Authorization: Bearer \$TOKEN" 'http://127.0.0.1:8080/api/v1/scores/summary?group_by=model'
+                 OTLP metrics and logs: the metric names, p95 call duration by model, warnings, costs from the GenAI metrics:
+                 curl -H "Authorization: Bearer \$TOKEN" 'http://127.0.0.1:8080/api/v1/metrics/names'
+                 curl -H "Authorization: Bearer \$TOKEN" 'http://127.0.0.1:8080/api/v1/metrics/query?name=gen_ai.client.operation.duration&agg=p95&group_by=gen_ai.request.model&from=$FROM'
+                 curl -H "Authorization: Bearer \$TOKEN" 'http://127.0.0.1:8080/api/v1/logs?severity=warn&limit=5'
+                 curl -H "Authorization: Bearer \$TOKEN" 'http://127.0.0.1:8080/api/v1/llm/costs?source=metrics&group_by=model'
                  scoring a trace (as the editor; a trace id from the list above):
                  EDITOR_TOKEN=$EDITOR_TOKEN
                  curl -X POST -H "Authorization: Bearer \$EDITOR_TOKEN" -d '{"trace_id":"<id>","name":"helpfulness","value":0.9}' http://127.0.0.1:8080/api/v1/scores

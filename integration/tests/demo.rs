@@ -89,6 +89,17 @@ async fn every_curl_line_the_demo_prints_answers_200_on_its_data() {
             assert_eq!(traces.len(), 5, "{url}: {body}");
             assert!(traces[0]["span_count"].as_i64() > Some(0), "{body}");
         }
+        if url.contains("/api/v1/metrics/names") {
+            let names = json["metrics"].as_array().expect("metrics");
+            assert!(names.len() >= 5, "{url}: {body}");
+        }
+        if url.contains("/api/v1/logs?") {
+            assert_eq!(json["records"].as_array().map(Vec::len), Some(5), "{body}");
+        }
+        if url.contains("source=metrics") {
+            assert!(json["total"]["calls"].as_i64() > Some(0), "{url}: {body}");
+            assert_eq!(json["signal"]["used"], "metrics", "{body}");
+        }
         if url.contains("/api/search?") {
             assert!(
                 !json["traces"].as_array().expect("traces").is_empty(),

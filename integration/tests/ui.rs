@@ -12,6 +12,13 @@
 //! shows their cost, the trace view shows scores and an editor's annotation
 //! made through its form is stored (a viewer gets no form), and the
 //! dashboard summarises each score name.
+//! Logs and metrics: a trace marks and lists its spans' log records (and a
+//! GenAI event record's messages show in the chat); the logs page lists
+//! the API's records, filters by text and severity and opens a record's
+//! trace; the metrics explorer offers the aggregations of the metric's
+//! kind and charts a counter by label from a link that reproduces it; the
+//! dashboard's source selector is in the URL and its caption follows the
+//! API's `signal`.
 //! Screenshots of each page go to `UI_SCREENSHOTS_DIR` (default: the test's
 //! temporary folder; `docs/ui/` holds the ones the README shows).
 
@@ -19,6 +26,16 @@ use observatory_integration::api::{export, token, Pipeline, SECRET};
 use observatory_integration::now_ns;
 use observatory_integration::process::Service;
 use observatory_integration::webdriver::Browser;
+use observatory_schemas::otlp::common::{any_value, AnyValue, KeyValue};
+use observatory_schemas::otlp::logs::{LogRecord, ResourceLogs, ScopeLogs};
+use observatory_schemas::otlp::logs_service::logs_service_client::LogsServiceClient;
+use observatory_schemas::otlp::logs_service::ExportLogsServiceRequest;
+use observatory_schemas::otlp::metrics::{
+    metric, number_data_point, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
+    ResourceMetrics, ScopeMetrics, Sum,
+};
+use observatory_schemas::otlp::metrics_service::metrics_service_client::MetricsServiceClient;
+use observatory_schemas::otlp::metrics_service::ExportMetricsServiceRequest;
 use observatory_schemas::otlp::resource::Resource;
 use observatory_schemas::otlp::trace::{status, ResourceSpans, ScopeSpans, Span, Status};
 use observatory_schemas::otlp::trace_service::ExportTraceServiceRequest;
@@ -1438,4 +1455,793 @@ async fn sessions_users_and_scores_in_a_real_browser_show_what_the_api_answers()
         .await
         .unwrap();
     shot(&browser, "dashboard-scores").await;
+}
+
+/// A log record of `service` at `time`, on `trace`'s span `span` (when
+/// given), with a body and attributes.
+fn log_record(
+    time: u64,
+    trace: Option<u8>,
+    span: Option<u8>,
+    severity: (i32, &str),
+    event_name: &str,
+    body: Option<&str>,
+    attributes: Vec<KeyValue>,
+) -> LogRecord {
+    LogRecord {
+        time_unix_nano: time,
+        observed_time_unix_nano: time,
+        severity_number: severity.0,
+        severity_text: severity.1.into(),
+        event_name: event_name.into(),
+        trace_id: trace.map(|t| vec![t; 16]).unwrap_or_default(),
+        span_id: span.map(|s| vec![s; 8]).unwrap_or_default(),
+        body: body.map(|b| AnyValue {
+            value: Some(any_value::Value::StringValue(b.into())),
+        }),
+        attributes,
+        ..Default::default()
+    }
+}
+
+fn resource_of(service: &str) -> Option<Resource> {
+    Some(Resource {
+        attributes: vec![kv_str("service.name", service)],
+        ..Default::default()
+    })
+}
+
+/// Metrics of `service`, sent with the tenant's ingest key.
+async fn export_metrics(pipeline: &Pipeline, key: &str, service: &str, metrics: Vec<Metric>) {
+    let mut client = MetricsServiceClient::connect(format!("http://{}", pipeline.collector.grpc))
+        .await
+        .expect("connect to the collector");
+    let mut request = tonic::Request::new(ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: resource_of(service),
+            scope_metrics: vec![ScopeMetrics {
+                metrics,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    });
+    request
+        .metadata_mut()
+        .insert("x-api-key", key.parse().unwrap());
+    client.export(request).await.expect("acknowledged");
+}
+
+/// Log records by service, sent with the tenant's ingest key.
+async fn export_logs(pipeline: &Pipeline, key: &str, by_service: Vec<(&str, Vec<LogRecord>)>) {
+    let mut client = LogsServiceClient::connect(format!("http://{}", pipeline.collector.grpc))
+        .await
+        .expect("connect to the collector");
+    let mut request = tonic::Request::new(ExportLogsServiceRequest {
+        resource_logs: by_service
+            .into_iter()
+            .map(|(service, records)| ResourceLogs {
+                resource: resource_of(service),
+                scope_logs: vec![ScopeLogs {
+                    log_records: records,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+            .collect(),
+    });
+    request
+        .metadata_mut()
+        .insert("x-api-key", key.parse().unwrap());
+    client.export(request).await.expect("acknowledged");
+}
+
+/// Sets the `<select name=…>` matching `css` to `value` and fires its change event.
+async fn choose(browser: &Browser, css: &str, value: &str) {
+    browser.wait(css, PAGE).await.unwrap();
+    let done = browser
+        .script(
+            "const s = document.querySelector(arguments[0]); if (![...s.options].some((o) => o.value === arguments[1])) return false; s.value = arguments[1]; s.dispatchEvent(new Event('change', {bubbles: true})); return true;",
+            json!([css, value]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done, json!(true), "{css} has no option {value}");
+}
+
+async fn hash(browser: &Browser) -> String {
+    let v = browser
+        .script(
+            "return decodeURIComponent(location.hash.replace(/\\+/g, ' '));",
+            json!([]),
+        )
+        .await
+        .unwrap();
+    v.as_str().unwrap().to_owned()
+}
+
+/// Waits until `css` matches exactly `n` elements and the URL's hash holds
+/// every one of `in_url`.
+async fn wait_count(browser: &Browser, css: &str, n: usize, in_url: &[&str]) {
+    observatory_integration::wait_for(&format!("{n} of {css} with {in_url:?}"), PAGE, || async {
+        let h = hash(browser).await;
+        let found = browser.find_all(css).await.unwrap().len();
+        (found == n && in_url.iter().all(|w| h.contains(w))).then_some(())
+    })
+    .await;
+}
+
+/// Waits until the URL holds `in_url` and the dashboard's caption reads `want`.
+async fn wait_caption(browser: &Browser, in_url: &str, want: &str) {
+    observatory_integration::wait_for(&format!("the caption {want:?}"), PAGE, || async {
+        let c = browser.text_of(".source-caption").await.unwrap_or_default();
+        (hash(browser).await.contains(in_url) && c == want).then_some(())
+    })
+    .await;
+}
+
+/// The texts of the series' legend entries of the chart in `css`.
+async fn legend(browser: &Browser, css: &str) -> Vec<String> {
+    let v = browser
+        .script(
+            "return [...document.querySelectorAll(arguments[0] + ' .chart-legend li')].map((li) => li.textContent.trim());",
+            json!([css]),
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(v).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_metrics_and_the_cost_source_in_a_real_browser() {
+    let pipeline = Pipeline::start("key-a=acme", &[("CAPTURE_CONTENT", "true".into())], WAIT).await;
+    let trace_hex = "d1".repeat(16);
+    let span = |b: u8| format!("{b:02x}").repeat(8);
+    // The agent trace ends a second ago and lasts 2.4 s: its retrieval
+    // (span 2, vector-store) logs a search and a slow shard, its second
+    // model call (span 5, no content on the span) has its messages as a
+    // GenAI event record, the trace has a record that names no span, and
+    // the application logs one record outside any trace.
+    let start = now_ns() - 3_400_000_000;
+    export(
+        &pipeline.collector,
+        "key-a",
+        agent_trace(0xd1, "plan a trip with logs", Call::default(), false),
+    )
+    .await;
+    let ms = |n: u64| start + n * 1_000_000;
+    let input = json!([{"role": "user", "parts": [{"type": "text", "content": "And tomorrow, from a log record?"}]}]);
+    let output = json!([{"role": "assistant", "finish_reason": "stop", "parts": [{"type": "text", "content": "Rain tomorrow, says the log record."}]}]);
+    export_logs(
+        &pipeline,
+        "key-a",
+        vec![
+            (
+                "vector-store",
+                vec![
+                    log_record(
+                        ms(100),
+                        Some(0xd1),
+                        Some(2),
+                        (9, "INFO"),
+                        "",
+                        Some("searching index shard 3"),
+                        vec![kv_int("shard", 3)],
+                    ),
+                    log_record(
+                        ms(380),
+                        Some(0xd1),
+                        Some(2),
+                        (13, "WARN"),
+                        "",
+                        Some(&format!("index shard 3 slow: 350 ms {HOSTILE}")),
+                        vec![kv_int("shard", 3), kv_str("app.note", HOSTILE)],
+                    ),
+                ],
+            ),
+            (
+                "travel-agent",
+                vec![
+                    log_record(
+                        ms(1800),
+                        Some(0xd1),
+                        Some(5),
+                        (9, ""),
+                        "gen_ai.client.inference.operation.details",
+                        None,
+                        vec![
+                            kv_str("gen_ai.input.messages", input.to_string()),
+                            kv_str("gen_ai.output.messages", output.to_string()),
+                        ],
+                    ),
+                    // No severity text: the UI names the number's range.
+                    log_record(
+                        ms(2300),
+                        Some(0xd1),
+                        None,
+                        (17, ""),
+                        "",
+                        Some("payment gateway refused the card"),
+                        vec![kv_str("gateway", "stripe")],
+                    ),
+                    log_record(
+                        ms(2500),
+                        None,
+                        None,
+                        (9, "INFO"),
+                        "",
+                        Some("cache warmed"),
+                        vec![],
+                    ),
+                ],
+            ),
+        ],
+    )
+    .await;
+
+    // Metrics: a counter per route, a latency histogram, and the GenAI
+    // metrics of a service whose traces are sampled away (no spans).
+    let now = now_ns();
+    let minute = 60_000_000_000u64;
+    let counter = |route: &str, per_minute: f64| Metric {
+        name: "app.requests".into(),
+        unit: "{request}".into(),
+        description: "Requests served".into(),
+        data: Some(metric::Data::Sum(Sum {
+            data_points: (0..10u64)
+                .map(|i| NumberDataPoint {
+                    attributes: vec![kv_str("route", route)],
+                    start_time_unix_nano: now - 11 * minute,
+                    time_unix_nano: now - (9 - i) * minute,
+                    value: Some(number_data_point::Value::AsDouble(
+                        per_minute * (i + 1) as f64,
+                    )),
+                    ..Default::default()
+                })
+                .collect(),
+            aggregation_temporality: 2,
+            is_monotonic: true,
+        })),
+        ..Default::default()
+    };
+    // A delta histogram point of the last minute but one.
+    let histogram = |bounds: &[f64], attributes: Vec<KeyValue>, sum: f64, counts: Vec<u64>| {
+        HistogramDataPoint {
+            attributes,
+            start_time_unix_nano: now - 2 * minute,
+            time_unix_nano: now - minute,
+            count: counts.iter().sum(),
+            sum: Some(sum),
+            bucket_counts: counts,
+            explicit_bounds: bounds.to_vec(),
+            ..Default::default()
+        }
+    };
+    let seconds = [0.1, 0.5, 1.0];
+    let latency = Metric {
+        name: "app.latency".into(),
+        unit: "s".into(),
+        data: Some(metric::Data::Histogram(Histogram {
+            data_points: vec![histogram(
+                &seconds,
+                vec![kv_str("route", "/search")],
+                3.0,
+                vec![2, 5, 3, 0],
+            )],
+            aggregation_temporality: 1,
+        })),
+        ..Default::default()
+    };
+    export_metrics(
+        &pipeline,
+        "key-a",
+        "travel-agent",
+        vec![counter("/search", 12.0), counter("/checkout", 3.0), latency],
+    )
+    .await;
+    let genai = |extra: Vec<KeyValue>| {
+        let mut a = vec![
+            kv_str("gen_ai.operation.name", "chat"),
+            kv_str("gen_ai.provider.name", "openai"),
+            kv_str("gen_ai.request.model", "gpt-4o"),
+            kv_str("gen_ai.response.model", "gpt-4o"),
+        ];
+        a.extend(extra);
+        a
+    };
+    let tokens = Metric {
+        name: "gen_ai.client.token.usage".into(),
+        unit: "{token}".into(),
+        data: Some(metric::Data::Histogram(Histogram {
+            data_points: vec![
+                histogram(
+                    &[100.0, 1000.0, 10000.0],
+                    genai(vec![kv_str("gen_ai.token.type", "input")]),
+                    4000.0,
+                    vec![0, 4, 0, 0],
+                ),
+                histogram(
+                    &[100.0, 1000.0, 10000.0],
+                    genai(vec![kv_str("gen_ai.token.type", "output")]),
+                    400.0,
+                    vec![4, 0, 0, 0],
+                ),
+            ],
+            aggregation_temporality: 1,
+        })),
+        ..Default::default()
+    };
+    let durations = Metric {
+        name: "gen_ai.client.operation.duration".into(),
+        unit: "s".into(),
+        data: Some(metric::Data::Histogram(Histogram {
+            data_points: vec![histogram(&seconds, genai(vec![]), 2.0, vec![0, 2, 2, 0])],
+            aggregation_temporality: 1,
+        })),
+        ..Default::default()
+    };
+    export_metrics(&pipeline, "key-a", "checkout", vec![tokens, durations]).await;
+    pipeline.wait_for_spans(5, WAIT).await;
+    observatory_integration::wait_for("the records and points stored", WAIT, || async {
+        let logs = pipeline.db.count("SELECT count(*) FROM logs").await;
+        let points = pipeline
+            .db
+            .count("SELECT count(*) FROM metric_points")
+            .await;
+        (logs == 5 && points == 24).then_some(())
+    })
+    .await;
+
+    let api = Service::api(&[
+        ("DATABASE_URL", pipeline.db.url.clone()),
+        ("JWT_SECRET", SECRET.into()),
+    ]);
+    api.wait_ready(WAIT).await;
+    let base = format!("http://{}", api.admin);
+    let viewer = token("acme", "viewer", "1h");
+    let browser = Browser::start(1440, 900).await.expect("headless Chromium");
+    sign_in(&browser, &base, &viewer).await;
+    let nav = browser.text_of("#nav").await.unwrap();
+    assert!(nav.contains("Logs") && nav.contains("Metrics"), "{nav}");
+
+    // The trace: the retrieval's row is marked with its two records (a
+    // tick each on its bar), the model call's row has none; its detail
+    // lists them in order with severity, body and attributes.
+    browser
+        .goto(&format!("{base}/#/trace/{trace_hex}"))
+        .await
+        .unwrap();
+    let retrieval = format!(".span-row[data-span-id='{}']", span(2));
+    let mark = browser
+        .wait_text(&format!("{retrieval} .chip.logs"), "2", PAGE)
+        .await
+        .unwrap();
+    assert_eq!(mark, "≡ 2");
+    assert_eq!(
+        browser
+            .find_all(&format!("{retrieval} .log-mark"))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(browser
+        .find_all(&format!(".span-row[data-span-id='{}'] .chip.logs", span(3)))
+        .await
+        .unwrap()
+        .is_empty());
+    let head = browser
+        .wait_text(
+            ".trace-head",
+            "1 log record of the trace names no span",
+            PAGE,
+        )
+        .await
+        .unwrap();
+    assert!(head.contains("Logs\n4"), "the trace's four records: {head}");
+    browser.click_on(&retrieval, PAGE).await.unwrap();
+    let logs = browser
+        .wait_text(".detail .span-logs", "Logs (2)", PAGE)
+        .await
+        .unwrap();
+    let at = |needle: &str| {
+        logs.find(needle)
+            .unwrap_or_else(|| panic!("{needle} not in {logs}"))
+    };
+    assert!(
+        at("INFO") < at("searching index shard 3") && at("searching index shard 3") < at("WARN"),
+        "oldest first: {logs}"
+    );
+    assert!(logs.contains("app.note"), "the attributes: {logs}");
+    assert!(
+        logs.contains("<script>window.__pwned=1</script>"),
+        "hostile text as text: {logs}"
+    );
+    assert_eq!(
+        data_of(&browser, ".detail .log-record", "severity").await,
+        ["info", "warn"]
+    );
+    assert_eq!(pwned(&browser).await, Value::Null, "a payload ran");
+    let injected = browser
+        .script(
+            "return document.querySelectorAll('.detail img, .detail script, .detail a[href^=javascript]').length;",
+            json!([]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(injected, json!(0));
+    // The API's times, in the page's format, with the offset in the trace.
+    let api_trace = api_get(&api, &format!("/api/v1/traces/{trace_hex}"), &viewer).await;
+    let node = span_node(&api_trace["roots"][0], &span(2)).expect("the retrieval");
+    assert_eq!(node["logs"].as_array().map(Vec::len), Some(2), "{node}");
+    let times: Vec<String> = serde_json::from_value(
+        browser
+            .script(
+                "return [...document.querySelectorAll('.detail .log-time')].map((e) => e.textContent);",
+                json!([]),
+            )
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    for (shown, record) in times.iter().zip(node["logs"].as_array().unwrap()) {
+        let local = browser
+            .script(
+                "const d = new Date(arguments[0]); const p = (n, w = 2) => String(n).padStart(w, '0'); return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}`;",
+                json!([record["time"]]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(shown, local.as_str().unwrap(), "{record}");
+    }
+    // The second model call's messages came only as a log record: the chat
+    // shows them, and the record is listed with its event name.
+    browser
+        .goto(&format!("{base}/#/trace/{trace_hex}?span={}", span(5)))
+        .await
+        .unwrap();
+    let chat = browser
+        .wait_text(".detail .chat", "Rain tomorrow, says the log record.", PAGE)
+        .await
+        .unwrap();
+    assert!(chat.contains("And tomorrow, from a log record?"), "{chat}");
+    let call_logs = browser.text_of(".detail .span-logs").await.unwrap();
+    assert!(
+        call_logs.contains("gen_ai.client.inference.operation.details")
+            && call_logs.contains("INFO"),
+        "{call_logs}"
+    );
+    // The record that names no span, in the header.
+    browser
+        .click_on(".trace-head details.trace-logs summary", PAGE)
+        .await
+        .unwrap();
+    let orphan = browser
+        .wait_text(
+            ".trace-head details.trace-logs",
+            "payment gateway refused the card",
+            PAGE,
+        )
+        .await
+        .unwrap();
+    assert!(
+        orphan.contains("ERROR") && orphan.contains("stripe"),
+        "{orphan}"
+    );
+    no_console_errors(&browser, "a trace with logs").await;
+    browser
+        .goto(&format!("{base}/#/trace/{trace_hex}?span={}", span(2)))
+        .await
+        .unwrap();
+    browser.wait(".detail .span-logs", PAGE).await.unwrap();
+    shot(&browser, "trace-logs").await;
+
+    // The logs page: every record, newest first, as the API answers.
+    browser
+        .click_on("#nav a[data-page=logs]", PAGE)
+        .await
+        .unwrap();
+    wait_count(&browser, "table.logs tbody tr", 5, &["#/logs"]).await;
+    let page = api_get(&api, "/api/v1/logs", &viewer).await;
+    let records = page["records"].as_array().unwrap();
+    assert_eq!(records.len(), 5, "{page}");
+    let rows = browser.find_all("table.logs tbody tr").await.unwrap();
+    for (row, record) in rows.iter().zip(records) {
+        let text = browser.text(row).await.unwrap();
+        if let Some(body) = record["body"].as_str() {
+            assert!(text.contains(body), "{body} not in {text}");
+        }
+        assert!(text.contains(record["service"].as_str().unwrap()), "{text}");
+    }
+    assert_eq!(
+        data_of(&browser, "table.logs tbody tr", "severity").await,
+        ["info", "error", "info", "warn", "info"],
+        "newest first"
+    );
+    no_console_errors(&browser, "the logs page").await;
+    shot(&browser, "logs").await;
+    // Text narrows the list, through the form.
+    browser
+        .fill("form.filters input[name=q]", "shard 3", PAGE)
+        .await
+        .unwrap();
+    browser
+        .click_on("form.filters button[type=submit]", PAGE)
+        .await
+        .unwrap();
+    wait_count(&browser, "table.logs tbody tr", 2, &["q=shard 3"]).await;
+    // A least severity narrows it further (the select submits at once).
+    choose(&browser, "form.filters select[name=severity]", "warn").await;
+    wait_count(
+        &browser,
+        "table.logs tbody tr",
+        1,
+        &["q=shard 3", "severity=warn"],
+    )
+    .await;
+    let row = browser.text_of("table.logs tbody tr").await.unwrap();
+    assert!(row.contains("WARN") && row.contains("slow"), "{row}");
+    assert_eq!(pwned(&browser).await, Value::Null, "a payload ran");
+    // Its trace id opens the trace at its span.
+    browser
+        .click_on("table.logs tbody tr a.trace-link", PAGE)
+        .await
+        .unwrap();
+    browser
+        .wait_text(".detail", "retrieve documents", PAGE)
+        .await
+        .unwrap();
+    browser
+        .wait_text(".detail .span-logs", "index shard 3 slow", PAGE)
+        .await
+        .unwrap();
+    let h = hash(&browser).await;
+    assert!(
+        h.starts_with(&format!("#/trace/{trace_hex}")) && h.contains(&format!("span={}", span(2))),
+        "{h}"
+    );
+    // The browser's back button returns to the filtered list.
+    browser.script("history.back();", json!([])).await.unwrap();
+    wait_count(&browser, "table.logs tbody tr", 1, &["severity=warn"]).await;
+    // Errors only: the record without severity text reads as ERROR.
+    browser
+        .goto(&format!("{base}/#/logs?severity=error"))
+        .await
+        .unwrap();
+    wait_count(&browser, "table.logs tbody tr", 1, &["severity=error"]).await;
+    let row = browser.text_of("table.logs tbody tr").await.unwrap();
+    assert!(
+        row.contains("ERROR") && row.contains("payment gateway"),
+        "{row}"
+    );
+    no_console_errors(&browser, "the logs page's filters").await;
+
+    // The metrics explorer: the stored metrics, one charted by a label.
+    browser
+        .click_on("#nav a[data-page=metrics]", PAGE)
+        .await
+        .unwrap();
+    let names = browser
+        .wait_text("table.metric-names", "app.requests", PAGE)
+        .await
+        .unwrap();
+    assert!(
+        names.contains("gen_ai.client.token.usage") && names.contains("Requests served"),
+        "{names}"
+    );
+    browser
+        .click_on("tr[data-metric='app.requests'] a", PAGE)
+        .await
+        .unwrap();
+    browser
+        .wait(".metric-chart svg.chart polyline", PAGE)
+        .await
+        .unwrap();
+    let options = |css: &'static str| {
+        let browser = &browser;
+        async move {
+            let v = browser
+                .script(
+                    "return [...document.querySelectorAll(arguments[0] + ' option')].map((o) => o.value);",
+                    json!([css]),
+                )
+                .await
+                .unwrap();
+            serde_json::from_value::<Vec<String>>(v).unwrap()
+        }
+    };
+    assert_eq!(
+        options("select[name=agg]").await,
+        ["rate", "increase", "sum", "avg", "min", "max"],
+        "a counter's aggregations"
+    );
+    assert!(options("select[name=group_by]")
+        .await
+        .contains(&"route".to_owned()));
+    choose(&browser, "select[name=group_by]", "route").await;
+    wait_count(
+        &browser,
+        ".metric-chart svg.chart polyline.series",
+        2,
+        &["name=app.requests", "group_by=route", "agg=rate"],
+    )
+    .await;
+    let mut groups = legend(&browser, ".metric-chart").await;
+    groups.sort();
+    assert_eq!(groups, ["/checkout", "/search"]);
+    // Each line has a point per step of the counter's minutes.
+    let points = browser
+        .script(
+            "return [...document.querySelectorAll('.metric-chart polyline.series')].map((l) => l.getAttribute('points').split(' ').length);",
+            json!([]),
+        )
+        .await
+        .unwrap();
+    for n in points.as_array().unwrap() {
+        assert!(n.as_u64().unwrap() >= 5, "{points}");
+    }
+    // The table's numbers: /search goes up 12 a minute, /checkout 3.
+    let search = browser
+        .text_of(".metric-series tr[data-group='/search']")
+        .await
+        .unwrap();
+    assert!(search.contains("0.2/s"), "12 a minute: {search}");
+    let page = browser.text_of("main").await.unwrap();
+    assert!(
+        !page.contains("null") && !page.contains("undefined"),
+        "{page}"
+    );
+    no_console_errors(&browser, "the metrics explorer").await;
+    shot(&browser, "metrics").await;
+    // A filter, through its form: one line left, named in the URL.
+    choose(&browser, "select[name=filter_key]", "route").await;
+    browser
+        .fill("input[name=filter_value]", "/search", PAGE)
+        .await
+        .unwrap();
+    browser
+        .click_on("form.add-filter button[type=submit]", PAGE)
+        .await
+        .unwrap();
+    wait_count(
+        &browser,
+        ".metric-chart svg.chart polyline.series",
+        1,
+        &["filter=route=/search", "group_by=route"],
+    )
+    .await;
+    assert_eq!(legend(&browser, ".metric-chart").await, ["/search"]);
+    // The link reproduces the view.
+    let href = browser
+        .script("return location.href;", json!([]))
+        .await
+        .unwrap();
+    browser.goto(&format!("{base}/#/traces")).await.unwrap();
+    browser.wait("table.traces, p.empty", PAGE).await.unwrap();
+    browser.goto(href.as_str().unwrap()).await.unwrap();
+    wait_count(
+        &browser,
+        ".metric-chart svg.chart polyline.series",
+        1,
+        &["filter=route=/search"],
+    )
+    .await;
+    assert_eq!(legend(&browser, ".metric-chart").await, ["/search"]);
+    let state = browser
+        .script(
+            "return ['name', 'agg', 'group_by'].map((n) => document.querySelector(`select[name=${n}]`).value);",
+            json!([]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(state, json!(["app.requests", "rate", "route"]));
+    assert!(browser
+        .text_of(".metric-filters")
+        .await
+        .unwrap()
+        .contains("route=/search"));
+    // A histogram offers its quantiles (and no min or max).
+    browser
+        .goto(&format!("{base}/#/metrics?name=app.latency&range=1h"))
+        .await
+        .unwrap();
+    browser
+        .wait(
+            ".metric-chart svg.chart polyline, .metric-chart svg.chart circle",
+            PAGE,
+        )
+        .await
+        .unwrap();
+    let aggs = options("select[name=agg]").await;
+    assert!(
+        aggs.contains(&"p95".to_owned())
+            && aggs.contains(&"rate".to_owned())
+            && !aggs.contains(&"min".to_owned()),
+        "{aggs:?}"
+    );
+    let title = browser.text_of(".metric-chart figcaption").await.unwrap();
+    assert!(title.starts_with("p95 of app.latency (s)"), "{title}");
+    no_console_errors(&browser, "a histogram").await;
+
+    // The cost dashboard's source: in the URL, and a caption that says
+    // where the totals come from (the API's `signal`).
+    browser
+        .goto(&format!("{base}/#/dashboard?range=1h"))
+        .await
+        .unwrap();
+    let caption = browser
+        .wait_text(".source-caption", "Totals", PAGE)
+        .await
+        .unwrap();
+    let to = observatory_schemas::civil::rfc3339_nanos((now_ns() + 60_000_000_000) as i64);
+    let from = observatory_schemas::civil::rfc3339_nanos((now_ns() - 3_600_000_000_000) as i64);
+    let probe = reqwest::Client::new()
+        .get(format!(
+            "{base}/api/v1/llm/costs?from={from}&to={to}&group_by=model&source=metrics"
+        ))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap();
+    let has_source = probe.status() == 200;
+    let auto = api_get(
+        &api,
+        &format!("/api/v1/llm/costs?from={from}&to={to}&group_by=model"),
+        &viewer,
+    )
+    .await;
+    if has_source {
+        // Auto: checkout's calls from its metrics, travel-agent's from spans.
+        let signal = &auto["signal"];
+        assert_eq!(signal["used"], "both", "{auto}");
+        assert_eq!(signal["metrics_services"], json!(["checkout"]), "{auto}");
+        assert_eq!(
+            caption,
+            "Totals for checkout from GenAI metrics (traces are sampled); other services from spans."
+        );
+    } else {
+        // The API part of issue 18 had not landed when this was written:
+        // an answer without `signal` reads as spans.
+        assert!(auto.get("signal").is_none(), "{auto}");
+        assert_eq!(caption, "Totals from spans.");
+    }
+    choose(&browser, "form.filters select[name=source]", "metrics").await;
+    let want = if has_source {
+        "Totals for checkout from GenAI metrics."
+    } else {
+        "This API cannot read the totals from GenAI metrics yet: totals from spans."
+    };
+    wait_caption(&browser, "source=metrics", want).await;
+    if has_source {
+        no_console_errors(&browser, "the dashboard from metrics").await;
+    } else {
+        // The refused parameter is the only thing logged.
+        let logged = browser.console().await.unwrap();
+        assert!(
+            logged
+                .iter()
+                .all(|(_, m)| m.contains("/api/v1/llm/") && m.contains("400")),
+            "{logged:?}"
+        );
+    }
+    let tiles = browser.wait_text(".tiles", "Cost", PAGE).await.unwrap();
+    shot(&browser, "dashboard-source").await;
+    choose(&browser, "form.filters select[name=source]", "spans").await;
+    wait_caption(&browser, "source=spans", "Totals from spans.").await;
+    // From spans, the totals are the spans' (travel-agent's calls only).
+    let spans = api_get(
+        &api,
+        &format!(
+            "/api/v1/llm/costs?from={from}&to={to}&group_by=model{}",
+            if has_source { "&source=spans" } else { "" }
+        ),
+        &viewer,
+    )
+    .await;
+    let calls = spans["total"]["calls"].to_string();
+    let tiles_spans = browser.wait_text(".tiles", &calls, PAGE).await.unwrap();
+    if has_source {
+        assert_ne!(tiles, tiles_spans, "metrics add checkout's calls");
+    }
+    no_console_errors(&browser, "the dashboard from spans").await;
 }

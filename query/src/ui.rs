@@ -43,7 +43,7 @@ macro_rules! assets {
 
 const JS: &str = "text/javascript; charset=utf-8";
 
-static ASSETS: [Asset; 18] = assets![
+static ASSETS: [Asset; 20] = assets![
     "index.html" => "text/html; charset=utf-8",
     "style.css" => "text/css; charset=utf-8",
     "app.js" => JS,
@@ -62,6 +62,8 @@ static ASSETS: [Asset; 18] = assets![
     "session.js" => JS,
     "users.js" => JS,
     "user.js" => JS,
+    "logs.js" => JS,
+    "metrics.js" => JS,
 ];
 
 impl Asset {

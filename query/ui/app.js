@@ -1,5 +1,6 @@
 // The router: `#/traces`, `#/trace/<id>?span=<id>`, `#/sessions`,
-// `#/session/<id>`, `#/users`, `#/user/<id>`, `#/dashboard`, `#/health`
+// `#/session/<id>`, `#/users`, `#/user/<id>`, `#/logs`, `#/metrics`,
+// `#/dashboard`, `#/health`
 // (admins), `#/signin`. Every page is a module with `render(main, arg, params)` that
 // may return a function to call when the page is left.
 
@@ -13,10 +14,12 @@ import * as sessions from "./sessions.js";
 import * as session from "./session.js";
 import * as users from "./users.js";
 import * as userPage from "./user.js";
+import * as logs from "./logs.js";
+import * as metrics from "./metrics.js";
 import * as dashboard from "./dashboard.js";
 import * as health from "./health.js";
 
-const PAGES = { signin, traces, trace, sessions, session, users, user: userPage, dashboard, health };
+const PAGES = { signin, traces, trace, sessions, session, users, user: userPage, logs, metrics, dashboard, health };
 /** The nav entry of a page that has none of its own. */
 const PARENT = { trace: "traces", session: "sessions", user: "users" };
 let leave = null;

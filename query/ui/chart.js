@@ -6,14 +6,17 @@
 import { h } from "./dom.js";
 import { colour } from "./format.js";
 
-const W = 560;
-const H = 180;
+const WIDTH = 560;
+const HEIGHT = 180;
 const PAD = { left: 56, right: 8, top: 10, bottom: 22 };
 
 /**
- * lineChart({title, from, to, series: [{name, points: [[ms, value]]}], format})
+ * lineChart({title, from, to, series: [{name, points: [[ms, value]]}], format, width?, height?})
+ * (width and height of the drawing in its own units; it scales to its box).
  */
-export function lineChart({ title, from, to, series, format }) {
+export function lineChart({ title, from, to, series, format, width, height }) {
+  const W = width || WIDTH;
+  const H = height || HEIGHT;
   const t0 = Date.parse(from);
   const t1 = Math.max(Date.parse(to), t0 + 1);
   const values = series.flatMap((s) => s.points.map((p) => p[1])).filter((v) => v !== null && Number.isFinite(v));
@@ -62,6 +65,7 @@ function niceMax(v) {
  * a bar per label, its series stacked, with the same axis and legend as lineChart.
  */
 export function stackedBars({ title, labels, series, format }) {
+  const [W, H] = [WIDTH, HEIGHT];
   const totals = labels.map((_, i) => series.reduce((a, s) => a + (s.values[i] || 0), 0));
   const max = niceMax(Math.max(0, ...totals));
   const slot = (W - PAD.left - PAD.right) / Math.max(labels.length, 1);

@@ -4,6 +4,9 @@
 // use and a month-end forecast, and the scores per name (count, mean or
 // labels, over time and per model or service). Reads /api/v1/llm/metrics,
 // /llm/costs, /budgets and /scores/summary, the same numbers a script gets.
+// The totals come from spans or from the services' GenAI metrics (`source`:
+// auto, spans or metrics, in the URL); a caption says which, from the
+// answer's `signal` (an API without it reads spans only).
 
 import { get } from "./api.js";
 import { h, field, fact, notice } from "./dom.js";
@@ -16,6 +19,11 @@ const GROUPS = [
   ["service", "Service"],
   ["environment", "Environment"],
 ];
+const SOURCES = [
+  ["auto", "Auto"],
+  ["spans", "Spans"],
+  ["metrics", "Metrics"],
+];
 const MAX_SERIES = 8;
 /** The bucket of each window: under 300 points, hourly from 24 hours on. */
 const BUCKETS = { "15m": "1m", "1h": "1m", "6h": "5m", "24h": "1h", "7d": "6h", "30d": "12h" };
@@ -23,22 +31,24 @@ const BUCKETS = { "15m": "1m", "1h": "1m", "6h": "5m", "24h": "1h", "7d": "6h", 
 export function render(main, _arg, params) {
   const range = params.range || "24h";
   const group = params.group_by || "model";
+  const source = SOURCES.some(([k]) => k === params.source) ? params.source : "auto";
   const controls = h(
     "form",
     { class: "filters", "aria-label": "Dashboard window" },
     field("Window", h("select", { name: "range" }, fmt.RANGES.map(([k, label]) => h("option", { value: k, selected: k === range }, label)))),
     field("By", h("select", { name: "group_by" }, GROUPS.map(([k, label]) => h("option", { value: k, selected: k === group }, label)))),
+    field("Numbers from", h("select", { name: "source", title: "Auto: GenAI metrics where a service records them (they count every call, traced or not), spans elsewhere" }, SOURCES.map(([k, label]) => h("option", { value: k, selected: k === source }, label)))),
   );
   controls.addEventListener("change", () => {
     const data = new FormData(controls);
-    location.hash = fmt.hashOf("dashboard", { range: data.get("range"), group_by: data.get("group_by") });
+    location.hash = fmt.hashOf("dashboard", { range: data.get("range"), group_by: data.get("group_by"), source: data.get("source") });
   });
   const body = h("div", { class: "dashboard", "aria-busy": "true" }, h("p", { class: "muted" }, "Loading…"));
   main.replaceChildren(h("h1", {}, "Costs and performance"), controls, body);
-  load(body, range, group);
+  load(body, range, group, source);
 }
 
-async function load(body, range, group) {
+async function load(body, range, group, source) {
   const { from, to } = fmt.timeWindow({ range });
   // Whole-hour buckets read the hourly rollups (tens of milliseconds over
   // a day); finer ones the per-minute rollups, which only short windows need.
@@ -49,12 +59,23 @@ async function load(body, range, group) {
   let grouped;
   let all;
   let costs;
-  try {
-    [grouped, all, costs] = await Promise.all([
-      get("/api/v1/llm/metrics", { from, to, bucket, group_by: group }),
-      get("/api/v1/llm/metrics", { from, to, bucket }),
-      get("/api/v1/llm/costs", { from, to, group_by: group, top: 10 }),
+  // Auto is the API's default: it is sent only when another is chosen.
+  const read = (s) =>
+    Promise.all([
+      get("/api/v1/llm/metrics", { from, to, bucket, group_by: group, source: s }),
+      get("/api/v1/llm/metrics", { from, to, bucket, source: s }),
+      get("/api/v1/llm/costs", { from, to, group_by: group, top: 10, source: s }),
     ]);
+  let refused = false;
+  try {
+    try {
+      [grouped, all, costs] = await read(source === "auto" ? undefined : source);
+    } catch (e) {
+      // An API without the choice refuses the parameter: read its spans.
+      if (!(e.status === 400 && e.problem && e.problem.parameter === "source" && /unknown parameter/.test(e.problem.detail || ""))) throw e;
+      refused = true;
+      [grouped, all, costs] = await read(undefined);
+    }
   } catch (e) {
     body.setAttribute("aria-busy", "false");
     body.replaceChildren(notice("error", `The dashboard did not load: ${e.message}`));
@@ -117,8 +138,27 @@ async function load(body, range, group) {
       format: fmt.duration,
     }),
   );
-  body.replaceChildren(tiles, charts, topTable(costs, group), budgets(costs.budgets), scores);
+  body.replaceChildren(sourceCaption(costs.signal || grouped.signal, source, refused), tiles, charts, topTable(costs, group), budgets(costs.budgets), scores);
   fmt.rendered("dashboard");
+}
+
+/**
+ * Where the numbers come from, from the answer's `signal` ({requested,
+ * used: spans|metrics|both, metrics_services}); without one, spans.
+ */
+function sourceCaption(signal, source, refused) {
+  const used = signal && signal.used ? signal.used : "spans";
+  const services = (signal && signal.metrics_services) || [];
+  const list = services.join(", ");
+  const sampled = signal && signal.requested === "metrics" ? "" : " (traces are sampled)";
+  let text;
+  if (refused) text = source === "metrics" ? "This API cannot read the totals from GenAI metrics yet: totals from spans." : "Totals from spans.";
+  else if (used === "metrics" && !services.length) text = "Totals from GenAI metrics: none in this window.";
+  else if (used === "metrics") text = `Totals ${services.length ? `for ${list} ` : ""}from GenAI metrics${sampled}.`;
+  else if (used === "both") text = `Totals ${services.length ? `for ${list} ` : "of some services "}from GenAI metrics${sampled}; other services from spans.`;
+  else if (source === "metrics") text = "No GenAI metrics in this window: totals from spans.";
+  else text = "Totals from spans.";
+  return h("p", { class: `source-caption${refused && source === "metrics" ? " notice" : ""}`, role: "status", dataset: { used: refused ? "spans" : used } }, text);
 }
 
 function tile(label, value, sub) {

@@ -72,14 +72,18 @@ export function timeWindow(params, fallback = "1h") {
   return { from: new Date(to.getTime() - range[2]).toISOString(), to: to.toISOString() };
 }
 
-/** Parses `#/page/arg?x=1&y=2` into {page, arg, params} (params: last value wins, `attr` is a list). */
+/** Parameters that repeat: always a list in `parseHash`'s params. */
+const LISTS = new Set(["attr", "filter"]);
+
+/** Parses `#/page/arg?x=1&y=2` into {page, arg, params} (params: last value wins, `attr` and `filter` are lists). */
 export function parseHash(hash) {
-  const [path, query = ""] = hash.replace(/^#/, "").split("?");
+  const [path, ...rest] = hash.replace(/^#/, "").split("?");
+  const query = rest.join("?");
   const parts = path.split("/").filter(Boolean);
   const params = {};
   const search = new URLSearchParams(query);
   for (const [k, v] of search) {
-    if (k === "attr") (params.attr = params.attr || []).push(v);
+    if (LISTS.has(k)) (params[k] = params[k] || []).push(v);
     else params[k] = v;
   }
   return { page: parts[0] || "", arg: parts[1] ? decodeURIComponent(parts[1]) : "", params };
@@ -93,6 +97,34 @@ export function hashOf(page, params = {}) {
   }
   const s = q.toString();
   return `#/${page}${s ? `?${s}` : ""}`;
+}
+
+/** OpenTelemetry's severity ranges: the name of a record's severity number. */
+const SEVERITY_NAMES = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"];
+
+/** A log record's severity as it reads: its text, else its number's range name. */
+export function severity(number, text) {
+  if (text) return text;
+  if (!number || number < 1 || number > 24) return "–";
+  return SEVERITY_NAMES[Math.floor((number - 1) / 4)];
+}
+
+/** The severity's range (for styling): trace, debug, info, warn, error, fatal or unset. */
+export function severityClass(number) {
+  if (!number || number < 1 || number > 24) return "unset";
+  return SEVERITY_NAMES[Math.floor((number - 1) / 4)].toLowerCase();
+}
+
+/** A record's body as text: a string as it is, anything else as JSON. */
+export function bodyText(body) {
+  if (body === null || body === undefined) return "";
+  return typeof body === "string" ? body : JSON.stringify(body);
+}
+
+/** Nanosecond-precise RFC 3339 time as milliseconds since the epoch (with fractions). */
+export function ms(iso) {
+  const m = /\.(\d+)/.exec(iso);
+  return Date.parse(iso) + (m && m[1].length > 3 ? Number(`0.${m[1].slice(3)}`) : 0);
 }
 
 /** A stable colour per name (services, models): a hue from its hash. */

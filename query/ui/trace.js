@@ -5,12 +5,16 @@
 // `#/trace/<id>?span=<span id>` names the selected span. Scores of the
 // trace and of the selected span show in the header and the detail, with a
 // form to add one (editors and admins); after a write the trace is re-read
-// until the score is stored.
+// until the score is stored. Log records of a span (the API puts a
+// trace's records on the spans they name) are marked on its row (a ≡ count,
+// and a tick on its bar per record, at its time) and listed in its detail;
+// records that name no span of the trace are listed in the header.
 
 import { get } from "./api.js";
 import { h, fact, notice, replace } from "./dom.js";
 import { renderChat } from "./chat.js";
 import { scoreChips, scoreTable, scoreForm, deleteScore, untilStored } from "./scores.js";
+import { severityChip } from "./logs.js";
 import * as fmt from "./format.js";
 
 const ROW = 26; // px per row
@@ -55,7 +59,7 @@ function scoreIds(trace) {
 
 function view(main, trace, selectedId, id) {
   const all = flatten(trace.roots);
-  const starts = all.map((r) => Date.parse(r.node.start_time) + fracMs(r.node.start_time));
+  const starts = all.map((r) => fmt.ms(r.node.start_time));
   const t0 = Math.min(...starts);
   const t1 = Math.max(...all.map((r, i) => starts[i] + r.node.duration_ms));
   const total = Math.max(t1 - t0, 0.001);
@@ -114,6 +118,10 @@ function view(main, trace, selectedId, id) {
   const root = trace.roots[0];
   const errors = all.filter((r) => r.node.status_code === 2).length;
   const services = [...new Set(all.map((r) => r.node.service))];
+  const traceLogs = trace.logs || [];
+  const logCount = traceLogs.length + all.reduce((a, r) => a + (r.node.logs || []).length, 0);
+  // The logs page over this trace's records, in a window around it.
+  const logsHref = fmt.hashOf("logs", { trace_id: trace.trace_id, from: new Date(t0 - 3600e3).toISOString(), to: new Date(t1 + 3600e3).toISOString() });
   const summary = h(
     "div",
     { class: "trace-head" },
@@ -128,8 +136,12 @@ function view(main, trace, selectedId, id) {
       fact("Services", services.length),
       fact("Cost", fmt.cost(trace.cost_usd)),
       fact("Errors", errors ? h("span", { class: "bad" }, `✕ ${errors}`) : "0"),
+      logCount ? fact("Logs", h("a", { href: logsHref, class: "trace-logs-link", title: "Search the records of this trace" }, fmt.int(logCount))) : null,
     ),
     h("div", { class: "trace-scores" }, h("span", { class: "muted small" }, "Scores"), traceScores, addTraceScore),
+    traceLogs.length
+      ? h("details", { class: "trace-logs" }, h("summary", {}, traceLogs.length === 1 ? "1 log record of the trace names no span of it" : `${fmt.int(traceLogs.length)} log records of the trace name no span of it`), logList(traceLogs, t0, null))
+      : null,
     trace.truncated ? notice("info", `This trace is longer than the API returns: the first ${fmt.int(trace.span_count)} spans by start time are shown.`) : null,
     h("p", { class: "legend" }, services.map((s) => h("span", { class: "svc" }, h("i", { style: null, class: "swatch", dataset: { colour: s } }), s))),
   );
@@ -166,6 +178,15 @@ function view(main, trace, selectedId, id) {
 
   function rowEl(r, position) {
     const n = r.node;
+    const logs = n.logs || [];
+    const worst = logs.reduce((a, l) => Math.max(a, l.severity_number || 0), 0);
+    // A tick per record (at most 50) at its time on the trace's axis.
+    const marks = logs.slice(0, 50).map((l) => {
+      const at = Math.min(1, Math.max(0, (fmt.ms(l.time) - t0) / total));
+      const mark = h("span", { class: `log-mark sev-${fmt.severityClass(l.severity_number)}`, title: `${fmt.severity(l.severity_number, l.severity_text)} ${l.event_name || ""} ${fmt.time(l.time)}` });
+      mark.style.left = `${at * 100}%`;
+      return mark;
+    });
     const isSelected = r.index === selected;
     const hasChildren = r.descendants > 0;
     const open = !collapsed.has(r.index);
@@ -195,8 +216,9 @@ function view(main, trace, selectedId, id) {
         n.status_code === 2 ? h("span", { class: "bad", title: "error" }, " ✕") : null,
         n.llm ? h("span", { class: "chip" }, n.llm.model) : null,
         n.scores && n.scores.length ? h("span", { class: "chip scored", title: n.scores.map((x) => x.name).join(", ") }, `★ ${n.scores.length}`) : null,
+        logs.length ? h("span", { class: `chip logs${worst >= 17 ? " bad-logs" : ""}`, title: `${logs.length} log record${logs.length === 1 ? "" : "s"}${worst >= 17 ? ", with errors" : ""}` }, `≡ ${logs.length}`) : null,
       ),
-      h("div", { class: "span-bar" }, h("span", { class: "bar", dataset: { left: r.offset / total, width: n.duration_ms / total, colour: n.service } }), h("span", { class: "bar-label" }, fmt.duration(n.duration_ms))),
+      h("div", { class: "span-bar" }, h("span", { class: "bar", dataset: { left: r.offset / total, width: n.duration_ms / total, colour: n.service } }), h("span", { class: "bar-label" }, fmt.duration(n.duration_ms)), marks),
     );
     el.style.top = `${position * ROW}px`;
     const indent = el.querySelector(".indent");
@@ -231,7 +253,7 @@ function view(main, trace, selectedId, id) {
     else if ((pos + 1) * ROW > tree.scrollTop + tree.clientHeight) tree.scrollTop = (pos + 1) * ROW - tree.clientHeight;
     draw();
     tree.setAttribute("aria-activedescendant", `span-${n.span_id}`);
-    renderDetail(detail, all[index], total, spanScoresPart(n));
+    renderDetail(detail, all[index], total, t0, spanScoresPart(n));
   }
 
   tree.addEventListener("scroll", () => requestAnimationFrame(draw), { passive: true });
@@ -264,12 +286,6 @@ function view(main, trace, selectedId, id) {
   };
 }
 
-/** Sub-millisecond part of an RFC 3339 time (Date.parse keeps milliseconds). */
-function fracMs(iso) {
-  const m = /\.(\d+)/.exec(iso);
-  return m && m[1].length > 3 ? Number(`0.${m[1].slice(3)}`) : 0;
-}
-
 function paintSwatches(el) {
   for (const s of el.querySelectorAll(".swatch")) s.style.background = fmt.colour(s.dataset.colour);
 }
@@ -282,7 +298,7 @@ function placeTicks(ruler) {
   }
 }
 
-function renderDetail(box, r, total, scores) {
+function renderDetail(box, r, total, t0, scores) {
   const n = r.node;
   const sections = [
     h("h2", {}, n.name),
@@ -300,6 +316,8 @@ function renderDetail(box, r, total, scores) {
   ];
   if (n.llm) sections.push(llm(n.llm));
   sections.push(scores);
+  const logs = n.logs || [];
+  if (logs.length) sections.push(h("section", { class: "span-logs", "aria-label": "Log records of the span" }, h("h3", {}, `Logs (${fmt.int(logs.length)})`), logList(logs, t0, n.service)));
   sections.push(kv("Attributes", n.attributes));
   if (Array.isArray(n.events) && n.events.length) {
     sections.push(
@@ -314,6 +332,43 @@ function renderDetail(box, r, total, scores) {
   if (Array.isArray(n.links) && n.links.length) sections.push(h("h3", {}, "Links"), h("pre", { class: "wrap" }, JSON.stringify(n.links, null, 2)));
   sections.push(kv("Resource", n.resource));
   replace(box, sections);
+}
+
+/** Log records, oldest first: time and offset in the trace, severity, event name, body and attributes. */
+function logList(records, t0, service) {
+  return h(
+    "ol",
+    { class: "logs" },
+    records.map((l) => {
+      const body = fmt.bodyText(l.body);
+      const attributes = l.attributes && typeof l.attributes === "object" && Object.keys(l.attributes).length ? l.attributes : null;
+      return h(
+        "li",
+        { class: "log-record", dataset: { severity: fmt.severityClass(l.severity_number) } },
+        h(
+          "div",
+          { class: "log-head" },
+          h("span", { class: "log-time" }, fmt.time(l.time)),
+          h("span", { class: "muted" }, ` (${offset(fmt.ms(l.time) - t0)}) `),
+          severityChip(l),
+          l.event_name ? h("code", { class: "event-name" }, l.event_name) : null,
+          l.service && l.service !== service ? h("span", { class: "chip" }, l.service) : null,
+        ),
+        body ? h("pre", { class: "wrap log-body" }, clip(body, 4000)) : null,
+        attributes ? kvTable(attributes) : null,
+      );
+    }),
+  );
+}
+
+/** A time relative to the trace's start: +12 ms, or −3 ms before it. */
+function offset(d) {
+  return d < 0 ? `−${fmt.duration(-d)}` : `+${fmt.duration(d)}`;
+}
+
+/** `text` cut to `n` characters (a body may be tens of kilobytes). */
+function clip(text, n) {
+  return text.length > n ? `${text.slice(0, n)}… (${fmt.int(text.length)} characters)` : text;
 }
 
 function llm(c) {
