@@ -36,7 +36,12 @@ const MARKERS: &[&str] = &[
     "acme-env",
     "gpt-4o-mini",
     "confidential",
+    "acme_secret", // the attribute key as Prometheus spells a label
 ];
+
+/// When the metrics were sent (unix seconds): the Prometheus API's instant
+/// queries are evaluated then.
+static SIGNALS_SENT_AT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// A trace of two spans: a root with an attribute and a model call.
 fn trace(id: u8, tenant: &str, model: &str) -> ExportTraceServiceRequest {
@@ -170,6 +175,9 @@ fn operations() -> Vec<Operation> {
 
 /// The operation's path with acme's values in its path parameters.
 fn concrete(op: &Operation) -> String {
+    if op.path.starts_with("/api/prom/") {
+        return prometheus_concrete(op);
+    }
     let tag = if op.path.starts_with("/api/v2/") {
         "resource.service.name"
     } else {
@@ -189,6 +197,26 @@ fn concrete(op: &Operation) -> String {
         "/api/v1/metrics/labels" | "/api/v1/metrics/query" => {
             format!("{path}?name={ACME_METRIC}")
         }
+        _ => path,
+    }
+}
+
+/// A Prometheus API route with parameters that show acme's metric: its
+/// series (`job` is acme's service), label names and `job`'s values.
+fn prometheus_concrete(op: &Operation) -> String {
+    let sent = SIGNALS_SENT_AT.load(std::sync::atomic::Ordering::Relaxed);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let path = op.path.replace("{name}", "job");
+    match op.path.as_str() {
+        "/api/prom/api/v1/query_range" => format!(
+            "{path}?query=queue_depth&start={}&end={now}&step=60",
+            now - 3600
+        ),
+        "/api/prom/api/v1/query" => format!("{path}?query=queue_depth&time={}", sent + 1),
+        "/api/prom/api/v1/series" => format!("{path}?match[]=queue_depth"),
         _ => path,
     }
 }
@@ -287,6 +315,11 @@ async fn signals(pipeline: &Pipeline, key: &str, svc: &str, body: &str) {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64;
+    SIGNALS_SENT_AT.store(now / 1_000_000_000, std::sync::atomic::Ordering::Relaxed);
+    let mut attributes = vec![kv_str("svc", svc)];
+    if svc.starts_with("acme") {
+        attributes.push(kv_str("acme.secret", "acme-marker-7"));
+    }
     let resource = Some(Resource {
         attributes: vec![kv_str("service.name", svc)],
         ..Default::default()
@@ -312,7 +345,7 @@ async fn signals(pipeline: &Pipeline, key: &str, svc: &str, body: &str) {
                     },
                     data: Some(metric::Data::Gauge(Gauge {
                         data_points: vec![NumberDataPoint {
-                            attributes: vec![kv_str("svc", svc)],
+                            attributes,
                             time_unix_nano: now,
                             value: Some(number_data_point::Value::AsDouble(3.0)),
                             ..Default::default()
@@ -522,7 +555,10 @@ async fn every_operation_checks_auth_keeps_tenants_apart_and_names_bad_parameter
         let path = with_query(&concrete(op), probe_query(op));
         let acme = c.call(Method::GET, &path, Some(&acme_viewer)).await;
         assert_eq!(acme.status, 200, "GET {} for acme: {}", op.path, acme.body);
-        let data = !matches!(op.path.as_str(), "/api/echo" | "/api/status/buildinfo");
+        let data = !matches!(
+            op.path.as_str(),
+            "/api/echo" | "/api/status/buildinfo" | "/api/prom/api/v1/status/buildinfo"
+        );
         if data {
             assert!(
                 !acme.markers().is_empty(),
@@ -657,7 +693,7 @@ async fn every_operation_checks_auth_keeps_tenants_apart_and_names_bad_parameter
                     "1'%20OR%20'1'='1",
                     "ffffffffffffffffffffffffffffffffffffffff",
                 ],
-                "tag" => &[&long_tag, "%ZZ", "%27%3B%20DROP"],
+                "tag" | "name" => &[&long_tag, "%ZZ", "%27%3B%20DROP"],
                 "session_id" | "user_id" => &[&long_tag, "%ZZ", "%27%3B%20DROP"],
                 other => panic!("no hostile values for path parameter {other}"),
             };
@@ -667,7 +703,9 @@ async fn every_operation_checks_auth_keeps_tenants_apart_and_names_bad_parameter
                 let a = c.call(Method::GET, &path, Some(&beta_viewer)).await;
                 assert!(
                     a.status == 400 && a.parameter() == *name
-                        || (name == "tag" && a.status == 200 && a.markers().is_empty())
+                        || (matches!(name.as_str(), "tag" | "name")
+                            && a.status == 200
+                            && a.markers().is_empty())
                         || (lookup && a.status == 404),
                     "GET {path}: {} {}",
                     a.status,

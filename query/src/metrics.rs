@@ -346,7 +346,7 @@ fn method(m: &warp::http::Method) -> &'static str {
 
 /// Every route template the API serves (the OpenAPI document's paths, a
 /// test checks), and `other`.
-pub const ROUTES: [&str; 36] = [
+pub const ROUTES: [&str; 42] = [
     "/healthz",
     "/readyz",
     "/metrics",
@@ -382,6 +382,12 @@ pub const ROUTES: [&str; 36] = [
     "/api/v2/search/tags",
     "/api/search/tag/{tag}/values",
     "/api/v2/search/tag/{tag}/values",
+    "/api/prom/api/v1/query_range",
+    "/api/prom/api/v1/query",
+    "/api/prom/api/v1/labels",
+    "/api/prom/api/v1/label/{name}/values",
+    "/api/prom/api/v1/series",
+    "/api/prom/api/v1/status/buildinfo",
     "other",
 ];
 
@@ -437,6 +443,14 @@ pub fn route(path: &str) -> &'static str {
         ["api", "v2", "search", "tags"] => "/api/v2/search/tags",
         ["api", "search", "tag", _, "values"] => "/api/search/tag/{tag}/values",
         ["api", "v2", "search", "tag", _, "values"] => "/api/v2/search/tag/{tag}/values",
+        ["api", "prom", "api", "v1", "query_range"] => "/api/prom/api/v1/query_range",
+        ["api", "prom", "api", "v1", "query"] => "/api/prom/api/v1/query",
+        ["api", "prom", "api", "v1", "labels"] => "/api/prom/api/v1/labels",
+        ["api", "prom", "api", "v1", "label", _, "values"] => {
+            "/api/prom/api/v1/label/{name}/values"
+        }
+        ["api", "prom", "api", "v1", "series"] => "/api/prom/api/v1/series",
+        ["api", "prom", "api", "v1", "status", "buildinfo"] => "/api/prom/api/v1/status/buildinfo",
         _ => "other",
     }
 }
@@ -481,6 +495,18 @@ mod tests {
                 "/api/v2/search/tag/.service.name/values",
                 "/api/v2/search/tag/{tag}/values",
             ),
+            (
+                "/api/prom/api/v1/query_range",
+                "/api/prom/api/v1/query_range",
+            ),
+            (
+                "/api/prom/api/v1/label/gen_ai_system/values",
+                "/api/prom/api/v1/label/{name}/values",
+            ),
+            (
+                "/api/prom/api/v1/status/buildinfo",
+                "/api/prom/api/v1/status/buildinfo",
+            ),
         ] {
             assert_eq!(route(path), want, "{path}");
         }
@@ -496,6 +522,8 @@ mod tests {
             "/api/v1/budgets/services",
             "/api/search/tag//values",
             "/api/v3/search/tags",
+            "/api/prom/api/v1/label//values",
+            "/api/prom/api/v2/query",
             "/wp-admin/setup.php",
             "/a/b/c/d/e/f/g/h/i",
         ] {

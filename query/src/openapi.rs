@@ -237,7 +237,9 @@ mod tests {
             .unwrap()
             .keys()
             .map(String::as_str)
-            .filter(|p| p.starts_with("/api/") && !p.starts_with("/api/v1/"))
+            .filter(|p| {
+                p.starts_with("/api/") && !p.starts_with("/api/v1/") && !p.starts_with("/api/prom/")
+            })
             .collect();
         assert_eq!(
             tempo_paths,

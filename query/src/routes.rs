@@ -284,12 +284,64 @@ fn evaluation_routes(state: State) -> BoxedFilter<(warp::reply::Response,)> {
         .and(with_state(state.clone()))
         .and_then(v1::metric_query)
         .boxed();
+    // Prometheus' HTTP API for Grafana's Prometheus data source
+    // (`crate::promql::api`): GET, or POST with a form body.
+    let prom_params = crate::promql::api::params;
+    let prom_query_range = warp::path!("api" / "prom" / "api" / "v1" / "query_range")
+        .and(prom_params())
+        .and(viewer())
+        .and(with_state(state.clone()))
+        .and_then(crate::promql::api::query_range)
+        .boxed();
+    let prom_query = warp::path!("api" / "prom" / "api" / "v1" / "query")
+        .and(prom_params())
+        .and(viewer())
+        .and(with_state(state.clone()))
+        .and_then(crate::promql::api::query)
+        .boxed();
+    let prom_labels = warp::path!("api" / "prom" / "api" / "v1" / "labels")
+        .and(prom_params())
+        .and(viewer())
+        .and(with_state(state.clone()))
+        .and_then(crate::promql::api::labels)
+        .boxed();
+    let prom_label_values =
+        warp::path!("api" / "prom" / "api" / "v1" / "label" / String / "values")
+            .and(warp::get())
+            .and(query())
+            .and(viewer())
+            .and(with_state(state.clone()))
+            .and_then(crate::promql::api::label_values)
+            .boxed();
+    let prom_series = warp::path!("api" / "prom" / "api" / "v1" / "series")
+        .and(prom_params())
+        .and(viewer())
+        .and(with_state(state.clone()))
+        .and_then(crate::promql::api::series)
+        .boxed();
+    let prom_buildinfo = warp::path!("api" / "prom" / "api" / "v1" / "status" / "buildinfo")
+        .and(warp::get())
+        .and(viewer())
+        .map(|_: Claims| crate::promql::api::buildinfo())
+        .boxed();
     let signals = logs
         .or(metric_names)
         .unify()
         .or(metric_labels)
         .unify()
         .or(metric_query)
+        .unify()
+        .or(prom_query_range)
+        .unify()
+        .or(prom_query)
+        .unify()
+        .or(prom_labels)
+        .unify()
+        .or(prom_label_values)
+        .unify()
+        .or(prom_series)
+        .unify()
+        .or(prom_buildinfo)
         .unify()
         .boxed();
     post_scores

@@ -19,7 +19,9 @@ pub const MAX_QUERY_BYTES: usize = 64 * 1024;
 pub const MAX_DEPTH: usize = 64;
 
 /// The supported subset, as [`ParseError::Unsupported`] names it.
-pub const SUBSET: &str = "selectors, rate, increase, sum/avg/min/max/count by, histogram_quantile";
+pub const SUBSET: &str =
+    "selectors, rate, increase, sum/avg/min/max/count by, histogram_quantile, \
+     numbers, and + - * / between numbers or between a vector and a number";
 
 /// Largest compiled program of one regular-expression matcher, in bytes.
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
@@ -64,8 +66,71 @@ pub enum Expr {
         /// The buckets, an instant vector.
         expr: Box<Expr>,
     },
-    /// A number literal (also `Inf` and `NaN`).
+    /// `lhs op rhs` between an instant vector and a number (either side);
+    /// arithmetic between two numbers is folded into [`Expr::Number`] as
+    /// it is parsed, and unary minus on a vector is `-1 * vector`.
+    Binary {
+        /// The operator.
+        op: BinaryOp,
+        /// The left operand: a vector or a number.
+        lhs: Box<Expr>,
+        /// The right operand: a number if `lhs` is a vector, else a vector.
+        rhs: Box<Expr>,
+    },
+    /// A number literal (also `Inf` and `NaN`), or arithmetic between
+    /// numbers, folded.
     Number(f64),
+}
+
+/// The supported binary operators: arithmetic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinaryOp {
+    /// `+`.
+    Add,
+    /// `-`.
+    Sub,
+    /// `*`.
+    Mul,
+    /// `/` (IEEE 754: `x / 0` is infinite, `0 / 0` is NaN, as Prometheus).
+    Div,
+}
+
+impl BinaryOp {
+    /// The operator as PromQL spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "+",
+            BinaryOp::Sub => "-",
+            BinaryOp::Mul => "*",
+            BinaryOp::Div => "/",
+        }
+    }
+
+    /// `lhs op rhs`.
+    pub fn apply(self, lhs: f64, rhs: f64) -> f64 {
+        match self {
+            BinaryOp::Add => lhs + rhs,
+            BinaryOp::Sub => lhs - rhs,
+            BinaryOp::Mul => lhs * rhs,
+            BinaryOp::Div => lhs / rhs,
+        }
+    }
+
+    fn from_token(tok: &Tok) -> Option<BinaryOp> {
+        match tok {
+            Tok::Op("+") => Some(BinaryOp::Add),
+            Tok::Op("-") => Some(BinaryOp::Sub),
+            Tok::Op("*") => Some(BinaryOp::Mul),
+            Tok::Op("/") => Some(BinaryOp::Div),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for BinaryOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A vector selector: the series with this metric name and these labels.
@@ -490,6 +555,12 @@ fn number(src: &str, start: usize) -> Result<(Tok, usize), ParseError> {
         .get(i)
         .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'.');
     match value {
+        // As Prometheus (Go's ParseFloat): a literal too large for a float
+        // is an error, not infinity (write `Inf` for that).
+        Some(v) if !trailing && v.is_infinite() => Err(invalid(
+            format!("the number `{}` is out of range", excerpt(&src[start..i])),
+            start,
+        )),
         Some(v) if !trailing => Ok((Tok::Number(v), i)),
         _ => {
             let mut end = i;
@@ -508,7 +579,7 @@ fn number(src: &str, start: usize) -> Result<(Tok, usize), ParseError> {
 
 /// A Prometheus duration such as `1h30m`: units `y` (365 days), `w`, `d`,
 /// `h`, `m`, `s`, `ms`, each at most once and largest first.
-fn parse_duration(text: &str) -> Option<Duration> {
+pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
     const DAY: u64 = 24 * 60 * 60 * 1000;
     const UNITS: [(&str, u64); 7] = [
         ("y", 365 * DAY),
@@ -666,6 +737,7 @@ enum Kind {
 fn kind(e: &Expr) -> Kind {
     match e {
         Expr::Number(_) => Kind::Number,
+        Expr::Binary { .. } => Kind::Instant,
         Expr::Selector(s) if s.range.is_some() => Kind::Range,
         _ => Kind::Instant,
     }
@@ -681,6 +753,40 @@ fn instant(what: &str, e: Expr, pos: usize) -> Result<Box<Expr>, ParseError> {
                 "{what} needs an instant vector; wrap the range selector in rate() or increase()"
             ),
             pos,
+        )),
+    }
+}
+
+/// `lhs op rhs` (each with where it starts), the operator at `op_pos`:
+/// two numbers fold into one; a vector and a number make an
+/// [`Expr::Binary`]; two vectors are outside the subset.
+fn binary(
+    op: BinaryOp,
+    (lhs, lhs_pos): (Expr, usize),
+    (rhs, rhs_pos): (Expr, usize),
+    op_pos: usize,
+) -> Result<Expr, ParseError> {
+    for (e, pos) in [(&lhs, lhs_pos), (&rhs, rhs_pos)] {
+        if kind(e) == Kind::Range {
+            return Err(invalid(
+                format!(
+                    "the binary operator \"{op}\" needs numbers or instant vectors; wrap the \
+                     range selector in rate() or increase()"
+                ),
+                pos,
+            ));
+        }
+    }
+    match (&lhs, &rhs) {
+        (Expr::Number(a), Expr::Number(b)) => Ok(Expr::Number(op.apply(*a, *b))),
+        (Expr::Number(_), _) | (_, Expr::Number(_)) => Ok(Expr::Binary {
+            op,
+            lhs: Box::new(lhs),
+            rhs: Box::new(rhs),
+        }),
+        _ => Err(unsupported(
+            format!("the binary operator \"{op}\" between two vectors"),
+            op_pos,
         )),
     }
 }
@@ -829,19 +935,101 @@ impl Parser<'_> {
         }
     }
 
-    /// An expression and where it starts.
+    /// An expression and where it starts: terms joined by `+` and `-`
+    /// (left-associative, below `*` and `/`, as in PromQL).
     fn expr(&mut self) -> Result<(Expr, usize), ParseError> {
         let pos = self.peek().start;
         if self.depth >= MAX_DEPTH {
             return Err(ParseError::TooDeep { pos });
         }
         self.depth += 1;
+        let mut lhs = self.term()?;
+        while let Some(op) = BinaryOp::from_token(&self.peek().tok)
+            .filter(|op| matches!(op, BinaryOp::Add | BinaryOp::Sub))
+        {
+            let op_pos = self.bump().start;
+            self.no_modifier()?;
+            let rhs = self.term()?;
+            let start = lhs.1;
+            lhs = (binary(op, lhs, rhs, op_pos)?, start);
+        }
+        self.depth -= 1;
+        Ok((lhs.0, pos))
+    }
+
+    /// Factors joined by `*` and `/`, and where they start.
+    fn term(&mut self) -> Result<(Expr, usize), ParseError> {
+        let mut lhs = self.unary()?;
+        while let Some(op) = BinaryOp::from_token(&self.peek().tok)
+            .filter(|op| matches!(op, BinaryOp::Mul | BinaryOp::Div))
+        {
+            let op_pos = self.bump().start;
+            self.no_modifier()?;
+            let rhs = self.unary()?;
+            let start = lhs.1;
+            lhs = (binary(op, lhs, rhs, op_pos)?, start);
+        }
+        Ok(lhs)
+    }
+
+    /// Refuses what may follow a binary operator in PromQL but not here:
+    /// `bool`, and vector matching (`on(…)`, `ignoring(…)`, …).
+    fn no_modifier(&self) -> Result<(), ParseError> {
+        let t = self.peek();
+        let Tok::Ident(word) = &t.tok else {
+            return Ok(());
+        };
+        let lower = word.to_ascii_lowercase();
+        let next = &self.peek_second().tok;
+        match lower.as_str() {
+            "on" | "ignoring" | "group_left" | "group_right" if *next == Tok::LParen => Err(
+                unsupported(format!("vector matching with \"{lower}\""), t.start),
+            ),
+            "bool"
+                if !matches!(
+                    next,
+                    Tok::LBrace | Tok::LBracket | Tok::End | Tok::RParen | Tok::Comma
+                ) && BinaryOp::from_token(next).is_none() =>
+            {
+                Err(unsupported("the bool modifier", t.start))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A factor with its signs (`-x`, `+x`, `--x`), and where it starts.
+    fn unary(&mut self) -> Result<(Expr, usize), ParseError> {
+        let pos = self.peek().start;
+        let mut negate = false;
+        while let Tok::Op(op @ ("+" | "-")) = self.peek().tok {
+            negate ^= op == "-";
+            self.bump();
+        }
+        let operand = self.peek().start;
         let e = self.primary()?;
         if self.peek().tok == Tok::LBracket {
             return Err(self.bracket_error());
         }
-        self.depth -= 1;
-        Ok((e, pos))
+        if pos == operand {
+            return Ok((e, pos));
+        }
+        match e {
+            Expr::Number(n) if negate => Ok((Expr::Number(-n), pos)),
+            e if kind(&e) == Kind::Range => Err(invalid(
+                "a unary sign needs a number or an instant vector; wrap the range selector in \
+                 rate() or increase()",
+                operand,
+            )),
+            e if negate => Ok((
+                Expr::Binary {
+                    op: BinaryOp::Mul,
+                    lhs: Box::new(Expr::Number(-1.0)),
+                    rhs: Box::new(e),
+                },
+                pos,
+            )),
+            e => Ok((e, pos)),
+        }
     }
 
     fn primary(&mut self) -> Result<Expr, ParseError> {
@@ -863,9 +1051,6 @@ impl Parser<'_> {
             )),
             Tok::Str(_) => Err(unsupported("a string literal as an expression", t.start)),
             Tok::LBrace => self.selector(None, t.start),
-            Tok::Op(op @ ("+" | "-")) => {
-                Err(unsupported(format!("the unary operator \"{op}\""), t.start))
-            }
             Tok::Ident(word) => self.identifier(word, t.start),
             _ => Err(self.unexpected("an expression")),
         }
@@ -1529,11 +1714,103 @@ mod tests {
     }
 
     #[test]
+    fn arithmetic_between_numbers_folds() {
+        for (q, v) in [
+            ("1+1", 2.0),
+            ("1 + 2 * 3", 7.0),
+            ("(1 + 2) * 3", 9.0),
+            ("10 - 4 - 3", 3.0),
+            ("12 / 2 / 3", 2.0),
+            ("-1", -1.0),
+            ("- -2", 2.0),
+            ("+3", 3.0),
+            ("2 * -3", -6.0),
+            ("1 - -1", 2.0),
+            ("-Inf", f64::NEG_INFINITY),
+            ("1 / 0", f64::INFINITY),
+        ] {
+            assert_eq!(ok(q), Expr::Number(v), "{q}");
+        }
+        assert!(matches!(ok("0 / 0"), Expr::Number(n) if n.is_nan()));
+        assert!(matches!(
+            ok("histogram_quantile(1 - 0.05, m_bucket)"),
+            Expr::HistogramQuantile { q, .. } if (q - 0.95).abs() < 1e-12
+        ));
+        invalid_at("9".repeat(400).as_str(), "is out of range", 0);
+        invalid_at("1 + 1e999", "is out of range", 4);
+    }
+
+    #[test]
+    fn arithmetic_between_a_vector_and_a_number() {
+        let m = || Box::new(Expr::Selector(sel(Some("m"), vec![], None)));
+        assert_eq!(
+            ok("m * 60"),
+            Expr::Binary {
+                op: BinaryOp::Mul,
+                lhs: m(),
+                rhs: Box::new(Expr::Number(60.0)),
+            }
+        );
+        assert_eq!(
+            ok("1 - m"),
+            Expr::Binary {
+                op: BinaryOp::Sub,
+                lhs: Box::new(Expr::Number(1.0)),
+                rhs: m(),
+            }
+        );
+        // Numbers fold first: `m * 2 * 30` is `(m * 2) * 30`, `m * (2 * 30)` one node.
+        assert_eq!(
+            ok("m * (2 * 30)"),
+            Expr::Binary {
+                op: BinaryOp::Mul,
+                lhs: m(),
+                rhs: Box::new(Expr::Number(60.0)),
+            }
+        );
+        assert!(matches!(
+            ok("m * 2 * 30"),
+            Expr::Binary { op: BinaryOp::Mul, lhs, .. } if matches!(*lhs, Expr::Binary { .. })
+        ));
+        // Precedence: `*` before `+`.
+        assert!(matches!(
+            ok("1 + m * 2"),
+            Expr::Binary { op: BinaryOp::Add, lhs, .. } if *lhs == Expr::Number(1.0)
+        ));
+        assert_eq!(
+            ok("-m"),
+            Expr::Binary {
+                op: BinaryOp::Mul,
+                lhs: Box::new(Expr::Number(-1.0)),
+                rhs: m(),
+            }
+        );
+        assert_eq!(ok("+m"), ok("m"));
+        assert!(matches!(
+            ok("sum by (a) (rate(m[5m]) * 60) / 1000"),
+            Expr::Binary {
+                op: BinaryOp::Div,
+                ..
+            }
+        ));
+        assert!(matches!(
+            ok("histogram_quantile(0.9, sum by (le) (rate(m_bucket[5m]))) * 1000"),
+            Expr::Binary { .. }
+        ));
+        let range = "needs numbers or instant vectors";
+        invalid_at("m[5m] * 2", range, 0);
+        invalid_at("2 * m[5m]", range, 4);
+        invalid_at("-m[5m]", "a unary sign needs", 1);
+        invalid_at("sum(2 * 3)", "sum() needs a vector, not a number", 4);
+        invalid_at("1 +", "expected an expression", 3);
+    }
+
+    #[test]
     fn refused_constructs_name_themselves() {
         refused("a / b", "the binary operator \"/\"", 2);
-        assert!(err("a / b")
-            .to_string()
-            .starts_with("unsupported PromQL: the binary operator \"/\" at byte 2"));
+        assert!(err("a / b").to_string().starts_with(
+            "unsupported PromQL: the binary operator \"/\" between two vectors at byte 2"
+        ));
         for op in ["+", "-", "*", "%", "^"] {
             refused(
                 &format!("a {op} b"),
@@ -1546,8 +1823,16 @@ mod tests {
             "the binary operator \"/\"",
             17,
         );
-        refused("rate(a[5m]) * 60", "the binary operator \"*\"", 12);
-        refused("1+1", "the binary operator \"+\"", 1);
+        refused("1 % 2", "the binary operator \"%\"", 2);
+        refused("rate(a[5m]) ^ 2", "the binary operator \"^\"", 12);
+        refused(
+            "2 * a + b",
+            "the binary operator \"+\" between two vectors",
+            6,
+        );
+        refused("a + on(job) b", "vector matching with \"on\"", 4);
+        refused("a * ignoring(x) b", "vector matching with \"ignoring\"", 4);
+        refused("a + bool 1", "the bool modifier", 4);
         for op in ["==", "!=", ">", ">=", "<", "<="] {
             refused(
                 &format!("a {op} 1"),
@@ -1610,12 +1895,6 @@ mod tests {
         refused("topk by (a) (5, b)", "the aggregation \"topk\"", 0);
         refused("sum without (a) (b)", "grouping with \"without\"", 4);
         refused("sum(b) without (a)", "grouping with \"without\"", 7);
-        refused("-a", "the unary operator \"-\"", 0);
-        refused(
-            "histogram_quantile(-0.5, a)",
-            "the unary operator \"-\"",
-            19,
-        );
         refused("\"text\"", "a string literal as an expression", 0);
     }
 
@@ -1641,6 +1920,7 @@ mod tests {
         invalid_at(r#"sum by ("") (c)"#, "a label name cannot be empty", 8);
         let hq = "histogram_quantile() needs a number between 0 and 1";
         invalid_at("histogram_quantile(1.5, m)", hq, 19);
+        invalid_at("histogram_quantile(-0.5, m)", hq, 19);
         invalid_at("histogram_quantile(NaN, m)", hq, 19);
         invalid_at("histogram_quantile(Inf, m)", hq, 19);
         invalid_at("histogram_quantile(m, 0.5)", hq, 19);
@@ -1740,7 +2020,7 @@ mod tests {
         invalid_at("sum(m)[5m]", "can only follow a metric selector", 6);
         invalid_at("rate(,)", "expected an expression", 5);
         // Positions are bytes, not characters.
-        refused("m{a=\"ééé\"} / 2", "the binary operator \"/\"", 14);
+        refused("m{a=\"ééé\"} / b", "the binary operator \"/\"", 14);
     }
 
     #[test]
