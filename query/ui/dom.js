@@ -1,6 +1,8 @@
 // Building DOM nodes. Text is always set as text (textContent), never parsed
 // as HTML: span names, attributes and messages are data, whatever they hold.
 
+import { RANGES } from "./format.js";
+
 /**
  * h("a", {href: "#/x", class: "c", onclick: fn}, "text", child, [more])
  * Strings and numbers become text nodes; null and false are skipped.
@@ -59,4 +61,39 @@ export function notice(kind, text) {
 /** A term and its value, for a <dl class="facts">. */
 export function fact(label, value) {
   return [h("dt", {}, label), h("dd", {}, value)];
+}
+
+/**
+ * A filter form's time window: a preset select (`range`) and, for
+ * "Custom", UTC `from`/`to` inputs shown beside it. Returns both nodes.
+ */
+export function timeRange(params) {
+  const range = h(
+    "select",
+    { name: "range" },
+    RANGES.map(([k, label]) => h("option", { value: k, selected: (params.range || "1h") === k && !params.from }, label)),
+    h("option", { value: "custom", selected: !!params.from }, "Custom"),
+  );
+  const local = (iso) => (iso ? new Date(iso).toISOString().slice(0, 19) : "");
+  const from = h("input", { type: "datetime-local", name: "from", step: 1, value: local(params.from) });
+  const to = h("input", { type: "datetime-local", name: "to", step: 1, value: local(params.to) });
+  const custom = h("span", { class: "custom", hidden: !params.from }, field("From (UTC)", from), field("To (UTC)", to));
+  range.addEventListener("change", () => (custom.hidden = range.value !== "custom"));
+  return [field("Time", range), custom];
+}
+
+/**
+ * Puts the form value `k`=`v` of a [timeRange] into the URL's parameters
+ * `next`; false when `k` is not one of its fields.
+ */
+export function takeTimeRange(data, k, v, next) {
+  if (k === "range") {
+    if (v !== "custom") next.range = v;
+    return true;
+  }
+  if (k === "from" || k === "to") {
+    if (data.get("range") === "custom" && v) next[k] = new Date(`${v}Z`).toISOString();
+    return true;
+  }
+  return false;
 }

@@ -3,7 +3,7 @@
 // can be shared and the back button goes to the previous page.
 
 import { get } from "./api.js";
-import { h, field, notice } from "./dom.js";
+import { h, field, notice, timeRange, takeTimeRange } from "./dom.js";
 import * as fmt from "./format.js";
 
 const COLUMNS = [
@@ -40,17 +40,7 @@ export function render(main, _arg, params) {
 }
 
 function filters(params) {
-  const range = h(
-    "select",
-    { name: "range" },
-    fmt.RANGES.map(([k, label]) => h("option", { value: k, selected: (params.range || "1h") === k && !params.from }, label)),
-    h("option", { value: "custom", selected: !!params.from }, "Custom"),
-  );
-  const local = (iso) => (iso ? new Date(iso).toISOString().slice(0, 19) : "");
-  const from = h("input", { type: "datetime-local", name: "from", step: 1, value: local(params.from) });
-  const to = h("input", { type: "datetime-local", name: "to", step: 1, value: local(params.to) });
-  const custom = h("span", { class: "custom", hidden: !params.from }, field("From (UTC)", from), field("To (UTC)", to));
-  range.addEventListener("change", () => (custom.hidden = range.value !== "custom"));
+  const time = timeRange(params);
   const status = h(
     "select",
     { name: "status" },
@@ -72,8 +62,7 @@ function filters(params) {
   const form = h(
     "form",
     { class: "filters", role: "search", "aria-label": "Trace filters" },
-    field("Time", range),
-    custom,
+    ...time,
     field("Status", status),
     inputs,
     field("Text", q),
@@ -86,11 +75,8 @@ function filters(params) {
     const data = new FormData(form);
     for (const [k, v] of data) {
       if (k === "attr") next.attr = String(v).split("\n").map((s) => s.trim()).filter(Boolean);
-      else if (k === "range") {
-        if (v !== "custom") next.range = v;
-      } else if (k === "from" || k === "to") {
-        if (data.get("range") === "custom" && v) next[k] = new Date(`${v}Z`).toISOString();
-      } else if (String(v).trim()) next[k] = String(v).trim();
+      else if (takeTimeRange(data, k, v, next)) continue;
+      else if (String(v).trim()) next[k] = String(v).trim();
     }
     location.hash = fmt.hashOf("traces", next);
   });
