@@ -105,7 +105,9 @@ DISTINCT=${DEMO_DISTINCT:-$(( 5000 * SECONDS_TO_RUN / 100 ))}
   --spans-per-request 100 --content-bytes 300 --duration "${SECONDS_TO_RUN}s" --unique-ids \
   --distinct "$DISTINCT"
 echo "[demo] sending OTLP metrics (GenAI histograms, counters, gauges) and logs (GenAI events, application logs)" >&2
-"$BIN/signalgen" --signal metrics --requests 20 --per-request 1000 --series 200 >/dev/null
+# Services of their own: these metrics describe other calls than the traces
+# above, and `source=auto` would take them for the traces' services' calls.
+"$BIN/signalgen" --signal metrics --requests 20 --per-request 1000 --series 200 --service-prefix metrics- >/dev/null
 "$BIN/signalgen" --signal logs --requests 20 --per-request 500 >/dev/null
 sleep "${DEMO_SETTLE_SECONDS:-12}" # the Tempo sink cuts its blocks every 10 s here
 FROM=$(date -u -d '-1 hour' +%Y-%m-%dT%H:%M:%SZ)

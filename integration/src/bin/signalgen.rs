@@ -95,6 +95,10 @@ struct Args {
     /// Resources (`service.name`s) the series and records are spread over.
     #[arg(long, default_value_t = 5)]
     services: u64,
+    /// Put in front of every `service.name` (the demo keeps its metrics'
+    /// services apart from its traces' ones, which describe other calls).
+    #[arg(long, default_value = "")]
+    service_prefix: String,
     /// Requests in flight at once.
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
@@ -314,12 +318,12 @@ fn series_of(s: u64, services: u64) -> (u64, Template, Vec<KeyValue>) {
     (service, template, attributes)
 }
 
-fn resource(service: u64) -> Resource {
+fn resource(prefix: &str, service: u64) -> Resource {
     let name = SERVICES[(service % SERVICES.len() as u64) as usize];
     let name = if service < SERVICES.len() as u64 {
-        name.to_owned()
+        format!("{prefix}{name}")
     } else {
-        format!("{name}-{service}")
+        format!("{prefix}{name}-{service}")
     };
     Resource {
         attributes: vec![
@@ -361,6 +365,7 @@ struct Plan {
     t0: u64,
     seed: u64,
     body_bytes: usize,
+    service_prefix: String,
 }
 
 impl Plan {
@@ -501,7 +506,7 @@ impl Plan {
             resource_metrics: by_service
                 .into_iter()
                 .map(|(service, metrics)| ResourceMetrics {
-                    resource: Some(resource(service)),
+                    resource: Some(resource(&self.service_prefix, service)),
                     scope_metrics: vec![ScopeMetrics {
                         scope: Some(InstrumentationScope {
                             name: "opentelemetry.instrumentation.genai".into(),
@@ -634,7 +639,7 @@ impl Plan {
             resource_logs: by_service
                 .into_iter()
                 .map(|(service, records)| ResourceLogs {
-                    resource: Some(resource(service)),
+                    resource: Some(resource(&self.service_prefix, service)),
                     scope_logs: vec![ScopeLogs {
                         scope: Some(InstrumentationScope {
                             name: "app.llm".into(),
@@ -773,6 +778,7 @@ async fn main() -> anyhow::Result<()> {
         interval_ns,
         t0: now - span,
         seed: args.seed,
+        service_prefix: args.service_prefix.clone(),
         body_bytes: args.body_bytes,
     });
     let (sample, _) = plan.request(0);
