@@ -29,6 +29,8 @@ pub enum Command {
     Timescale(Box<TimescaleArgs>),
     /// Consume traces into Grafana Tempo vParquet4 blocks in object storage.
     Tempo(Box<TempoArgs>),
+    /// Compact the Tempo blocks, apply their retention, write the tenant index.
+    Compact(Box<CompactArgs>),
     /// Apply the PostgreSQL migrations and exit.
     Migrate(DbArgs),
     /// Read a range of the topic again through a sink (backfill), then exit.
@@ -507,10 +509,7 @@ pub struct TempoArgs {
 impl TempoArgs {
     /// The object store URL, the default filled in.
     pub fn store_url(&self) -> String {
-        self.object_store_url
-            .clone()
-            .filter(|u| !u.trim().is_empty())
-            .unwrap_or_else(|| self.data_dir.join("blocks").display().to_string())
+        store_url(self.object_store_url.as_deref(), &self.data_dir)
     }
 
     /// Checks the settings.
@@ -524,6 +523,164 @@ impl TempoArgs {
         if self.tempo_block_max_age.is_zero() {
             return Err(invalid("TEMPO_BLOCK_MAX_AGE", "must be positive"));
         }
+        Ok(())
+    }
+}
+
+/// `OBJECT_STORE_URL`, or the block folder under `DATA_DIR` when it is unset
+/// or blank.
+fn store_url(url: Option<&str>, data_dir: &std::path::Path) -> String {
+    url.filter(|u| !u.trim().is_empty())
+        .map(str::to_owned)
+        .unwrap_or_else(|| data_dir.join("blocks").display().to_string())
+}
+
+/// `observatory-consumer compact`.
+#[derive(Debug, Clone, Args)]
+pub struct CompactArgs {
+    /// The bucket the Tempo sink writes: s3://bucket[/prefix], gs://...,
+    /// az://..., file:///path or a path (default: <DATA_DIR>/blocks).
+    #[arg(long, env = "OBJECT_STORE_URL")]
+    pub object_store_url: Option<String>,
+    /// The data folder (holds the local block folder by default).
+    #[arg(long, env = "DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// S3: virtual-hosted-style requests instead of path-style ones.
+    #[arg(long, env = "S3_VIRTUAL_HOSTED_STYLE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub s3_virtual_hosted_style: bool,
+    /// Output blocks are cut at this size of `data.parquet`.
+    #[arg(long, env = "TEMPO_COMPACTED_BLOCK_BYTES", default_value_t = 1 << 30)]
+    pub tempo_compacted_block_bytes: u64,
+    /// Parquet row groups of output blocks are cut at this many bytes of
+    /// column data (bounds the compactor's memory).
+    #[arg(long, env = "TEMPO_ROW_GROUP_BYTES", default_value_t = observatory_schemas::tempo::write::DEFAULT_ROW_GROUP_BYTES)]
+    pub tempo_row_group_bytes: usize,
+    /// Blocks are compacted with the blocks whose newest span ends in the
+    /// same window of this length (Tempo's `compaction_window`).
+    #[arg(long, env = "TEMPO_COMPACTION_WINDOW", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub tempo_compaction_window: Duration,
+    /// Most blocks merged by one job.
+    #[arg(long, env = "TEMPO_COMPACTION_MAX_INPUTS", default_value_t = 32)]
+    pub tempo_compaction_max_inputs: usize,
+    /// Blocks of one level merged at once in a window still being written
+    /// (a window that has ended merges any two).
+    #[arg(long, env = "TEMPO_COMPACTION_MIN_INPUTS", default_value_t = 4)]
+    pub tempo_compaction_min_inputs: usize,
+    /// Blocks marked compacted (or expired) are deleted this long after.
+    #[arg(long, env = "TEMPO_COMPACTED_BLOCK_RETENTION", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub tempo_compacted_block_retention: Duration,
+    /// A folder left without `meta.json` (a writer that died) is deleted
+    /// when its newest object is this old.
+    #[arg(long, env = "TEMPO_INCOMPLETE_BLOCK_RETENTION", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub tempo_incomplete_block_retention: Duration,
+    /// An output block claimed by another compactor and still incomplete
+    /// after this long is taken to be abandoned.
+    #[arg(long, env = "TEMPO_COMPACTION_CLAIM_TIMEOUT", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub tempo_compaction_claim_timeout: Duration,
+    /// Time between compaction cycles.
+    #[arg(long, env = "TEMPO_COMPACTION_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
+    pub tempo_compaction_interval: Duration,
+    /// Days of traces kept in blocks: a block whose newest span ended
+    /// longer ago is deleted.
+    #[arg(long, env = "RETENTION_TRACES_DAYS", default_value_t = 30)]
+    pub retention_traces_days: u32,
+    /// Per-tenant overrides of RETENTION_TRACES_DAYS: `tenant=days,...`.
+    #[arg(long, env = "RETENTION_TRACES_TENANT_DAYS", default_value = "")]
+    pub retention_traces_tenant_days: String,
+    /// How many compactors share the bucket (a StatefulSet's replicas).
+    #[arg(long, env = "COMPACTOR_REPLICAS", default_value_t = 1)]
+    pub compactor_replicas: u32,
+    /// This compactor's index among them (default: the number ending the
+    /// host name, as a StatefulSet names its pods; else 0).
+    #[arg(long, env = "COMPACTOR_REPLICA")]
+    pub compactor_replica: Option<u32>,
+    /// Run cycles until there is nothing left to do, then exit.
+    #[arg(long, env = "COMPACTOR_ONCE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub once: bool,
+    /// Address of the admin server (/metrics, /healthz, /readyz).
+    #[arg(long, env = "CONSUMER_ADMIN_ADDR", default_value = "0.0.0.0:8891")]
+    pub admin_addr: SocketAddr,
+}
+
+impl CompactArgs {
+    /// The object store URL, the default filled in.
+    pub fn store_url(&self) -> String {
+        store_url(self.object_store_url.as_deref(), &self.data_dir)
+    }
+
+    /// This replica's index.
+    pub fn replica(&self) -> u32 {
+        self.compactor_replica.unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME").unwrap_or_default();
+            host.rsplit('-')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        })
+    }
+
+    /// The retention of each tenant named in RETENTION_TRACES_TENANT_DAYS.
+    pub fn tenant_retention(&self) -> Result<Vec<(String, u32)>, ConfigError> {
+        let mut out = Vec::new();
+        for item in self.retention_traces_tenant_days.split(',') {
+            let item = item.trim();
+            if item.is_empty() {
+                continue;
+            }
+            let parsed = item
+                .split_once('=')
+                .and_then(|(t, d)| Some((t.trim(), d.trim().parse::<u32>().ok()?)))
+                .filter(|(t, d)| !t.is_empty() && *d > 0);
+            match parsed {
+                Some((t, d)) => out.push((t.to_owned(), d)),
+                None => {
+                    return Err(invalid(
+                        "RETENTION_TRACES_TENANT_DAYS",
+                        format!("{item:?} is not tenant=days (days at least 1)"),
+                    ))
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Checks the settings.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.tempo_compacted_block_bytes < 1 << 20 {
+            return Err(invalid(
+                "TEMPO_COMPACTED_BLOCK_BYTES",
+                "must be at least 1 MiB",
+            ));
+        }
+        if self.tempo_compaction_window.is_zero() {
+            return Err(invalid("TEMPO_COMPACTION_WINDOW", "must be positive"));
+        }
+        if self.tempo_compaction_max_inputs < 2 {
+            return Err(invalid("TEMPO_COMPACTION_MAX_INPUTS", "must be at least 2"));
+        }
+        if !(2..=self.tempo_compaction_max_inputs).contains(&self.tempo_compaction_min_inputs) {
+            return Err(invalid(
+                "TEMPO_COMPACTION_MIN_INPUTS",
+                "must be at least 2 and at most TEMPO_COMPACTION_MAX_INPUTS",
+            ));
+        }
+        if self.retention_traces_days == 0 {
+            return Err(invalid("RETENTION_TRACES_DAYS", "must be at least 1"));
+        }
+        if self.compactor_replicas == 0 {
+            return Err(invalid("COMPACTOR_REPLICAS", "must be at least 1"));
+        }
+        if self.replica() >= self.compactor_replicas {
+            return Err(invalid(
+                "COMPACTOR_REPLICA",
+                format!(
+                    "{} is not below COMPACTOR_REPLICAS ({})",
+                    self.replica(),
+                    self.compactor_replicas
+                ),
+            ));
+        }
+        self.tenant_retention()?;
         Ok(())
     }
 }

@@ -12,6 +12,7 @@
 //! replays and dead letters: [`replay`].
 
 pub mod admin;
+pub mod compact;
 pub mod config;
 pub mod logs;
 pub mod metrics;

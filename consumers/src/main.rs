@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use observatory_consumer::config::{Cli, Command, DlqAction};
-use observatory_consumer::{ops, replay, tempo, timescale};
+use observatory_consumer::{compact, ops, replay, tempo, timescale};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
@@ -39,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Timescale(args) => timescale::run(*args, stop).await?,
         Command::Tempo(args) => tempo::run(*args, stop).await?,
+        Command::Compact(args) => compact::run(*args, stop).await?,
         Command::Migrate(db) => {
             let mut writer = timescale::writer::Writer::new(db.check()?, true);
             let client = writer.client().await?;

@@ -190,6 +190,18 @@ pub struct Metrics {
     pub block_spans: Family<SinkLabels, Counter>,
     /// Time to upload one block's objects.
     pub upload_duration: HistogramFamily<SinkLabels>,
+    /// Compaction jobs by outcome (`ok`, `busy`, `error`).
+    pub compaction_jobs: Family<BatchLabels, Counter>,
+    /// Blocks the compactor acted on, by what it did (`compacted`: an input
+    /// marked compacted; `written`: an output; `expired`: marked by
+    /// retention; `deleted`).
+    pub compaction_blocks: Family<ReasonLabels, Counter>,
+    /// Bytes of input blocks the compactor read.
+    pub compaction_read_bytes: Family<SinkLabels, Counter>,
+    /// Time one compaction job took.
+    pub compaction_duration: HistogramFamily<SinkLabels>,
+    /// Blocks in the bucket at the last cycle, by state (`live`, `compacted`).
+    pub bucket_blocks: Family<ReasonLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -226,6 +238,11 @@ impl Metrics {
             block_traces: Family::default(),
             block_spans: Family::default(),
             upload_duration: Family::new_with_constructor(seconds_histogram),
+            compaction_jobs: Family::default(),
+            compaction_blocks: Family::default(),
+            compaction_read_bytes: Family::default(),
+            compaction_duration: Family::new_with_constructor(seconds_histogram),
+            bucket_blocks: Family::default(),
         };
         let p = "observatory_consumer_";
         registry.register(
@@ -337,6 +354,31 @@ impl Metrics {
             format!("{p}block_upload_duration_seconds"),
             "Time to upload one block's objects",
             m.upload_duration.clone(),
+        );
+        registry.register(
+            format!("{p}compaction_jobs"),
+            "Tempo block compaction jobs, by outcome",
+            m.compaction_jobs.clone(),
+        );
+        registry.register(
+            format!("{p}compaction_blocks"),
+            "Tempo blocks the compactor compacted, wrote, expired or deleted",
+            m.compaction_blocks.clone(),
+        );
+        registry.register(
+            format!("{p}compaction_read_bytes"),
+            "Bytes of input blocks the compactor read",
+            m.compaction_read_bytes.clone(),
+        );
+        registry.register(
+            format!("{p}compaction_duration_seconds"),
+            "Time one compaction job took",
+            m.compaction_duration.clone(),
+        );
+        registry.register(
+            format!("{p}bucket_blocks"),
+            "Tempo blocks in the bucket at the compactor's last cycle, by state",
+            m.bucket_blocks.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -237,11 +237,13 @@ def check_references(objects, where, problems, secret_names, complete):
         target = so["spec"]["scaleTargetRef"]["name"]
         if target not in deployments:
             problems.add(where, f"ScaledObject/{name} scales {target}, which does not exist")
+    # (A StatefulSet, the compactor's, counts as a target of budgets and services.)
+    workloads = list(deployments.values()) + list(by_kind.get("StatefulSet", {}).values())
     for kind in ("PodDisruptionBudget", "Service"):
         for name, o in by_kind.get(kind, {}).items():
             sel = o["spec"]["selector"]
             sel = sel.get("matchLabels", {}) if kind == "PodDisruptionBudget" else sel
-            if not any(labels_match(sel, pod_spec(d)[1]) for d in deployments.values()):
+            if not any(labels_match(sel, pod_spec(d)[1]) for d in workloads):
                 problems.add(where, f"{kind}/{name} selects no Deployment's pods")
     # Every Deployment has a disruption budget and an autoscaler.
     scaled = {h["spec"]["scaleTargetRef"]["name"] for h in by_kind.get("HorizontalPodAutoscaler", {}).values()}

@@ -14,6 +14,7 @@ pub mod bucket;
 pub mod collector;
 pub mod grpc;
 pub mod kafka;
+pub mod minute_blocks;
 pub mod postgres;
 pub mod process;
 pub mod proxy;

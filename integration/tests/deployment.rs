@@ -494,6 +494,7 @@ fn object_store_reads(name: &str) -> bool {
 fn uses_object_store(command: &str) -> bool {
     command == "observatory-api"
         || command.starts_with("observatory-consumer tempo")
+        || command.starts_with("observatory-consumer compact")
         || command.starts_with("observatory-consumer replay")
         || command.starts_with("observatory-consumer dlq")
 }
@@ -575,7 +576,8 @@ fn deployment_problems(
     settings: &BTreeMap<String, BTreeSet<String>>,
     containers: &BTreeMap<String, (String, BTreeSet<String>)>,
 ) -> Vec<String> {
-    let essential: [(&str, &[&str]); 5] = [
+    let essential: [(&str, &[&str]); 6] = [
+        ("observatory-consumer compact", &["OBJECT_STORE_URL"]),
         ("observatory-collector", &["KAFKA_BROKERS"]),
         (
             "observatory-consumer timescale",

@@ -277,6 +277,11 @@ impl BlockStore {
         Ok(Some(bytes))
     }
 
+    /// The object store itself (the compactor's lifecycle steps).
+    pub fn object_store(&self) -> Arc<dyn ObjectStore> {
+        self.store.clone()
+    }
+
     /// Reads one object.
     pub async fn get(&self, path: &str) -> Result<Bytes, object_store::Error> {
         self.store.get(&Path::from(path)).await?.bytes().await

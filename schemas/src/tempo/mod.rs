@@ -11,11 +11,14 @@
 
 pub mod bloom;
 pub mod columns;
+pub mod compaction;
 pub mod meta;
 pub mod ranged;
 pub mod read;
+pub mod rows;
 pub mod schema;
 pub mod skim;
+pub mod tenant_index;
 pub mod trace;
 pub mod write;
 

@@ -401,7 +401,7 @@ fn attribute(a: &Row) -> Result<KeyValue, ReadError> {
     })
 }
 
-fn trace_from_row(row: &Row) -> Result<Vec<ResourceSpans>, ReadError> {
+pub(super) fn trace_from_row(row: &Row) -> Result<Vec<ResourceSpans>, ReadError> {
     let mut out = Vec::new();
     for rs in groups(row, 8)? {
         let r = group(rs, 0)?;

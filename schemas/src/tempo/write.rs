@@ -6,6 +6,12 @@
 //! only); the writer checks the order. Row groups are cut at
 //! `row_group_bytes` of buffered column data, which also bounds the memory
 //! the writer holds besides the parquet bytes themselves.
+//!
+//! `data.parquet` goes to any [`std::io::Write`]: into memory
+//! ([`BlockWriter::new`], [`BlockWriter::finish`]: the sink's small blocks)
+//! or streamed out as it is written ([`BlockWriter::to_writer`],
+//! [`BlockWriter::finish_streamed`]: the compactor's large ones, whose
+//! memory stays bounded by the row group size, not the block size).
 
 use super::bloom::{self, Bloom};
 use super::columns::{Column, Columns, Values};
@@ -21,6 +27,7 @@ use parquet::data_type::{BoolType, ByteArrayType, DoubleType, Int32Type, Int64Ty
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::{SchemaDescriptor, Type as SchemaType};
+use std::io::Write;
 use std::sync::{Arc, OnceLock};
 use uuid::Uuid;
 
@@ -139,10 +146,52 @@ pub fn trace_id_text(id: &[u8]) -> String {
     }
 }
 
+/// A `Write` that counts the bytes through it and keeps the last eight
+/// (the parquet footer length and magic), so a streamed file's `size` and
+/// `footerSize` are known without reading it back.
+pub struct Counting<W: Write> {
+    inner: W,
+    written: u64,
+    tail: [u8; 8],
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        let wrote = &buf[..n];
+        if wrote.len() >= 8 {
+            self.tail.copy_from_slice(&wrote[wrote.len() - 8..]);
+        } else {
+            self.tail.rotate_left(wrote.len());
+            self.tail[8 - wrote.len()..].copy_from_slice(wrote);
+        }
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A streamed block once its `data.parquet` is complete: the writer it
+/// went to, and the other objects, `meta.json` last.
+pub struct Streamed<W> {
+    /// Where `data.parquet` went (flushed, not closed: the caller finishes
+    /// its upload).
+    pub data: W,
+    /// The block's meta (also the last object).
+    pub meta: BlockMeta,
+    /// The objects after `data.parquet`: blooms, `index`, `meta.json`.
+    pub objects: Vec<(String, Bytes)>,
+    /// The last trace id of the block.
+    pub last_id: [u8; 16],
+}
+
 /// Builds one block.
-pub struct BlockWriter {
+pub struct BlockWriter<W: Write + Send = Vec<u8>> {
     descriptor: Arc<SchemaDescriptor>,
-    file: SerializedFileWriter<Vec<u8>>,
+    file: SerializedFileWriter<Counting<W>>,
     columns: Columns,
     row_group_bytes: usize,
     rows_in_group: usize,
@@ -155,8 +204,32 @@ pub struct BlockWriter {
 }
 
 impl BlockWriter {
-    /// A writer for a block of `traces` traces (it sizes the bloom filters).
+    /// A writer for a block of `traces` traces (it sizes the bloom filters),
+    /// held in memory.
     pub fn new(traces: u64, row_group_bytes: usize) -> Result<BlockWriter, BlockError> {
+        BlockWriter::to_writer(Vec::new(), traces, row_group_bytes)
+    }
+
+    /// Writes the footer and returns every object of the block.
+    pub fn finish(self, block_id: Uuid, tenant_folder: &str) -> Result<Block, BlockError> {
+        let streamed = self.finish_streamed(block_id, tenant_folder)?;
+        let mut objects = vec![(DATA.to_owned(), Bytes::from(streamed.data))];
+        objects.extend(streamed.objects);
+        Ok(Block {
+            meta: streamed.meta,
+            objects,
+        })
+    }
+}
+
+impl<W: Write + Send> BlockWriter<W> {
+    /// A writer for a block of at most `traces` traces (it sizes the bloom
+    /// filters) whose `data.parquet` goes to `out` as it is written.
+    pub fn to_writer(
+        out: W,
+        traces: u64,
+        row_group_bytes: usize,
+    ) -> Result<BlockWriter<W>, BlockError> {
         let schema = schema();
         let descriptor = Arc::new(SchemaDescriptor::new(schema.clone()));
         let types: Vec<Physical> = descriptor
@@ -164,8 +237,12 @@ impl BlockWriter {
             .iter()
             .map(|c| c.physical_type())
             .collect();
-        let file =
-            SerializedFileWriter::new(Vec::new(), schema, Arc::new(properties(&descriptor)))?;
+        let out = Counting {
+            inner: out,
+            written: 0,
+            tail: [0; 8],
+        };
+        let file = SerializedFileWriter::new(out, schema, Arc::new(properties(&descriptor)))?;
         let (shards, k) = bloom::parameters(traces);
         Ok(BlockWriter {
             columns: Columns::new(&types),
@@ -252,28 +329,31 @@ impl BlockWriter {
         Ok(())
     }
 
-    /// Writes the footer and returns every object of the block.
-    pub fn finish(mut self, block_id: Uuid, tenant_folder: &str) -> Result<Block, BlockError> {
+    /// Writes the footer; returns the writer `data.parquet` went to and the
+    /// block's other objects.
+    pub fn finish_streamed(
+        mut self,
+        block_id: Uuid,
+        tenant_folder: &str,
+    ) -> Result<Streamed<W>, BlockError> {
         if self.traces == 0 {
             return Err(BlockError::Empty);
         }
         self.flush_row_group()?;
-        self.file.finish()?;
-        let data = std::mem::take(self.file.inner_mut());
-        let n = data.len();
-        let footer_size = u32::from_le_bytes(data[n - 8..n - 4].try_into().expect("4 bytes"));
+        let out = self.file.into_inner()?;
+        let footer_size = u32::from_le_bytes(out.tail[..4].try_into().expect("4 bytes"));
         let meta = BlockMeta::new(
             block_id,
             tenant_folder,
             self.start as i64,
             self.end as i64,
             self.traces,
-            n as u64,
+            out.written,
             self.row_group_last_ids.len() as u32,
             self.blooms.len() as u32,
             footer_size,
         );
-        let mut objects = vec![(DATA.to_owned(), Bytes::from(data))];
+        let mut objects = Vec::with_capacity(self.blooms.len() + 2);
         for (i, b) in self.blooms.iter().enumerate() {
             objects.push((bloom_name(i as u64), Bytes::from(b.to_bytes())));
         }
@@ -282,7 +362,12 @@ impl BlockWriter {
             Bytes::from(row_group_index(&self.row_group_last_ids)),
         ));
         objects.push((META.to_owned(), Bytes::from(meta.to_json())));
-        Ok(Block { meta, objects })
+        Ok(Streamed {
+            data: out.inner,
+            meta,
+            objects,
+            last_id: self.last_id.expect("a block holds a trace"),
+        })
     }
 }
 

@@ -1,0 +1,416 @@
+//! One compaction job: input blocks merged into output blocks.
+//!
+//! What it guarantees:
+//! - Every trace of every input is in exactly one output, all of its spans
+//!   from every input combined into one row, each span once (by span id,
+//!   as Tempo's combiner), rows in ascending trace id order; an output is
+//!   cut when its `data.parquet` passes the target size, between traces.
+//! - Memory is bounded by the row group size, not the block size: each
+//!   input is read one row group at a time by byte range, rows decoded
+//!   as they are merged; each output's `data.parquet` is streamed to the
+//!   store as a multipart upload while it is written.
+//! - Outputs are written as the sink writes blocks: an id taken by a
+//!   create-only claim, `meta.json` last. Ids are deterministic
+//!   ([`observatory_schemas::tempo::compaction`]), and each output carries
+//!   its job's record and inputs before its `meta.json`: a job run again
+//!   after a crash finds its complete outputs and goes on after the last
+//!   trace they hold, instead of writing second copies.
+//! - An output id another writer claimed and is still writing makes the
+//!   job stop ([`JobError::Busy`]); one abandoned (claimed by this
+//!   compactor's identity before a restart, or older than the claim
+//!   timeout) is skipped for the next attempt id.
+//!
+//! The job runs on a blocking thread and waits on the store through the
+//! runtime handle it is given; the caller marks the inputs compacted once
+//! [`run`] returns.
+
+use crate::tempo::store::{BlockStore, Claim};
+use bytes::Bytes;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use observatory_schemas::otlp::trace::ResourceSpans;
+use observatory_schemas::tempo::compaction::{from_name, output_id, Record};
+use observatory_schemas::tempo::meta::{BlockMeta, Source, CLAIM, DATA, META};
+use observatory_schemas::tempo::ranged::Footer;
+use observatory_schemas::tempo::read::{ReadError, Trace};
+use observatory_schemas::tempo::rows::{
+    decode_footer, footer_range, row_group_range, RowGroupTraces,
+};
+use observatory_schemas::tempo::trace::TraceRow;
+use observatory_schemas::tempo::write::{BlockError, BlockWriter};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+use tokio::runtime::Handle;
+use uuid::Uuid;
+
+/// Why a job stopped.
+#[derive(Debug, Error)]
+pub enum JobError {
+    /// The store failed.
+    #[error("object store: {0}")]
+    Store(#[from] object_store::Error),
+    /// An input block could not be read.
+    #[error("input block {block}: {source}")]
+    Input {
+        /// The block.
+        block: Uuid,
+        /// Why.
+        source: ReadError,
+    },
+    /// An output could not be encoded.
+    #[error("writing an output block: {0}")]
+    Output(#[from] BlockError),
+    /// Another compactor is writing this job's output.
+    #[error("output {0} is being written by {1}")]
+    Busy(Uuid, String),
+    /// An output of this job appeared complete after the listing the job
+    /// was planned from; the next cycle resumes from a fresh listing.
+    #[error("output {0} was completed by another run")]
+    Raced(Uuid),
+}
+
+/// What a job is given.
+pub struct JobSpec {
+    /// The tenant folder.
+    pub tenant: String,
+    /// The job's id.
+    pub job: Uuid,
+    /// Input metas.
+    pub inputs: Vec<BlockMeta>,
+    /// The inputs' source records, merged.
+    pub sources: Vec<Source>,
+    /// Outputs an earlier run completed, by index.
+    pub done: Vec<(Uuid, Record)>,
+    /// Cut outputs at this size.
+    pub target_bytes: u64,
+    /// Parquet row group size.
+    pub row_group_bytes: usize,
+    /// Who this compactor is (in claims).
+    pub identity: String,
+    /// When another writer's claim counts as abandoned.
+    pub claim_timeout: Duration,
+}
+
+/// What a job did.
+#[derive(Debug, Default)]
+pub struct JobReport {
+    /// Metas of the outputs written by this run.
+    pub outputs: Vec<BlockMeta>,
+    /// Traces written.
+    pub traces: u64,
+    /// Spans written.
+    pub spans: u64,
+    /// Bytes read from the inputs.
+    pub bytes_read: u64,
+    /// Bytes of output objects written.
+    pub bytes_written: u64,
+}
+
+/// One input block being read.
+struct Input {
+    meta: BlockMeta,
+    path: Path,
+    footer_start: u64,
+    footer_bytes: Bytes,
+    footer: Footer,
+    next_group: usize,
+    rows: Option<RowGroupTraces>,
+}
+
+/// Reads and writes through the runtime from the job's blocking thread.
+struct Io<'a> {
+    handle: &'a Handle,
+    store: Arc<dyn ObjectStore>,
+    blocks: &'a BlockStore,
+    bytes_read: u64,
+}
+
+impl Io<'_> {
+    fn range(
+        &mut self,
+        path: &Path,
+        range: std::ops::Range<u64>,
+    ) -> Result<Bytes, object_store::Error> {
+        let bytes = self.handle.block_on(self.store.get_range(path, range))?;
+        self.bytes_read += bytes.len() as u64;
+        Ok(bytes)
+    }
+}
+
+impl Input {
+    fn open(io: &mut Io<'_>, tenant: &str, meta: BlockMeta) -> Result<Input, JobError> {
+        let path = Path::from(format!("{tenant}/{}/{DATA}", meta.block_id));
+        let range = footer_range(&meta);
+        let footer_bytes = io.range(&path, range.clone())?;
+        let footer = decode_footer(&footer_bytes).map_err(|source| JobError::Input {
+            block: meta.block_id,
+            source,
+        })?;
+        Ok(Input {
+            meta,
+            path,
+            footer_start: range.start,
+            footer_bytes,
+            footer,
+            next_group: 0,
+            rows: None,
+        })
+    }
+
+    fn next(&mut self, io: &mut Io<'_>) -> Result<Option<Trace>, JobError> {
+        let block = self.meta.block_id;
+        loop {
+            if let Some(rows) = &mut self.rows {
+                match rows.next() {
+                    Some(t) => {
+                        return t
+                            .map(Some)
+                            .map_err(|source| JobError::Input { block, source })
+                    }
+                    None => self.rows = None,
+                }
+            }
+            if self.next_group >= self.footer.num_row_groups() {
+                return Ok(None);
+            }
+            let range = row_group_range(&self.footer, self.next_group);
+            let bytes = io.range(&self.path, range.clone())?;
+            self.rows = Some(
+                RowGroupTraces::new(
+                    self.meta.size,
+                    self.footer_start,
+                    self.footer_bytes.clone(),
+                    self.next_group,
+                    range.start,
+                    bytes,
+                )
+                .map_err(|source| JobError::Input { block, source })?,
+            );
+            self.next_group += 1;
+        }
+    }
+}
+
+/// `data.parquet` streamed to the store as it is written.
+struct Upload<'a> {
+    handle: &'a Handle,
+    upload: WriteMultipart,
+}
+
+impl Write for Upload<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.handle
+            .block_on(self.upload.wait_for_capacity(4))
+            .map_err(std::io::Error::other)?;
+        self.upload.write(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// An output block being written.
+struct Output<'a> {
+    id: Uuid,
+    index: u32,
+    writer: BlockWriter<Upload<'a>>,
+}
+
+/// Runs `spec` to the end: every output written. Marking the inputs is the
+/// caller's.
+pub fn run(handle: &Handle, blocks: &BlockStore, spec: &JobSpec) -> Result<JobReport, JobError> {
+    let mut io = Io {
+        handle,
+        store: blocks.object_store(),
+        blocks,
+        bytes_read: 0,
+    };
+    let mut report = JobReport::default();
+    // Complete outputs of an earlier run, in order: go on after the last.
+    let mut next_index = 1;
+    let mut resume_after: Option<[u8; 16]> = None;
+    for (_, record) in &spec.done {
+        if record.index != next_index {
+            break;
+        }
+        if record.last_output {
+            return Ok(report);
+        }
+        resume_after = Some(record.last_id);
+        next_index += 1;
+    }
+    let level = spec
+        .inputs
+        .iter()
+        .map(|m| m.compaction_level)
+        .max()
+        .unwrap_or(0)
+        + 1;
+    let estimate: u64 = spec
+        .inputs
+        .iter()
+        .map(|m| m.total_objects.max(0) as u64)
+        .sum();
+
+    let mut inputs = Vec::with_capacity(spec.inputs.len());
+    for meta in &spec.inputs {
+        inputs.push(Input::open(&mut io, &spec.tenant, meta.clone())?);
+    }
+    let mut heads: Vec<Option<Trace>> = Vec::with_capacity(inputs.len());
+    let mut heap = BinaryHeap::new();
+    for (i, input) in inputs.iter_mut().enumerate() {
+        let head = input.next(&mut io)?;
+        if let Some((id, _)) = &head {
+            heap.push(Reverse((*id, i)));
+        }
+        heads.push(head);
+    }
+
+    let mut output: Option<Output<'_>> = None;
+    while let Some(Reverse((id, first))) = heap.pop() {
+        let mut from = vec![first];
+        while let Some(Reverse((next, i))) = heap.peek().copied() {
+            if next != id {
+                break;
+            }
+            heap.pop();
+            from.push(i);
+        }
+        let mut parts: Vec<Vec<ResourceSpans>> = Vec::with_capacity(from.len());
+        for i in from {
+            let (_, spans) = heads[i].take().expect("a heap entry has its head");
+            parts.push(spans);
+            heads[i] = inputs[i].next(&mut io)?;
+            if let Some((next, _)) = &heads[i] {
+                heap.push(Reverse((*next, i)));
+            }
+        }
+        if resume_after.is_some_and(|after| id <= after) {
+            continue;
+        }
+        let batches: Vec<&[ResourceSpans]> = parts.iter().map(Vec::as_slice).collect();
+        let Some(row) = TraceRow::merge(id, &batches) else {
+            continue;
+        };
+        if output.is_none() {
+            output = Some(open_output(&mut io, spec, next_index, estimate)?);
+            next_index += 1;
+        }
+        let out = output.as_mut().expect("opened above");
+        out.writer.push(&row)?;
+        report.traces += 1;
+        report.spans += row.spans().count() as u64;
+        if out.writer.bytes_written() as u64 >= spec.target_bytes {
+            let out = output.take().expect("checked above");
+            finish_output(&mut io, spec, out, level, false, &mut report)?;
+        }
+    }
+    if let Some(out) = output.take() {
+        finish_output(&mut io, spec, out, level, true, &mut report)?;
+    }
+    report.bytes_read = io.bytes_read;
+    Ok(report)
+}
+
+/// Takes the id of output `index` (the first attempt free) and starts its
+/// upload.
+fn open_output<'a>(
+    io: &mut Io<'a>,
+    spec: &JobSpec,
+    index: u32,
+    estimate: u64,
+) -> Result<Output<'a>, JobError> {
+    let mut attempt = 1;
+    let id = loop {
+        let id = output_id(spec.job, index, attempt);
+        let claim = io
+            .handle
+            .block_on(io.blocks.claim(&spec.tenant, id, &spec.identity))?;
+        if claim == Claim::Won {
+            break id;
+        }
+        let folder = format!("{}/{id}", spec.tenant);
+        if io
+            .handle
+            .block_on(io.store.head(&Path::from(format!("{folder}/{META}"))))
+            .is_ok()
+        {
+            return Err(JobError::Raced(id));
+        }
+        let claim_path = Path::from(format!("{folder}/{CLAIM}"));
+        let (writer, age) = match io.handle.block_on(io.store.get(&claim_path)) {
+            Ok(got) => {
+                let modified = got.meta.last_modified;
+                let text = io.handle.block_on(got.bytes())?;
+                let modified = modified.timestamp_nanos_opt().unwrap_or(i64::MAX);
+                let age =
+                    Duration::from_nanos(super::now_ns().saturating_sub(modified).max(0) as u64);
+                (String::from_utf8_lossy(&text).trim().to_owned(), age)
+            }
+            Err(object_store::Error::NotFound { .. }) => (String::new(), Duration::MAX),
+            Err(e) => return Err(e.into()),
+        };
+        if writer != spec.identity && age < spec.claim_timeout {
+            return Err(JobError::Busy(id, writer));
+        }
+        attempt += 1;
+    };
+    let path = Path::from(format!("{}/{id}/{DATA}", spec.tenant));
+    let upload = io.handle.block_on(io.store.put_multipart(&path))?;
+    let upload = Upload {
+        handle: io.handle,
+        upload: WriteMultipart::new(upload),
+    };
+    let writer = BlockWriter::to_writer(upload, estimate.max(1), spec.row_group_bytes)?;
+    Ok(Output { id, index, writer })
+}
+
+/// Completes an output: its data upload, blooms, index, records, then
+/// `meta.json`.
+fn finish_output(
+    io: &mut Io<'_>,
+    spec: &JobSpec,
+    out: Output<'_>,
+    level: u32,
+    last_output: bool,
+    report: &mut JobReport,
+) -> Result<(), JobError> {
+    let streamed = out.writer.finish_streamed(out.id, &spec.tenant)?;
+    io.handle.block_on(streamed.data.upload.finish())?;
+    let mut meta = streamed.meta;
+    meta.compaction_level = level;
+    report.bytes_written += meta.size;
+    let folder = format!("{}/{}", spec.tenant, out.id);
+    let put = |io: &mut Io<'_>, name: &str, bytes: Bytes| -> Result<u64, object_store::Error> {
+        let len = bytes.len() as u64;
+        io.handle.block_on(io.store.put(
+            &Path::from(format!("{folder}/{name}")),
+            PutPayload::from_bytes(bytes),
+        ))?;
+        Ok(len)
+    };
+    for (name, bytes) in streamed.objects.iter().filter(|(n, _)| n != META) {
+        report.bytes_written += put(io, name, bytes.clone())?;
+    }
+    for source in &spec.sources {
+        put(io, &source.object_name(), Bytes::new())?;
+    }
+    for input in &spec.inputs {
+        put(io, &from_name(input.block_id), Bytes::new())?;
+    }
+    let record = Record {
+        index: out.index,
+        last_id: streamed.last_id,
+        last_output,
+    };
+    put(io, &record.object_name(), Bytes::new())?;
+    report.bytes_written += put(io, META, Bytes::from(meta.to_json()))?;
+    report.outputs.push(meta);
+    Ok(())
+}
