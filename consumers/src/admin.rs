@@ -1,14 +1,11 @@
-//! The admin server: `/metrics`, `/healthz`, `/readyz`.
+//! The consumers' admin server (`observatory_plumbing::admin`): `/metrics`,
+//! `/healthz`, `/readyz`.
 //!
 //! `/readyz` is 200 while the sink's store answered its last write or check
 //! and the process is not shutting down.
 
 use crate::metrics::Metrics;
-use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
+use observatory_plumbing::admin::Probe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -21,10 +18,25 @@ pub struct Health {
     pub draining: Arc<AtomicBool>,
 }
 
-#[derive(Clone)]
-struct AdminState {
+struct SinkProbe {
     metrics: Arc<Metrics>,
     health: Health,
+}
+
+impl Probe for SinkProbe {
+    fn metrics(&self) -> String {
+        self.metrics.encode()
+    }
+
+    fn ready(&self) -> Result<(), &'static str> {
+        if self.health.draining.load(Ordering::Relaxed) {
+            Err("shutting down")
+        } else if !self.health.store_ok.load(Ordering::Relaxed) {
+            Err("the store is unreachable")
+        } else {
+            Ok(())
+        }
+    }
 }
 
 /// Binds `addr` and serves the admin router there in the background.
@@ -33,40 +45,5 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     health: Health,
 ) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let admin = router(metrics, health);
-    tokio::spawn(async move { axum::serve(listener, admin).await });
-    Ok(())
-}
-
-/// The admin router.
-pub fn router(metrics: Arc<Metrics>, health: Health) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics_handler))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .with_state(AdminState { metrics, health })
-}
-
-async fn metrics_handler(State(state): State<AdminState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.encode(),
-    )
-}
-
-async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
-    if state.health.draining.load(Ordering::Relaxed) {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
-    } else if !state.health.store_ok.load(Ordering::Relaxed) {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the store is unreachable\n",
-        )
-    } else {
-        (StatusCode::OK, "ready\n")
-    }
+    observatory_plumbing::admin::serve(addr, Arc::new(SinkProbe { metrics, health })).await
 }

@@ -8,7 +8,6 @@ use observatory_schemas::postgres_tls::{self, MakeRustlsConnect, SslMode};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use thiserror::Error;
 
 /// `observatory-consumer`: the consumer groups that write the stores.
 #[derive(Debug, Parser)]
@@ -535,6 +534,9 @@ fn store_url(url: Option<&str>, data_dir: &std::path::Path) -> String {
         .unwrap_or_else(|| data_dir.join("blocks").display().to_string())
 }
 
+/// The compactor's default row group size (`TEMPO_ROW_GROUP_BYTES`).
+pub const COMPACTED_ROW_GROUP_BYTES: usize = 16 << 20;
+
 /// `observatory-consumer compact`.
 #[derive(Debug, Clone, Args)]
 pub struct CompactArgs {
@@ -552,9 +554,16 @@ pub struct CompactArgs {
     #[arg(long, env = "TEMPO_COMPACTED_BLOCK_BYTES", default_value_t = 1 << 30)]
     pub tempo_compacted_block_bytes: u64,
     /// Parquet row groups of output blocks are cut at this many bytes of
-    /// column data (bounds the compactor's memory).
-    #[arg(long, env = "TEMPO_ROW_GROUP_BYTES", default_value_t = observatory_schemas::tempo::write::DEFAULT_ROW_GROUP_BYTES)]
+    /// column data (bounds the compactor's memory). Smaller than the sink's
+    /// 64 MiB: a trace lookup reads about a row group's worth of pages, and
+    /// 16 MiB keeps it under 2 MB (BENCHMARKS.md).
+    #[arg(long, env = "TEMPO_ROW_GROUP_BYTES", default_value_t = COMPACTED_ROW_GROUP_BYTES)]
     pub tempo_row_group_bytes: usize,
+    /// Most bytes of a data or dictionary page of output blocks: a trace
+    /// lookup reads about one of each per column of the row group holding
+    /// the trace.
+    #[arg(long, env = "TEMPO_COMPACTED_PAGE_BYTES", default_value_t = observatory_schemas::tempo::write::PAGE_BYTES)]
+    pub tempo_compacted_page_bytes: usize,
     /// Blocks are compacted with the blocks whose newest span ends in the
     /// same window of this length (Tempo's `compaction_window`).
     #[arg(long, env = "TEMPO_COMPACTION_WINDOW", default_value = "1h", value_parser = humantime::parse_duration)]
@@ -685,23 +694,6 @@ impl CompactArgs {
     }
 }
 
-/// A setting with a value that cannot work.
-#[derive(Debug, Error)]
-#[error("invalid {setting}: {reason}")]
-pub struct ConfigError {
-    /// The environment variable of the setting.
-    pub setting: &'static str,
-    /// What is wrong.
-    pub reason: String,
-}
-
-fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        setting,
-        reason: reason.into(),
-    }
-}
-
 /// Checked Kafka settings.
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
@@ -804,16 +796,9 @@ impl DbArgs {
     }
 }
 
+use observatory_plumbing::settings::invalid;
+pub use observatory_plumbing::settings::{parse_list, ConfigError};
 pub use observatory_schemas::settings::parse_pairs;
-
-/// Parses a comma-separated list, blanks skipped.
-pub fn parse_list(text: &str) -> Vec<String> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
 
 #[cfg(test)]
 mod tests {

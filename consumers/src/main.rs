@@ -5,7 +5,6 @@ use observatory_consumer::config::{Cli, Command, DlqAction};
 use observatory_consumer::{compact, ops, replay, tempo, timescale};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use tracing_subscriber::EnvFilter;
 
 /// mimalloc: the sink allocates per row and per JSON document.
 #[global_allocator]
@@ -14,25 +13,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    match cli.log_format.as_str() {
-        "json" => tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init(),
-        "text" => tracing_subscriber::fmt().with_env_filter(filter).init(),
-        other => anyhow::bail!("invalid LOG_FORMAT: {other:?} (text or json)"),
-    }
+    observatory_plumbing::logging::init_from(&cli.log_format)?;
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = stop.clone();
         tokio::spawn(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM received"),
-                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-            }
+            observatory_plumbing::shutdown::signal().await;
             stop.store(true, Ordering::Relaxed);
         });
     }

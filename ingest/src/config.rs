@@ -13,7 +13,6 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
-use thiserror::Error;
 
 /// `observatory-collector`: OTLP over gRPC and HTTP into Kafka.
 #[derive(Debug, Clone, Parser)]
@@ -146,31 +145,9 @@ pub struct Args {
     pub environment: Environment,
 }
 
-/// A setting with a value that cannot work.
-#[derive(Debug, Error)]
-#[error("invalid {setting}: {reason}")]
-pub struct ConfigError {
-    /// The environment variable of the setting.
-    pub setting: &'static str,
-    /// What is wrong with it.
-    pub reason: String,
-}
-
-fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        setting,
-        reason: reason.into(),
-    }
-}
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
+pub use observatory_plumbing::logging::LogFormat;
+use observatory_plumbing::settings::invalid;
+pub use observatory_plumbing::settings::ConfigError;
 
 /// The collector's checked configuration.
 #[derive(Clone)]
@@ -408,11 +385,7 @@ impl Args {
                 "must be between 1 and 1000000",
             ));
         }
-        let log_format = match self.log_format.as_str() {
-            "text" => LogFormat::Text,
-            "json" => LogFormat::Json,
-            _ => return Err(invalid("LOG_FORMAT", "must be text or json")),
-        };
+        let log_format = LogFormat::parse(&self.log_format)?;
         let mut api_keys = HashMap::new();
         for (key, tenant_name) in parse_pairs(&self.ingest_api_keys)
             .map_err(|reason| invalid("INGEST_API_KEYS", reason))?

@@ -3,9 +3,8 @@
 
 use anyhow::Context as _;
 use clap::Parser;
-use observatory_collector::config::{Args, LogFormat};
+use observatory_collector::config::Args;
 use tokio::sync::watch;
-use tracing_subscriber::EnvFilter;
 
 /// mimalloc: the hot path allocates per span and per message, and glibc's
 /// allocator showed up at ~15% of the collector's CPU in profiles.
@@ -14,14 +13,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
     let config = Args::parse().into_config()?;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    match config.log_format {
-        LogFormat::Json => tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init(),
-        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
-    }
+    observatory_plumbing::logging::init(config.log_format);
     tracing::info!(?config, "configuration");
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -34,19 +26,10 @@ fn main() -> anyhow::Result<()> {
         let bound = observatory_collector::bind(config).await?;
         let (stop_tx, stop_rx) = watch::channel(false);
         tokio::spawn(async move {
-            wait_for_signal().await;
+            observatory_plumbing::shutdown::signal().await;
             let _ = stop_tx.send(true);
         });
         bound.run(stop_rx).await?;
         Ok(())
     })
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
-    }
 }

@@ -18,7 +18,8 @@
 use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
-use observatory_api::blocks::{open_store, Blocks, BlocksArgs};
+use observatory_api::blocks::{Blocks, BlocksArgs};
+use observatory_plumbing::store::StoreOptions;
 use observatory_schemas::otlp::trace::ResourceSpans;
 use observatory_schemas::tempo::bloom::{shard_of, Bloom};
 use observatory_schemas::tempo::meta::{block_id, bloom_name, tenant_folder, DATA, META};
@@ -133,6 +134,9 @@ fn blocks_of(url: &str) -> Blocks {
         blocks_pricing_file: None,
         blocks_not_found_ttl: Duration::from_secs(30),
         blocks_tenant_concurrency: 4,
+        blocks_tenant_index_max_age: Duration::from_secs(15 * 60),
+        blocks_search_max_bytes: 256 << 20,
+        blocks_search_concurrency: 32,
     })
     .unwrap()
     .unwrap()
@@ -146,7 +150,7 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1 << 30);
-    let store = open_store(&url, false).unwrap();
+    let store = observatory_plumbing::store::open(&url, StoreOptions::READER).unwrap();
     let folder = tenant_folder(TENANT);
     let id = block_id(folder, target as u64, 0, 1).to_string();
     let meta_path = Path::from(format!("{folder}/{id}/{META}"));

@@ -7,7 +7,6 @@ use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
-use thiserror::Error;
 
 /// `observatory-api`: the query API.
 #[derive(Debug, Parser)]
@@ -121,6 +120,10 @@ pub struct ServeArgs {
     /// Most spans one trace answer holds; a larger trace is cut (the answer says `truncated`).
     #[arg(long, env = "TRACE_MAX_SPANS", default_value_t = 10_000)]
     pub trace_max_spans: usize,
+    /// Days of traces PostgreSQL keeps (the PostgreSQL sink's setting):
+    /// trace searches read the Tempo blocks for what is older.
+    #[arg(long, env = "RETENTION_TRACES_DAYS", default_value_t = 30)]
+    pub retention_traces_days: u32,
     /// JWT.
     #[command(flatten)]
     pub jwt: JwtArgs,
@@ -133,6 +136,18 @@ pub struct ServeArgs {
     /// Audit log.
     #[command(flatten)]
     pub audit: AuditArgs,
+}
+
+impl ServeArgs {
+    /// `RETENTION_TRACES_DAYS` as a duration (1 to 36 500 days).
+    pub fn traces_retention(&self) -> Result<Duration, ConfigError> {
+        if !(1..=36_500).contains(&self.retention_traces_days) {
+            return Err(invalid("RETENTION_TRACES_DAYS", "1 to 36500 days"));
+        }
+        Ok(Duration::from_secs(
+            u64::from(self.retention_traces_days) * 86_400,
+        ))
+    }
 }
 
 /// Where audit events go besides stdout.
@@ -220,22 +235,8 @@ pub struct TokenArgs {
     pub sub: String,
 }
 
-/// A setting with a value that cannot work.
-#[derive(Debug, Error)]
-#[error("invalid {setting}: {reason}")]
-pub struct ConfigError {
-    /// The environment variable of the setting.
-    pub setting: &'static str,
-    /// What is wrong.
-    pub reason: String,
-}
-
-fn invalid(setting: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        setting,
-        reason: reason.into(),
-    }
-}
+use observatory_plumbing::settings::invalid;
+pub use observatory_plumbing::settings::ConfigError;
 
 impl JwtArgs {
     /// The keys tokens are checked with: every secret, the public key and
@@ -345,6 +346,20 @@ mod tests {
         let cli = Cli::try_parse_from(["observatory-api"]).unwrap();
         assert!(cli.command.is_none());
         assert_eq!(cli.serve.api_addr.port(), 8080);
+        assert_eq!(
+            cli.serve.traces_retention().unwrap(),
+            Duration::from_secs(30 * 86_400)
+        );
+        assert_eq!(cli.serve.blocks.blocks_search_max_bytes, 256 << 20);
+        assert_eq!(
+            cli.serve.blocks.blocks_tenant_index_max_age,
+            Duration::from_secs(900)
+        );
+        let bad = Cli::try_parse_from(["observatory-api", "--retention-traces-days", "0"]).unwrap();
+        assert_eq!(
+            bad.serve.traces_retention().unwrap_err().setting,
+            "RETENTION_TRACES_DAYS"
+        );
         let cli = Cli::try_parse_from([
             "observatory-api",
             "token",

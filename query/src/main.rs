@@ -9,20 +9,11 @@ use observatory_api::config::{Cli, Command};
 use observatory_api::metrics::Metrics;
 use observatory_api::routes::{routes, State};
 use std::sync::Arc;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    match cli.log_format.as_str() {
-        "json" => tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init(),
-        "text" => tracing_subscriber::fmt().with_env_filter(filter).init(),
-        other => anyhow::bail!("invalid LOG_FORMAT: {other:?} (text or json)"),
-    }
+    observatory_plumbing::logging::init_from(&cli.log_format)?;
     let keys = cli.serve.jwt.keys()?;
     if let Some(Command::Token(t)) = &cli.command {
         println!("{}", keys.mint(&t.sub, &t.tenant, t.role()?, t.ttl)?);
@@ -99,6 +90,7 @@ async fn main() -> anyhow::Result<()> {
         metrics,
         trace_max_spans: cli.serve.trace_max_spans.max(1),
         search_time_budget: cli.serve.search_time_budget,
+        traces_retention: cli.serve.traces_retention()?,
         pipeline: Arc::new(cli.serve.pipeline_metrics.0),
         scores,
         pipeline_tenants: Arc::new(
@@ -114,14 +106,12 @@ async fn main() -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on API_ADDR {}: {e}", cli.serve.api_addr))?;
     tracing::info!(addr = %cli.serve.api_addr, audit_kafka = audit_kafka.is_some(), "serving");
-    observatory_api::server::serve(listener, routes(state), auditor, async {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received: draining"),
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received: draining"),
-        }
-    })
+    observatory_api::server::serve(
+        listener,
+        routes(state),
+        auditor,
+        observatory_plumbing::shutdown::signal(),
+    )
     .await;
     Ok(())
 }

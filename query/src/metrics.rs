@@ -110,7 +110,7 @@ pub struct Metrics {
     pub audit_events: Counter,
     /// Audit events dropped because their sink could not keep up.
     pub audit_dropped: Family<AuditSinkLabels, Counter>,
-    /// Bytes of Tempo blocks read by trace lookups (blooms and data files).
+    /// Bytes of Tempo blocks read by trace lookups and searches.
     pub blocks_read_bytes: Counter,
     endpoints: RwLock<Vec<&'static str>>,
     tenants: RwLock<Vec<&'static str>>,
@@ -196,7 +196,7 @@ impl Metrics {
         );
         registry.register(
             format!("{p}blocks_read_bytes"),
-            "Bytes of Tempo blocks read from object storage by trace lookups (bloom shards, footers, pages)",
+            "Bytes of Tempo blocks read from object storage by trace lookups and searches (bloom shards, metas, indexes, footers, pages, column chunks)",
             m.blocks_read_bytes.clone(),
         );
         registry.register(

@@ -267,6 +267,7 @@ mod tests {
             metrics: std::sync::Arc::new(crate::metrics::Metrics::default()),
             trace_max_spans: 10_000,
             search_time_budget: std::time::Duration::from_millis(400),
+            traces_retention: std::time::Duration::from_secs(30 * 86_400),
             pipeline: Default::default(),
             pipeline_tenants: Default::default(),
             scores: None,

@@ -35,6 +35,9 @@ pub struct State {
     pub trace_max_spans: usize,
     /// How long a span-level trace search may scan (`SEARCH_TIME_BUDGET`).
     pub search_time_budget: std::time::Duration,
+    /// How far back PostgreSQL holds traces (`RETENTION_TRACES_DAYS`);
+    /// searches read the blocks for what is older.
+    pub traces_retention: std::time::Duration,
     /// The services whose metrics `GET /api/v1/pipeline` reads (`PIPELINE_METRICS`).
     pub pipeline: Arc<Vec<crate::pipeline::Target>>,
     /// Tenants whose admins may read it (`PIPELINE_TENANTS`).

@@ -23,6 +23,17 @@
 //! conditions are compiled by [`crate::span_filter`]: Tempo's `/api/search`
 //! reads the same path.
 //!
+//! PostgreSQL holds the last `RETENTION_TRACES_DAYS` days; the part of a
+//! window older than that is searched in the Tempo blocks
+//! ([`crate::blocks::Blocks::search`]) with the same conditions, and the two
+//! parts are merged in the page's order, a trace both hold shown once (from
+//! PostgreSQL). `store=postgres|blocks` forces one store for the whole
+//! window. Conditions the blocks cannot answer (provider, model,
+//! environment, cost, user, session, full text) are a 400 naming the
+//! parameter when the window lies wholly in the blocks; when it straddles
+//! the retention, only the PostgreSQL part is searched and the page says so
+//! ([`BlocksReport::not_searched_because`]).
+//!
 //! What it guarantees: the SQL text is assembled only from fixed fragments
 //! (here and in those two modules); every value from the request is a bound
 //! parameter (`$n`).
@@ -36,7 +47,7 @@ use crate::span_filter::{Attributes, Cmp, Column, Filter, Number, Subject, Test,
 use crate::sql::Sql;
 use crate::summaries::{Candidates, Cursor, Next, Order, Rounds, SortKey, Status, SummaryFilter};
 use serde::Serialize;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The longest window a search may cover.
 pub const MAX_RANGE: Duration = Duration::from_secs(31 * 86_400);
@@ -44,11 +55,47 @@ pub const MAX_RANGE: Duration = Duration::from_secs(31 * 86_400);
 /// The most traces a page may hold.
 pub const MAX_LIMIT: i64 = 1000;
 
+/// Which store a search reads (`store=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    /// PostgreSQL for its retention window, the blocks for what is older.
+    Auto,
+    /// PostgreSQL only, whatever the window.
+    Postgres,
+    /// The Tempo blocks only, whatever the window.
+    Blocks,
+}
+
+impl Store {
+    /// `auto`, `postgres` or `blocks`.
+    pub fn parse(text: &str) -> Result<Store, String> {
+        match text {
+            "auto" => Ok(Store::Auto),
+            "postgres" => Ok(Store::Postgres),
+            "blocks" => Ok(Store::Blocks),
+            _ => Err("one of auto, postgres, blocks".into()),
+        }
+    }
+}
+
+/// Which part of the window each store answers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Split {
+    /// PostgreSQL's part.
+    pub postgres: Option<Range>,
+    /// The blocks' part.
+    pub blocks: Option<Range>,
+    /// The parameter that kept the blocks' part from being searched.
+    pub blocks_unsupported: Option<&'static str>,
+}
+
 /// A checked search request.
 #[derive(Debug, Clone)]
 pub struct Search {
     /// The window.
     pub range: Range,
+    /// Which store to read.
+    pub store: Store,
     /// Conditions on the trace's summary.
     summary: SummaryFilter,
     name: Option<String>,
@@ -112,8 +159,10 @@ impl Search {
             max_duration: p.parsed("max_duration", parse_duration)?,
             min_cost: p.parsed("min_cost", parse_non_negative)?,
         };
+        let store = p.parsed("store", Store::parse)?.unwrap_or(Store::Auto);
         let search = Search {
             range,
+            store,
             name: p.one("name")?,
             user: p.one("user")?,
             session: p.one("session")?,
@@ -136,6 +185,115 @@ impl Search {
             }
         }
         Ok(search)
+    }
+
+    /// The first parameter set whose condition the Tempo blocks cannot
+    /// check: what they do not store (calls, cost, tokens, users, sessions,
+    /// captured content).
+    pub fn blocks_unsupported(&self) -> Option<&'static str> {
+        [
+            ("provider", self.summary.provider.is_some()),
+            ("model", self.summary.model.is_some()),
+            ("environment", self.summary.environment.is_some()),
+            ("min_cost", self.summary.min_cost.is_some()),
+            ("user", self.user.is_some()),
+            ("session", self.session.is_some()),
+            ("q", self.text.is_some()),
+        ]
+        .into_iter()
+        .find(|(_, set)| *set)
+        .map(|(name, _)| name)
+    }
+
+    /// Which store answers which part of the window: PostgreSQL holds the
+    /// `retention` before `now`, the blocks (when `blocks` are configured)
+    /// what is older. A window wholly in the blocks with a condition they
+    /// cannot check, and `store=blocks` without blocks, are a 400.
+    pub fn split(
+        &self,
+        now: SystemTime,
+        retention: Duration,
+        blocks: bool,
+    ) -> Result<Split, Problem> {
+        let whole = Some(self.range);
+        let only_blocks = |search: &Search| -> Result<Split, Problem> {
+            if let Some(name) = search.blocks_unsupported() {
+                return Err(Problem::bad_parameter(
+                    name,
+                    format!(
+                        "{name} cannot be answered from the Tempo blocks, which hold this window \
+                         (PostgreSQL keeps the last RETENTION_TRACES_DAYS days)"
+                    ),
+                ));
+            }
+            Ok(Split {
+                postgres: None,
+                blocks: whole,
+                blocks_unsupported: None,
+            })
+        };
+        let postgres_only = Split {
+            postgres: whole,
+            blocks: None,
+            blocks_unsupported: None,
+        };
+        match self.store {
+            Store::Postgres => Ok(postgres_only),
+            Store::Blocks if !blocks => Err(Problem::bad_parameter(
+                "store",
+                "no object storage is configured (OBJECT_STORE_URL): the blocks cannot be searched",
+            )),
+            Store::Blocks => only_blocks(self),
+            Store::Auto if !blocks => Ok(postgres_only),
+            Store::Auto => {
+                let cutoff = now.checked_sub(retention).unwrap_or(UNIX_EPOCH);
+                if self.range.to <= cutoff {
+                    only_blocks(self)
+                } else if self.range.from >= cutoff {
+                    Ok(postgres_only)
+                } else {
+                    let unsupported = self.blocks_unsupported();
+                    Ok(Split {
+                        postgres: Some(Range {
+                            from: cutoff,
+                            to: self.range.to,
+                        }),
+                        blocks: unsupported.is_none().then_some(Range {
+                            from: self.range.from,
+                            to: cutoff,
+                        }),
+                        blocks_unsupported: unsupported,
+                    })
+                }
+            }
+        }
+    }
+
+    /// The blocks' search for the part `range` of the window, `limit + 1`
+    /// traces (one more tells whether there is a next page).
+    pub fn block_search(&self, range: Range) -> crate::blocks::BlockSearch {
+        let ns = |t: SystemTime| {
+            t.duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos().min(i64::MAX as u128) as i64)
+        };
+        let dur = |d: Option<Duration>| d.map(|d| d.as_nanos().min(i64::MAX as u128) as i64);
+        crate::blocks::BlockSearch {
+            from_ns: ns(range.from),
+            to_ns: ns(range.to),
+            filter: crate::blocks::TraceFilter {
+                service: self.summary.service.clone(),
+                status: self.summary.status.map(|s| s as i64),
+                min_duration_ns: dur(self.summary.min_duration),
+                max_duration_ns: dur(self.summary.max_duration),
+                spans: self.has_span_condition().then(|| self.span_filter()),
+                trace_level: Vec::new(),
+            },
+            order: self.order,
+            after: self.cursor.clone(),
+            limit: self.limit as usize + 1,
+            span_sets: None,
+            selected: Vec::new(),
+        }
     }
 
     /// Whether a condition needs the spans themselves.
@@ -329,6 +487,27 @@ pub struct TraceSummary {
     pub session_id: Option<String>,
 }
 
+/// What the Tempo blocks answered of a page.
+#[derive(Debug, Serialize)]
+pub struct BlocksReport {
+    /// The part of the window that lies in the blocks.
+    pub from: String,
+    /// Its end.
+    pub to: String,
+    /// Whether the blocks were searched: not when PostgreSQL's part filled
+    /// the page first, or when a condition cannot be checked on them.
+    pub searched: bool,
+    /// The parameter whose condition the blocks cannot check: the part of
+    /// the window older than PostgreSQL's retention was not searched.
+    pub not_searched_because: Option<String>,
+    /// Blocks whose time range overlaps that part.
+    pub blocks: u32,
+    /// Those left unread because `BLOCKS_SEARCH_MAX_BYTES` was spent.
+    pub blocks_unsearched: u32,
+    /// Bytes read from object storage.
+    pub bytes_read: u64,
+}
+
 /// A page of results.
 #[derive(Debug, Serialize)]
 pub struct Page {
@@ -340,12 +519,116 @@ pub struct Page {
     pub from: String,
     /// Its end.
     pub to: String,
-    /// `true` when a span-level search spent its time budget before it
-    /// filled the page: the traces are the matches among those looked at,
-    /// and `next_cursor` goes on from the last one looked at.
+    /// `true` when a span-level search spent its time budget, or a search
+    /// of the blocks its byte budget, before it filled the page: the
+    /// traces are the matches among those looked at, and `next_cursor`
+    /// (when not null) goes on from where the search is complete.
     pub partial: bool,
     /// Traces whose spans were looked at (span-level searches; else 0).
     pub scanned_traces: u64,
+    /// The stores that answered: `postgres`, `blocks`.
+    pub stores: Vec<&'static str>,
+    /// What the blocks answered, when the window reaches past PostgreSQL's
+    /// retention (or `store=blocks`); else null.
+    pub blocks: Option<BlocksReport>,
+}
+
+/// What one store found for a page, in the page's order.
+pub struct Found {
+    /// Matches with their positions, at most `limit + 1`.
+    pub rows: Vec<(Cursor, TraceSummary)>,
+    /// Up to where the matches are complete.
+    pub frontier: Frontier,
+    /// Traces whose spans were looked at.
+    pub scanned: u64,
+}
+
+/// Up to where a store's matches are complete.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frontier {
+    /// Every match (up to the `limit + 1`-th) is found.
+    Complete,
+    /// Every match before this position is found, none after it is given.
+    At(Cursor),
+    /// The store stopped short and cannot say where.
+    Unknown,
+}
+
+/// Merges the stores' matches into a page: one row per trace (the first
+/// store's), in `order`, cut where the least complete store stops.
+pub fn merge(limit: usize, parts: Vec<Found>) -> (Vec<TraceSummary>, Option<String>, bool) {
+    let mut frontier: Option<Cursor> = None;
+    let mut unknown = false;
+    let mut seen = std::collections::HashSet::new();
+    let mut rows: Vec<(Cursor, TraceSummary)> = Vec::new();
+    for part in parts {
+        match part.frontier {
+            Frontier::Complete => {}
+            Frontier::Unknown => unknown = true,
+            Frontier::At(c) => {
+                if frontier.as_ref().is_none_or(|f| c.position_cmp(f).is_lt()) {
+                    frontier = Some(c);
+                }
+            }
+        }
+        for (c, t) in part.rows {
+            if seen.insert(t.trace_id.clone()) {
+                rows.push((c, t));
+            }
+        }
+    }
+    rows.sort_by(|a, b| a.0.position_cmp(&b.0));
+    if let Some(f) = &frontier {
+        rows.retain(|(c, _)| c.position_cmp(f).is_lt());
+    }
+    if rows.len() > limit {
+        let next = rows[limit - 1].0.encode();
+        rows.truncate(limit);
+        (
+            rows.into_iter().map(|(_, t)| t).collect(),
+            Some(next),
+            unknown,
+        )
+    } else {
+        let partial = unknown || frontier.is_some();
+        (
+            rows.into_iter().map(|(_, t)| t).collect(),
+            frontier.map(|f| f.encode()),
+            partial,
+        )
+    }
+}
+
+/// A trace from the blocks as a result: what they know (ids, root, times,
+/// spans, errors, services), zero or null for what only PostgreSQL holds
+/// (calls, cost, tokens, models, providers, user, session).
+pub fn from_block(hit: &crate::blocks::BlockHit) -> TraceSummary {
+    let start_us = hit.start_ns.div_euclid(1_000);
+    let duration_us = hit.keys().duration_us;
+    TraceSummary {
+        trace_id: crate::traces::hex(&hit.trace_id),
+        root_service: hit
+            .root_service
+            .clone()
+            .or_else(|| hit.services.first().cloned())
+            .unwrap_or_default(),
+        root_name: hit.root_name.clone().unwrap_or_default(),
+        root_received: hit.root_name.is_some(),
+        start_time: observatory_schemas::civil::rfc3339_nanos(start_us * 1_000),
+        duration_ms: duration_us as f64 / 1e3,
+        span_count: hit.span_count,
+        llm_calls: 0,
+        cost_usd: 0.0,
+        tokens: 0,
+        input_tokens: 0,
+        output_tokens: 0,
+        error: hit.error_count > 0,
+        services: hit.services.clone(),
+        models: Vec::new(),
+        providers: Vec::new(),
+        user_id: None,
+        session_id: None,
+    }
 }
 
 fn summary(r: &tokio_postgres::Row) -> TraceSummary {
@@ -373,13 +656,20 @@ fn summary(r: &tokio_postgres::Row) -> TraceSummary {
     }
 }
 
-/// Runs the search for `tenant`; a span-level scan stops after `budget`.
-pub async fn run(
+/// Runs the search for `tenant` in PostgreSQL over `range` (a part of the
+/// search's window); a span-level scan stops after `budget`.
+pub async fn postgres(
     client: &tokio_postgres::Client,
     tenant: &str,
     search: &Search,
+    range: Range,
     budget: Duration,
-) -> Result<Page, tokio_postgres::Error> {
+) -> Result<Found, tokio_postgres::Error> {
+    let part = Search {
+        range,
+        ..search.clone()
+    };
+    let search = &part;
     let limit = search.limit as usize;
     let position = |r: &tokio_postgres::Row| Cursor::at_row(search.order, r, ORDER_KEY);
     let mut hits: Vec<tokio_postgres::Row> = Vec::with_capacity(limit + 1);
@@ -420,19 +710,133 @@ pub async fn run(
             }
         }
     }
-    let next_cursor = if hits.len() > limit {
-        Some(position(&hits[limit - 1]).encode())
-    } else {
-        last_seen.map(|c| c.encode())
+    let frontier = match (partial, last_seen) {
+        (true, Some(c)) => Frontier::At(c),
+        (true, None) => Frontier::Unknown,
+        (false, _) => Frontier::Complete,
     };
-    hits.truncate(limit);
+    Ok(Found {
+        rows: hits.iter().map(|r| (position(r), summary(r))).collect(),
+        frontier,
+        scanned,
+    })
+}
+
+/// The blocks' matches as a store's part of a page.
+pub fn blocks_found(order: Order, result: &crate::blocks::BlockSearchResult) -> Found {
+    let frontier = match (&result.frontier, result.complete) {
+        (_, true) => Frontier::Complete,
+        (Some(c), false) => Frontier::At(c.clone()),
+        (None, false) => Frontier::Unknown,
+    };
+    Found {
+        rows: result
+            .hits
+            .iter()
+            .map(|h| (Cursor::of(order, &h.keys(), h.trace_id), from_block(h)))
+            .collect(),
+        frontier,
+        scanned: result.inspected_traces,
+    }
+}
+
+/// Runs the search for `tenant`: PostgreSQL for its part of the window, the
+/// blocks for theirs (as [`Search::split`] decided), merged. Ordered by
+/// start time, the store holding the page's first part is read first, and
+/// the other only when the page is not full.
+pub async fn run(
+    state: &crate::routes::State,
+    tenant: &str,
+    search: &Search,
+    split: Split,
+) -> Result<Page, Problem> {
+    let limit = search.limit as usize;
+    let order = search.order;
+    let blocks_first = order.key == SortKey::StartTime && !order.descending;
+    let postgres_first = order.key == SortKey::StartTime && order.descending;
+    let fills = |f: &Found| f.rows.len() > limit && f.frontier == Frontier::Complete;
+    let mut parts: Vec<Option<Found>> = vec![None, None];
+    let mut block_result: Option<crate::blocks::BlockSearchResult> = None;
+    let run_postgres = |range: Range| async move {
+        let client = crate::v1::db(state).await?;
+        postgres(&client, tenant, search, range, state.search_time_budget)
+            .await
+            .map_err(Problem::postgres)
+    };
+    let run_blocks = |range: Range| async move {
+        let blocks = state
+            .blocks
+            .as_ref()
+            .ok_or_else(|| Problem::bad_parameter("store", "no object storage is configured"))?;
+        blocks
+            .search(tenant, &search.block_search(range))
+            .await
+            .map_err(Problem::blocks)
+    };
+    match (split.postgres, split.blocks) {
+        (Some(pg), Some(b)) if postgres_first => {
+            let found = run_postgres(pg).await?;
+            if !fills(&found) {
+                block_result = Some(run_blocks(b).await?);
+            }
+            parts[0] = Some(found);
+        }
+        (Some(pg), Some(b)) if blocks_first => {
+            let result = run_blocks(b).await?;
+            let found = blocks_found(order, &result);
+            if !fills(&found) {
+                parts[0] = Some(run_postgres(pg).await?);
+            }
+            block_result = Some(result);
+        }
+        (Some(pg), Some(b)) => {
+            let (found, result) = futures::try_join!(run_postgres(pg), run_blocks(b))?;
+            parts[0] = Some(found);
+            block_result = Some(result);
+        }
+        (Some(pg), None) => parts[0] = Some(run_postgres(pg).await?),
+        (None, Some(b)) => block_result = Some(run_blocks(b).await?),
+        (None, None) => {}
+    }
+    if let Some(result) = &block_result {
+        parts[1] = Some(blocks_found(order, result));
+    }
+    let mut stores = Vec::new();
+    if parts[0].is_some() {
+        stores.push("postgres");
+    }
+    if parts[1].is_some() {
+        stores.push("blocks");
+    }
+    let scanned = parts.iter().flatten().map(|f| f.scanned).sum();
+    let (traces, next_cursor, partial) = merge(limit, parts.into_iter().flatten().collect());
+    let blocks = split
+        .blocks
+        .or_else(|| {
+            // Not searched for an unsupported condition: the older part.
+            split.blocks_unsupported.and(split.postgres.map(|pg| Range {
+                from: search.range.from,
+                to: pg.from,
+            }))
+        })
+        .map(|range| BlocksReport {
+            from: format_time(range.from),
+            to: format_time(range.to),
+            searched: block_result.is_some(),
+            not_searched_because: split.blocks_unsupported.map(str::to_owned),
+            blocks: block_result.as_ref().map_or(0, |r| r.blocks),
+            blocks_unsearched: block_result.as_ref().map_or(0, |r| r.blocks_unsearched),
+            bytes_read: block_result.as_ref().map_or(0, |r| r.bytes_read),
+        });
     Ok(Page {
-        traces: hits.iter().map(summary).collect(),
+        traces,
         next_cursor,
         from: format_time(search.range.from),
         to: format_time(search.range.to),
         partial,
         scanned_traces: scanned,
+        stores,
+        blocks,
     })
 }
 
@@ -488,6 +892,123 @@ mod tests {
     }
 
     #[test]
+    fn the_window_is_split_at_the_retention() {
+        let now = parse_rfc3339("2026-11-27T10:00:00Z").unwrap();
+        let day = Duration::from_secs(86_400);
+        let split =
+            |q: &[(&str, &str)], blocks: bool| parse(q).and_then(|s| s.split(now, 2 * day, blocks));
+        let recent = split(&[], true).unwrap();
+        assert!(recent.postgres.is_some() && recent.blocks.is_none());
+        let old = [
+            ("from", "2026-11-20T00:00:00Z"),
+            ("to", "2026-11-21T00:00:00Z"),
+        ];
+        let s = split(&old, true).unwrap();
+        assert!(s.postgres.is_none() && s.blocks.is_some());
+        let e = split(&[old[0], old[1], ("model", "gpt-4o")], true).unwrap_err();
+        assert_eq!(e.parameter.as_deref(), Some("model"));
+        assert!(
+            split(&old, false).unwrap().blocks.is_none(),
+            "no blocks: PostgreSQL"
+        );
+        let both = [
+            ("from", "2026-11-20T00:00:00Z"),
+            ("to", "2026-11-27T00:00:00Z"),
+        ];
+        let s = split(&both, true).unwrap();
+        let cutoff = now - 2 * day;
+        assert_eq!(s.postgres.unwrap().from, cutoff);
+        assert_eq!(s.blocks.unwrap().to, cutoff);
+        let s = split(&[both[0], both[1], ("q", "refund")], true).unwrap();
+        assert!(s.blocks.is_none() && s.postgres.is_some());
+        assert_eq!(s.blocks_unsupported, Some("q"));
+        let forced = split(&[("store", "blocks")], true).unwrap();
+        assert!(forced.postgres.is_none() && forced.blocks.is_some());
+        let e = split(&[("store", "blocks")], false).unwrap_err();
+        assert_eq!(e.parameter.as_deref(), Some("store"));
+        let e = split(&[("store", "blocks"), ("user", "u")], true).unwrap_err();
+        assert_eq!(e.parameter.as_deref(), Some("user"));
+        let pg = split(&[old[0], old[1], ("store", "postgres")], true).unwrap();
+        assert!(pg.postgres.is_some() && pg.blocks.is_none());
+        assert_eq!(
+            parse(&[("store", "tempo")])
+                .unwrap_err()
+                .parameter
+                .as_deref(),
+            Some("store")
+        );
+    }
+
+    fn row(order: Order, start_us: i64, id: u8) -> (Cursor, TraceSummary) {
+        let hit = crate::blocks::BlockHit {
+            trace_id: [id; 16],
+            start_ns: start_us * 1_000,
+            end_ns: start_us * 1_000 + 5_000,
+            root_service: Some("bot".into()),
+            root_name: Some("run".into()),
+            services: vec!["bot".into()],
+            span_count: 2,
+            error_count: 1,
+            matched: 2,
+            spans: Vec::new(),
+        };
+        let keys = crate::summaries::Keys {
+            start_us,
+            ..Default::default()
+        };
+        (Cursor::of(order, &keys, [id; 16]), from_block(&hit))
+    }
+
+    #[test]
+    fn stores_merge_in_order_once_per_trace_up_to_the_least_complete() {
+        let order = Order {
+            key: SortKey::StartTime,
+            descending: true,
+        };
+        let pg = Found {
+            rows: vec![row(order, 100, 1), row(order, 90, 2)],
+            frontier: Frontier::Complete,
+            scanned: 0,
+        };
+        let blocks = Found {
+            rows: vec![row(order, 90, 2), row(order, 50, 3), row(order, 40, 4)],
+            frontier: Frontier::Complete,
+            scanned: 0,
+        };
+        let (traces, next, partial) = merge(3, vec![pg, blocks]);
+        let ids: Vec<&str> = traces.iter().map(|t| &t.trace_id[..2]).collect();
+        assert_eq!(ids, ["01", "02", "03"]);
+        assert!(next.is_some() && !partial);
+        assert_eq!(traces[2].span_count, 2);
+        assert!(traces[2].error && traces[2].root_received);
+        assert_eq!(traces[2].duration_ms, 0.005);
+        // The blocks stopped at start 45: nothing at or below it is shown,
+        // and the next page goes on from there.
+        let frontier = Cursor::of(
+            order,
+            &crate::summaries::Keys {
+                start_us: 45,
+                ..Default::default()
+            },
+            [0xff; 16],
+        );
+        let pg = Found {
+            rows: vec![row(order, 100, 1)],
+            frontier: Frontier::Complete,
+            scanned: 0,
+        };
+        let blocks = Found {
+            rows: vec![row(order, 50, 3), row(order, 40, 4)],
+            frontier: Frontier::At(frontier.clone()),
+            scanned: 0,
+        };
+        let (traces, next, partial) = merge(10, vec![pg, blocks]);
+        assert_eq!(traces.len(), 2);
+        assert!(partial);
+        assert_eq!(next, Some(frontier.encode()));
+    }
+
+    #[test]
     fn bad_values_name_their_parameter() {
         for (name, value) in [
             ("status", "broken"),
@@ -504,6 +1025,7 @@ mod tests {
             ("from", "yesterday"),
             ("to", "2026-11-27 10:00"),
             ("trace", "x"),
+            ("store", "tempo"),
         ] {
             let e = parse(&[(name, value)]).unwrap_err();
             assert_eq!(e.status, 400);

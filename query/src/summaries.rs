@@ -205,6 +205,70 @@ impl Cursor {
     }
 }
 
+/// The order values of a trace read outside `trace_summaries` (from the
+/// Tempo blocks, which know no cost or tokens: 0).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Keys {
+    /// Start of the first span, µs since the epoch.
+    pub start_us: i64,
+    /// First start to last end, µs.
+    pub duration_us: i64,
+    /// Spans.
+    pub span_count: i64,
+    /// Summed LLM cost.
+    pub cost_usd: f64,
+    /// Input plus output tokens.
+    pub tokens: i64,
+}
+
+impl Cursor {
+    /// The position of a trace with these order values in `order`.
+    pub fn of(order: Order, keys: &Keys, trace_id: [u8; 16]) -> Cursor {
+        let value = match order.key {
+            SortKey::StartTime => Value::Micros(keys.start_us),
+            SortKey::Duration => Value::Micros(keys.duration_us),
+            SortKey::Cost => Value::Float(keys.cost_usd),
+            SortKey::Tokens => Value::Count(keys.tokens),
+            SortKey::SpanCount => Value::Count(keys.span_count),
+        };
+        Cursor {
+            key: order.key,
+            descending: order.descending,
+            value,
+            trace_id,
+        }
+    }
+
+    /// Where this position lies against `other` (of the same order):
+    /// `Less` when it comes first in the order.
+    pub fn position_cmp(&self, other: &Cursor) -> std::cmp::Ordering {
+        let by_value = match (self.value, other.value) {
+            (Value::Micros(a), Value::Micros(b)) | (Value::Count(a), Value::Count(b)) => a.cmp(&b),
+            (Value::Float(a), Value::Float(b)) => a.total_cmp(&b),
+            _ => std::cmp::Ordering::Equal,
+        };
+        let ascending = by_value.then(self.trace_id.cmp(&other.trace_id));
+        if self.descending {
+            ascending.reverse()
+        } else {
+            ascending
+        }
+    }
+
+    /// The trace id of the position.
+    pub fn trace_id(&self) -> [u8; 16] {
+        self.trace_id
+    }
+
+    /// The start time of the position, µs, when its order is by start.
+    pub fn start_us(&self) -> Option<i64> {
+        match (self.key, self.value) {
+            (SortKey::StartTime, Value::Micros(us)) => Some(us),
+            _ => None,
+        }
+    }
+}
+
 /// An order of the summaries: a key and a direction (the trace id breaks
 /// ties in the same direction).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

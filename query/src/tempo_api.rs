@@ -13,8 +13,11 @@
 //! header on every call, "Save & test" too) and answers only from the
 //! token's tenant; every request value reaches PostgreSQL as a bound
 //! parameter ([`store`]); a value we cannot use is a 400 problem naming its
-//! parameter. Traces come from PostgreSQL, and for trace by id from the
-//! Tempo blocks when PostgreSQL no longer has them; search and tags read
+//! parameter. Traces come from PostgreSQL, and from the Tempo blocks for
+//! what PostgreSQL no longer has: trace by id when PostgreSQL has none of
+//! it, search for the part of its range older than `RETENTION_TRACES_DAYS`
+//! (`store=postgres|blocks` forces one store; the blocks' byte budget
+//! shows in the answer's metrics as jobs left undone). Tags read
 //! PostgreSQL only (the retention window), bounded in time and rows.
 //!
 //! Start reading at [`routes`]; the shapes are in [`shapes`], the query
@@ -320,7 +323,97 @@ pub(crate) fn parse_search(query: &mut Query) -> Result<store::Search, Problem> 
         spans_per_set: count(query, "spss", DEFAULT_SPSS, MAX_SPSS)?,
         min_duration: min_duration_ns.map(|ns| Duration::from_nanos(ns as u64)),
         max_duration: max_duration_ns.map(|ns| Duration::from_nanos(ns as u64)),
+        store: match query.get("store").as_deref() {
+            None | Some("") => crate::search::Store::Auto,
+            Some(s) => {
+                crate::search::Store::parse(s).map_err(|e| Problem::bad_parameter("store", e))?
+            }
+        },
     })
+}
+
+fn unix_ns(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos().min(i64::MAX as u128) as i64)
+}
+
+/// PostgreSQL's part of a search (start and end, Tempo's end included)
+/// and the blocks' (`[from, to)` in ns).
+type SearchParts = (Option<(SystemTime, SystemTime)>, Option<(i64, i64)>);
+
+/// The parts of a search's range each store answers: PostgreSQL its
+/// retention window (`[start, end]`, Tempo's end included), the blocks what
+/// is older (`[from, to)` in ns), as `store` asks.
+fn split_search(
+    search: &store::Search,
+    now: SystemTime,
+    retention: Duration,
+    blocks: bool,
+) -> Result<SearchParts, Problem> {
+    use crate::search::Store;
+    let whole_blocks = Some((unix_ns(search.start), unix_ns(search.end).saturating_add(1)));
+    let whole_pg = Some((search.start, search.end));
+    match search.store {
+        Store::Postgres => Ok((whole_pg, None)),
+        Store::Blocks if !blocks => Err(Problem::bad_parameter(
+            "store",
+            "no object storage is configured (OBJECT_STORE_URL): the blocks cannot be searched",
+        )),
+        Store::Blocks => Ok((None, whole_blocks)),
+        Store::Auto if !blocks => Ok((whole_pg, None)),
+        Store::Auto => {
+            let cutoff = now.checked_sub(retention).unwrap_or(UNIX_EPOCH);
+            if search.end < cutoff {
+                Ok((None, whole_blocks))
+            } else if search.start >= cutoff {
+                Ok((whole_pg, None))
+            } else {
+                Ok((
+                    Some((cutoff, search.end)),
+                    Some((unix_ns(search.start), unix_ns(cutoff))),
+                ))
+            }
+        }
+    }
+}
+
+/// The blocks' search of a TraceQL query over `[from, to)` ns.
+fn block_search(search: &store::Search, from: i64, to: i64) -> crate::blocks::BlockSearch {
+    use crate::blocks::Whose;
+    let mut selected: Vec<(String, Whose)> = Vec::new();
+    for c in search.query.spans.iter().flat_map(traceql::Expr::conds) {
+        let (key, whose) = match &c.field {
+            Field::Service => ("service.name".to_owned(), Whose::Resource),
+            Field::Span(k) => (k.clone(), Whose::Span),
+            Field::Resource(k) => (k.clone(), Whose::Resource),
+            Field::Any(k) => (k.clone(), Whose::Either),
+            _ => continue,
+        };
+        if selected.iter().all(|(k, _)| *k != key) {
+            selected.push((key, whose));
+        }
+    }
+    let ns = |d: Option<Duration>| d.map(|d| d.as_nanos().min(i64::MAX as u128) as i64);
+    crate::blocks::BlockSearch {
+        from_ns: from,
+        to_ns: to,
+        filter: crate::blocks::TraceFilter {
+            service: None,
+            status: None,
+            min_duration_ns: ns(search.min_duration),
+            max_duration_ns: ns(search.max_duration),
+            spans: search.query.spans.as_ref().map(store::span_filter),
+            trace_level: search.query.traces.clone(),
+        },
+        order: crate::summaries::Order {
+            key: crate::summaries::SortKey::StartTime,
+            descending: true,
+        },
+        after: None,
+        limit: search.limit,
+        span_sets: Some(search.spans_per_set.max(1)),
+        selected,
+    }
 }
 
 async fn search(
@@ -329,15 +422,36 @@ async fn search(
     state: State,
 ) -> Result<warp::reply::Response, Rejection> {
     let search = parse_search(&mut query).map_err(reject)?;
-    let mut client = db(&state).await?;
-    let answer = store::search(
-        &mut client,
-        &claims.tenant,
+    let (pg, older) = split_search(
         &search,
-        state.search_time_budget,
+        SystemTime::now(),
+        state.traces_retention,
+        state.blocks.is_some(),
     )
-    .await
-    .map_err(store_error)?;
+    .map_err(reject)?;
+    let mut answer = shapes::SearchResponse::default();
+    if let Some((start, end)) = pg {
+        let mut client = db(&state).await?;
+        let part = store::Search {
+            start,
+            end,
+            ..search.clone()
+        };
+        answer = store::search(&mut client, &claims.tenant, &part, state.search_time_budget)
+            .await
+            .map_err(store_error)?;
+    }
+    // Newest first: the blocks' older part only when PostgreSQL's did not
+    // fill the answer.
+    if let (Some((from, to)), Some(blocks)) = (older, &state.blocks) {
+        if answer.traces.len() < search.limit {
+            let result = blocks
+                .search(&claims.tenant, &block_search(&search, from, to))
+                .await
+                .map_err(|e| reject(Problem::blocks(e)))?;
+            shapes::add_block_hits(&mut answer, &result, search.limit);
+        }
+    }
     Ok(warp::reply::json(&answer).into_response())
 }
 

@@ -46,14 +46,14 @@ pub async fn search(
 ) -> Result<warp::reply::Response, Rejection> {
     let now = SystemTime::now();
     let q = Search::parse(&mut Params::new(pairs.clone()).map_err(reject)?, now).map_err(reject)?;
+    let split = q
+        .split(now, state.traces_retention, state.blocks.is_some())
+        .map_err(reject)?;
     let open = q.range.is_open(now, LATE_DATA);
     state
         .cache
         .json(&claims.tenant, "traces", &pairs, open, || async {
-            let client = db(&state).await?;
-            search::run(&client, &claims.tenant, &q, state.search_time_budget)
-                .await
-                .map_err(Problem::postgres)
+            search::run(&state, &claims.tenant, &q, split).await
         })
         .await
         .map_err(reject)

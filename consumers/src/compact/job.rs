@@ -9,6 +9,14 @@
 //!   input is read one row group at a time by byte range, rows decoded
 //!   as they are merged; each output's `data.parquet` is streamed to the
 //!   store as a multipart upload while it is written.
+//! - A trace found in one input only (most of them) is copied into the
+//!   output column by column, as that input holds it
+//!   (`BlockWriter::push_copied`); only a trace found in several inputs is
+//!   decoded to OTLP and merged. Traces are staged in batches (at most
+//!   4 096 traces or 16 MiB) so that the parts to merge are decoded
+//!   together, from one small parquet file, not one file each. An input of
+//!   another schema than ours (another writer's) is read as records, every
+//!   trace decoded.
 //! - Outputs are written as the sink writes blocks: an id taken by a
 //!   create-only claim, `meta.json` last. Ids are deterministic
 //!   ([`observatory_schemas::tempo::compaction`]), and each output carries
@@ -29,15 +37,16 @@ use bytes::Bytes;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use observatory_schemas::otlp::trace::ResourceSpans;
+use observatory_schemas::tempo::columns::{Columns, RowCursor};
 use observatory_schemas::tempo::compaction::{from_name, output_id, Record};
 use observatory_schemas::tempo::meta::{BlockMeta, Source, CLAIM, DATA, META};
 use observatory_schemas::tempo::ranged::Footer;
-use observatory_schemas::tempo::read::{ReadError, Trace};
+use observatory_schemas::tempo::read::{DataFile, ReadError, Trace};
 use observatory_schemas::tempo::rows::{
-    decode_footer, footer_range, row_group_range, RowGroupTraces,
+    decode_footer, footer_range, row_group_range, RowGroupColumns, RowGroupTraces, RowHead,
 };
 use observatory_schemas::tempo::trace::TraceRow;
-use observatory_schemas::tempo::write::{BlockError, BlockWriter};
+use observatory_schemas::tempo::write::{rows_file, schema_columns, BlockError, BlockWriter};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::Write;
@@ -64,6 +73,9 @@ pub enum JobError {
     /// An output could not be encoded.
     #[error("writing an output block: {0}")]
     Output(#[from] BlockError),
+    /// The parts of merged traces, set aside, could not be read back.
+    #[error("reading back the parts of merged traces: {0}")]
+    Merge(ReadError),
     /// Another compactor is writing this job's output.
     #[error("output {0} is being written by {1}")]
     Busy(Uuid, String),
@@ -89,6 +101,8 @@ pub struct JobSpec {
     pub target_bytes: u64,
     /// Parquet row group size.
     pub row_group_bytes: usize,
+    /// Parquet page size.
+    pub page_bytes: usize,
     /// Who this compactor is (in claims).
     pub identity: String,
     /// When another writer's claim counts as abandoned.
@@ -118,7 +132,17 @@ struct Input {
     footer_bytes: Bytes,
     footer: Footer,
     next_group: usize,
-    rows: Option<RowGroupTraces>,
+    rows: Rows,
+}
+
+/// The current row group of an input.
+enum Rows {
+    /// None left, or the next one not read yet.
+    None,
+    /// Our schema: rows copied column by column.
+    Columns(RowGroupColumns),
+    /// Another schema: rows decoded as records; the next one, when read.
+    Records(RowGroupTraces, Option<Trace>),
 }
 
 /// Reads and writes through the runtime from the job's blocking thread.
@@ -157,41 +181,150 @@ impl Input {
             footer_bytes,
             footer,
             next_group: 0,
-            rows: None,
+            rows: Rows::None,
         })
     }
 
-    fn next(&mut self, io: &mut Io<'_>) -> Result<Option<Trace>, JobError> {
+    /// How a read error of this input is reported.
+    fn error(&self) -> impl Fn(ReadError) -> JobError + Copy + use<> {
         let block = self.meta.block_id;
+        move |source| JobError::Input { block, source }
+    }
+
+    /// The id of the next trace, reading the next row group when this one
+    /// is done; `None` when the input is.
+    fn head(&mut self, io: &mut Io<'_>) -> Result<Option<[u8; 16]>, JobError> {
+        let error = self.error();
         loop {
-            if let Some(rows) = &mut self.rows {
-                match rows.next() {
-                    Some(t) => {
-                        return t
-                            .map(Some)
-                            .map_err(|source| JobError::Input { block, source })
+            match &mut self.rows {
+                Rows::Columns(rows) => {
+                    if let Some(head) = rows.head().map_err(error)? {
+                        return Ok(Some(head.id));
                     }
-                    None => self.rows = None,
                 }
+                Rows::Records(rows, next) => {
+                    if next.is_none() {
+                        *next = rows.next().transpose().map_err(error)?;
+                    }
+                    if let Some((id, _)) = next {
+                        return Ok(Some(*id));
+                    }
+                }
+                Rows::None => {}
             }
             if self.next_group >= self.footer.num_row_groups() {
+                self.rows = Rows::None;
                 return Ok(None);
             }
-            let range = row_group_range(&self.footer, self.next_group);
+            let group = self.next_group;
+            let range = row_group_range(&self.footer, group);
             let bytes = io.range(&self.path, range.clone())?;
-            self.rows = Some(
-                RowGroupTraces::new(
-                    self.meta.size,
-                    self.footer_start,
-                    self.footer_bytes.clone(),
-                    self.next_group,
-                    range.start,
-                    bytes,
-                )
-                .map_err(|source| JobError::Input { block, source })?,
-            );
+            let (len, footer) = (self.meta.size, self.footer_bytes.clone());
+            self.rows = match RowGroupColumns::new(
+                len,
+                self.footer_start,
+                footer.clone(),
+                group,
+                range.start,
+                bytes.clone(),
+            ) {
+                Ok(rows) => Rows::Columns(rows),
+                Err(ReadError::Shape(_)) => Rows::Records(
+                    RowGroupTraces::new(len, self.footer_start, footer, group, range.start, bytes)
+                        .map_err(error)?,
+                    None,
+                ),
+                Err(e) => return Err(error(e)),
+            };
             self.next_group += 1;
         }
+    }
+
+    /// Stages the next trace, found in this input only, for the output.
+    fn stage_copy(&mut self, batch: &mut Batch) -> Result<(), JobError> {
+        let error = self.error();
+        match &mut self.rows {
+            Rows::Columns(rows) => {
+                let head = rows.head().map_err(error)?.expect("head saw a row");
+                let spans = rows.copy_row(Some(&mut batch.copies)).map_err(error)?;
+                batch.entries.push(Entry::Copy(head, spans));
+            }
+            Rows::Records(_, next) => {
+                let (id, spans) = next.take().expect("head read it");
+                batch.entries.push(Entry::Merge {
+                    id,
+                    parts: vec![Part::Decoded(spans)],
+                });
+            }
+            Rows::None => unreachable!("stage after head said none"),
+        }
+        Ok(())
+    }
+
+    /// Sets the next trace aside as one part of a trace to merge.
+    fn stage_part(&mut self, batch: &mut Batch) -> Result<Part, JobError> {
+        let error = self.error();
+        match &mut self.rows {
+            Rows::Columns(rows) => {
+                rows.copy_row(Some(&mut batch.parts)).map_err(error)?;
+                Ok(Part::Aside)
+            }
+            Rows::Records(_, next) => Ok(Part::Decoded(next.take().expect("head read it").1)),
+            Rows::None => unreachable!("stage after head said none"),
+        }
+    }
+
+    /// Moves past the next trace (one an earlier run wrote).
+    fn skip(&mut self) -> Result<(), JobError> {
+        let error = self.error();
+        match &mut self.rows {
+            Rows::Columns(rows) => rows.copy_row(None).map(drop).map_err(error),
+            Rows::Records(_, next) => {
+                *next = None;
+                Ok(())
+            }
+            Rows::None => unreachable!("skip after head said none"),
+        }
+    }
+}
+
+/// The next traces of the output, in order, staged so that the parts of
+/// traces to merge are read back from their rows all at once (one small
+/// parquet file per batch) rather than one by one.
+struct Batch {
+    /// Rows of traces found in one input, in output order.
+    copies: Columns,
+    /// Rows of the parts of traces to merge, in output order.
+    parts: Columns,
+    entries: Vec<Entry>,
+}
+
+/// One staged trace.
+enum Entry {
+    /// Found in one input: its row in `copies`, its head and spans.
+    Copy(RowHead, u64),
+    /// Found in several inputs (or in another writer's input): its parts.
+    Merge { id: [u8; 16], parts: Vec<Part> },
+}
+
+/// A part of a trace to merge.
+enum Part {
+    /// Its row is the next one in `parts`.
+    Aside,
+    /// Decoded already (an input of another schema).
+    Decoded(Vec<ResourceSpans>),
+}
+
+/// Traces staged before a batch is written out.
+const BATCH_TRACES: usize = 4096;
+
+/// Bytes staged before a batch is written out.
+const BATCH_BYTES: usize = 16 << 20;
+
+impl Batch {
+    fn full(&self) -> bool {
+        self.entries.len() >= BATCH_TRACES
+            || self.copies.buffered_bytes() + self.parts.buffered_bytes() >= BATCH_BYTES
     }
 }
 
@@ -231,7 +364,7 @@ pub fn run(handle: &Handle, blocks: &BlockStore, spec: &JobSpec) -> Result<JobRe
         blocks,
         bytes_read: 0,
     };
-    let mut report = JobReport::default();
+    let report = JobReport::default();
     // Complete outputs of an earlier run, in order: go on after the last.
     let mut next_index = 1;
     let mut resume_after: Option<[u8; 16]> = None;
@@ -262,17 +395,25 @@ pub fn run(handle: &Handle, blocks: &BlockStore, spec: &JobSpec) -> Result<JobRe
     for meta in &spec.inputs {
         inputs.push(Input::open(&mut io, &spec.tenant, meta.clone())?);
     }
-    let mut heads: Vec<Option<Trace>> = Vec::with_capacity(inputs.len());
     let mut heap = BinaryHeap::new();
     for (i, input) in inputs.iter_mut().enumerate() {
-        let head = input.next(&mut io)?;
-        if let Some((id, _)) = &head {
-            heap.push(Reverse((*id, i)));
+        if let Some(id) = input.head(&mut io)? {
+            heap.push(Reverse((id, i)));
         }
-        heads.push(head);
     }
 
-    let mut output: Option<Output<'_>> = None;
+    let mut outputs = Outputs {
+        current: None,
+        next_index,
+        level,
+        estimate,
+        report,
+    };
+    let mut batch = Batch {
+        copies: schema_columns(),
+        parts: schema_columns(),
+        entries: Vec::new(),
+    };
     while let Some(Reverse((id, first))) = heap.pop() {
         let mut from = vec![first];
         while let Some(Reverse((next, i))) = heap.peek().copied() {
@@ -282,40 +423,135 @@ pub fn run(handle: &Handle, blocks: &BlockStore, spec: &JobSpec) -> Result<JobRe
             heap.pop();
             from.push(i);
         }
-        let mut parts: Vec<Vec<ResourceSpans>> = Vec::with_capacity(from.len());
-        for i in from {
-            let (_, spans) = heads[i].take().expect("a heap entry has its head");
-            parts.push(spans);
-            heads[i] = inputs[i].next(&mut io)?;
-            if let Some((next, _)) = &heads[i] {
-                heap.push(Reverse((*next, i)));
+        if resume_after.is_some_and(|after| id <= after) {
+            for &i in &from {
+                inputs[i].skip()?;
+            }
+        } else if let [only] = from[..] {
+            inputs[only].stage_copy(&mut batch)?;
+        } else {
+            let mut parts = Vec::with_capacity(from.len());
+            for &i in &from {
+                parts.push(inputs[i].stage_part(&mut batch)?);
+            }
+            batch.entries.push(Entry::Merge { id, parts });
+        }
+        if batch.full() {
+            outputs.write(&mut io, spec, &mut batch)?;
+        }
+        for &i in &from {
+            if let Some(next) = inputs[i].head(&mut io)? {
+                heap.push(Reverse((next, i)));
             }
         }
-        if resume_after.is_some_and(|after| id <= after) {
-            continue;
-        }
-        let batches: Vec<&[ResourceSpans]> = parts.iter().map(Vec::as_slice).collect();
-        let Some(row) = TraceRow::merge(id, &batches) else {
-            continue;
-        };
-        if output.is_none() {
-            output = Some(open_output(&mut io, spec, next_index, estimate)?);
-            next_index += 1;
-        }
-        let out = output.as_mut().expect("opened above");
-        out.writer.push(&row)?;
-        report.traces += 1;
-        report.spans += row.spans().count() as u64;
-        if out.writer.bytes_written() as u64 >= spec.target_bytes {
-            let out = output.take().expect("checked above");
-            finish_output(&mut io, spec, out, level, false, &mut report)?;
-        }
     }
-    if let Some(out) = output.take() {
+    outputs.write(&mut io, spec, &mut batch)?;
+    let Outputs {
+        current,
+        level,
+        mut report,
+        ..
+    } = outputs;
+    if let Some(out) = current {
         finish_output(&mut io, spec, out, level, true, &mut report)?;
     }
     report.bytes_read = io.bytes_read;
     Ok(report)
+}
+
+/// The job's outputs: the one being written, and what was written.
+struct Outputs<'a> {
+    current: Option<Output<'a>>,
+    next_index: u32,
+    level: u32,
+    estimate: u64,
+    report: JobReport,
+}
+
+impl<'a> Outputs<'a> {
+    /// Writes the staged traces into the outputs, in order (opening and
+    /// cutting outputs as they fill), and empties the batch.
+    fn write(
+        &mut self,
+        io: &mut Io<'a>,
+        spec: &JobSpec,
+        batch: &mut Batch,
+    ) -> Result<(), JobError> {
+        let mut decoded = if batch.parts.buffered_bytes() > 0 {
+            rows_file(&mut batch.parts)
+                .map_err(ReadError::Parquet)
+                .and_then(DataFile::open)
+                .and_then(|f| f.all())
+                .map_err(JobError::Merge)?
+                .into_iter()
+        } else {
+            Vec::new().into_iter()
+        };
+        let mut cursor = RowCursor::default();
+        for entry in batch.entries.drain(..) {
+            let (spans, row_parts, id) = match entry {
+                Entry::Copy(head, spans) => {
+                    self.writer(io, spec)?
+                        .push_copied(head, &batch.copies, &mut cursor)?;
+                    (spans, None, head.id)
+                }
+                Entry::Merge { id, parts } => {
+                    let mut spans = Vec::with_capacity(parts.len());
+                    for part in parts {
+                        spans.push(match part {
+                            Part::Aside => {
+                                decoded
+                                    .next()
+                                    .ok_or(JobError::Merge(ReadError::Shape(
+                                        "a part set aside is missing",
+                                    )))?
+                                    .1
+                            }
+                            Part::Decoded(s) => s,
+                        });
+                    }
+                    (0, Some(spans), id)
+                }
+            };
+            let spans = match row_parts {
+                None => spans,
+                Some(parts) => {
+                    let batches: Vec<&[ResourceSpans]> = parts.iter().map(Vec::as_slice).collect();
+                    let Some(row) = TraceRow::merge(id, &batches) else {
+                        continue;
+                    };
+                    self.writer(io, spec)?.push(&row)?;
+                    row.spans().count() as u64
+                }
+            };
+            self.report.traces += 1;
+            self.report.spans += spans;
+            let full = self
+                .current
+                .as_ref()
+                .is_some_and(|out| out.writer.bytes_written() as u64 >= spec.target_bytes);
+            if full {
+                let out = self.current.take().expect("checked above");
+                finish_output(io, spec, out, self.level, false, &mut self.report)?;
+            }
+        }
+        batch.copies.clear();
+        batch.parts.clear();
+        Ok(())
+    }
+
+    /// The output being written, opened when there is none.
+    fn writer(
+        &mut self,
+        io: &mut Io<'a>,
+        spec: &JobSpec,
+    ) -> Result<&mut BlockWriter<Upload<'a>>, JobError> {
+        if self.current.is_none() {
+            self.current = Some(open_output(io, spec, self.next_index, self.estimate)?);
+            self.next_index += 1;
+        }
+        Ok(&mut self.current.as_mut().expect("opened above").writer)
+    }
 }
 
 /// Takes the id of output `index` (the first attempt free) and starts its
@@ -367,7 +603,12 @@ fn open_output<'a>(
         handle: io.handle,
         upload: WriteMultipart::new(upload),
     };
-    let writer = BlockWriter::to_writer(upload, estimate.max(1), spec.row_group_bytes)?;
+    let writer = BlockWriter::to_writer_paged(
+        upload,
+        estimate.max(1),
+        spec.row_group_bytes,
+        spec.page_bytes,
+    )?;
     Ok(Output { id, index, writer })
 }
 

@@ -324,6 +324,7 @@ impl Compactor {
                 done,
                 target_bytes: self.args.tempo_compacted_block_bytes,
                 row_group_bytes: self.args.tempo_row_group_bytes,
+                page_bytes: self.args.tempo_compacted_page_bytes,
                 identity: self.identity.clone(),
                 claim_timeout: self.args.tempo_compaction_claim_timeout,
             };

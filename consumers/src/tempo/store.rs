@@ -1,12 +1,9 @@
 //! Where blocks go: one object-store abstraction over every backend of
 //! `OBJECT_STORE_URL`, and the one rule for writing a block into it.
 //!
-//! Backends: `s3://bucket[/prefix]` (AWS or any S3-compatible endpoint:
-//! `AWS_ENDPOINT`, `AWS_ALLOW_HTTP`, path-style requests unless
-//! `S3_VIRTUAL_HOSTED_STYLE`), `gs://bucket[/prefix]`, `az://container[/prefix]`
-//! and `file:///path` or a plain path (the default, under `DATA_DIR`).
-//! Credentials come from each cloud's standard environment (`AWS_*`,
-//! `GOOGLE_*`, `AZURE_*`), read by the `object_store` builders.
+//! The store is opened by `observatory_plumbing::store` (every backend of
+//! `OBJECT_STORE_URL`, credentials from each cloud's environment), with a
+//! pipeline stage's retries; a plain path is the default, under `DATA_DIR`.
 //!
 //! Writing a block: first [`BlockStore::claim`] its id (a create-only write
 //! of the claim object: `If-None-Match: *` on S3, a hard link on a local
@@ -18,45 +15,14 @@
 //! belongs to its first writer, complete or not.
 
 use bytes::Bytes;
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
-use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
-use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::prefix::PrefixStore;
-use object_store::{
-    BackoffConfig, ClientConfigKey, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
-    RetryConfig,
-};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use observatory_plumbing::store::StoreOptions;
 use observatory_schemas::tempo::meta::{Source, CLAIM, META, META_COMPACTED};
 use observatory_schemas::tempo::write::Block;
 use std::sync::Arc;
-use std::time::Duration;
-use thiserror::Error;
 
-/// An `OBJECT_STORE_URL` that cannot be used.
-#[derive(Debug, Error)]
-pub enum StoreError {
-    /// Unknown scheme.
-    #[error("OBJECT_STORE_URL {0:?}: use s3://, gs://, az://, file:// or a local path")]
-    Scheme(String),
-    /// The backend refused its configuration.
-    #[error("OBJECT_STORE_URL {url:?}: {source}")]
-    Backend {
-        /// The URL.
-        url: String,
-        /// Why.
-        source: object_store::Error,
-    },
-    /// The local folder cannot be created.
-    #[error("cannot create {path}: {source}")]
-    Folder {
-        /// The folder.
-        path: String,
-        /// Why.
-        source: std::io::Error,
-    },
-}
+pub use observatory_plumbing::store::StoreError;
 
 /// Whether a claim got its block id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,37 +50,6 @@ pub struct BlockStore {
     pub description: String,
 }
 
-/// The backends' own retries are short: a failed put comes back within
-/// seconds as a transient error, and the sink's retry loop (which stops
-/// polling, reports not-ready and backs off up to 10 s) takes over.
-fn retry() -> RetryConfig {
-    RetryConfig {
-        backoff: BackoffConfig::default(),
-        max_retries: 3,
-        retry_timeout: Duration::from_secs(20),
-    }
-}
-
-/// A dead endpoint fails fast; a block upload has a minute. Set as config
-/// keys (not a whole `ClientOptions`, which would drop what the builder
-/// read from the environment, such as `AWS_ALLOW_HTTP`).
-const CLIENT_TIMEOUTS: [(ClientConfigKey, &str); 2] = [
-    (ClientConfigKey::ConnectTimeout, "5s"),
-    (ClientConfigKey::Timeout, "60s"),
-];
-
-/// Splits `scheme://bucket/prefix` into (`scheme://bucket`, `prefix`).
-fn split_bucket(url: &str) -> (&str, &str) {
-    let after_scheme = url.find("://").map_or(0, |i| i + 3);
-    match url[after_scheme..].find('/') {
-        Some(i) => (
-            &url[..after_scheme + i],
-            url[after_scheme + i + 1..].trim_matches('/'),
-        ),
-        None => (url, ""),
-    }
-}
-
 impl BlockStore {
     /// Opens the store `url` names, configured from the environment.
     pub fn open(url: &str, s3_virtual_hosted_style: bool) -> Result<BlockStore, StoreError> {
@@ -130,68 +65,21 @@ impl BlockStore {
         s3_virtual_hosted_style: bool,
         options: &[(&str, &str)],
     ) -> Result<BlockStore, StoreError> {
-        let backend = |source| StoreError::Backend {
-            url: url.to_owned(),
-            source,
-        };
-        let (bucket, prefix) = split_bucket(url);
-        let store: Arc<dyn ObjectStore> = if url.starts_with("s3://") || url.starts_with("s3a://") {
-            let mut b = AmazonS3Builder::from_env()
-                .with_url(bucket)
-                .with_virtual_hosted_style_request(s3_virtual_hosted_style)
-                .with_retry(retry());
-            for (k, v) in CLIENT_TIMEOUTS {
-                b = b.with_config(AmazonS3ConfigKey::Client(k), v);
-            }
-            for (k, v) in options {
-                b = b.with_config(k.parse().map_err(backend)?, *v);
-            }
-            Arc::new(b.build().map_err(backend)?)
-        } else if url.starts_with("gs://") {
-            let mut b = GoogleCloudStorageBuilder::from_env()
-                .with_url(bucket)
-                .with_retry(retry());
-            for (k, v) in CLIENT_TIMEOUTS {
-                b = b.with_config(GoogleConfigKey::Client(k), v);
-            }
-            for (k, v) in options {
-                b = b.with_config(k.parse().map_err(backend)?, *v);
-            }
-            Arc::new(b.build().map_err(backend)?)
-        } else if url.starts_with("az://") || url.starts_with("azure://") {
-            let mut b = MicrosoftAzureBuilder::from_env()
-                .with_url(bucket)
-                .with_retry(retry());
-            for (k, v) in CLIENT_TIMEOUTS {
-                b = b.with_config(AzureConfigKey::Client(k), v);
-            }
-            for (k, v) in options {
-                b = b.with_config(k.parse().map_err(backend)?, *v);
-            }
-            Arc::new(b.build().map_err(backend)?)
-        } else if url.contains("://") && !url.starts_with("file://") {
-            return Err(StoreError::Scheme(url.to_owned()));
+        let store = observatory_plumbing::store::open(
+            url,
+            StoreOptions::WRITER
+                .virtual_hosted_style(s3_virtual_hosted_style)
+                .keys(options),
+        )?;
+        let description = if url.contains("://") && !url.starts_with("file://") {
+            url.to_owned()
         } else {
-            let folder = url.strip_prefix("file://").unwrap_or(url);
-            std::fs::create_dir_all(folder).map_err(|source| StoreError::Folder {
-                path: folder.to_owned(),
-                source,
-            })?;
-            let local = LocalFileSystem::new_with_prefix(folder).map_err(backend)?;
-            return Ok(BlockStore {
-                store: Arc::new(local),
-                description: format!("local folder {folder}"),
-            });
+            format!(
+                "local folder {}",
+                url.strip_prefix("file://").unwrap_or(url)
+            )
         };
-        let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
-            store
-        } else {
-            Arc::new(PrefixStore::new(store, prefix))
-        };
-        Ok(BlockStore {
-            store,
-            description: url.to_owned(),
-        })
+        Ok(BlockStore { store, description })
     }
 
     /// Takes the block id `id` of `tenant_folder` for this writer: creates
@@ -310,8 +198,6 @@ mod tests {
 
     #[test]
     fn buckets_and_prefixes() {
-        assert_eq!(split_bucket("s3://b/p/q/"), ("s3://b", "p/q"));
-        assert_eq!(split_bucket("gs://b"), ("gs://b", ""));
         assert!(matches!(
             BlockStore::open("ftp://x", false),
             Err(StoreError::Scheme(_))

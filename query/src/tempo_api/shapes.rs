@@ -480,10 +480,87 @@ pub struct SearchMetrics {
     /// Spans looked at (a string, as jsonpb writes uint64).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inspected_spans: Option<String>,
-    /// Jobs done (one query).
+    /// Bytes of blocks read (a string, as jsonpb writes uint64).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inspected_bytes: Option<String>,
+    /// Blocks whose time range the search overlapped.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub total_blocks: u32,
+    /// Jobs done: PostgreSQL's query, and each block searched to the end.
     pub completed_jobs: u32,
-    /// Jobs (one query).
+    /// Jobs: PostgreSQL's query (when its window was searched), and one
+    /// per block.
     pub total_jobs: u32,
+    /// Size of those blocks' data files (a string, as jsonpb writes uint64).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_block_bytes: Option<String>,
+}
+
+/// Adds the blocks' matches of a search to an answer: a trace the answer
+/// holds already (from PostgreSQL) is kept as it is; newest first, at most
+/// `limit`; the blocks' reading in the metrics, every block a job (one the
+/// byte budget left unread is a job not completed).
+pub fn add_block_hits(
+    answer: &mut SearchResponse,
+    result: &crate::blocks::BlockSearchResult,
+    limit: usize,
+) {
+    for hit in &result.hits {
+        let id = trace_id_text(&hit.trace_id);
+        if answer.traces.iter().any(|t| t.trace_id == id) {
+            continue;
+        }
+        let spans: Vec<SearchSpan> = hit
+            .spans
+            .iter()
+            .map(|s| SearchSpan {
+                span_id: crate::traces::hex(&s.span_id),
+                name: s.name.clone(),
+                start_time_unix_nano: s.start_ns.to_string(),
+                duration_nanos: s.duration_ns.to_string(),
+                attributes: s.attributes.iter().map(|(k, v)| key_value(k, v)).collect(),
+            })
+            .collect();
+        let set = SpanSet {
+            spans,
+            matched: hit.matched,
+        };
+        // Microsecond times, as the PostgreSQL part answers them.
+        let start_ns = hit.start_ns.max(0) / 1_000 * 1_000;
+        let duration = (hit.end_ns.max(0) / 1_000 * 1_000 - start_ns).max(0) / 1_000_000;
+        answer.traces.push(TraceSearchMetadata {
+            trace_id: id,
+            root_service_name: hit
+                .root_service
+                .clone()
+                .unwrap_or_else(|| ROOT_NOT_YET_RECEIVED.into()),
+            root_trace_name: hit.root_name.clone().unwrap_or_default(),
+            start_time_unix_nano: start_ns.to_string(),
+            duration_ms: duration.clamp(0, i64::from(u32::MAX)) as u32,
+            span_set: Some(set.clone()),
+            span_sets: vec![set],
+        });
+    }
+    answer.traces.sort_by_key(|t| {
+        std::cmp::Reverse(t.start_time_unix_nano.parse::<u64>().unwrap_or_default())
+    });
+    answer.traces.truncate(limit);
+    let m = &mut answer.metrics;
+    m.inspected_traces = m
+        .inspected_traces
+        .saturating_add(result.inspected_traces.min(u64::from(u32::MAX)) as u32);
+    let spans = m
+        .inspected_spans
+        .as_deref()
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(0)
+        + result.inspected_spans;
+    m.inspected_spans = (spans > 0).then(|| spans.to_string());
+    m.inspected_bytes = (result.bytes_read > 0).then(|| result.bytes_read.to_string());
+    m.total_blocks = result.blocks;
+    m.total_block_bytes = (result.block_bytes > 0).then(|| result.block_bytes.to_string());
+    m.total_jobs += result.blocks;
+    m.completed_jobs += result.blocks - result.blocks_unsearched;
 }
 
 /// A `tempopb.common.v1.KeyValue` in jsonpb form from a stored JSON value.

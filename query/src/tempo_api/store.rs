@@ -293,6 +293,8 @@ pub struct Search {
     pub min_duration: Option<Duration>,
     /// Longest trace.
     pub max_duration: Option<Duration>,
+    /// Which store to read (`store`).
+    pub store: crate::search::Store,
 }
 
 /// Why a store query failed.
@@ -322,22 +324,27 @@ struct Found {
     summary: Summary,
 }
 
-struct Summary {
-    start_ns: u64,
-    end_ns: u64,
-    root_service: Option<String>,
-    root_name: Option<String>,
+/// What the trace-level conditions read of a trace.
+pub(crate) struct Summary {
+    /// First span start, ns.
+    pub(crate) start_ns: u64,
+    /// Last span end, ns.
+    pub(crate) end_ns: u64,
+    /// The root span's service; `None` until the root arrives.
+    pub(crate) root_service: Option<String>,
+    /// The root span's name; `None` until the root arrives.
+    pub(crate) root_name: Option<String>,
 }
 
 /// A trace-level condition, its regular expression compiled once per
 /// search (it is checked on every candidate).
-struct TraceLevel<'q> {
+pub(crate) struct TraceLevel<'q> {
     cond: &'q Cond,
     re: Option<regex::Regex>,
 }
 
 impl<'q> TraceLevel<'q> {
-    fn new(cond: &'q Cond) -> TraceLevel<'q> {
+    pub(crate) fn new(cond: &'q Cond) -> TraceLevel<'q> {
         let re = match (&cond.value, cond.op) {
             (Literal::Str(want), Op::Re | Op::NotRe) => regex::Regex::new(&anchored(want)).ok(),
             _ => None,
@@ -345,7 +352,7 @@ impl<'q> TraceLevel<'q> {
         TraceLevel { cond, re }
     }
 
-    fn holds(&self, summary: &Summary) -> bool {
+    pub(crate) fn holds(&self, summary: &Summary) -> bool {
         let c = self.cond;
         fn text(v: &Option<String>) -> &str {
             v.as_deref().unwrap_or(ROOT_NOT_YET_RECEIVED)
@@ -562,6 +569,7 @@ pub async fn search(
             inspected_spans: (inspected_spans > 0).then(|| inspected_spans.to_string()),
             completed_jobs: u32::from(complete),
             total_jobs: 1,
+            ..SearchMetrics::default()
         },
         traces,
     })

@@ -14,6 +14,22 @@ use parquet::basic::Type as Physical;
 use parquet::data_type::ByteArray;
 use std::ops::Range;
 
+/// The values of one row of a leaf column, decoded from another block:
+/// what [`Columns::copy`] appends.
+#[derive(Debug, Clone, Copy)]
+pub enum Slice<'a> {
+    /// Byte arrays.
+    Bytes(&'a [ByteArray]),
+    /// int32.
+    I32(&'a [i32]),
+    /// int64.
+    I64(&'a [i64]),
+    /// double.
+    F64(&'a [f64]),
+    /// boolean.
+    Bool(&'a [bool]),
+}
+
 /// The values of one leaf column.
 #[derive(Debug)]
 pub enum Values {
@@ -89,21 +105,31 @@ pub struct Column {
 pub struct Columns {
     /// By leaf index.
     pub columns: Vec<Column>,
+    /// The maximum definition level of each leaf (a defined value's).
+    max_def: Vec<i16>,
     bytes: usize,
 }
 
+/// Where the next row of a [`Columns`] starts in each leaf (entry, value),
+/// for reading its rows back in order ([`Columns::copy_row_from`]).
+#[derive(Debug, Clone, Default)]
+pub struct RowCursor {
+    at: Vec<(usize, usize)>,
+}
+
 impl Columns {
-    /// Empty columns of the given physical types.
-    pub fn new(types: &[Physical]) -> Columns {
+    /// Empty columns of the given (physical type, maximum definition level).
+    pub fn new(leaves: &[(Physical, i16)]) -> Columns {
         Columns {
-            columns: types
+            columns: leaves
                 .iter()
-                .map(|t| Column {
+                .map(|(t, _)| Column {
                     def: Vec::new(),
                     rep: Vec::new(),
                     values: Values::new(*t),
                 })
                 .collect(),
+            max_def: leaves.iter().map(|(_, d)| *d).collect(),
             bytes: 0,
         }
     }
@@ -111,6 +137,80 @@ impl Columns {
     /// Bytes buffered, roughly.
     pub fn buffered_bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// Empties the columns, keeping their memory for the next rows.
+    pub fn clear(&mut self) {
+        self.bytes = 0;
+        for c in &mut self.columns {
+            c.def.clear();
+            c.rep.clear();
+            match &mut c.values {
+                Values::Bytes { data, ends } => {
+                    data.clear();
+                    ends.clear();
+                }
+                Values::I32(v) => v.clear(),
+                Values::I64(v) => v.clear(),
+                Values::F64(v) => v.clear(),
+                Values::Bool(v) => v.clear(),
+            }
+        }
+    }
+
+    /// Appends the row of `from` at `cursor` as it is, and moves the
+    /// cursor past it. Every row starts with repetition level 0 in every
+    /// leaf (each leaf holds at least one entry per row).
+    pub fn copy_row_from(&mut self, from: &Columns, cursor: &mut RowCursor) {
+        if cursor.at.is_empty() {
+            cursor.at = vec![(0, 0); from.columns.len()];
+        }
+        for (leaf, c) in from.columns.iter().enumerate() {
+            let (entry, value) = cursor.at[leaf];
+            let end = c.rep[entry + 1..]
+                .iter()
+                .position(|&r| r == 0)
+                .map_or(c.rep.len(), |i| entry + 1 + i);
+            let max_def = from.max_def[leaf];
+            let defined = c.def[entry..end].iter().filter(|&&d| d == max_def).count();
+            let values = value..value + defined;
+            let rep = &c.rep[entry..end];
+            let def = &c.def[entry..end];
+            match &c.values {
+                Values::Bytes { data, ends } => {
+                    let start = if value == 0 { 0 } else { ends[value - 1] };
+                    let stop = if defined == 0 {
+                        start
+                    } else {
+                        ends[values.end - 1]
+                    };
+                    let to = &mut self.columns[leaf];
+                    to.rep.extend_from_slice(rep);
+                    to.def.extend_from_slice(def);
+                    match &mut to.values {
+                        Values::Bytes {
+                            data: to_data,
+                            ends: to_ends,
+                        } => {
+                            let base = to_data.len() as isize - start as isize;
+                            to_data.extend_from_slice(&data[start..stop]);
+                            to_ends.extend(
+                                ends[values.clone()]
+                                    .iter()
+                                    .map(|&e| (e as isize + base) as usize),
+                            );
+                        }
+                        _ => panic!("leaf {leaf} is not a byte array"),
+                    }
+                    self.bytes += 4 * rep.len() + (stop - start) + 8 * defined;
+                }
+                Values::I32(v) => self.copy(leaf, rep, def, Slice::I32(&v[values])),
+                Values::I64(v) => self.copy(leaf, rep, def, Slice::I64(&v[values])),
+                Values::F64(v) => self.copy(leaf, rep, def, Slice::F64(&v[values])),
+                Values::Bool(v) => self.copy(leaf, rep, def, Slice::Bool(&v[values])),
+            }
+            cursor.at[leaf] = (end, value + defined);
+        }
     }
 
     /// Takes the columns, leaving empty ones.
@@ -183,6 +283,42 @@ impl Columns {
             Values::Bool(values) => values.push(v),
             _ => panic!("leaf {leaf} is not a boolean"),
         }
+    }
+
+    /// One row of leaf `leaf` as another block holds it: its levels (one
+    /// entry each) and its defined values, appended as they are.
+    pub fn copy(&mut self, leaf: usize, rep: &[i16], def: &[i16], values: Slice<'_>) {
+        let c = &mut self.columns[leaf];
+        c.rep.extend_from_slice(rep);
+        c.def.extend_from_slice(def);
+        self.bytes += 4 * rep.len();
+        self.bytes += match (&mut c.values, values) {
+            (Values::Bytes { data, ends }, Slice::Bytes(v)) => {
+                let before = data.len();
+                for b in v {
+                    data.extend_from_slice(b.data());
+                    ends.push(data.len());
+                }
+                data.len() - before + 8 * v.len()
+            }
+            (Values::I32(to), Slice::I32(v)) => {
+                to.extend_from_slice(v);
+                4 * v.len()
+            }
+            (Values::I64(to), Slice::I64(v)) => {
+                to.extend_from_slice(v);
+                8 * v.len()
+            }
+            (Values::F64(to), Slice::F64(v)) => {
+                to.extend_from_slice(v);
+                8 * v.len()
+            }
+            (Values::Bool(to), Slice::Bool(v)) => {
+                to.extend_from_slice(v);
+                v.len()
+            }
+            _ => panic!("leaf {leaf}: values of another physical type"),
+        };
     }
 
     /// An entry without a value (an absent optional or an empty list) in

@@ -58,7 +58,7 @@ pub enum Step {
 /// The parts of a file fetched so far, as a parquet [`ChunkReader`]: a read
 /// of bytes not held is an error naming them.
 #[derive(Debug, Clone, Default)]
-pub(super) struct Sparse {
+pub struct Sparse {
     len: u64,
     /// Start offset to bytes; parts do not overlap.
     parts: BTreeMap<u64, Bytes>,
@@ -66,14 +66,15 @@ pub(super) struct Sparse {
 
 impl Sparse {
     /// Nothing fetched yet of a file of `len` bytes.
-    pub(super) fn with_len(len: u64) -> Sparse {
+    pub fn with_len(len: u64) -> Sparse {
         Sparse {
             len,
             parts: BTreeMap::new(),
         }
     }
 
-    pub(super) fn insert(&mut self, start: u64, bytes: Bytes) {
+    /// Adds bytes fetched at `start`, joined with the parts they touch.
+    pub fn insert(&mut self, start: u64, bytes: Bytes) {
         let end = start + bytes.len() as u64;
         if self.holds(&(start..end)) {
             return;

@@ -14,8 +14,9 @@
 //! memory stays bounded by the row group size, not the block size).
 
 use super::bloom::{self, Bloom};
-use super::columns::{Column, Columns, Values};
+use super::columns::{Column, Columns, RowCursor, Values};
 use super::meta::{bloom_name, BlockMeta, DATA, INDEX, META};
+use super::rows::RowHead;
 use super::schema::{leaf, message_type, RESOURCE_WELL_KNOWN};
 use super::trace::{generic_attributes, TraceRow};
 use crate::otlp::common::{any_value::Value, AnyValue, InstrumentationScope, KeyValue};
@@ -75,7 +76,7 @@ pub fn schema() -> Arc<SchemaType> {
         .clone()
 }
 
-fn properties(descriptor: &SchemaDescriptor) -> WriterProperties {
+fn properties(descriptor: &SchemaDescriptor, page_bytes: usize) -> WriterProperties {
     let mut b = WriterProperties::builder()
         .set_writer_version(WriterVersion::PARQUET_2_0)
         .set_compression(Compression::SNAPPY)
@@ -84,10 +85,10 @@ fn properties(descriptor: &SchemaDescriptor) -> WriterProperties {
         // reads one page per column, so the page size is the cost of a
         // lookup in a large block) and 16-byte column-index bounds (a
         // TraceID is 16 bytes: never truncated).
-        .set_data_page_size_limit(PAGE_BYTES)
+        .set_data_page_size_limit(page_bytes)
         // A lookup reads a column's dictionary too: past this size a
         // column chunk falls back to plain pages instead (1 MiB by default).
-        .set_dictionary_page_size_limit(PAGE_BYTES)
+        .set_dictionary_page_size_limit(page_bytes)
         .set_column_index_truncate_length(Some(16))
         // Column-chunk statistics too: whole prompt texts as min/max made
         // the footer of a 1 GiB block 5.7 MB, read by every lookup.
@@ -230,22 +231,31 @@ impl<W: Write + Send> BlockWriter<W> {
         traces: u64,
         row_group_bytes: usize,
     ) -> Result<BlockWriter<W>, BlockError> {
+        BlockWriter::to_writer_paged(out, traces, row_group_bytes, PAGE_BYTES)
+    }
+
+    /// The same, with data and dictionary pages of at most `page_bytes`
+    /// (a trace-by-id lookup reads about one data page and one dictionary
+    /// page per column, so smaller pages make lookups in large blocks
+    /// cheaper, at some cost in size).
+    pub fn to_writer_paged(
+        out: W,
+        traces: u64,
+        row_group_bytes: usize,
+        page_bytes: usize,
+    ) -> Result<BlockWriter<W>, BlockError> {
         let schema = schema();
         let descriptor = Arc::new(SchemaDescriptor::new(schema.clone()));
-        let types: Vec<Physical> = descriptor
-            .columns()
-            .iter()
-            .map(|c| c.physical_type())
-            .collect();
         let out = Counting {
             inner: out,
             written: 0,
             tail: [0; 8],
         };
-        let file = SerializedFileWriter::new(out, schema, Arc::new(properties(&descriptor)))?;
+        let properties = properties(&descriptor, page_bytes.max(1024));
+        let file = SerializedFileWriter::new(out, schema, Arc::new(properties))?;
         let (shards, k) = bloom::parameters(traces);
         Ok(BlockWriter {
-            columns: Columns::new(&types),
+            columns: schema_columns(),
             descriptor,
             file,
             row_group_bytes: row_group_bytes.max(1),
@@ -261,21 +271,33 @@ impl<W: Write + Send> BlockWriter<W> {
 
     /// Adds one trace; ids must ascend.
     pub fn push(&mut self, trace: &TraceRow<'_>) -> Result<(), BlockError> {
+        self.admit(trace.trace_id, trace.start, trace.end)?;
+        shred_trace(&mut self.columns, trace);
+        self.row_added()
+    }
+
+    /// Checks that `id` comes after the last trace, and counts the trace
+    /// in the blooms, the trace count and the block's time range.
+    fn admit(&mut self, id: [u8; 16], start: u64, end: u64) -> Result<(), BlockError> {
         if let Some(last) = self.last_id {
-            if trace.trace_id <= last {
+            if id <= last {
                 return Err(BlockError::OutOfOrder(
-                    trace_id_text(&trace.trace_id),
+                    trace_id_text(&id),
                     trace_id_text(&last),
                 ));
             }
         }
-        self.last_id = Some(trace.trace_id);
+        self.last_id = Some(id);
         let shards = self.blooms.len() as u64;
-        self.blooms[bloom::shard_of(&trace.trace_id, shards) as usize].add(&trace.trace_id);
+        self.blooms[bloom::shard_of(&id, shards) as usize].add(&id);
         self.traces += 1;
-        self.start = self.start.min(trace.start);
-        self.end = self.end.max(trace.end);
-        shred_trace(&mut self.columns, trace);
+        self.start = self.start.min(start);
+        self.end = self.end.max(end);
+        Ok(())
+    }
+
+    /// Ends the row just shredded; writes the row group once it is full.
+    fn row_added(&mut self) -> Result<(), BlockError> {
         self.rows_in_group += 1;
         if self.columns.buffered_bytes() >= self.row_group_bytes {
             self.flush_row_group()?;
@@ -293,36 +315,26 @@ impl<W: Write + Send> BlockWriter<W> {
         self.file.bytes_written()
     }
 
+    /// Adds the trace whose row of `from` is at `cursor`, as another block
+    /// held it (copied there by [`super::rows::RowGroupColumns::copy_row`]), column by
+    /// column, without decoding it: compaction of a trace found in one
+    /// input. `head` is that row's; ids must ascend.
+    pub fn push_copied(
+        &mut self,
+        head: RowHead,
+        from: &Columns,
+        cursor: &mut RowCursor,
+    ) -> Result<(), BlockError> {
+        self.admit(head.id, head.start, head.end)?;
+        self.columns.copy_row_from(from, cursor);
+        self.row_added()
+    }
+
     fn flush_row_group(&mut self) -> Result<(), BlockError> {
         if self.rows_in_group == 0 {
             return Ok(());
         }
-        let columns = self.columns.take();
-        let mut group = self.file.next_row_group()?;
-        for (i, Column { def, rep, values }) in columns.into_iter().enumerate() {
-            let descriptor = self.descriptor.column(i);
-            let levels = descriptor.max_def_level() > 0 || descriptor.max_rep_level() > 0;
-            let (def, rep) = if levels {
-                (Some(&def[..]), Some(&rep[..]))
-            } else {
-                (None, None)
-            };
-            let mut column = group.next_column()?.expect("one writer per leaf");
-            match values {
-                Values::Bytes { data, ends } => {
-                    let values = Values::byte_arrays(data, &ends);
-                    column
-                        .typed::<ByteArrayType>()
-                        .write_batch(&values, def, rep)?
-                }
-                Values::I32(v) => column.typed::<Int32Type>().write_batch(&v, def, rep)?,
-                Values::I64(v) => column.typed::<Int64Type>().write_batch(&v, def, rep)?,
-                Values::F64(v) => column.typed::<DoubleType>().write_batch(&v, def, rep)?,
-                Values::Bool(v) => column.typed::<BoolType>().write_batch(&v, def, rep)?,
-            };
-            column.close()?;
-        }
-        group.close()?;
+        write_row_group(&mut self.file, &self.descriptor, self.columns.take())?;
         self.row_group_last_ids
             .push(self.last_id.expect("a row group holds a trace"));
         self.rows_in_group = 0;
@@ -369,6 +381,66 @@ impl<W: Write + Send> BlockWriter<W> {
             last_id: self.last_id.expect("a block holds a trace"),
         })
     }
+}
+
+/// Writes `columns` as the file's next row group.
+fn write_row_group<W: Write + Send>(
+    file: &mut SerializedFileWriter<W>,
+    descriptor: &SchemaDescriptor,
+    columns: Vec<Column>,
+) -> Result<(), parquet::errors::ParquetError> {
+    let mut group = file.next_row_group()?;
+    for (i, Column { def, rep, values }) in columns.into_iter().enumerate() {
+        let descriptor = descriptor.column(i);
+        let levels = descriptor.max_def_level() > 0 || descriptor.max_rep_level() > 0;
+        let (def, rep) = if levels {
+            (Some(&def[..]), Some(&rep[..]))
+        } else {
+            (None, None)
+        };
+        let mut column = group.next_column()?.expect("one writer per leaf");
+        match values {
+            Values::Bytes { data, ends } => {
+                let values = Values::byte_arrays(data, &ends);
+                column
+                    .typed::<ByteArrayType>()
+                    .write_batch(&values, def, rep)?
+            }
+            Values::I32(v) => column.typed::<Int32Type>().write_batch(&v, def, rep)?,
+            Values::I64(v) => column.typed::<Int64Type>().write_batch(&v, def, rep)?,
+            Values::F64(v) => column.typed::<DoubleType>().write_batch(&v, def, rep)?,
+            Values::Bool(v) => column.typed::<BoolType>().write_batch(&v, def, rep)?,
+        };
+        column.close()?;
+    }
+    group.close()?;
+    Ok(())
+}
+
+/// A `data.parquet` of the rows in `columns` and nothing else (no blooms,
+/// no index, no compression): how rows copied column by column are read
+/// back as traces ([`super::read::DataFile`]). `columns` is left empty.
+pub fn rows_file(columns: &mut Columns) -> Result<Bytes, parquet::errors::ParquetError> {
+    let schema = schema();
+    let descriptor = SchemaDescriptor::new(schema.clone());
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::UNCOMPRESSED)
+        .set_dictionary_enabled(false)
+        .set_statistics_enabled(EnabledStatistics::None)
+        .build();
+    let mut file = SerializedFileWriter::new(Vec::new(), schema, Arc::new(properties))?;
+    write_row_group(&mut file, &descriptor, columns.take())?;
+    Ok(Bytes::from(file.into_inner()?))
+}
+
+/// Empty columns for rows of the schema.
+pub fn schema_columns() -> Columns {
+    let leaves: Vec<(Physical, i16)> = SchemaDescriptor::new(schema())
+        .columns()
+        .iter()
+        .map(|c| (c.physical_type(), c.max_def_level()))
+        .collect();
+    Columns::new(&leaves)
 }
 
 /// The `index` object: the last trace id of each row group, base64.
