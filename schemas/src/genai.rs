@@ -61,6 +61,18 @@ pub struct LlmCall {
     pub completion: Option<String>,
 }
 
+impl LlmCall {
+    /// The call's token counts for pricing (unreported counts are 0).
+    pub fn usage(&self) -> crate::pricing::Usage {
+        crate::pricing::Usage {
+            input: self.input_tokens.unwrap_or(0),
+            output: self.output_tokens.unwrap_or(0),
+            cache_read: self.cache_read_tokens.unwrap_or(0),
+            cache_write: self.cache_write_tokens.unwrap_or(0),
+        }
+    }
+}
+
 /// Attribute lookups over one span (and its resource for a few keys).
 struct Attrs<'a>(&'a [KeyValue]);
 

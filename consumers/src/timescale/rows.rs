@@ -19,7 +19,7 @@ use observatory_schemas::genai::{environment, llm_call};
 use observatory_schemas::histogram;
 use observatory_schemas::kafka::headers;
 use observatory_schemas::otlp::trace_service::ExportTraceServiceRequest;
-use observatory_schemas::pricing::{cost_usd, PriceBook, Usage};
+use observatory_schemas::pricing::{cost_usd, PriceBook};
 use observatory_schemas::resource_key::stored_resource_id;
 use observatory_schemas::scores::{from_evaluation_event, ScoreMessage};
 use observatory_schemas::span::{flatten, SpanRow};
@@ -215,12 +215,7 @@ impl Preparer {
             let start = time(row.start_unix_nano);
             let duration_ns = row.duration_ns().min(i64::MAX as u64) as i64;
             if let Some(call) = llm_call(span) {
-                let usage = Usage {
-                    input: call.input_tokens.unwrap_or(0),
-                    output: call.output_tokens.unwrap_or(0),
-                    cache_read: call.cache_read_tokens.unwrap_or(0),
-                    cache_write: call.cache_write_tokens.unwrap_or(0),
-                };
+                let usage = call.usage();
                 let computed = self
                     .prices
                     .lookup(&call.model, row.start_unix_nano)

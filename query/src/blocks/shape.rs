@@ -13,7 +13,7 @@ use observatory_schemas::civil::rfc3339_nanos;
 use observatory_schemas::genai::llm_call;
 use observatory_schemas::otlp::trace::ResourceSpans;
 use observatory_schemas::otlp::trace_service::ExportTraceServiceRequest;
-use observatory_schemas::pricing::{cost_usd, PriceBook, Usage};
+use observatory_schemas::pricing::{cost_usd, PriceBook};
 use observatory_schemas::span::flatten;
 use std::collections::HashSet;
 use std::sync::OnceLock;
@@ -95,12 +95,7 @@ pub fn to_trace(id: &[u8; 16], resource_spans: Vec<ResourceSpans>) -> crate::tra
         let start_ns = (row.start_unix_nano - row.start_unix_nano % 1_000).min(i64::MAX as u64);
         let duration_ns = row.duration_ns().min(i64::MAX as u64) as i64;
         let llm = llm_call(span).map(|call| {
-            let usage = Usage {
-                input: call.input_tokens.unwrap_or(0),
-                output: call.output_tokens.unwrap_or(0),
-                cache_read: call.cache_read_tokens.unwrap_or(0),
-                cache_write: call.cache_write_tokens.unwrap_or(0),
-            };
+            let usage = call.usage();
             let computed = prices
                 .lookup(&call.model, row.start_unix_nano)
                 .map(|price| cost_usd(price, &usage));
