@@ -221,6 +221,9 @@ pub struct DbArgs {
         hide_env_values = true
     )]
     pub database_url: String,
+    /// PostgreSQL password, used instead of the one in DATABASE_URL (so that a secret holds only the password and it needs no URL escaping).
+    #[arg(long, env = "DB_PASSWORD", hide_env_values = true)]
+    pub db_password: Option<String>,
     /// TLS to PostgreSQL: disable, prefer, require, verify-ca or verify-full (libpq's meanings).
     #[arg(long, env = "DB_SSL_MODE", default_value = "prefer")]
     pub db_ssl_mode: SslMode,
@@ -783,6 +786,9 @@ impl DbArgs {
             .database_url
             .parse::<tokio_postgres::Config>()
             .map_err(|e| invalid("DATABASE_URL", e.to_string()))?;
+        if let Some(password) = &self.db_password {
+            config.password(password);
+        }
         let pem = match &self.db_ssl_root_cert {
             Some(path) => Some(
                 std::fs::read(path)
@@ -901,5 +907,16 @@ mod tests {
             .check()
             .unwrap_err();
         assert_eq!(err.setting, "DATABASE_URL");
+    }
+
+    #[test]
+    fn db_password_overrides_the_urls() {
+        let url = ["--database-url", "postgres://app:old@db:5432/obs"];
+        let db = timescale(&url).db.check().unwrap();
+        assert_eq!(db.config.get_password(), Some(&b"old"[..]));
+        let with = [&url[..], &["--db-password", "n:e@w/+"]].concat();
+        let db = timescale(&with).db.check().unwrap();
+        assert_eq!(db.config.get_password(), Some(&b"n:e@w/+"[..]));
+        assert_eq!(db.config.get_user(), Some("app"));
     }
 }

@@ -11,13 +11,26 @@ integration/deploy-check/install.sh makes; no Docker engine, no cluster.
     deploy_check.py compose FILE     check a compose file against the Compose specification
     deploy_check.py ecs FILE         check an ECS task definition against the ECS API model
     deploy_check.py envs             print, as JSON, every environment variable that
-                                     docker-compose.yml, the rendered overlays and the ECS
-                                     task definition give to each of our containers
+                                     docker-compose.yml, the rendered overlays, the Helm
+                                     chart and the ECS task definition give to each of our
+                                     containers
+    deploy_check.py helm [--set k=v].. [-f FILE].. [--api-versions V,..] [--expect-fail TEXT]
+                         [--expect-kind KIND]..
+                                     render the Helm chart (Helm's own engine, helm-python-sdk)
+                                     with those values and check it as the overlays are
+                                     checked; --expect-fail: the render must fail saying TEXT;
+                                     --expect-kind: an object of KIND must be among them
+    deploy_check.py helm-lint [--set k=v].. [-f FILE]..   Helm's linter on the chart (strict)
+    deploy_check.py helm-docs        every value of the chart's values.yaml is in
+                                     docs/deployment.md's table of the chart's values
+    deploy_check.py helm-agree       the chart with defaults against k8s/base: same images,
+                                     ports, probes, security contexts, resources and
+                                     variable names, component by component
 
 Kubernetes objects are validated strictly (unknown fields are errors)
 against Kubernetes' own OpenAPI schemas (kubernetes-validate, offline) and
 KEDA ScaledObjects against KEDA's CRD types (cloudcoil-models-keda, generated
-from KEDA's CRDs), then against the rules of docs/deployment.md: non-root,
+from KEDA's CRDs), the Prometheus Operator's objects by their shape, then against the rules of docs/deployment.md: non-root,
 read-only root filesystem, probes on /healthz and /readyz, requests and
 limits, autoscalers and disruption budgets that point at real Deployments.
 Every problem is printed, one per line; the exit status is 1 if there was any.
@@ -39,6 +52,11 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 OUR_IMAGES = ("collector", "consumer", "api")
 SECRET_TEMPLATES = ["k8s/base/secrets.example.yaml"]
 OVERLAYS = ["k8s/overlays/aws", "k8s/overlays/gcp", "k8s/overlays/azure", "k8s/overlays/plain"]
+CHART = "deploy/helm/llm-observatory"
+# The release of the deployment guide's command.
+RELEASE, NAMESPACE = "llm-observatory", "observatory"
+# The chart's values with every optional part switched on.
+HELM_EVERYTHING = "integration/deploy-check/helm-values/everything.yaml"
 
 
 class Problems:
@@ -181,10 +199,10 @@ def check_pod(doc, where, problems):
             problems.add(cw, "securityContext.allowPrivilegeEscalation must be false")
         if "ALL" not in sc.get("capabilities", {}).get("drop", []):
             problems.add(cw, "securityContext.capabilities.drop must hold ALL")
-        res = c.get("resources", {})
+        res = c.get("resources") or {}
         for part in ("requests", "limits"):
             for r in ("cpu", "memory"):
-                if r not in res.get(part, {}):
+                if r not in (res.get(part) or {}):
                     problems.add(cw, f"resources.{part}.{r} is missing")
         image = c.get("image", "")
         if image_of(c) is None:
@@ -201,6 +219,14 @@ def check_pod(doc, where, problems):
                 port = c.get(probe, {}).get("httpGet", {}).get("port")
                 if isinstance(port, str) and port not in ports:
                     problems.add(cw, f"{probe} names port {port!r}, which the container does not declare")
+
+
+def containers(objects):
+    """(object, container) of every workload among `objects`."""
+    for o in objects:
+        spec, _ = pod_spec(o)
+        for c in (spec or {}).get("containers", []):
+            yield o, c
 
 
 def labels_match(selector, labels):
@@ -255,7 +281,7 @@ def check_references(objects, where, problems, secret_names, complete):
         if not any(labels_match(p["spec"]["selector"].get("matchLabels"), labels) for p in by_kind.get("PodDisruptionBudget", {}).values()):
             problems.add(where, f"Deployment/{name} has no PodDisruptionBudget")
     # The collector: 3 to 10 replicas on 70% CPU.
-    hpa = by_kind.get("HorizontalPodAutoscaler", {}).get("observatory-collector")
+    hpa = next((h for n, h in by_kind.get("HorizontalPodAutoscaler", {}).items() if n.endswith("-collector")), None)
     if hpa:
         s = hpa["spec"]
         cpu = [m["resource"]["target"].get("averageUtilization") for m in s.get("metrics", []) if m.get("type") == "Resource"]
@@ -263,11 +289,12 @@ def check_references(objects, where, problems, secret_names, complete):
             problems.add(where, f"collector HPA must scale 3 to 10 replicas on 70% CPU (has {s.get('minReplicas')} to {s.get('maxReplicas')} on {cpu})")
     # Each sink scales on its own consumer group's lag (the base leaves the
     # sinks' autoscalers to the components).
-    for name in ("observatory-consumer-timescale", "observatory-consumer-tempo") if complete else ():
-        d = deployments.get(name)
-        if d is None:
-            problems.add(where, f"Deployment/{name} is missing")
+    for sink in ("consumer-timescale", "consumer-tempo") if complete else ():
+        name = next((n for n in deployments if n.endswith(f"-{sink}")), None)
+        if name is None:
+            problems.add(where, f"the Deployment of {sink} is missing")
             continue
+        d = deployments[name]
         c = pod_spec(d)[0]["containers"][0]
         group = next((e.get("value") for e in c.get("env", []) if e["name"] == "KAFKA_GROUP_ID"), None)
         lag = False
@@ -285,7 +312,9 @@ def check_references(objects, where, problems, secret_names, complete):
             problems.add(where, f"Deployment/{name} is not scaled on the lag of its group {group}")
     # A namespace-wide default deny, and PostgreSQL / Redis egress only for the labelled clients.
     policies = by_kind.get("NetworkPolicy", {})
-    if not any(p["spec"].get("podSelector") == {} and set(p["spec"].get("policyTypes", [])) == {"Ingress", "Egress"} and not p["spec"].get("ingress") and not p["spec"].get("egress") for p in policies.values()):
+    # (The chart's selects its release's pods: the namespace may hold others.)
+    every_pod = lambda sel: sel == {} or set(sel) == {"matchLabels"} and set(sel["matchLabels"]) == {"app.kubernetes.io/instance"}
+    if not any(every_pod(p["spec"].get("podSelector")) and set(p["spec"].get("policyTypes", [])) == {"Ingress", "Egress"} and not p["spec"].get("ingress") and not p["spec"].get("egress") for p in policies.values()):
         problems.add(where, "no default-deny NetworkPolicy (podSelector {}, Ingress and Egress, no rules)")
     for port, label in ((5432, "llm-observatory.io/postgres-client"), (6379, "llm-observatory.io/redis-client")):
         for name, p in policies.items():
@@ -331,19 +360,15 @@ def check_durability(objects, where, problems):
     replicas (and so min.insync.replicas 2) and runs with
     ENVIRONMENT=production (it then warns about single-replica topics)."""
     configmaps = {o["metadata"]["name"]: o.get("data", {}) for o in objects if o["kind"] == "ConfigMap"}
-    for o in objects:
-        spec, _ = pod_spec(o)
-        if spec is None:
+    for o, c in containers(objects):
+        if image_of(c) != "collector":
             continue
-        for c in spec.get("containers", []):
-            if image_of(c) != "collector":
-                continue
-            env = {e["name"]: e.get("value") for e in c.get("env", [])}
-            for ef in c.get("envFrom", []):
-                if "configMapRef" in ef:
-                    for k, v in configmaps.get(ef["configMapRef"]["name"], {}).items():
-                        env.setdefault(k, v)
-            check_durable_env(env, f"{where} {obj_name(o)} container {c['name']}", problems)
+        env = {e["name"]: e.get("value") for e in c.get("env", [])}
+        for ef in c.get("envFrom", []):
+            if "configMapRef" in ef:
+                for k, v in configmaps.get(ef["configMapRef"]["name"], {}).items():
+                    env.setdefault(k, v)
+        check_durable_env(env, f"{where} {obj_name(o)} container {c['name']}", problems)
 
 
 def check_durable_env(env, where, problems):
@@ -366,6 +391,361 @@ def cmd_k8s_files(files):
                 for k, v in o.get("stringData", {}).items():
                     if v != "CHANGE-ME":
                         problems.add(f"{f} {obj_name(o)}", f"{k} must be the placeholder CHANGE-ME, never a value")
+    problems.exit()
+
+
+# --- the Helm chart ----------------------------------------------------------
+#
+# Rendered by Helm's own template engine and linter, in-process: the PyPI
+# package helm-python-sdk wraps the Helm Go SDK (no `helm` binary, no
+# cluster). `lookup` finds nothing, as under `helm template`.
+
+
+class RenderFailed(Exception):
+    pass
+
+
+def set_values(pairs, files):
+    """The values of `-f FILE`.. then `--set k=v`.., merged as helm does."""
+    import helm_python as helm
+
+    values = {}
+    for path in files:
+        with open(os.path.join(ROOT, path) if not os.path.isabs(path) else path) as f:
+            deep_merge(values, yaml.safe_load(f) or {})
+    for pair in pairs:
+        deep_merge(values, helm.parse_set_string(pair))
+    return values
+
+
+def deep_merge(into, other):
+    for k, v in other.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            deep_merge(into[k], v)
+        else:
+            into[k] = v
+    return into
+
+
+def helm_render(values, api_versions=()):
+    """(objects, notes) of the chart rendered with `values` as release
+    llm-observatory in namespace observatory. With api_versions, the
+    cluster's Capabilities.APIVersions also has those (the wrapper does not
+    expose the option; the pinned version's native call does)."""
+    import helm_python as helm
+    from helm_python import _native
+
+    with helm.Chart.load(os.path.join(ROOT, CHART)) as chart:
+        try:
+            if api_versions:
+                opts = {"name": RELEASE, "namespace": NAMESPACE, "api_versions": list(api_versions)}
+                out = json.loads(_native.call_string("helm_render", chart._raw(), json.dumps(values), json.dumps(opts)))
+            else:
+                out = chart.render(values, name=RELEASE, namespace=NAMESPACE)
+        except helm.HelmError as e:
+            raise RenderFailed(str(e)) from e
+    objects, notes = [], ""
+    for path, text in sorted(out.items()):
+        if path.endswith("NOTES.txt"):
+            notes = text
+            continue
+        try:
+            objects += [d for d in yaml.safe_load_all(text) if d]
+        except yaml.YAMLError as e:
+            raise RenderFailed(f"{path} is not YAML: {e}") from e
+    return objects, notes
+
+
+def chart_values(values):
+    """The chart's values.yaml with `values` merged over it."""
+    with open(os.path.join(ROOT, CHART, "values.yaml")) as f:
+        return deep_merge(yaml.safe_load(f), values)
+
+
+def external_secrets(values):
+    """Secret name -> keys of the Secrets the values say the user made."""
+    v = chart_values(values)
+    out = {}
+
+    def add(name, *keys):
+        if name:
+            out.setdefault(name, set()).update(keys)
+
+    add(v["database"]["existingSecret"], v["database"]["secretKeys"]["passwordKey"])
+    add(v["redis"]["existingSecret"], v["redis"]["secretKeys"]["passwordKey"])
+    add(v["auth"]["existingSecret"], v["auth"]["secretKeys"]["jwtSecretKey"])
+    add(v["kafka"]["existingSecret"], *v["kafka"]["secretKeys"].values())
+    add(v["collector"]["apiKeys"]["existingSecret"], v["collector"]["apiKeys"]["secretKey"])
+    add(v["objectStore"]["existingSecret"])
+    return out
+
+
+def check_monitoring(doc, where, problems):
+    """The Prometheus Operator's objects, by shape (their CRDs are not in
+    Kubernetes' schemas)."""
+    spec = doc.get("spec", {})
+    if doc["kind"] == "ServiceMonitor":
+        if not spec.get("selector", {}).get("matchLabels") or not spec.get("endpoints"):
+            problems.add(where, "a ServiceMonitor needs spec.selector.matchLabels and spec.endpoints")
+    elif doc["kind"] == "PrometheusRule":
+        rules = load_yaml_docs(os.path.join(ROOT, "deploy/alerts/observatory.rules.yaml"))[0]
+        if spec.get("groups") != rules.get("groups"):
+            problems.add(where, "the groups are not those of deploy/alerts/observatory.rules.yaml")
+    else:
+        problems.add(where, f"unknown monitoring kind {doc['kind']}")
+
+
+def check_chart_objects(objects, where, problems, values):
+    secrets = {o["metadata"]["name"]: set(o.get("data") or {}) | set(o.get("stringData") or {}) for o in objects if o["kind"] == "Secret"}
+    for name, keys in external_secrets(values).items():
+        secrets.setdefault(name, set()).update(keys)
+    for o in objects:
+        w = f"{where} {obj_name(o)}"
+        if o.get("apiVersion", "").startswith("monitoring.coreos.com/"):
+            check_monitoring(o, w, problems)
+        else:
+            validate_object(o, w, problems)
+        if pod_spec(o)[0] is not None:
+            check_pod(o, w, problems)
+        if o.get("metadata", {}).get("namespace") not in (None, NAMESPACE):
+            problems.add(w, "must not set a namespace other than the release's")
+    # Every Deployment autoscaled, unless a sink was left at fixed replicas.
+    complete = all(
+        any(t["spec"]["scaleTargetRef"]["name"] == d["metadata"]["name"] for t in objects if t["kind"] in ("HorizontalPodAutoscaler", "ScaledObject"))
+        for d in objects
+        if d["kind"] == "Deployment" and "-consumer-" in d["metadata"]["name"]
+    )
+    check_references(objects, where, problems, secrets, complete)
+    check_durability(objects, where, problems)
+    # KEDA's credentials: rendered, or named by the values.
+    auths = {o["metadata"]["name"] for o in objects if o["kind"] == "TriggerAuthentication"}
+    auths.add(chart_values(values)["kafka"]["keda"]["authenticationRef"])
+    for o in objects:
+        if o["kind"] == "TriggerAuthentication":
+            for ref in o["spec"].get("secretTargetRef", []):
+                if ref["key"] not in secrets.get(ref["name"], set()):
+                    problems.add(f"{where} {obj_name(o)}", f"secret {ref['name']} has no key {ref['key']}")
+        if o["kind"] == "ScaledObject":
+            for t in o["spec"]["triggers"]:
+                name = t.get("authenticationRef", {}).get("name")
+                if name and name not in auths:
+                    problems.add(f"{where} {obj_name(o)}", f"authenticationRef {name} is no TriggerAuthentication")
+                if t.get("metadata", {}).get("sasl") not in (None, "plaintext", "scram_sha256", "scram_sha512"):
+                    problems.add(f"{where} {obj_name(o)}", f"sasl {t['metadata']['sasl']!r} is no mode of KEDA's Kafka scaler")
+    # secretKeyRefs that are optional in the base are not in the chart: a
+    # reference is there only when its value was given.
+    for o, c in containers(objects):
+        for e in c.get("env", []):
+            ref = e.get("valueFrom", {}).get("secretKeyRef")
+            if ref and ref.get("optional"):
+                problems.add(f"{where} {obj_name(o)} container {c['name']}", f"env {e['name']}: the chart gives a secret only when it exists (optional)")
+
+
+def cmd_helm(pairs, files, api_versions, expect_fail, expect_kinds):
+    problems = Problems()
+    values = set_values(pairs, files)
+    where = " ".join([CHART] + [f"-f {f}" for f in files] + [f"--set {p}" for p in pairs])
+    try:
+        objects, notes = helm_render(values, api_versions)
+    except RenderFailed as e:
+        if expect_fail is None:
+            problems.add(where, f"does not render: {e}")
+        elif expect_fail not in str(e):
+            problems.add(where, f"fails, but not saying {expect_fail!r}: {e}")
+        problems.exit()
+        return
+    if expect_fail is not None:
+        problems.add(where, f"renders, but must fail saying {expect_fail!r}")
+        problems.exit()
+    if not notes.strip():
+        problems.add(where, "NOTES.txt renders empty")
+    check_chart_objects(objects, where, problems, values)
+    kinds = {o["kind"] for o in objects}
+    for kind in expect_kinds:
+        if kind not in kinds:
+            problems.add(where, f"renders no {kind}")
+    problems.exit()
+
+
+def cmd_helm_lint(pairs, files):
+    import helm_python as helm
+
+    problems = Problems()
+    values = set_values(pairs, files)
+    report = helm.lint(os.path.join(ROOT, CHART), values, strict=True, namespace=NAMESPACE)
+    for m in report.get("messages", []):
+        # 1 info, 2 warning, 3 error; "icon is recommended" is an info.
+        if m.get("severity", 0) >= 2:
+            problems.add(f"{CHART}/{m.get('path')}", m.get("error"))
+    for e in report.get("errors", []):
+        problems.add(CHART, e)
+    problems.exit()
+
+
+# values.yaml keys whose value is a map of the user's own keys (documented as one).
+OPAQUE_VALUES = {"env", "resources", "podSecurityContext", "containerSecurityContext", "secretKeys", "image"}
+PLACEHOLDERS = {
+    "<component>": ["collector", "timescale", "tempo", "compactor", "api", "migrate"],
+    "<sink>": ["timescale", "tempo"],
+}
+
+
+def value_paths(values, prefix=""):
+    """The documented unit of values.yaml: leaves, and maps of the user's own keys."""
+    for k, v in values.items():
+        path = f"{prefix}.{k}" if prefix else k
+        # (The top-level image is documented value by value; a component's as one.)
+        if isinstance(v, dict) and v and (k not in OPAQUE_VALUES or (k == "image" and not prefix)):
+            yield from value_paths(v, path)
+        else:
+            yield path
+
+
+def documented_values(markdown):
+    """The value names of the table under "### The chart's values": each
+    backticked name of a row's first cell; a bare name continues the
+    previous name's parent; placeholders expand."""
+    names, inside = set(), False
+    for line in markdown.splitlines():
+        if line.startswith("#"):
+            inside = line.strip() == "### The chart's values"
+            continue
+        if not inside or not line.startswith("| `"):
+            continue
+        parent = ""
+        for token in line.split("|")[1].split("`")[1::2]:
+            if "." not in token and parent:
+                token = f"{parent}.{token}"
+            parent = token.rsplit(".", 1)[0] if "." in token else ""
+            expanded = [token]
+            for ph, comps in PLACEHOLDERS.items():
+                expanded = [t.replace(ph, c) for t in expanded for c in comps] if any(ph in t for t in expanded) else expanded
+            names.update(expanded)
+    return names
+
+
+def cmd_helm_docs():
+    problems = Problems()
+    with open(os.path.join(ROOT, CHART, "values.yaml")) as f:
+        values = yaml.safe_load(f)
+    with open(os.path.join(ROOT, "docs/deployment.md")) as f:
+        names = documented_values(f.read())
+    if not names:
+        problems.add("docs/deployment.md", "no table under \"### The chart's values\"")
+    for path in value_paths(values):
+        covered = path in names or any(n.endswith(".*") and path.startswith(n[:-1]) for n in names)
+        if not covered:
+            problems.add("docs/deployment.md", f"the chart's value {path} is not in the table of the chart's values")
+    problems.exit()
+
+
+# The chart's names of the components against the base's.
+COMPONENTS = {
+    "collector": "observatory-collector",
+    "consumer-timescale": "observatory-consumer-timescale",
+    "consumer-tempo": "observatory-consumer-tempo",
+    "compactor": "observatory-compactor",
+    "api": "observatory-api",
+    "migrate": "observatory-migrate",
+}
+# Variables the chart gives that the base does not, and why.
+CHART_ONLY_ENV = {
+    "DB_PASSWORD",  # the password apart from DATABASE_URL (the base has it in the URL)
+    "REDIS_PASSWORD",  # likewise for REDIS_URL
+    "KAFKA_PRODUCER_CONFIG",  # the API's score producer, for TLS/SASL brokers
+}
+
+
+def container_facts(o, configmaps, external):
+    """What must agree between two renderings of one workload."""
+    spec, labels = pod_spec(o)
+    c = spec["containers"][0]
+    env = {e["name"] for e in c.get("env", [])}
+    for ef in c.get("envFrom", []):
+        if "configMapRef" in ef:
+            env |= set(configmaps.get(ef["configMapRef"]["name"], {}))
+        if "secretRef" in ef and ef["secretRef"]["name"] not in external:
+            env |= external.get(ef["secretRef"]["name"], set())
+    ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+
+    def probe(p):
+        if not p:
+            return None
+        get = dict(p["httpGet"])
+        get["port"] = ports.get(get["port"], get["port"])
+        return {**p, "httpGet": get}
+
+    return {
+        "kind": o["kind"],
+        "image": image_of(c),
+        "args": c.get("args"),
+        "ports": ports,
+        "probes": {k: probe(c.get(k)) for k in ("startupProbe", "livenessProbe", "readinessProbe")},
+        "pod securityContext": spec.get("securityContext"),
+        "container securityContext": c.get("securityContext"),
+        "resources": c.get("resources"),
+        "terminationGracePeriodSeconds": spec.get("terminationGracePeriodSeconds"),
+        "preStop": c.get("lifecycle", {}).get("preStop"),
+        "client labels": sorted(k for k, v in labels.items() if k.startswith("llm-observatory.io/")),
+        "env": env,
+    }
+
+
+def cmd_helm_agree():
+    problems = Problems()
+    base = kustomize(os.path.join(ROOT, "k8s/base"))
+    # Every optional secret given, as the base names them all.
+    values = set_values(
+        [
+            "database.host=db,database.password=p,redis.host=redis,redis.password=p",
+            "kafka.sasl.enabled=true,kafka.sasl.username=u,kafka.sasl.password=p",
+            "collector.apiKeys.value=k=default,objectStore.existingSecret=store",
+        ],
+        [],
+    )
+    chart, _ = helm_render(values)
+    sides = {}
+    for name, objects in (("k8s/base", base), (CHART, chart)):
+        configmaps = {o["metadata"]["name"]: o.get("data", {}) for o in objects if o["kind"] == "ConfigMap"}
+        external = {"observatory-object-store": set(), "store": set()}
+        workloads = {}
+        for o in objects:
+            if pod_spec(o)[0] is None:
+                continue
+            n = o["metadata"]["name"]
+            component = next((k for k, v in COMPONENTS.items() if n == v or n == f"{RELEASE}-{k}"), None)
+            if component is None:
+                problems.add(name, f"{obj_name(o)} is no component the other side knows")
+                continue
+            workloads[component] = container_facts(o, configmaps, external)
+        sides[name] = workloads
+    b, c = sides["k8s/base"], sides[CHART]
+    for component in COMPONENTS:
+        if component not in b or component not in c:
+            problems.add(component, f"in {'the base' if component in b else 'the chart'} only")
+            continue
+        for fact, want in b[component].items():
+            got = c[component][fact]
+            if fact == "env":
+                missing, extra = want - got, got - want - CHART_ONLY_ENV
+                if missing:
+                    problems.add(f"{CHART} {component}", f"lacks the base's variables {sorted(missing)}")
+                if extra:
+                    problems.add(f"{CHART} {component}", f"gives variables the base does not: {sorted(extra)}")
+            elif got != want:
+                problems.add(f"{CHART} {component}", f"{fact}: chart {got!r}, base {want!r}")
+    # The autoscalers of the collector and the API, and the disruption budgets.
+    for kind in ("HorizontalPodAutoscaler", "PodDisruptionBudget"):
+        bs = {o["metadata"]["name"].removeprefix("observatory-"): o["spec"] for o in base if o["kind"] == kind}
+        cs = {o["metadata"]["name"].removeprefix(f"{RELEASE}-"): o["spec"] for o in chart if o["kind"] == kind}
+        for n, spec in bs.items():
+            got = cs.get(n)
+            if got is None:
+                problems.add(CHART, f"no {kind} for {n}")
+                continue
+            for k in ("minReplicas", "maxReplicas", "metrics", "behavior", "maxUnavailable"):
+                if spec.get(k) != got.get(k):
+                    problems.add(f"{CHART} {kind} {n}", f"{k}: chart {got.get(k)!r}, base {spec.get(k)!r}")
     problems.exit()
 
 
@@ -468,25 +848,15 @@ def cmd_envs():
         }
     secrets = secret_templates()
     for overlay in OVERLAYS:
-        objects = kustomize(os.path.join(ROOT, overlay))
-        configmaps = {o["metadata"]["name"]: o.get("data", {}) for o in objects if o["kind"] == "ConfigMap"}
-        for o in objects:
-            spec, _ = pod_spec(o)
-            if spec is None:
-                continue
-            for c in spec.get("containers", []):
-                names = {e["name"] for e in c.get("env", [])}
-                for ef in c.get("envFrom", []):
-                    if "configMapRef" in ef:
-                        names |= set(configmaps.get(ef["configMapRef"]["name"], {}))
-                    if "secretRef" in ef:
-                        names |= secrets.get(ef["secretRef"]["name"], set())
-                args = c.get("args") or c.get("command") or []
-                out[f"{overlay} {obj_name(o)} container {c['name']}"] = {
-                    "binary": image_of(c),
-                    "command": args[0] if args else None,
-                    "env": sorted(names),
-                }
+        out.update(container_envs(overlay, kustomize(os.path.join(ROOT, overlay)), secrets))
+    # The chart, as the guide installs it and with every part switched on.
+    for label, values in (
+        ("guide", set_values(["database.host=db,redis.host=redis"], [])),
+        ("everything", set_values([], [HELM_EVERYTHING])),
+    ):
+        objects, _ = helm_render(values)
+        chart_secrets = {o["metadata"]["name"]: set(o.get("data") or {}) for o in objects if o["kind"] == "Secret"}
+        out.update(container_envs(f"{CHART} ({label})", objects, chart_secrets))
     path = os.path.join(ROOT, "deploy/ecs/collector-task-definition.json")
     with open(path) as f:
         ecs = json.load(f)
@@ -503,6 +873,28 @@ def cmd_envs():
     print()
 
 
+def container_envs(where, objects, secrets):
+    """{"<where> <object> container <name>": {"binary", "command", "env"}} of
+    the rendered `objects`: each container's variables, its config maps'
+    and secrets' (`secrets`: name -> keys) included."""
+    out = {}
+    configmaps = {o["metadata"]["name"]: o.get("data", {}) for o in objects if o["kind"] == "ConfigMap"}
+    for o, c in containers(objects):
+        names = {e["name"] for e in c.get("env", [])}
+        for ef in c.get("envFrom", []):
+            if "configMapRef" in ef:
+                names |= set(configmaps.get(ef["configMapRef"]["name"], {}))
+            if "secretRef" in ef:
+                names |= secrets.get(ef["secretRef"]["name"], set())
+        args = c.get("args") or c.get("command") or []
+        out[f"{where} {obj_name(o)} container {c['name']}"] = {
+            "binary": image_of(c),
+            "command": args[0] if args else None,
+            "env": sorted(names),
+        }
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -513,6 +905,17 @@ def main():
     sub.add_parser("compose").add_argument("file")
     sub.add_parser("ecs").add_argument("file")
     sub.add_parser("envs")
+    h = sub.add_parser("helm")
+    h.add_argument("--set", action="append", default=[], dest="pairs")
+    h.add_argument("-f", action="append", default=[], dest="files")
+    h.add_argument("--api-versions", default="")
+    h.add_argument("--expect-fail")
+    h.add_argument("--expect-kind", action="append", default=[], dest="kinds", help="at least one object of this kind renders")
+    lint = sub.add_parser("helm-lint")
+    lint.add_argument("--set", action="append", default=[], dest="pairs")
+    lint.add_argument("-f", action="append", default=[], dest="files")
+    sub.add_parser("helm-agree")
+    sub.add_parser("helm-docs")
     args = parser.parse_args()
     if args.cmd == "k8s":
         cmd_k8s(args.dirs, args.partial)
@@ -522,6 +925,14 @@ def main():
         cmd_compose(args.file)
     elif args.cmd == "ecs":
         cmd_ecs(args.file)
+    elif args.cmd == "helm":
+        cmd_helm(args.pairs, args.files, [v for v in args.api_versions.split(",") if v], args.expect_fail, args.kinds)
+    elif args.cmd == "helm-lint":
+        cmd_helm_lint(args.pairs, args.files)
+    elif args.cmd == "helm-agree":
+        cmd_helm_agree()
+    elif args.cmd == "helm-docs":
+        cmd_helm_docs()
     else:
         cmd_envs()
 

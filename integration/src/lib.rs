@@ -12,6 +12,7 @@ pub mod blocks;
 pub mod broker;
 pub mod bucket;
 pub mod collector;
+pub mod grafana;
 pub mod grpc;
 pub mod kafka;
 pub mod minute_blocks;

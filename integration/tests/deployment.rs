@@ -7,13 +7,18 @@
 //!   resources, autoscalers, disruption budgets, network policies);
 //! - `docker-compose.yml` passes `docker-compose config` and the Compose
 //!   specification's schema;
+//! - the Helm chart (deploy/helm/llm-observatory), rendered and linted by
+//!   Helm's own engine (helm-python-sdk), passes the same checks for the
+//!   deployment guide's command, each cloud's values and every option at
+//!   once; refuses bad values with its own message naming the value; and
+//!   agrees with the kustomize base component by component;
 //! - the ECS task definition is valid input of ECS `RegisterTaskDefinition`
 //!   (botocore's model of the API);
 //! - the Dockerfile has a non-root target with a health check per binary;
 //! - the settings: every environment variable any binary or subcommand
 //!   declares (`--help`) is in docs/deployment.md's table, nothing is in the
-//!   table that no binary reads, and every variable compose, the manifests
-//!   and the task definition give one of our containers is read by that
+//!   table that no binary reads, and every variable compose, the manifests,
+//!   the chart and the task definition give one of our containers is read by that
 //!   container's binary and subcommand.
 //!
 //! The Python checkers live in `integration/deploy-check/`; their virtualenv
@@ -216,6 +221,135 @@ fn kubernetes_check_catches_broken_manifests() {
         std::env::temp_dir().join(format!("deploy-check-broken-{}", std::process::id())),
     );
     let _ = std::fs::remove_dir_all(dir);
+}
+
+// --- Helm chart ---------------------------------------------------------------
+
+/// The deployment guide's `helm install` (only database.host and redis.host
+/// set), KEDA found or not, the lag HPAs, each cloud's values file and every
+/// option at once: each renders objects that validate and follow the rules.
+#[test]
+fn helm_chart_renders_the_guides_install_and_each_clouds_values() {
+    assert_checks(&[
+        "helm",
+        "--set",
+        "database.host=your-rds-endpoint",
+        "--set",
+        "redis.host=your-elasticache-endpoint",
+    ]);
+    // autoscaling.mode auto: KEDA's ScaledObjects when the cluster serves KEDA.
+    assert_checks(&[
+        "helm",
+        "--set",
+        "database.host=db",
+        "--api-versions",
+        "keda.sh/v1alpha1",
+        "--expect-kind",
+        "ScaledObject",
+    ]);
+    assert_checks(&[
+        "helm",
+        "--set",
+        "database.host=db,timescale.autoscaling.mode=hpa,tempo.autoscaling.mode=hpa",
+        "--expect-kind",
+        "HorizontalPodAutoscaler",
+    ]);
+    for cloud in ["aws", "gcp", "azure"] {
+        let file = format!("deploy/helm/examples/{cloud}.yaml");
+        assert_checks(&["helm", "-f", &file, "--expect-kind", "ScaledObject"]);
+    }
+    assert_checks(&[
+        "helm",
+        "-f",
+        "integration/deploy-check/helm-values/everything.yaml",
+        "--expect-kind",
+        "ServiceMonitor",
+        "--expect-kind",
+        "PrometheusRule",
+        "--expect-kind",
+        "Ingress",
+    ]);
+}
+
+/// Values that cannot work fail the render with the chart's own message,
+/// which names the value.
+#[test]
+fn helm_chart_refuses_bad_values_with_its_own_message() {
+    let cases: [(&str, &str); 6] = [
+        ("", "database.host is required"),
+        ("redis.host=redis", "database.host is required"),
+        (
+            "database.host=db,database.sslMode=verify",
+            "database.sslMode must be one of disable, prefer, require, verify-ca, verify-full",
+        ),
+        (
+            "database.host=db,tempo.autoscaling.mode=lag",
+            "tempo.autoscaling.mode must be auto, keda, hpa or none",
+        ),
+        (
+            "database.host=db,kafka.sasl.enabled=true",
+            "kafka.sasl.username is required",
+        ),
+        (
+            "database.host=db,ingress.enabled=true",
+            "ingress.hosts is required",
+        ),
+    ];
+    for (set, message) in cases {
+        let mut args = vec!["helm"];
+        if !set.is_empty() {
+            args.extend(["--set", set]);
+        }
+        args.extend(["--expect-fail", message]);
+        assert_checks(&args);
+    }
+}
+
+/// The checks are not blind: a chart rendered with a writable root
+/// filesystem, without resources, or failing to fail, is reported.
+#[test]
+fn helm_checks_catch_a_broken_rendering() {
+    let (ok, text) = check(&[
+        "helm",
+        "--set",
+        "database.host=db,containerSecurityContext.readOnlyRootFilesystem=false",
+    ]);
+    assert!(
+        !ok && text.contains("readOnlyRootFilesystem must be true"),
+        "{text}"
+    );
+    let (ok, text) = check(&["helm", "--set", "database.host=db,api.resources=null"]);
+    assert!(
+        !ok && text.contains("resources.requests.cpu is missing"),
+        "{text}"
+    );
+    let (ok, text) = check(&[
+        "helm",
+        "--set",
+        "database.host=db",
+        "--expect-fail",
+        "database.host is required",
+    ]);
+    assert!(!ok && text.contains("renders, but must fail"), "{text}");
+}
+
+#[test]
+fn helm_chart_lints_clean_and_every_value_is_documented() {
+    assert_checks(&["helm-lint", "--set", "database.host=db,redis.host=redis"]);
+    assert_checks(&[
+        "helm-lint",
+        "-f",
+        "integration/deploy-check/helm-values/everything.yaml",
+    ]);
+    assert_checks(&["helm-docs"]);
+}
+
+/// Images, ports, probes, security contexts, resources, grace periods,
+/// variable names, autoscalers and disruption budgets: the chart's defaults
+/// are the kustomize base's, component by component.
+#[test]
+fn helm_chart_agrees_with_the_kustomize_base() {
+    assert_checks(&["helm-agree"]);
 }
 
 // --- docker-compose.yml -------------------------------------------------------
@@ -669,7 +803,10 @@ fn every_setting_is_documented_and_every_deployed_setting_is_read() {
             && containers
                 .keys()
                 .any(|w| w.starts_with("k8s/overlays/azure"))
-            && containers.keys().any(|w| w.starts_with("deploy/ecs")),
+            && containers.keys().any(|w| w.starts_with("deploy/ecs"))
+            && containers
+                .keys()
+                .any(|w| w.starts_with("deploy/helm/llm-observatory (everything)")),
         "envs found no containers: {containers:?}"
     );
     let problems = deployment_problems(&settings, &containers);

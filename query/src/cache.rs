@@ -43,6 +43,9 @@ pub struct CacheArgs {
     /// Redis URL for the cache and the rate limit (redis://, rediss:// for TLS, redis+unix://); unset disables both.
     #[arg(long, env = "REDIS_URL", hide_env_values = true, value_parser = parse_redis_url)]
     pub redis_url: Option<String>,
+    /// Redis password (AUTH), used instead of the one in REDIS_URL (so that a secret holds only the password and it needs no URL escaping).
+    #[arg(long, env = "REDIS_PASSWORD", hide_env_values = true)]
+    pub redis_password: Option<String>,
     /// Use TLS to Redis even when REDIS_URL says redis:// (it is then used as rediss://).
     #[arg(long, env = "REDIS_TLS")]
     pub redis_tls: bool,
@@ -202,7 +205,13 @@ impl Cache {
         if args.redis_tls && !url.starts_with("rediss://") {
             tracing::warn!("REDIS_TLS is set but REDIS_URL is not a TCP URL: TLS does not apply");
         }
-        let client = match redis::Client::open(url.as_str()) {
+        let info = redis::IntoConnectionInfo::into_connection_info(url.as_str()).map(|mut info| {
+            if let Some(password) = &args.redis_password {
+                info.redis.password = Some(password.clone());
+            }
+            info
+        });
+        let client = match info.and_then(redis::Client::open) {
             Ok(client) => client,
             Err(e) => {
                 // parse_redis_url already accepted it; kept for safety.

@@ -75,6 +75,9 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub database_url: String,
+    /// PostgreSQL password, used instead of the one in DATABASE_URL (so that a secret holds only the password and it needs no URL escaping).
+    #[arg(long, env = "DB_PASSWORD", hide_env_values = true)]
+    pub db_password: Option<String>,
     /// TLS to PostgreSQL: disable, prefer, require, verify-ca or verify-full (libpq's meanings).
     #[arg(long, env = "DB_SSL_MODE", default_value = "prefer")]
     pub db_ssl_mode: observatory_schemas::postgres_tls::SslMode,

@@ -24,6 +24,9 @@ async fn main() -> anyhow::Result<()> {
         .database_url
         .parse()
         .map_err(|e| anyhow::anyhow!("invalid DATABASE_URL: {e}"))?;
+    if let Some(password) = &cli.serve.db_password {
+        pg.password(password);
+    }
     pg.options(format!(
         "-c statement_timeout={}",
         cli.serve.db_statement_timeout.as_millis().max(1)

@@ -38,6 +38,7 @@ const TIMEOUT: Duration = Duration::from_millis(50);
 fn args(url: &str) -> CacheArgs {
     CacheArgs {
         redis_url: Some(url.into()),
+        redis_password: None,
         redis_tls: false,
         cache_ttl_open: Duration::from_secs(1),
         cache_ttl_closed: Duration::from_secs(3600),
@@ -208,6 +209,91 @@ async fn second_identical_call_is_a_hit() {
         .await
         .unwrap();
     assert!(ttl > 3_500_000, "closed range TTL {ttl} ms");
+}
+
+/// A Redis of the test's own that asks for a password (`requirepass`),
+/// stopped when dropped.
+struct PasswordRedis {
+    child: std::process::Child,
+    url: String,
+}
+
+impl PasswordRedis {
+    async fn start(password: &str) -> PasswordRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--requirepass",
+                password,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (the machine's Redis) must be on PATH");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not listen on {port}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        PasswordRedis {
+            child,
+            url: format!("redis://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for PasswordRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `REDIS_PASSWORD` authenticates to a Redis that asks for one, with a URL
+/// that carries none (as the Helm chart deploys it); without it the cache is
+/// bypassed, never an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_password_authenticates() {
+    let server = PasswordRedis::start("pa:ss@word/with+signs").await;
+    let query = q(&[
+        ("from", "2024-01-01T00:00:00Z"),
+        ("to", "2024-01-02T00:00:00Z"),
+    ]);
+
+    let mut with = args(&server.url);
+    with.redis_password = Some("pa:ss@word/with+signs".into());
+    let (cache, metrics) = connect(&with).await;
+    let runs = AtomicUsize::new(0);
+    call(&cache, "pw", "llm_metrics", &query, false, &runs, 1).await;
+    let second = call(&cache, "pw", "llm_metrics", &query, false, &runs, 2).await;
+    assert_eq!(second.x_cache.as_deref(), Some("hit"));
+    assert_eq!(second.body, serde_json::json!({ "n": 1 }));
+    assert_eq!(metric(&metrics, "observatory_api_redis_up"), 1.0);
+
+    let (cache, metrics) = connect(&args(&server.url)).await;
+    let runs = AtomicUsize::new(0);
+    for value in [3, 4] {
+        let answer = call(&cache, "pw", "llm_metrics", &query, false, &runs, value).await;
+        assert_eq!(answer.status, StatusCode::OK);
+        assert_ne!(answer.x_cache.as_deref(), Some("hit"));
+    }
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        2,
+        "without the password every call computes"
+    );
+    assert_eq!(metric(&metrics, "observatory_api_redis_up"), 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,12 +1,23 @@
-//! The alerting rules (`deploy/alerts/`) name only metrics our binaries
-//! really expose: each rule file is read with a real YAML parser (the
-//! deployment checks' Python), every metric name in every expression is
-//! looked up in the `/metrics` of a running collector, PostgreSQL sink,
-//! Tempo sink and API, and the PrometheusRule holds the same rules as the
-//! plain file.
+//! The monitoring we ship reads what the pipeline really produces:
+//!
+//! - the alerting rules (`deploy/alerts/`) and the pipeline health dashboard
+//!   (`deploy/grafana/dashboards/pipeline-health.json`) name only metrics
+//!   that a running collector, PostgreSQL sink, Tempo sink, compactor and
+//!   API expose on `/metrics`, and the dashboard groups only by labels those
+//!   metrics carry; the PrometheusRule holds the plain file's rules;
+//! - every SQL query of the LLM usage and cost dashboard
+//!   (`deploy/grafana/dashboards/llm-usage.json`), its variables' included,
+//!   expanded as Grafana's PostgreSQL data source expands its variables and
+//!   macros, runs against a database that the real pipeline filled (and a
+//!   budget set through the API) and returns rows that are not all zero:
+//!   over a 1-hour range with a 1-minute interval (the per-minute rollups)
+//!   and over a 7-hour range with a 1-hour interval (the hourly ones).
+//!
+//! YAML is read with a real YAML parser (the deployment checks' Python).
 
 use observatory_integration::bucket::local_bucket;
 use observatory_integration::collector::Collector;
+use observatory_integration::grafana::{dashboard, panel_queries, rows, Grafana};
 use observatory_integration::postgres::TestDb;
 use observatory_integration::process::Service;
 use observatory_integration::{kafka_brokers, unique};
@@ -105,7 +116,7 @@ fn exposed(text: &str) -> BTreeSet<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_metric_an_alert_uses_is_exposed_by_our_binaries() {
+async fn alerts_and_dashboards_read_what_the_pipeline_produces() {
     let plain = yaml("deploy/alerts/observatory.rules.yaml");
     let operator = yaml("deploy/alerts/observatory.prometheusrule.yaml");
     assert_eq!(operator["kind"], "PrometheusRule");
@@ -157,6 +168,18 @@ async fn every_metric_an_alert_uses_is_exposed_by_our_binaries() {
     let tempo = Service::consumer("tempo", &env);
     timescale.wait_ready(WAIT).await;
     tempo.wait_ready(WAIT).await;
+    // Minute blocks of a day ago for the compactor to merge, so that its
+    // job metrics count.
+    let day_ago = {
+        let now = observatory_integration::now_ns();
+        now - now % (86_400 * 1_000_000_000) - 86_400 * 1_000_000_000
+    };
+    observatory_integration::minute_blocks::write(&bucket.store, "monitoring", day_ago, 8, 10, 7)
+        .await;
+    let mut compactor_env = bucket.env.clone();
+    compactor_env.push(("TEMPO_COMPACTION_INTERVAL", "1s".to_owned()));
+    let compactor = Service::consumer("compact", &compactor_env);
+    compactor.wait_ready(WAIT).await;
     let api = Service::api(&[
         ("DATABASE_URL", db.url.clone()),
         (
@@ -217,14 +240,34 @@ async fn every_metric_an_alert_uses_is_exposed_by_our_binaries() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64;
-    client
-        .export(
-            observatory_schemas::testing::TraceGenerator::new(3)
-                .with_now_ns(now)
-                .request(20),
-        )
-        .await
-        .unwrap();
+    // Model calls of several services, models and users, some failing,
+    // some streaming (time to first token).
+    let mut traces = observatory_schemas::testing::TraceGenerator::new(3)
+        .with_now_ns(now)
+        .with_error_rate(0.2);
+    for i in 0..5 {
+        let mut request = traces.request(200);
+        // End users on the model calls themselves (the generator puts
+        // user.id on agent roots only), for the users' table.
+        for (n, span) in request
+            .resource_spans
+            .iter_mut()
+            .flat_map(|r| r.scope_spans.iter_mut())
+            .flat_map(|s| s.spans.iter_mut())
+            .enumerate()
+        {
+            if span
+                .attributes
+                .iter()
+                .any(|a| a.key == "gen_ai.request.model")
+            {
+                let user = format!("user-{}", (i * 7 + n) % 13);
+                span.attributes
+                    .push(observatory_schemas::testing::kv_str("user.id", user));
+            }
+        }
+        client.export(request).await.unwrap();
+    }
     for sink in [&timescale, &tempo] {
         observatory_integration::wait_for("the sink's dead letter and commit", WAIT, || async {
             let text = sink.admin_get("/metrics").await?.1;
@@ -234,16 +277,25 @@ async fn every_metric_an_alert_uses_is_exposed_by_our_binaries() {
         })
         .await;
     }
+    observatory_integration::wait_for("the compactor's first job", WAIT, || async {
+        let text = compactor.admin_get("/metrics").await?.1;
+        text.contains("observatory_consumer_compaction_jobs_total{")
+            .then_some(())
+    })
+    .await;
     let mut all = BTreeSet::new();
+    let mut samples = String::new();
     for (what, text) in [
         ("collector", collector.admin_get("/metrics").await),
         ("timescale", timescale.admin_get("/metrics").await),
         ("tempo", tempo.admin_get("/metrics").await),
+        ("compactor", compactor.admin_get("/metrics").await),
         ("api", api.admin_get("/metrics").await),
     ] {
         let (status, text) = text.unwrap_or_else(|| panic!("{what} /metrics"));
         assert_eq!(status, 200, "{what}");
         all.extend(exposed(&text));
+        samples.push_str(&text);
     }
     let mut missing = Vec::new();
     for (alert, expr) in &rules_plain {
@@ -260,10 +312,148 @@ async fn every_metric_an_alert_uses_is_exposed_by_our_binaries() {
             }
         }
     }
+    // The pipeline health dashboard: its metrics exist, and it groups by
+    // labels they carry.
+    let pipeline = dashboard("pipeline-health.json");
+    let exprs = panel_queries(&pipeline, "expr");
+    assert!(
+        exprs.len() >= 15,
+        "the pipeline dashboard has {} queries",
+        exprs.len()
+    );
+    for (title, expr) in &exprs {
+        let used = names(expr);
+        assert!(
+            !used.is_empty(),
+            "panel {title:?} uses no metric of ours: {expr}"
+        );
+        for name in &used {
+            if !all.contains(name) {
+                missing.push(format!("dashboard panel {title:?}: {name}"));
+            }
+        }
+        for label in grouped_by(expr) {
+            if label != "le" && !used.iter().any(|n| carries(&samples, n, &label)) {
+                missing.push(format!(
+                    "dashboard panel {title:?}: no metric of {used:?} has the label {label}"
+                ));
+            }
+        }
+    }
     assert!(
         missing.is_empty(),
-        "metrics no binary exposes: {missing:#?}"
+        "metrics or labels no binary exposes: {missing:#?}"
     );
+
+    // The LLM usage dashboard, over what the PostgreSQL sink wrote and a
+    // budget of each scope set through the API.
+    let admin = observatory_integration::api::token("default", "admin", "1h");
+    // (This API allows a request a second: the rate-limit metric above.)
+    for path in [
+        "/api/v1/budgets/tenant",
+        "/api/v1/budgets/services/chat-api",
+    ] {
+        observatory_integration::wait_for(&format!("PUT {path}"), WAIT, || async {
+            let put = http
+                .put(on_api(path))
+                .bearer_auth(&admin)
+                .header("content-type", "application/json")
+                .body(r#"{"monthly_usd": 100.0}"#)
+                .send()
+                .await
+                .ok()?;
+            if put.status().as_u16() == 429 {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                return None;
+            }
+            assert!(put.status().is_success(), "PUT {path}: {}", put.status());
+            Some(())
+        })
+        .await;
+    }
+    observatory_integration::wait_for("the model calls in the rollups", WAIT, || async {
+        let n = db
+            .count("SELECT count(*) FROM llm_latency_1m WHERE metric = 1")
+            .await;
+        (n > 0 && db.count("SELECT count(*) FROM user_calls_1d").await > 0).then_some(())
+    })
+    .await;
+    let client = db.client().await;
+    let usage = dashboard("llm-usage.json");
+    let queries = panel_queries(&usage, "rawSql");
+    assert!(
+        queries.len() >= 12,
+        "the usage dashboard has {} queries",
+        queries.len()
+    );
+    for (range, interval) in [(3_600, 60), (7 * 3_600, 3_600)] {
+        let mut grafana = Grafana::last(
+            Duration::from_secs(range),
+            Duration::from_secs(300),
+            interval,
+        );
+        // The variables first, as Grafana loads them: the tenant from its
+        // query; the others All.
+        for var in usage["templating"]["list"].as_array().unwrap() {
+            let Some(query) = var["query"].as_str().filter(|_| var["type"] == "query") else {
+                continue;
+            };
+            let sql = grafana.expand(query);
+            let listed = rows(&client, &sql).await;
+            assert!(
+                !listed.is_empty(),
+                "variable {} lists nothing: {sql}",
+                var["name"]
+            );
+            grafana.variable(var, &listed);
+        }
+        assert_eq!(grafana.vars[0], ("tenant".to_owned(), "default".to_owned()));
+        for (title, query) in &queries {
+            let sql = grafana.expand(query);
+            let started = std::time::Instant::now();
+            let rows = rows(&client, &sql).await;
+            let values: Vec<&str> = rows
+                .iter()
+                .flatten()
+                .flatten()
+                .map(String::as_str)
+                .collect();
+            assert!(
+                !rows.is_empty(),
+                "panel {title:?} ({range} s range) returns no rows: {sql}"
+            );
+            // Unpriced calls may rightly be none.
+            if title != "Unpriced calls" {
+                assert!(
+                    values.iter().any(|v| !matches!(*v, "0" | "0.0" | "")),
+                    "panel {title:?} ({range} s range) returns only zeros: {rows:?}\n{sql}"
+                );
+            }
+            eprintln!("{title}: {} rows in {:?}", rows.len(), started.elapsed());
+        }
+    }
+}
+
+/// The labels of every `by (...)` of an expression.
+fn grouped_by(expr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("by (") {
+        rest = &rest[at + 4..];
+        let end = rest.find(')').expect("by ( is closed");
+        out.extend(rest[..end].split(',').map(|l| l.trim().to_owned()));
+        rest = &rest[end..];
+    }
+    out
+}
+
+/// Whether a sample of `name` in the exposition `text` has `label`.
+fn carries(text: &str, name: &str, label: &str) -> bool {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.strip_prefix(name))
+        .filter_map(|l| l.strip_prefix('{'))
+        .any(|labels| labels.contains(&format!("{label}=\"")))
 }
 
 #[test]
