@@ -46,6 +46,7 @@
 pub mod bucket;
 pub mod job;
 pub mod plan;
+pub mod thread;
 
 use crate::admin::{self, Health};
 use crate::config::CompactArgs;
@@ -162,6 +163,7 @@ pub struct Compactor {
     metas: HashMap<Uuid, BlockMeta>,
     metrics: Arc<Metrics>,
     fail: Option<FailPoint>,
+    jobs: thread::JobThread,
 }
 
 fn abort_at(fail: Option<FailPoint>, point: FailPoint) {
@@ -172,7 +174,8 @@ fn abort_at(fail: Option<FailPoint>, point: FailPoint) {
 }
 
 impl Compactor {
-    /// A compactor for `args` (checked).
+    /// A compactor for `args` (checked); call it inside the runtime its
+    /// jobs will use.
     pub fn new(args: CompactArgs, metrics: Arc<Metrics>) -> Result<Compactor, StartError> {
         args.check()?;
         let blocks = BlockStore::open(&args.store_url(), args.s3_virtual_hosted_style)?;
@@ -200,6 +203,7 @@ impl Compactor {
             metas: HashMap::new(),
             metrics,
             fail: FailPoint::from_env(),
+            jobs: thread::JobThread::spawn(tokio::runtime::Handle::current()),
         })
     }
 
@@ -408,16 +412,17 @@ impl Compactor {
         Ok((report, live, compacted))
     }
 
-    /// Runs one job on a blocking thread; `None` when another compactor
+    /// Runs one job on the job thread; `None` when another compactor
     /// holds it.
     async fn run_job(&self, spec: job::JobSpec) -> Result<Option<job::JobReport>, job::JobError> {
         let started = Instant::now();
         let blocks = self.blocks.clone();
         let handle = tokio::runtime::Handle::current();
         let job = spec.job;
-        let result = tokio::task::spawn_blocking(move || job::run(&handle, &blocks, &spec))
-            .await
-            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        let result = self
+            .jobs
+            .run(move || job::run(&handle, &blocks, &spec))
+            .await;
         let outcome = match &result {
             Ok(_) => "ok",
             Err(job::JobError::Busy(..)) | Err(job::JobError::Raced(_)) => "busy",
