@@ -27,8 +27,11 @@ const MINUTE_NS: u64 = 60_000_000_000;
 
 /// What was written.
 pub struct Written {
-    /// Every span, once, as a reader must find it.
+    /// Every span, once, as a reader must find it (empty with
+    /// [`Keep::Counts`]).
     pub sent: Sent,
+    /// Distinct spans written.
+    pub spans: usize,
     /// Every trace id, with its earliest start and latest end (ns).
     pub traces: BTreeMap<[u8; 16], (u64, u64)>,
     /// The blocks' metas.
@@ -49,7 +52,45 @@ pub async fn write(
     spans_per_block: usize,
     seed: u64,
 ) -> Written {
+    let keep = Keep::Spans;
+    write_keeping(
+        store,
+        tenant,
+        first_minute_ns,
+        minutes,
+        spans_per_block,
+        seed,
+        keep,
+    )
+    .await
+}
+
+/// What [`write_keeping`] keeps of what it wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// Every span (`Written::sent`), to check readers span for span.
+    Spans,
+    /// Counts only (`Written::sent` stays empty): for runs of millions of
+    /// spans, which the spans themselves would not fit beside.
+    Counts,
+}
+
+/// Blocks are uploaded 16 at a time as they are made, never all held.
+const UPLOADS_AT_ONCE: usize = 16;
+
+/// As [`write`], keeping what `keep` says.
+pub async fn write_keeping(
+    store: &BlockStore,
+    tenant: &str,
+    first_minute_ns: u64,
+    minutes: usize,
+    spans_per_block: usize,
+    seed: u64,
+    keep: Keep,
+) -> Written {
+    let keep_spans = keep == Keep::Spans;
     let mut written = Written {
+        spans: 0,
         sent: Sent::new(),
         traces: BTreeMap::new(),
         blocks: Vec::new(),
@@ -58,14 +99,22 @@ pub async fn write(
     };
     let mut gen = TraceGenerator::new(seed).with_max_spans(8);
     let mut carry: BTreeMap<[u8; 16], Vec<ResourceSpans>> = BTreeMap::new();
-    let mut blocks: Vec<Block> = Vec::with_capacity(minutes);
+    let mut blocks: Vec<Block> = Vec::with_capacity(UPLOADS_AT_ONCE);
     for m in 0..minutes {
         gen = gen.with_now_ns(first_minute_ns + m as u64 * MINUTE_NS + 40_000_000_000);
         let traces = spans_by_trace(gen.request(spans_per_block));
         let mut content = std::mem::take(&mut carry);
         for (k, (id, mut rs)) in traces.into_iter().enumerate() {
             let id: [u8; 16] = id[..].try_into().expect("16-byte trace ids");
-            placed(&rs, &mut written.sent);
+            if keep_spans {
+                placed(&rs, &mut written.sent);
+            } else {
+                written.spans += rs
+                    .iter()
+                    .flat_map(|r| &r.scope_spans)
+                    .map(|s| s.spans.len())
+                    .sum::<usize>();
+            }
             for s in rs
                 .iter()
                 .flat_map(|r| &r.scope_spans)
@@ -113,7 +162,17 @@ pub async fn write(
         written.sources.push(source);
         written.blocks.push(block.meta.clone());
         blocks.push(block);
+        if blocks.len() == UPLOADS_AT_ONCE || m + 1 == minutes {
+            upload(store, tenant, std::mem::take(&mut blocks)).await;
+        }
     }
+    if keep_spans {
+        written.spans = written.sent.len();
+    }
+    written
+}
+
+async fn upload(store: &BlockStore, tenant: &str, blocks: Vec<Block>) {
     futures::stream::iter(blocks)
         .map(|block| async move {
             let claim = store
@@ -123,8 +182,7 @@ pub async fn write(
             assert_eq!(claim, Claim::Won, "block {} exists", block.meta.block_id);
             store.put_block(&block, || true).await.unwrap();
         })
-        .buffer_unordered(16)
+        .buffer_unordered(UPLOADS_AT_ONCE)
         .collect::<Vec<()>>()
         .await;
-    written
 }

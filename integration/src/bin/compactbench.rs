@@ -52,13 +52,14 @@ async fn main() -> anyhow::Result<()> {
     let now = now_ns();
     let first = now - now % 86_400_000_000_000 - 2 * 86_400_000_000_000;
     let started = Instant::now();
-    let written = minute_blocks::write(
+    let written = minute_blocks::write_keeping(
         &bucket.store,
         SINGLE_TENANT,
         first,
         args.minutes,
         args.spans_per_block,
         7,
+        minute_blocks::Keep::Counts,
     )
     .await;
     let input_bytes: u64 = written.blocks.iter().map(|m| m.size).sum();
@@ -66,7 +67,7 @@ async fn main() -> anyhow::Result<()> {
         "wrote {} blocks, {} traces, {} spans ({} with duplicates), {:.1} MiB of data.parquet in {:.1} s",
         written.blocks.len(),
         written.traces.len(),
-        written.sent.len(),
+        written.spans,
         written.spans_written,
         input_bytes as f64 / 1048576.0,
         started.elapsed().as_secs_f64()
@@ -141,8 +142,8 @@ async fn main() -> anyhow::Result<()> {
         "  {spans} spans written over all levels ({:.0} per CPU-second; {:.2} CPU-s per million); the day's {} spans: {:.0} per CPU-second; {:.1} MiB read",
         spans as f64 / cpu,
         cpu / spans as f64 * 1e6,
-        written.sent.len(),
-        written.sent.len() as f64 / cpu,
+        written.spans,
+        written.spans as f64 / cpu,
         read as f64 / 1048576.0
     );
 
