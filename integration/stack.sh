@@ -134,11 +134,13 @@ postgres_up() {
 }
 
 redis_up() {
-  if listening 127.0.0.1 "$REDIS_PORT"; then log "redis: reusing 127.0.0.1:$REDIS_PORT"; return; fi
+  # The binary is needed even when a Redis already listens: the API's cache
+  # tests start a password-protected redis-server of their own.
   if ! command -v redis-server >/dev/null 2>&1; then
     log "redis: installing from Debian's packages"
     apt_install redis-server
   fi
+  if listening 127.0.0.1 "$REDIS_PORT"; then log "redis: reusing 127.0.0.1:$REDIS_PORT"; return; fi
   mkdir -p "$STATE/redis"
   log "redis: starting on 127.0.0.1:$REDIS_PORT"
   redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \

@@ -6,12 +6,36 @@ use crate::collector::Collector;
 use crate::postgres::TestDb;
 use crate::process::Service;
 use crate::{kafka_brokers, unique};
+use observatory_schemas::otlp::resource::Resource;
+use observatory_schemas::otlp::trace::{ResourceSpans, ScopeSpans, Span};
 use observatory_schemas::otlp::trace_service::trace_service_client::TraceServiceClient;
 use observatory_schemas::otlp::trace_service::ExportTraceServiceRequest;
+use observatory_schemas::testing::kv_str;
 use std::time::Duration;
 
 /// The `JWT_SECRET` of the API in these tests.
 pub const SECRET: &str = "integration-test-secret";
+
+/// An export of `spans` from one service in the `prod` environment, one
+/// scope.
+pub fn service_request(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    kv_str("service.name", service),
+                    kv_str("deployment.environment", "prod"),
+                ],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
 
 /// A token for `tenant` with `role` (`viewer`, `editor`, `admin`), valid for `ttl` (`1h`).
 pub fn token(tenant: &str, role: &str, ttl: &str) -> String {

@@ -7,12 +7,12 @@
 //! search, tags, tenant isolation, auth and hostile input.
 
 use observatory_consumer::tempo::store::BlockStore;
+use observatory_integration::api::service_request;
 use observatory_integration::api::{escape, export, token, Pipeline, SECRET};
 use observatory_integration::bucket::{s3_endpoint, s3_env};
 use observatory_integration::process::Service;
 use observatory_integration::{kafka_brokers, now_ns, unique, wait_for};
-use observatory_schemas::otlp::resource::Resource;
-use observatory_schemas::otlp::trace::{ResourceSpans, ScopeSpans, Span, Status};
+use observatory_schemas::otlp::trace::{ResourceSpans, Span, Status};
 use observatory_schemas::otlp::trace_service::ExportTraceServiceRequest;
 use observatory_schemas::tempo::read::DataFile;
 use observatory_schemas::testing::{kv_int, kv_str};
@@ -38,25 +38,6 @@ struct TraceByIdResponse {
     status: i32,
     #[prost(string, tag = "4")]
     message: String,
-}
-
-fn resource_spans(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![
-                    kv_str("service.name", service),
-                    kv_str("deployment.environment", "prod"),
-                ],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
 }
 
 /// A 2-second agent run with a model call that has tokens, an event and an error status.
@@ -97,12 +78,12 @@ fn agent_trace(id: u8, service: &str, end: u64) -> ExportTraceServiceRequest {
         }),
         ..root.clone()
     };
-    resource_spans(service, vec![root, call])
+    service_request(service, vec![root, call])
 }
 
 /// A 100 ms single-span trace.
 fn health_trace(id: u8, end: u64) -> ExportTraceServiceRequest {
-    resource_spans(
+    service_request(
         "other-svc",
         vec![Span {
             trace_id: vec![id; 16],

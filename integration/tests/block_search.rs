@@ -10,12 +10,12 @@
 //! condition the blocks cannot answer is a 400 naming it (window wholly in
 //! the blocks) or leaves the blocks' part unsearched (window straddling).
 
+use observatory_integration::api::service_request;
 use observatory_integration::api::{escape, export, token, Pipeline, SECRET};
 use observatory_integration::bucket::{s3_bucket, s3_endpoint};
 use observatory_integration::process::Service;
 use observatory_integration::{kafka_brokers, now_ns, unique, wait_for};
-use observatory_schemas::otlp::resource::Resource;
-use observatory_schemas::otlp::trace::{ResourceSpans, ScopeSpans, Span, Status};
+use observatory_schemas::otlp::trace::{ResourceSpans, Span, Status};
 use observatory_schemas::otlp::trace_service::ExportTraceServiceRequest;
 use observatory_schemas::tempo::meta::block_id;
 use observatory_schemas::tempo::trace::TraceRow;
@@ -28,25 +28,6 @@ use std::time::Duration;
 const WAIT: Duration = Duration::from_secs(120);
 const SECOND: u64 = 1_000_000_000;
 const DAY: u64 = 86_400 * SECOND;
-
-fn request(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![
-                    kv_str("service.name", service),
-                    kv_str("deployment.environment", "prod"),
-                ],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-}
 
 /// A 2-second agent run whose model call failed.
 fn agent_trace(id: u8, service: &str, end: u64) -> ExportTraceServiceRequest {
@@ -79,12 +60,12 @@ fn agent_trace(id: u8, service: &str, end: u64) -> ExportTraceServiceRequest {
         }),
         ..root.clone()
     };
-    request(service, vec![root, call])
+    service_request(service, vec![root, call])
 }
 
 /// A 100 ms health check.
 fn health_trace(id: u8, end: u64) -> ExportTraceServiceRequest {
-    request(
+    service_request(
         "other-svc",
         vec![Span {
             trace_id: vec![id; 16],
@@ -120,7 +101,7 @@ fn archived(id: u8, start: u64, failed: bool) -> (Vec<u8>, Vec<ResourceSpans>) {
     };
     (
         vec![id; 16],
-        request("archive-bot", vec![span]).resource_spans,
+        service_request("archive-bot", vec![span]).resource_spans,
     )
 }
 

@@ -473,12 +473,8 @@ impl Blocks {
             ..Default::default()
         };
         for g in groups {
-            let ranges = plan
-                .filter_leaves
-                .iter()
-                .map(|&l| scan::chunk_range(footer.row_group(g), l))
-                .collect();
-            let Some(parts) = self.fetch(&path, ranges, RANGE_GAP, budget).await? else {
+            let chunks = self.fetch_chunks(&path, footer.row_group(g), &plan.filter_leaves, budget);
+            let Some(parts) = chunks.await? else {
                 outcome.complete = false;
                 return Ok(outcome);
             };
@@ -497,12 +493,8 @@ impl Blocks {
             if matches.is_empty() {
                 continue;
             }
-            let ranges = plan
-                .output_leaves
-                .iter()
-                .map(|&l| scan::chunk_range(footer.row_group(g), l))
-                .collect();
-            let Some(parts) = self.fetch(&path, ranges, RANGE_GAP, budget).await? else {
+            let chunks = self.fetch_chunks(&path, footer.row_group(g), &plan.output_leaves, budget);
+            let Some(parts) = chunks.await? else {
                 outcome.complete = false;
                 return Ok(outcome);
             };
@@ -523,6 +515,18 @@ impl Blocks {
 
     /// The bytes of `ranges` of `path`, once the budget allowed them;
     /// `None` when it did not.
+    /// The column chunks of `leaves` in row group `rg`, as [`Self::fetch`].
+    async fn fetch_chunks(
+        &self,
+        path: &Path,
+        rg: &parquet::file::metadata::RowGroupMetaData,
+        leaves: &[usize],
+        budget: &Budget,
+    ) -> Result<Option<Vec<(u64, bytes::Bytes)>>, BlocksError> {
+        let ranges = leaves.iter().map(|&l| scan::chunk_range(rg, l)).collect();
+        self.fetch(path, ranges, RANGE_GAP, budget).await
+    }
+
     async fn fetch(
         &self,
         path: &Path,
