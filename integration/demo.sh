@@ -17,7 +17,7 @@
 # (default: as many as the run sends, up to 5 000).
 # DEMO_BIN_DIR=<dir> uses the binaries there instead of building release
 # ones (the end-to-end test of the printed `curl` lines runs the debug
-# build: integration/tests/demo.rs). Every `curl` line printed is a
+# build: integration/tests/e2e/demo.rs). Every `curl` line printed is a
 # complete command that answers 200 on the demo's data.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

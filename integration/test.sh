@@ -41,6 +41,8 @@ export DEPLOY_CHECK_PYTHON
 # (a virtualenv; the tests run the same script, which is then a no-op).
 integration/otel-python/install.sh >/dev/null
 
-cargo build --workspace --bins
+# Binaries and tests in one build: built apart, they resolve the
+# dev-dependencies' features differently and half the workspace is built twice.
+cargo build --workspace --bins --tests
 cargo nextest run --workspace --no-fail-fast "$@"
 cargo test --workspace --doc

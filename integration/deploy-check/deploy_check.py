@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Offline checks of LLM Observatory's deployment files.
 
-Run by integration/tests/deployment.rs with the virtualenv that
+Run by integration/tests/e2e/deployment.rs with the virtualenv that
 integration/deploy-check/install.sh makes; no Docker engine, no cluster.
 
     deploy_check.py k8s [--partial] DIR...

@@ -4,7 +4,7 @@
     genai_app.py --endpoint URL --header k=v [--calls N] [--traced-every K]
                  [--service NAME] [--spans-only] [--delta] [--flushes F]
 
-The known-answer test of `source=auto` (integration/tests/genai_metrics.rs)
+The known-answer test of `source=auto` (integration/tests/e2e/metrics_logs.rs)
 runs it against the collector's OTLP/HTTP endpoint (`/v1/metrics`,
 `/v1/traces` are appended to URL). It makes N model calls, recorded the way
 the OpenTelemetry GenAI instrumentations record them:

@@ -1,5 +1,5 @@
 //! Grafana's dashboards of `deploy/grafana/dashboards/` as Grafana runs
-//! them, for the test that runs every query (`tests/monitoring.rs`) and the
+//! them, for the test that runs every query (`tests/e2e/monitoring.rs`) and the
 //! benchmark that times them on a large tenant (`dashboardbench`): the
 //! panels' queries, and a dashboard SQL expanded as Grafana's PostgreSQL data
 //! source expands its variables and macros before sending it.
