@@ -43,7 +43,7 @@ use observatory_schemas::tempo::meta::{BlockMeta, Source, CLAIM, DATA, META};
 use observatory_schemas::tempo::ranged::Footer;
 use observatory_schemas::tempo::read::{DataFile, ReadError, Trace};
 use observatory_schemas::tempo::rows::{
-    decode_footer, footer_range, row_group_range, RowGroupColumns, RowGroupTraces, RowHead,
+    decode_footer, footer_range, row_group_range, CopiedRow, RowGroupColumns, RowGroupTraces,
 };
 use observatory_schemas::tempo::trace::TraceRow;
 use observatory_schemas::tempo::write::{rows_file, schema_columns, BlockError, BlockWriter};
@@ -246,8 +246,12 @@ impl Input {
         match &mut self.rows {
             Rows::Columns(rows) => {
                 let head = rows.head().map_err(error)?.expect("head saw a row");
+                let before = batch.copies.buffered_bytes();
                 let spans = rows.copy_row(Some(&mut batch.copies)).map_err(error)?;
-                batch.entries.push(Entry::Copy(head, spans));
+                let bytes = batch.copies.buffered_bytes() - before;
+                batch
+                    .entries
+                    .push(Entry::Copy(CopiedRow { head, bytes }, spans));
             }
             Rows::Records(_, next) => {
                 let (id, spans) = next.take().expect("head read it");
@@ -301,8 +305,8 @@ struct Batch {
 
 /// One staged trace.
 enum Entry {
-    /// Found in one input: its row in `copies`, its head and spans.
-    Copy(RowHead, u64),
+    /// Found in one input: its row in `copies`, and its spans.
+    Copy(CopiedRow, u64),
     /// Found in several inputs (or in another writer's input): its parts.
     Merge { id: [u8; 16], parts: Vec<Part> },
 }
@@ -313,6 +317,13 @@ enum Part {
     Aside,
     /// Decoded already (an input of another schema).
     Decoded(Vec<ResourceSpans>),
+}
+
+/// Consecutive staged traces found in one input each.
+#[derive(Default)]
+struct Run {
+    rows: Vec<CopiedRow>,
+    spans: Vec<u64>,
 }
 
 /// Traces staged before a batch is written out.
@@ -487,56 +498,85 @@ impl<'a> Outputs<'a> {
         } else {
             Vec::new().into_iter()
         };
+        // Consecutive copied traces go to the writer as runs, a leaf range
+        // each, not a row at a time.
         let mut cursor = RowCursor::default();
+        let mut run = Run::default();
         for entry in batch.entries.drain(..) {
-            let (spans, row_parts, id) = match entry {
-                Entry::Copy(head, spans) => {
-                    self.writer(io, spec)?
-                        .push_copied(head, &batch.copies, &mut cursor)?;
-                    (spans, None, head.id)
+            let (id, parts) = match entry {
+                Entry::Copy(row, spans) => {
+                    run.rows.push(row);
+                    run.spans.push(spans);
+                    continue;
                 }
-                Entry::Merge { id, parts } => {
-                    let mut spans = Vec::with_capacity(parts.len());
-                    for part in parts {
-                        spans.push(match part {
-                            Part::Aside => {
-                                decoded
-                                    .next()
-                                    .ok_or(JobError::Merge(ReadError::Shape(
-                                        "a part set aside is missing",
-                                    )))?
-                                    .1
-                            }
-                            Part::Decoded(s) => s,
-                        });
+                Entry::Merge { id, parts } => (id, parts),
+            };
+            self.push_run(io, spec, &mut run, &batch.copies, &mut cursor)?;
+            let mut spans = Vec::with_capacity(parts.len());
+            for part in parts {
+                spans.push(match part {
+                    Part::Aside => {
+                        decoded
+                            .next()
+                            .ok_or(JobError::Merge(ReadError::Shape(
+                                "a part set aside is missing",
+                            )))?
+                            .1
                     }
-                    (0, Some(spans), id)
-                }
-            };
-            let spans = match row_parts {
-                None => spans,
-                Some(parts) => {
-                    let batches: Vec<&[ResourceSpans]> = parts.iter().map(Vec::as_slice).collect();
-                    let Some(row) = TraceRow::merge(id, &batches) else {
-                        continue;
-                    };
-                    self.writer(io, spec)?.push(&row)?;
-                    row.spans().count() as u64
-                }
-            };
-            self.report.traces += 1;
-            self.report.spans += spans;
-            let full = self
-                .current
-                .as_ref()
-                .is_some_and(|out| out.writer.bytes_written() as u64 >= spec.target_bytes);
-            if full {
-                let out = self.current.take().expect("checked above");
-                finish_output(io, spec, out, self.level, false, &mut self.report)?;
+                    Part::Decoded(s) => s,
+                });
             }
+            let batches: Vec<&[ResourceSpans]> = spans.iter().map(Vec::as_slice).collect();
+            let Some(row) = TraceRow::merge(id, &batches) else {
+                continue;
+            };
+            self.writer(io, spec)?.push(&row)?;
+            self.report.traces += 1;
+            self.report.spans += row.spans().count() as u64;
+            self.cut_if_full(io, spec)?;
         }
+        self.push_run(io, spec, &mut run, &batch.copies, &mut cursor)?;
         batch.copies.clear();
         batch.parts.clear();
+        Ok(())
+    }
+
+    /// Writes a run of copied traces, cutting outputs where they fill, and
+    /// empties it.
+    fn push_run(
+        &mut self,
+        io: &mut Io<'a>,
+        spec: &JobSpec,
+        run: &mut Run,
+        copies: &Columns,
+        cursor: &mut RowCursor,
+    ) -> Result<(), JobError> {
+        let mut at = 0;
+        while at < run.rows.len() {
+            let n = self
+                .writer(io, spec)?
+                .push_copied(&run.rows[at..], copies, cursor)?;
+            self.report.traces += n as u64;
+            self.report.spans += run.spans[at..at + n].iter().sum::<u64>();
+            at += n;
+            self.cut_if_full(io, spec)?;
+        }
+        run.rows.clear();
+        run.spans.clear();
+        Ok(())
+    }
+
+    /// Finishes the current output once its `data.parquet` has passed the
+    /// target size (checked between traces, so a trace is never cut).
+    fn cut_if_full(&mut self, io: &mut Io<'a>, spec: &JobSpec) -> Result<(), JobError> {
+        let full = self
+            .current
+            .as_ref()
+            .is_some_and(|out| out.writer.bytes_written() as u64 >= spec.target_bytes);
+        if full {
+            let out = self.current.take().expect("checked above");
+            finish_output(io, spec, out, self.level, false, &mut self.report)?;
+        }
         Ok(())
     }
 

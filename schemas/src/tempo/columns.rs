@@ -65,19 +65,8 @@ impl Values {
         }
     }
 
-    fn physical(&self) -> Physical {
-        match self {
-            Values::Bytes { .. } => Physical::BYTE_ARRAY,
-            Values::I32(_) => Physical::INT32,
-            Values::I64(_) => Physical::INT64,
-            Values::F64(_) => Physical::DOUBLE,
-            Values::Bool(_) => Physical::BOOLEAN,
-        }
-    }
-
-    /// The byte arrays as parquet values, sharing one buffer.
-    pub fn byte_arrays(data: Vec<u8>, ends: &[usize]) -> Vec<ByteArray> {
-        let data = Bytes::from(data);
+    /// The byte arrays as parquet values, sharing `data`.
+    pub fn byte_arrays(data: &Bytes, ends: &[usize]) -> Vec<ByteArray> {
         let mut start = 0;
         ends.iter()
             .map(|&end| {
@@ -111,7 +100,7 @@ pub struct Columns {
 }
 
 /// Where the next row of a [`Columns`] starts in each leaf (entry, value),
-/// for reading its rows back in order ([`Columns::copy_row_from`]).
+/// for reading its rows back in order ([`Columns::copy_rows_from`]).
 #[derive(Debug, Clone, Default)]
 pub struct RowCursor {
     at: Vec<(usize, usize)>,
@@ -158,19 +147,20 @@ impl Columns {
         }
     }
 
-    /// Appends the row of `from` at `cursor` as it is, and moves the
-    /// cursor past it. Every row starts with repetition level 0 in every
-    /// leaf (each leaf holds at least one entry per row).
-    pub fn copy_row_from(&mut self, from: &Columns, cursor: &mut RowCursor) {
+    /// Appends the next `rows` rows of `from` at `cursor` as they are,
+    /// and moves the cursor past them. Every row starts with repetition
+    /// level 0 in every leaf (each leaf holds at least one entry per row),
+    /// so consecutive rows are one range of each leaf, copied in one go.
+    pub fn copy_rows_from(&mut self, from: &Columns, cursor: &mut RowCursor, rows: usize) {
+        if rows == 0 {
+            return;
+        }
         if cursor.at.is_empty() {
             cursor.at = vec![(0, 0); from.columns.len()];
         }
         for (leaf, c) in from.columns.iter().enumerate() {
             let (entry, value) = cursor.at[leaf];
-            let end = c.rep[entry + 1..]
-                .iter()
-                .position(|&r| r == 0)
-                .map_or(c.rep.len(), |i| entry + 1 + i);
+            let end = rows_end(&c.rep, entry, rows);
             let max_def = from.max_def[leaf];
             let defined = c.def[entry..end].iter().filter(|&&d| d == max_def).count();
             let values = value..value + defined;
@@ -211,22 +201,6 @@ impl Columns {
             }
             cursor.at[leaf] = (end, value + defined);
         }
-    }
-
-    /// Takes the columns, leaving empty ones.
-    pub fn take(&mut self) -> Vec<Column> {
-        self.bytes = 0;
-        self.columns
-            .iter_mut()
-            .map(|c| {
-                let empty = Values::new(c.values.physical());
-                Column {
-                    def: std::mem::take(&mut c.def),
-                    rep: std::mem::take(&mut c.rep),
-                    values: std::mem::replace(&mut c.values, empty),
-                }
-            })
-            .collect()
     }
 
     fn levels(&mut self, leaf: usize, r: i16, d: i16) -> &mut Values {
@@ -328,4 +302,19 @@ impl Columns {
             self.levels(leaf, r, d);
         }
     }
+}
+
+/// The entry after the `rows` rows that start at `entry` (a row starts at
+/// each repetition level 0).
+fn rows_end(rep: &[i16], entry: usize, rows: usize) -> usize {
+    let mut left = rows;
+    for (i, &r) in rep[entry + 1..].iter().enumerate() {
+        if r == 0 {
+            left -= 1;
+            if left == 0 {
+                return entry + 1 + i;
+            }
+        }
+    }
+    rep.len()
 }

@@ -257,6 +257,17 @@ pub struct RowHead {
     pub end: u64,
 }
 
+/// A row copied aside by [`RowGroupColumns::copy_row`], as
+/// [`super::write::BlockWriter::push_copied`] takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CopiedRow {
+    /// Its head.
+    pub head: RowHead,
+    /// What it added to the [`Columns`]' buffered bytes: how the writer
+    /// knows, before copying a run of rows, which row fills its row group.
+    pub bytes: usize,
+}
+
 /// The rows of one row group of a block of our schema, column by column.
 pub struct RowGroupColumns {
     leaves: Vec<Leaf>,
@@ -501,18 +512,33 @@ mod tests {
         // another size.
         let mut copy = BlockWriter::new(600, 20 << 10).unwrap();
         let mut staged = schema_columns();
-        let mut heads = Vec::new();
+        let mut copied_rows = Vec::new();
         let mut spans = 0;
         for g in 0..footer.num_row_groups() {
             let mut rows = columns(&data, &range, &footer, g);
             while let Some(head) = rows.head().unwrap() {
+                let before = staged.buffered_bytes();
                 spans += rows.copy_row(Some(&mut staged)).unwrap();
-                heads.push(head);
+                let bytes = staged.buffered_bytes() - before;
+                copied_rows.push(CopiedRow { head, bytes });
             }
         }
+        // Pushed in runs of every length, each cut where a row group fills.
         let mut cursor = RowCursor::default();
-        for head in heads {
-            copy.push_copied(head, &staged, &mut cursor).unwrap();
+        let mut at = 0;
+        let mut run = 1;
+        while at < copied_rows.len() {
+            let end = (at + run).min(copied_rows.len());
+            let mut from = at;
+            while from < end {
+                let n = copy
+                    .push_copied(&copied_rows[from..end], &staged, &mut cursor)
+                    .unwrap();
+                assert!(n >= 1);
+                from += n;
+            }
+            at = end;
+            run = run % 7 + 1;
         }
         let copied = copy.finish(uuid::Uuid::nil(), "t").unwrap();
         let got = DataFile::open(copied.objects[0].1.clone())

@@ -16,7 +16,7 @@
 use super::bloom::{self, Bloom};
 use super::columns::{Column, Columns, RowCursor, Values};
 use super::meta::{bloom_name, BlockMeta, DATA, INDEX, META};
-use super::rows::RowHead;
+use super::rows::CopiedRow;
 use super::schema::{leaf, message_type, RESOURCE_WELL_KNOWN};
 use super::trace::{generic_attributes, TraceRow};
 use crate::otlp::common::{any_value::Value, AnyValue, InstrumentationScope, KeyValue};
@@ -315,26 +315,42 @@ impl<W: Write + Send> BlockWriter<W> {
         self.file.bytes_written()
     }
 
-    /// Adds the trace whose row of `from` is at `cursor`, as another block
-    /// held it (copied there by [`super::rows::RowGroupColumns::copy_row`]), column by
-    /// column, without decoding it: compaction of a trace found in one
-    /// input. `head` is that row's; ids must ascend.
+    /// Adds the traces whose rows of `from` start at `cursor`, as another
+    /// block held them (copied there by
+    /// [`super::rows::RowGroupColumns::copy_row`]), column by column,
+    /// without decoding them: compaction of traces found in one input each.
+    /// Ids must ascend. Stops after the row that fills the row group (the
+    /// group is then written): returns how many of `rows` it added, at
+    /// least one unless `rows` is empty.
     pub fn push_copied(
         &mut self,
-        head: RowHead,
+        rows: &[CopiedRow],
         from: &Columns,
         cursor: &mut RowCursor,
-    ) -> Result<(), BlockError> {
-        self.admit(head.id, head.start, head.end)?;
-        self.columns.copy_row_from(from, cursor);
-        self.row_added()
+    ) -> Result<usize, BlockError> {
+        let mut bytes = self.columns.buffered_bytes();
+        let mut n = 0;
+        for row in rows {
+            self.admit(row.head.id, row.head.start, row.head.end)?;
+            n += 1;
+            bytes += row.bytes;
+            if bytes >= self.row_group_bytes {
+                break;
+            }
+        }
+        self.columns.copy_rows_from(from, cursor, n);
+        self.rows_in_group += n;
+        if self.columns.buffered_bytes() >= self.row_group_bytes {
+            self.flush_row_group()?;
+        }
+        Ok(n)
     }
 
     fn flush_row_group(&mut self) -> Result<(), BlockError> {
         if self.rows_in_group == 0 {
             return Ok(());
         }
-        write_row_group(&mut self.file, &self.descriptor, self.columns.take())?;
+        write_row_group(&mut self.file, &self.descriptor, &mut self.columns)?;
         self.row_group_last_ids
             .push(self.last_id.expect("a row group holds a trace"));
         self.rows_in_group = 0;
@@ -383,14 +399,15 @@ impl<W: Write + Send> BlockWriter<W> {
     }
 }
 
-/// Writes `columns` as the file's next row group.
+/// Writes `columns` as the file's next row group and empties them, keeping
+/// their buffers for the next one.
 fn write_row_group<W: Write + Send>(
     file: &mut SerializedFileWriter<W>,
     descriptor: &SchemaDescriptor,
-    columns: Vec<Column>,
+    columns: &mut Columns,
 ) -> Result<(), parquet::errors::ParquetError> {
     let mut group = file.next_row_group()?;
-    for (i, Column { def, rep, values }) in columns.into_iter().enumerate() {
+    for (i, Column { def, rep, values }) in columns.columns.iter_mut().enumerate() {
         let descriptor = descriptor.column(i);
         let levels = descriptor.max_def_level() > 0 || descriptor.max_rep_level() > 0;
         let (def, rep) = if levels {
@@ -401,20 +418,40 @@ fn write_row_group<W: Write + Send>(
         let mut column = group.next_column()?.expect("one writer per leaf");
         match values {
             Values::Bytes { data, ends } => {
-                let values = Values::byte_arrays(data, &ends);
+                let shared = Bytes::from(std::mem::take(data));
+                let values = Values::byte_arrays(&shared, ends);
                 column
                     .typed::<ByteArrayType>()
-                    .write_batch(&values, def, rep)?
+                    .write_batch(&values, def, rep)?;
+                drop(values);
+                column.close()?;
+                *data = reclaim(shared);
+                continue;
             }
-            Values::I32(v) => column.typed::<Int32Type>().write_batch(&v, def, rep)?,
-            Values::I64(v) => column.typed::<Int64Type>().write_batch(&v, def, rep)?,
-            Values::F64(v) => column.typed::<DoubleType>().write_batch(&v, def, rep)?,
-            Values::Bool(v) => column.typed::<BoolType>().write_batch(&v, def, rep)?,
+            Values::I32(v) => column.typed::<Int32Type>().write_batch(v, def, rep)?,
+            Values::I64(v) => column.typed::<Int64Type>().write_batch(v, def, rep)?,
+            Values::F64(v) => column.typed::<DoubleType>().write_batch(v, def, rep)?,
+            Values::Bool(v) => column.typed::<BoolType>().write_batch(v, def, rep)?,
         };
         column.close()?;
     }
     group.close()?;
+    columns.clear();
     Ok(())
+}
+
+/// A row group's byte-array buffer back as an empty vector with its
+/// capacity, once the column writer has let go of it (the statistics it
+/// keeps are copies); a new vector if something still holds it.
+fn reclaim(shared: Bytes) -> Vec<u8> {
+    match shared.try_into_mut() {
+        Ok(unique) => {
+            let mut data = Vec::from(unique);
+            data.clear();
+            data
+        }
+        Err(_) => Vec::new(),
+    }
 }
 
 /// A `data.parquet` of the rows in `columns` and nothing else (no blooms,
@@ -429,7 +466,7 @@ pub fn rows_file(columns: &mut Columns) -> Result<Bytes, parquet::errors::Parque
         .set_statistics_enabled(EnabledStatistics::None)
         .build();
     let mut file = SerializedFileWriter::new(Vec::new(), schema, Arc::new(properties))?;
-    write_row_group(&mut file, &descriptor, columns.take())?;
+    write_row_group(&mut file, &descriptor, columns)?;
     Ok(Bytes::from(file.into_inner()?))
 }
 
