@@ -18,6 +18,12 @@
 //! OBSERVATORY_BIN_DIR=target/release target/release/blocksearchbench
 //! ```
 //!
+//! With `--compact-window 1h` (or `24h`) the bench first runs
+//! `observatory-consumer compact` once over the day (`COMPACTOR_ONCE`, the
+//! minute blocks deleted as soon as they are compacted), then searches the
+//! compacted blocks; give such a run its own `--url`, the minute blocks of
+//! the bucket are gone afterwards.
+//!
 //! `BENCH_OBJECT_STORE_URL` (default `s3://observatory/blocksearchbench`,
 //! the stack's S3 server, reached with `AWS_ENDPOINT` etc. as the stack
 //! exports them) is where the blocks are kept; `file:///path` works too.
@@ -72,8 +78,12 @@ struct Args {
     )]
     database_url: String,
     /// The API's listen address.
-    #[arg(long, default_value = "127.0.0.1:18099")]
+    #[arg(long, env = "BENCH_API_ADDR", default_value = "127.0.0.1:18099")]
     api_addr: String,
+    /// Compact the day into blocks of this window before searching (`1h`,
+    /// `24h`); the minute blocks are searched when not given.
+    #[arg(long, env = "BENCH_COMPACT_WINDOW")]
+    compact_window: Option<String>,
 }
 
 /// The id of the needle trace, in the block of minute `minutes / 2`.
@@ -163,6 +173,55 @@ async fn write_blocks(store: &BlockStore, args: &Args) -> anyhow::Result<()> {
         "wrote {} blocks, {spans} spans, {:.1} MiB of data.parquet in {:.1?}",
         args.minutes,
         bytes as f64 / (1 << 20) as f64,
+        started.elapsed()
+    );
+    Ok(())
+}
+
+/// Compacts the day into blocks of `window` with the real compactor, once
+/// per bucket: the minute blocks are gone afterwards.
+async fn compact(store: &BlockStore, args: &Args, window: &str) -> anyhow::Result<()> {
+    let marker = format!("{TENANT}/bench-compacted-{window}");
+    if store.get(&marker).await.is_ok() {
+        println!("blocks already compacted ({marker})");
+        return Ok(());
+    }
+    let started = Instant::now();
+    let out = Command::new(observatory_integration::workspace_bin(
+        "observatory-consumer",
+    ))
+    .arg("compact")
+    .env("OBJECT_STORE_URL", &args.url)
+    .env("DATABASE_URL", &args.database_url)
+    .env("COMPACTOR_ONCE", "true")
+    .env(
+        "CONSUMER_ADMIN_ADDR",
+        observatory_integration::free_addr().to_string(),
+    )
+    .env("TEMPO_COMPACTION_WINDOW", window)
+    .env("TEMPO_COMPACTED_BLOCK_RETENTION", "0s")
+    // The bench's day is fixed in the past: keep it.
+    .env("RETENTION_TRACES_DAYS", "36500")
+    .env("RUST_LOG", "warn")
+    .output()?;
+    if !out.status.success() {
+        bail!("compactor failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let live = store
+        .list(TENANT)
+        .await?
+        .into_iter()
+        .filter(|n| n.ends_with("/meta.json"))
+        .count();
+    store
+        .object_store()
+        .put(
+            &object_store::path::Path::from(marker),
+            bytes::Bytes::from_static(b"done").into(),
+        )
+        .await?;
+    println!(
+        "compacted into {live} blocks of {window} in {:.1?}",
         started.elapsed()
     );
     Ok(())
@@ -292,6 +351,9 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let store = BlockStore::open(&args.url, false)?;
     write_blocks(&store, &args).await?;
+    if let Some(window) = &args.compact_window {
+        compact(&store, &args, window).await?;
+    }
 
     let api = Api::start(&args).await?;
     let pid = api.child.id();

@@ -20,8 +20,9 @@
 //!
 //! What it guarantees:
 //! - Blocks are read newest first, at most `BLOCKS_SEARCH_CONCURRENCY` at
-//!   once (object storage answers in tens of milliseconds, and a day of
-//!   one-minute blocks is 1 440 requests or more); a
+//!   once, and up to 8 row groups of each block at once (object storage
+//!   answers in tens of milliseconds, a day of one-minute blocks is 1 440
+//!   requests or more, and a day's compacted block dozens of row groups); a
 //!   search ordered by start time stops as soon as no unread block can hold
 //!   a trace that would make the page.
 //! - A search reads at most `BLOCKS_SEARCH_MAX_BYTES` (every read is
@@ -47,6 +48,7 @@ use crate::tempo_api::traceql::Cond;
 use futures::StreamExt;
 use object_store::path::Path;
 use observatory_schemas::tempo::meta::{tenant_folder, DATA};
+use observatory_schemas::tempo::ranged::Footer;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -56,6 +58,19 @@ type Check = (super::eval::Needs, std::ops::Range<u64>);
 /// Column chunks of one row group closer than this are read in one request
 /// (a few KiB of another column cost less than a request).
 const RANGE_GAP: u64 = 16 << 10;
+
+/// Row groups of one block searched at once (each a round trip or two to
+/// the store); blocks are searched `BLOCKS_SEARCH_CONCURRENCY` at once.
+const GROUP_CONCURRENCY: usize = 8;
+
+/// Why a row group's search failed: its bytes, or the store.
+#[derive(Debug, thiserror::Error)]
+enum GroupError {
+    #[error(transparent)]
+    Scan(#[from] scan::ReadError),
+    #[error(transparent)]
+    Blocks(#[from] BlocksError),
+}
 
 /// Whose attribute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -468,49 +483,90 @@ impl Blocks {
             .map_err(read)?;
             groups.retain(|g| !ruled_out.contains(g));
         }
+        // Row groups of a block in parallel too: a large compacted block
+        // holds dozens, and each is two round trips to the store.
+        let per_set = search.span_sets.unwrap_or(0);
+        let (path, footer) = (&path, &footer);
+        let mut results = futures::stream::iter(groups)
+            .map(|g| {
+                let plan = plan.clone();
+                async move {
+                    self.search_group(path, footer, len, g, plan, (from, to), per_set, budget)
+                        .await
+                }
+            })
+            .buffer_unordered(GROUP_CONCURRENCY);
         let mut outcome = Outcome {
             complete: true,
             ..Default::default()
         };
-        for g in groups {
-            let chunks = self.fetch_chunks(&path, footer.row_group(g), &plan.filter_leaves, budget);
-            let Some(parts) = chunks.await? else {
+        while let Some(result) = results.next().await {
+            let Some(group) = result.map_err(|e| match e {
+                GroupError::Scan(source) => read(source),
+                GroupError::Blocks(e) => e,
+            })?
+            else {
                 outcome.complete = false;
-                return Ok(outcome);
-            };
-            let (footer_c, plan_c) = (footer.clone(), plan.clone());
-            let (group, matches, spans) = tokio::task::spawn_blocking(move || {
-                let rg = footer_c.row_group(g);
-                let mut group = Group::new(rg.num_rows() as usize);
-                group.add(scan::read_chunks(rg, len, parts, &plan_c.filter_leaves)?);
-                let (matches, spans) = group.matches(&plan_c, from, to);
-                Ok::<_, scan::ReadError>((group, matches, spans))
-            })
-            .await?
-            .map_err(read)?;
-            outcome.traces += footer.row_group(g).num_rows() as u64;
-            outcome.spans += spans;
-            if matches.is_empty() {
                 continue;
-            }
-            let chunks = self.fetch_chunks(&path, footer.row_group(g), &plan.output_leaves, budget);
-            let Some(parts) = chunks.await? else {
-                outcome.complete = false;
-                return Ok(outcome);
             };
-            let (footer_c, plan_c) = (footer.clone(), plan.clone());
-            let per_set = search.span_sets.unwrap_or(0);
-            let hits = tokio::task::spawn_blocking(move || {
-                let mut group = group;
-                let rg = footer_c.row_group(g);
-                group.add(scan::read_chunks(rg, len, parts, &plan_c.output_leaves)?);
-                Ok::<_, scan::ReadError>(group.describe(&plan_c, matches, per_set))
-            })
-            .await?
-            .map_err(read)?;
-            outcome.hits.extend(hits);
+            outcome.traces += group.traces;
+            outcome.spans += group.spans;
+            outcome.hits.extend(group.hits);
         }
         Ok(outcome)
+    }
+
+    /// One row group's part of a block's search: `None` when the budget
+    /// refused its reads.
+    #[allow(clippy::too_many_arguments)]
+    async fn search_group(
+        &self,
+        path: &Path,
+        footer: &Footer,
+        len: u64,
+        g: usize,
+        plan: Arc<Plan>,
+        (from, to): (i64, i64),
+        per_set: usize,
+        budget: &Budget,
+    ) -> Result<Option<Outcome>, GroupError> {
+        let chunks = self.fetch_chunks(path, footer.row_group(g), &plan.filter_leaves, budget);
+        let Some(parts) = chunks.await? else {
+            return Ok(None);
+        };
+        let (footer_c, plan_c) = (footer.clone(), plan.clone());
+        let (group, matches, spans) = tokio::task::spawn_blocking(move || {
+            let rg = footer_c.row_group(g);
+            let mut group = Group::new(rg.num_rows() as usize);
+            group.add(scan::read_chunks(rg, len, parts, &plan_c.filter_leaves)?);
+            let (matches, spans) = group.matches(&plan_c, from, to);
+            Ok::<_, scan::ReadError>((group, matches, spans))
+        })
+        .await
+        .map_err(BlocksError::from)??;
+        let mut outcome = Outcome {
+            complete: true,
+            traces: footer.row_group(g).num_rows() as u64,
+            spans,
+            hits: Vec::new(),
+        };
+        if matches.is_empty() {
+            return Ok(Some(outcome));
+        }
+        let chunks = self.fetch_chunks(path, footer.row_group(g), &plan.output_leaves, budget);
+        let Some(parts) = chunks.await? else {
+            return Ok(None);
+        };
+        let footer_c = footer.clone();
+        outcome.hits = tokio::task::spawn_blocking(move || {
+            let mut group = group;
+            let rg = footer_c.row_group(g);
+            group.add(scan::read_chunks(rg, len, parts, &plan.output_leaves)?);
+            Ok::<_, scan::ReadError>(group.describe(&plan, matches, per_set))
+        })
+        .await
+        .map_err(BlocksError::from)??;
+        Ok(Some(outcome))
     }
 
     /// The bytes of `ranges` of `path`, once the budget allowed them;
