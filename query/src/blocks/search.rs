@@ -63,13 +63,12 @@ const RANGE_GAP: u64 = 16 << 10;
 /// the store); blocks are searched `BLOCKS_SEARCH_CONCURRENCY` at once.
 const GROUP_CONCURRENCY: usize = 8;
 
-/// Why a row group's search failed: its bytes, or the store.
-#[derive(Debug, thiserror::Error)]
-enum GroupError {
-    #[error(transparent)]
-    Scan(#[from] scan::ReadError),
-    #[error(transparent)]
-    Blocks(#[from] BlocksError),
+/// A block's data file, as a row group's search reads it.
+struct DataFile<'a> {
+    block: &'a str,
+    path: &'a Path,
+    footer: &'a Footer,
+    len: u64,
 }
 
 /// Whose attribute.
@@ -485,27 +484,21 @@ impl Blocks {
         }
         // Row groups of a block in parallel too: a large compacted block
         // holds dozens, and each is two round trips to the store.
-        let per_set = search.span_sets.unwrap_or(0);
-        let (path, footer) = (&path, &footer);
+        let file = DataFile {
+            block: &block.id,
+            path: &path,
+            footer: &footer,
+            len,
+        };
         let mut results = futures::stream::iter(groups)
-            .map(|g| {
-                let plan = plan.clone();
-                async move {
-                    self.search_group(path, footer, len, g, plan, (from, to), per_set, budget)
-                        .await
-                }
-            })
+            .map(|g| self.search_group(&file, g, plan.clone(), search, budget))
             .buffer_unordered(GROUP_CONCURRENCY);
         let mut outcome = Outcome {
             complete: true,
             ..Default::default()
         };
-        while let Some(result) = results.next().await {
-            let Some(group) = result.map_err(|e| match e {
-                GroupError::Scan(source) => read(source),
-                GroupError::Blocks(e) => e,
-            })?
-            else {
+        while let Some(group) = results.next().await {
+            let Some(group) = group? else {
                 outcome.complete = false;
                 continue;
             };
@@ -518,54 +511,61 @@ impl Blocks {
 
     /// One row group's part of a block's search: `None` when the budget
     /// refused its reads.
-    #[allow(clippy::too_many_arguments)]
     async fn search_group(
         &self,
-        path: &Path,
-        footer: &Footer,
-        len: u64,
+        file: &DataFile<'_>,
         g: usize,
         plan: Arc<Plan>,
-        (from, to): (i64, i64),
-        per_set: usize,
+        search: &BlockSearch,
         budget: &Budget,
-    ) -> Result<Option<Outcome>, GroupError> {
-        let chunks = self.fetch_chunks(path, footer.row_group(g), &plan.filter_leaves, budget);
-        let Some(parts) = chunks.await? else {
+    ) -> Result<Option<Outcome>, BlocksError> {
+        let read = |source| BlocksError::Read {
+            block: file.block.to_owned(),
+            source,
+        };
+        let (len, rg) = (file.len, file.footer.row_group(g));
+        let (from, to) = (search.from_ns, search.to_ns);
+        let Some(parts) = self
+            .fetch_chunks(file.path, rg, &plan.filter_leaves, budget)
+            .await?
+        else {
             return Ok(None);
         };
-        let (footer_c, plan_c) = (footer.clone(), plan.clone());
+        let (footer, plan_c) = (file.footer.clone(), plan.clone());
         let (group, matches, spans) = tokio::task::spawn_blocking(move || {
-            let rg = footer_c.row_group(g);
+            let rg = footer.row_group(g);
             let mut group = Group::new(rg.num_rows() as usize);
             group.add(scan::read_chunks(rg, len, parts, &plan_c.filter_leaves)?);
             let (matches, spans) = group.matches(&plan_c, from, to);
             Ok::<_, scan::ReadError>((group, matches, spans))
         })
-        .await
-        .map_err(BlocksError::from)??;
+        .await?
+        .map_err(read)?;
         let mut outcome = Outcome {
             complete: true,
-            traces: footer.row_group(g).num_rows() as u64,
+            traces: rg.num_rows() as u64,
             spans,
             hits: Vec::new(),
         };
         if matches.is_empty() {
             return Ok(Some(outcome));
         }
-        let chunks = self.fetch_chunks(path, footer.row_group(g), &plan.output_leaves, budget);
-        let Some(parts) = chunks.await? else {
+        let Some(parts) = self
+            .fetch_chunks(file.path, rg, &plan.output_leaves, budget)
+            .await?
+        else {
             return Ok(None);
         };
-        let footer_c = footer.clone();
+        let footer = file.footer.clone();
+        let per_set = search.span_sets.unwrap_or(0);
         outcome.hits = tokio::task::spawn_blocking(move || {
             let mut group = group;
-            let rg = footer_c.row_group(g);
+            let rg = footer.row_group(g);
             group.add(scan::read_chunks(rg, len, parts, &plan.output_leaves)?);
             Ok::<_, scan::ReadError>(group.describe(&plan, matches, per_set))
         })
-        .await
-        .map_err(BlocksError::from)??;
+        .await?
+        .map_err(read)?;
         Ok(Some(outcome))
     }
 
